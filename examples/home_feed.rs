@@ -1,0 +1,80 @@
+//! Prints Cruddur's home feed.
+//!
+//! ```text
+//! cargo run --example home_feed            # a readable table
+//! cargo run --example home_feed -- --json  # the JSON the API serves
+//! ```
+//!
+//! The database is `DATABASE_URL` or `CONNECTION_URL` (a `.env` file is
+//! read), else `postgres://localhost/cruddur`. It is created, migrated and
+//! seeded on first use; later runs change nothing.
+
+use std::process::ExitCode;
+
+use cruddur_db::config::{DEFAULT_DATABASE_URL, load_dotenv};
+use cruddur_db::{Config, DatabaseUrl, Environment, FeedPage, Repository, prepare};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> cruddur_db::Result<()> {
+    let json = std::env::args().skip(1).any(|a| a == "--json");
+    load_dotenv();
+    let config = match Config::from_env(Environment::Development) {
+        Ok(config) => config,
+        Err(cruddur_db::Error::MissingUrl { .. }) => {
+            Config::new(DatabaseUrl::parse(DEFAULT_DATABASE_URL)?)
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(warning) = &config.warning {
+        eprintln!("warning: {warning}");
+    }
+    let report = prepare(&config.database_url)?;
+    if report.created || !report.migrations_applied.is_empty() || report.seeded {
+        eprintln!(
+            "prepared {}: created {}, {} migration(s) applied, seeded {}",
+            config.database_url,
+            report.created,
+            report.migrations_applied.len(),
+            report.seeded
+        );
+    }
+    let repo = Repository::connect(&config)?;
+    if json {
+        println!("{}", repo.home_feed_json(FeedPage::default())?);
+        return Ok(());
+    }
+    let feed = repo.home_feed(FeedPage::default())?;
+    println!(
+        "{:<27}  {:<16}  {:<16}  {:>7}  {:>7}  {:>5}  message",
+        "created_at", "display_name", "handle", "replies", "reposts", "likes"
+    );
+    for item in &feed {
+        println!(
+            "{:<27}  {:<16}  {:<16}  {:>7}  {:>7}  {:>5}  {}",
+            item.created_at
+                .format(cruddur_db::models::TIMESTAMP_FORMAT)
+                .to_string(),
+            item.display_name,
+            format!("@{}", item.handle),
+            item.replies_count,
+            item.reposts_count,
+            item.likes_count,
+            item.message.replace('\n', " "),
+        );
+    }
+    println!(
+        "({} activit{})",
+        feed.len(),
+        if feed.len() == 1 { "y" } else { "ies" }
+    );
+    Ok(())
+}

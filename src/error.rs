@@ -1,0 +1,217 @@
+//! The library's one error type.
+//!
+//! Every variant that concerns a connection names the database by its
+//! redacted URL; no variant ever holds a password.
+
+use std::fmt;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `cruddur_db`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No variable named a database.
+    #[error("no database configured: set {variables} (or pass --database-url)")]
+    MissingUrl {
+        /// The variables that were looked at.
+        variables: &'static str,
+    },
+    /// The connection string could not be understood.
+    #[error("invalid database URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL, redacted.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting from the environment has a bad value.
+    #[error("invalid value `{value}` for {name}: {reason}")]
+    InvalidSetting {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The server could not be reached (refused, unknown host, timed out).
+    #[error("cannot reach the database server for {url}: {message}")]
+    Unreachable {
+        /// The URL, redacted.
+        url: String,
+        /// libpq's explanation.
+        message: String,
+    },
+    /// The server refused the credentials.
+    #[error("authentication failed for {url}: {message}")]
+    Authentication {
+        /// The URL, redacted.
+        url: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server answered, but the database does not exist.
+    #[error(
+        "database `{database}` does not exist on the server of {url} (create it with `cruddur-db create`)"
+    )]
+    DatabaseMissing {
+        /// The URL, redacted.
+        url: String,
+        /// The database that is missing.
+        database: String,
+    },
+    /// Any other connection failure.
+    #[error("cannot connect to {url}: {message}")]
+    Connection {
+        /// The URL, redacted.
+        url: String,
+        /// libpq's explanation.
+        message: String,
+    },
+    /// No pooled connection became free within the checkout timeout.
+    #[error("no database connection available within {timeout_ms} ms (pool of {pool_size}){}", .last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    PoolTimeout {
+        /// The checkout timeout.
+        timeout_ms: u128,
+        /// The pool's maximum size.
+        pool_size: u32,
+        /// The last connection error the pool saw, if any (scrubbed).
+        last_error: Option<String>,
+    },
+    /// A statement ran longer than the statement timeout and was cancelled.
+    #[error("statement cancelled after exceeding the statement timeout: {0}")]
+    StatementTimeout(String),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[source] diesel::result::Error),
+    /// Applying or reading migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// The operation needs an up-to-date schema.
+    #[error("{count} migration(s) pending ({names}); run `cruddur-db migrate run` first")]
+    PendingMigrations {
+        /// How many are pending.
+        count: usize,
+        /// Their names, comma-separated.
+        names: String,
+    },
+    /// Input failed validation; nothing was written.
+    #[error("invalid input: {}", ValidationError::codes(.0))]
+    Validation(Vec<ValidationError>),
+    /// No user has this handle.
+    #[error("user not found: no user has the handle `{handle}`")]
+    UserNotFound {
+        /// The handle that was looked up.
+        handle: String,
+    },
+    /// No activity has this uuid.
+    #[error("activity not found: {uuid}")]
+    ActivityNotFound {
+        /// The uuid that was looked up.
+        uuid: uuid::Uuid,
+    },
+    /// The handle belongs to another identity-provider subject.
+    #[error("the handle `{handle}` is taken by another user")]
+    HandleTaken {
+        /// The handle.
+        handle: String,
+    },
+    /// A post-confirmation event could not be used.
+    #[error("invalid post-confirmation event: {0}")]
+    InvalidEvent(String),
+    /// A page size outside 1..=100.
+    #[error("invalid page size {limit}: it must be between 1 and {max}")]
+    InvalidPageSize {
+        /// The size asked for.
+        limit: i64,
+        /// The largest allowed.
+        max: i64,
+    },
+    /// A feed cursor could not be decoded.
+    #[error("invalid feed cursor `{input}`: {reason}")]
+    InvalidCursor {
+        /// The cursor given (cut to 80 characters).
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An I/O error with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        match &e {
+            // SQLSTATE 57014 (query_canceled) is how a statement timeout ends.
+            D::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().contains("statement timeout") =>
+            {
+                Error::StatementTimeout(info.message().to_owned())
+            }
+            _ => Error::Query(e),
+        }
+    }
+}
+
+/// One failed validation rule, with the original application's error code.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationError {
+    /// The message is empty or only whitespace.
+    MessageBlank,
+    /// The message is longer than allowed (280 characters, 1024 for replies).
+    MessageExceedMaxChars,
+    /// The handle is empty.
+    UserHandleBlank,
+    /// The ttl is not one of the allowed values.
+    TtlBlank,
+    /// The message contains a NUL character, which PostgreSQL text cannot hold.
+    MessageContainsNul,
+}
+
+impl ValidationError {
+    /// The error code, as the original application named it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ValidationError::MessageBlank => "message_blank",
+            ValidationError::MessageExceedMaxChars => "message_exceed_max_chars",
+            ValidationError::UserHandleBlank => "user_handle_blank",
+            ValidationError::TtlBlank => "ttl_blank",
+            ValidationError::MessageContainsNul => "message_contains_nul",
+        }
+    }
+
+    fn codes(errors: &[ValidationError]) -> String {
+        errors
+            .iter()
+            .map(|e| e.code())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Error {
+    /// The validation codes, when this is a validation error.
+    pub fn validation_codes(&self) -> Vec<&'static str> {
+        match self {
+            Error::Validation(errors) => errors.iter().map(|e| e.code()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}

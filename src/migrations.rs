@@ -1,0 +1,163 @@
+//! Embedded migrations, applied under a PostgreSQL advisory lock.
+//!
+//! The migrations are the files in `migrations/`, embedded at compile time
+//! (`build.rs` makes cargo rebuild when they change). They are recorded in
+//! Diesel's own `__diesel_schema_migrations` table, so the stock
+//! `diesel migration run` and this module agree on what is applied.
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::{Error, Result};
+
+/// The migrations in `migrations/`, embedded in the library.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The advisory lock key that serialises migration runs on one database
+/// (`pg_advisory_lock`); it is the first 8 bytes of "cruddurm" read as an
+/// integer, so that `sessions` can recognise it.
+pub const MIGRATION_LOCK_KEY: i64 = i64::from_be_bytes(*b"cruddurm");
+
+/// One migration and whether it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigrationState {
+    /// The migration's version (the directory name's leading timestamp,
+    /// digits only), as Diesel records it.
+    pub version: String,
+    /// The full directory name.
+    pub name: String,
+    /// Whether `__diesel_schema_migrations` lists it.
+    pub applied: bool,
+}
+
+fn migration_error(e: impl std::fmt::Display) -> Error {
+    Error::Migration(e.to_string())
+}
+
+/// Holds the migration advisory lock for as long as it lives.
+struct MigrationLock<'a> {
+    conn: &'a mut PgConnection,
+}
+
+impl<'a> MigrationLock<'a> {
+    fn acquire(conn: &'a mut PgConnection) -> Result<Self> {
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(conn)?;
+        Ok(Self { conn })
+    }
+}
+
+impl Drop for MigrationLock<'_> {
+    fn drop(&mut self) {
+        let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(self.conn);
+        if let Err(e) = unlocked {
+            // The lock is session-level: it goes when the connection does.
+            tracing::warn!("could not release the migration lock: {e}");
+        }
+    }
+}
+
+/// Applies every pending migration, each in its own transaction, while
+/// holding the migration advisory lock.
+///
+/// Processes that start at once queue on the lock: the first applies the
+/// migrations, the others then find nothing pending. Returns the versions
+/// this call applied (empty when the schema was current).
+pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    let lock = MigrationLock::acquire(conn)?;
+    let applied = lock
+        .conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(migration_error)?
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect();
+    drop(lock);
+    Ok(applied)
+}
+
+/// Reverts the most recently applied migration under the lock; returns its
+/// version, or `None` when nothing was applied.
+pub fn revert_last_migration(conn: &mut PgConnection) -> Result<Option<String>> {
+    let lock = MigrationLock::acquire(conn)?;
+    let applied = lock.conn.applied_migrations().map_err(migration_error)?;
+    let result = if applied.is_empty() {
+        None
+    } else {
+        Some(
+            lock.conn
+                .revert_last_migration(MIGRATIONS)
+                .map_err(migration_error)?
+                .to_string(),
+        )
+    };
+    drop(lock);
+    Ok(result)
+}
+
+/// Reverts every applied migration, newest first, under the lock; returns
+/// the versions reverted. Destroys all data in the schema's tables.
+pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    let lock = MigrationLock::acquire(conn)?;
+    let reverted = lock
+        .conn
+        .revert_all_migrations(MIGRATIONS)
+        .map_err(migration_error)?
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect();
+    drop(lock);
+    Ok(reverted)
+}
+
+/// The names of the embedded migrations that are not applied yet.
+pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    Ok(conn
+        .pending_migrations(MIGRATIONS)
+        .map_err(migration_error)?
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect())
+}
+
+/// Every embedded migration, oldest first, with whether it is applied.
+pub fn migration_status(conn: &mut PgConnection) -> Result<Vec<MigrationState>> {
+    use diesel::migration::MigrationSource;
+    let applied: Vec<String> = conn
+        .applied_migrations()
+        .map_err(migration_error)?
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect();
+    let mut all =
+        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).map_err(migration_error)?;
+    all.sort_by_key(|m| m.name().version().to_string());
+    Ok(all
+        .iter()
+        .map(|m| {
+            let version = m.name().version().to_string();
+            MigrationState {
+                applied: applied.contains(&version),
+                name: m.name().to_string(),
+                version,
+            }
+        })
+        .collect())
+}
+
+/// Fails with [`Error::PendingMigrations`] unless the schema is current.
+pub fn ensure_current(conn: &mut PgConnection) -> Result<()> {
+    let pending = pending_migrations(conn)?;
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::PendingMigrations {
+            count: pending.len(),
+            names: pending.join(", "),
+        })
+    }
+}

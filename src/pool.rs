@@ -1,0 +1,219 @@
+//! Connections and the r2d2 pool.
+//!
+//! Defaults (all overridable through [`Config`]):
+//!
+//! | setting | default |
+//! |---|---|
+//! | maximum connections | [`DEFAULT_POOL_SIZE`](crate::config::DEFAULT_POOL_SIZE) (10) |
+//! | idle connections kept | none beyond those already opened (r2d2 `min_idle` = max) |
+//! | checkout timeout | [`DEFAULT_CHECKOUT_TIMEOUT`](crate::config::DEFAULT_CHECKOUT_TIMEOUT) (5 s) |
+//! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`](crate::config::DEFAULT_CONNECT_TIMEOUT_SECS) (5 s), unless the URL sets `connect_timeout` |
+//! | statement timeout | [`DEFAULT_STATEMENT_TIMEOUT_MS`](crate::config::DEFAULT_STATEMENT_TIMEOUT_MS) (30 s) |
+//! | `application_name` | [`APPLICATION_NAME`](crate::config::APPLICATION_NAME), unless the URL sets one |
+//! | `TimeZone` | `UTC` |
+//! | health check on checkout | off: a connection that failed is marked broken by Diesel and replaced, so the hot path pays no extra round trip |
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
+
+use crate::config::{APPLICATION_NAME, Config, DEFAULT_CONNECT_TIMEOUT_SECS, DatabaseUrl, redact};
+use crate::error::{Error, Result};
+
+/// The pool type the library and its users share.
+pub type PgPool = diesel::r2d2::Pool<ConnectionManager<PgConnection>>;
+/// A connection checked out of a [`PgPool`].
+pub type PgPooledConnection = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// The URL libpq is given: the user's, with our defaults for the
+/// parameters it leaves unset.
+pub(crate) fn effective_url(url: &DatabaseUrl) -> DatabaseUrl {
+    url.with_default_param("connect_timeout", &DEFAULT_CONNECT_TIMEOUT_SECS.to_string())
+        .with_default_param("application_name", APPLICATION_NAME)
+}
+
+/// Opens one connection, with the same settings as pooled connections,
+/// and turns libpq's failure into a typed [`Error`].
+pub fn establish(url: &DatabaseUrl) -> Result<PgConnection> {
+    establish_with_timeout(url, crate::config::DEFAULT_STATEMENT_TIMEOUT_MS)
+}
+
+pub(crate) fn establish_with_timeout(
+    url: &DatabaseUrl,
+    statement_timeout_ms: u64,
+) -> Result<PgConnection> {
+    let mut conn = PgConnection::establish(effective_url(url).expose())
+        .map_err(|e| classify_connection_error(url, &e.to_string()))?;
+    session_settings(statement_timeout_ms)
+        .on_acquire(&mut conn)
+        .map_err(|e| Error::Connection {
+            url: url.to_string(),
+            message: url.scrub(&e.to_string()),
+        })?;
+    Ok(conn)
+}
+
+/// Sorts a libpq connection failure into the variant a user can act on.
+pub(crate) fn classify_connection_error(url: &DatabaseUrl, message: &str) -> Error {
+    let message = url.scrub(message.trim());
+    let shown = url.to_string();
+    let lower = message.to_lowercase();
+    if lower.contains("password authentication failed")
+        || lower.contains("authentication failed")
+        || lower.contains("no password supplied")
+        || lower.contains("role") && lower.contains("does not exist")
+        || lower.contains("no pg_hba.conf entry")
+    {
+        Error::Authentication {
+            url: shown,
+            message,
+        }
+    } else if lower.contains("database") && lower.contains("does not exist") {
+        Error::DatabaseMissing {
+            url: shown,
+            database: url.database().unwrap_or_else(|| "(default)".into()),
+        }
+    } else if lower.contains("invalid connection option")
+        || lower.contains("invalid uri")
+        || lower.contains("invalid integer value")
+        || lower.contains("missing \"=\"")
+        || lower.contains("invalid port")
+        || lower.contains("invalid sslmode")
+        || lower.contains("invalid percent-encoded")
+        || lower.contains("unterminated quoted string")
+    {
+        Error::InvalidUrl {
+            url: shown,
+            reason: message,
+        }
+    } else if lower.contains("connection refused")
+        || lower.contains("could not translate host name")
+        || lower.contains("timeout expired")
+        || lower.contains("no such file or directory")
+        || lower.contains("network is unreachable")
+        || lower.contains("no route to host")
+        || lower.contains("could not connect to server")
+        || lower.contains("the database system is starting up")
+        || lower.contains("the database system is shutting down")
+        || lower.contains("server closed the connection")
+    {
+        Error::Unreachable {
+            url: shown,
+            message,
+        }
+    } else {
+        Error::Connection {
+            url: shown,
+            message,
+        }
+    }
+}
+
+/// Session settings applied once when a connection is opened (not on
+/// every checkout).
+#[derive(Debug, Clone, Copy)]
+struct SessionSettings {
+    statement_timeout_ms: u64,
+}
+
+fn session_settings(statement_timeout_ms: u64) -> SessionSettings {
+    SessionSettings {
+        statement_timeout_ms,
+    }
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        // One round trip for all settings. Diesel already sets the client
+        // encoding; TimeZone is set again here so the guarantee does not
+        // depend on Diesel's internals.
+        conn.batch_execute(&format!(
+            "SET TIME ZONE 'UTC'; SET statement_timeout = {}",
+            self.statement_timeout_ms
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Builds the r2d2 pool for `config`, failing fast with a typed error.
+///
+/// One connection is opened first, directly, so that a bad URL, an
+/// unreachable host, a wrong password or a missing database is reported as
+/// such (r2d2 alone would only say "timed out" after the checkout timeout).
+/// That connection is then the first one in the pool's place: the pool is
+/// built lazily and opens connections as callers need them, up to
+/// `config.pool_size`.
+///
+/// Defaults are listed in the [module documentation](self).
+pub fn build_pool(config: &Config) -> Result<PgPool> {
+    let url = &config.database_url;
+    // Probe: typed errors instead of a pool timeout.
+    drop(establish_with_timeout(url, config.statement_timeout_ms)?);
+    let manager = ConnectionManager::<PgConnection>::new(effective_url(url).expose());
+    let pool = diesel::r2d2::Pool::builder()
+        .max_size(config.pool_size)
+        .min_idle(Some(0))
+        .connection_timeout(config.checkout_timeout)
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(session_settings(config.statement_timeout_ms)))
+        .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
+        .build_unchecked(manager);
+    Ok(pool)
+}
+
+/// Checks a connection out of `pool`, turning r2d2's timeout into
+/// [`Error::PoolTimeout`] with the last connection error (scrubbed).
+pub fn checkout(pool: &PgPool, config_url: &DatabaseUrl) -> Result<PgPooledConnection> {
+    pool.get().map_err(|e| pool_error(pool, config_url, &e))
+}
+
+pub(crate) fn pool_error(pool: &PgPool, url: &DatabaseUrl, e: &r2d2::Error) -> Error {
+    let state = pool.state();
+    let last = e.to_string();
+    let last_error =
+        (!last.is_empty() && last != "timed out waiting for connection").then(|| url.scrub(&last));
+    Error::PoolTimeout {
+        timeout_ms: pool.connection_timeout().as_millis(),
+        pool_size: pool.max_size().max(state.connections),
+        last_error,
+    }
+}
+
+/// Logs pool connection errors through `tracing`, without the password.
+#[derive(Debug)]
+struct ScrubbingErrorHandler {
+    url: DatabaseUrl,
+}
+
+impl r2d2::HandleError<diesel::r2d2::Error> for ScrubbingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(
+            url = %redact(self.url.expose()),
+            "pool connection error: {}",
+            self.url.scrub(&error.to_string())
+        );
+    }
+}
+
+/// How long [`wait_for_server`] polls by default: 10 seconds.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// Polls until a connection to `url` succeeds or `timeout` passes,
+/// returning the last error. For tools that start a server and go on.
+pub fn wait_for_server(url: &DatabaseUrl, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match establish(url) {
+            Ok(_) => return Ok(()),
+            Err(e @ (Error::Unreachable { .. } | Error::Connection { .. }))
+                if std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!("waiting for the server: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Creating activities and replies, with the original's validation rules.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::error::{Error, Result, ValidationError};
+use crate::models::{Activity, ActivityObject, NewActivity, User};
+use crate::schema::activities;
+
+/// Longest activity message, in Unicode characters.
+pub const MAX_MESSAGE_CHARS: usize = 280;
+/// Longest reply, in Unicode characters.
+pub const MAX_REPLY_CHARS: usize = 1024;
+
+/// How long an activity lives before it expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ttl {
+    /// `30-days`
+    Days30,
+    /// `7-days`
+    Days7,
+    /// `3-days`
+    Days3,
+    /// `1-day`
+    Day1,
+    /// `12-hours`
+    Hours12,
+    /// `3-hours`
+    Hours3,
+    /// `1-hour`
+    Hour1,
+}
+
+impl Ttl {
+    /// Every value, longest first.
+    pub const ALL: [Ttl; 7] = [
+        Ttl::Days30,
+        Ttl::Days7,
+        Ttl::Days3,
+        Ttl::Day1,
+        Ttl::Hours12,
+        Ttl::Hours3,
+        Ttl::Hour1,
+    ];
+
+    /// The name the API uses, e.g. `7-days`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ttl::Days30 => "30-days",
+            Ttl::Days7 => "7-days",
+            Ttl::Days3 => "3-days",
+            Ttl::Day1 => "1-day",
+            Ttl::Hours12 => "12-hours",
+            Ttl::Hours3 => "3-hours",
+            Ttl::Hour1 => "1-hour",
+        }
+    }
+
+    /// The length of time it stands for.
+    pub fn duration(self) -> TimeDelta {
+        match self {
+            Ttl::Days30 => TimeDelta::days(30),
+            Ttl::Days7 => TimeDelta::days(7),
+            Ttl::Days3 => TimeDelta::days(3),
+            Ttl::Day1 => TimeDelta::days(1),
+            Ttl::Hours12 => TimeDelta::hours(12),
+            Ttl::Hours3 => TimeDelta::hours(3),
+            Ttl::Hour1 => TimeDelta::hours(1),
+        }
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Ttl {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, ValidationError> {
+        Ttl::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or(ValidationError::TtlBlank)
+    }
+}
+
+/// Checks a message against the rules, appending every failure.
+fn check_message(message: &str, max_chars: usize, errors: &mut Vec<ValidationError>) {
+    if message.trim().is_empty() {
+        errors.push(ValidationError::MessageBlank);
+    } else if message.chars().count() > max_chars {
+        errors.push(ValidationError::MessageExceedMaxChars);
+    }
+    if message.contains('\0') {
+        errors.push(ValidationError::MessageContainsNul);
+    }
+}
+
+fn check_handle(handle: &str, errors: &mut Vec<ValidationError>) {
+    if handle.trim().is_empty() {
+        errors.push(ValidationError::UserHandleBlank);
+    }
+}
+
+/// Validates the inputs of [`create_activity`] without touching the
+/// database; every failing rule is reported.
+pub fn validate_activity(handle: &str, message: &str, ttl: &str) -> Result<Ttl> {
+    let mut errors = Vec::new();
+    check_message(message, MAX_MESSAGE_CHARS, &mut errors);
+    check_handle(handle, &mut errors);
+    let ttl = ttl.parse::<Ttl>();
+    if let Err(e) = &ttl {
+        errors.push(e.clone());
+    }
+    match ttl {
+        Ok(ttl) if errors.is_empty() => Ok(ttl),
+        _ => Err(Error::Validation(errors)),
+    }
+}
+
+/// Finds a user by handle, or [`Error::UserNotFound`].
+pub fn find_user_by_handle(conn: &mut PgConnection, handle: &str) -> Result<User> {
+    use crate::schema::users;
+    // PostgreSQL text cannot hold NUL, so no user can have such a handle.
+    if handle.contains('\0') {
+        return Err(Error::UserNotFound {
+            handle: handle.replace('\0', "\\0"),
+        });
+    }
+    users::table
+        .filter(users::handle.eq(handle))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::UserNotFound {
+            handle: handle.to_owned(),
+        })
+}
+
+/// The current time at PostgreSQL's precision (microseconds), so that the
+/// values returned equal the values stored.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
+}
+
+fn object(activity: Activity, user: &User) -> ActivityObject {
+    ActivityObject {
+        uuid: activity.uuid,
+        display_name: user.display_name.clone(),
+        handle: user.handle.clone(),
+        message: activity.message,
+        created_at: activity.created_at,
+        expires_at: activity.expires_at,
+    }
+}
+
+/// Creates an activity by the user with `handle`, expiring `ttl` after its
+/// creation.
+///
+/// Validation happens before any write and reports every failing rule
+/// ([`Error::Validation`]); an unknown handle is [`Error::UserNotFound`].
+/// Nothing is written when either happens.
+pub fn create_activity(
+    conn: &mut PgConnection,
+    handle: &str,
+    message: &str,
+    ttl: &str,
+) -> Result<ActivityObject> {
+    let ttl = validate_activity(handle, message, ttl)?;
+    conn.transaction(|conn| {
+        let user = find_user_by_handle(conn, handle)?;
+        let created_at = now_micros();
+        let activity = diesel::insert_into(activities::table)
+            .values(NewActivity {
+                user_uuid: user.uuid,
+                message,
+                reply_to_activity_uuid: None,
+                expires_at: Some(created_at + ttl.duration()),
+                created_at,
+            })
+            .returning(Activity::as_returning())
+            .get_result(conn)?;
+        Ok(object(activity, &user))
+    })
+}
+
+/// Creates a reply by `handle` to the activity `reply_to`, and adds one to
+/// that activity's `replies_count`, in one transaction.
+///
+/// Replies may be up to [`MAX_REPLY_CHARS`] characters and do not expire.
+/// A missing parent is [`Error::ActivityNotFound`]; nothing is written then.
+pub fn create_reply(
+    conn: &mut PgConnection,
+    handle: &str,
+    reply_to: Uuid,
+    message: &str,
+) -> Result<ActivityObject> {
+    let mut errors = Vec::new();
+    check_message(message, MAX_REPLY_CHARS, &mut errors);
+    check_handle(handle, &mut errors);
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    conn.transaction(|conn| {
+        let user = find_user_by_handle(conn, handle)?;
+        // The increment takes the parent's row lock, so concurrent replies
+        // each count once.
+        let parents = diesel::update(activities::table.find(reply_to))
+            .set(activities::replies_count.eq(activities::replies_count + 1))
+            .execute(conn)?;
+        if parents == 0 {
+            return Err(Error::ActivityNotFound { uuid: reply_to });
+        }
+        let reply = diesel::insert_into(activities::table)
+            .values(NewActivity {
+                user_uuid: user.uuid,
+                message,
+                reply_to_activity_uuid: Some(reply_to),
+                expires_at: None,
+                created_at: now_micros(),
+            })
+            .returning(Activity::as_returning())
+            .get_result(conn)?;
+        Ok(object(reply, &user))
+    })
+}
+
+/// Finds an activity by uuid.
+pub fn find_activity(conn: &mut PgConnection, uuid: Uuid) -> Result<Activity> {
+    activities::table
+        .find(uuid)
+        .select(Activity::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::ActivityNotFound { uuid })
+}

@@ -1,0 +1,154 @@
+//! Users, created from the identity provider's post-confirmation event.
+
+use diesel::prelude::*;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::models::{NewUser, User};
+use crate::schema::users;
+
+/// The user attributes of a post-confirmation event (the Cognito trigger's
+/// `request.userAttributes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostConfirmationEvent {
+    /// `name`: the display name.
+    pub name: String,
+    /// `email`.
+    pub email: String,
+    /// `preferred_username`: the handle.
+    pub preferred_username: String,
+    /// `sub`: the identity provider's subject.
+    pub sub: String,
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    request: RawRequest,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequest {
+    user_attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl PostConfirmationEvent {
+    /// Parses the event JSON; every missing, non-string, blank or NUL-bearing
+    /// attribute is named in the error.
+    pub fn parse(json: &str) -> Result<Self> {
+        let raw: RawEvent = serde_json::from_str(json).map_err(|e| {
+            Error::InvalidEvent(format!(
+                "{e}; expected {{\"request\": {{\"userAttributes\": {{\"name\", \"email\", \"preferred_username\", \"sub\"}}}}}}"
+            ))
+        })?;
+        let attrs = raw.request.user_attributes;
+        let mut problems = Vec::new();
+        let mut field = |key: &str| -> String {
+            match attrs.get(key) {
+                Some(serde_json::Value::String(s)) if s.contains('\0') => {
+                    problems.push(format!("`{key}` contains a NUL character"));
+                    String::new()
+                }
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.clone(),
+                Some(serde_json::Value::String(_)) => {
+                    problems.push(format!("`{key}` is blank"));
+                    String::new()
+                }
+                Some(_) => {
+                    problems.push(format!("`{key}` is not a string"));
+                    String::new()
+                }
+                None => {
+                    problems.push(format!("`{key}` is missing"));
+                    String::new()
+                }
+            }
+        };
+        let event = Self {
+            name: field("name"),
+            email: field("email"),
+            preferred_username: field("preferred_username"),
+            sub: field("sub"),
+        };
+        if problems.is_empty() {
+            Ok(event)
+        } else {
+            Err(Error::InvalidEvent(format!(
+                "request.userAttributes: {}",
+                problems.join(", ")
+            )))
+        }
+    }
+}
+
+/// What [`confirm_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Confirmed {
+    /// The user, new or existing.
+    pub user: User,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+/// Creates the user an event describes, once: when a user with the same
+/// `sub` exists, it is returned unchanged. A handle taken by a different
+/// subject is [`Error::HandleTaken`].
+pub fn confirm_user(conn: &mut PgConnection, event: &PostConfirmationEvent) -> Result<Confirmed> {
+    conn.transaction(|conn| {
+        let existing = users::table
+            .filter(users::cognito_user_id.eq(&event.sub))
+            .order(users::created_at)
+            .select(User::as_select())
+            .first(conn)
+            .optional()?;
+        if let Some(user) = existing {
+            return Ok(Confirmed {
+                user,
+                created: false,
+            });
+        }
+        let inserted = diesel::insert_into(users::table)
+            .values(NewUser {
+                display_name: &event.name,
+                handle: &event.preferred_username,
+                email: &event.email,
+                cognito_user_id: &event.sub,
+            })
+            .on_conflict(users::handle)
+            .do_nothing()
+            .returning(User::as_returning())
+            .get_result(conn)
+            .optional()?;
+        match inserted {
+            Some(user) => Ok(Confirmed {
+                user,
+                created: true,
+            }),
+            None => {
+                // A concurrent confirmation of the same event won the race.
+                let user = users::table
+                    .filter(users::handle.eq(&event.preferred_username))
+                    .select(User::as_select())
+                    .first(conn)?;
+                if user.cognito_user_id == event.sub {
+                    Ok(Confirmed {
+                        user,
+                        created: false,
+                    })
+                } else {
+                    Err(Error::HandleTaken {
+                        handle: event.preferred_username.clone(),
+                    })
+                }
+            }
+        }
+    })
+}
+
+/// Lists every user, by handle.
+pub fn list_users(conn: &mut PgConnection) -> Result<Vec<User>> {
+    Ok(users::table
+        .order(users::handle)
+        .select(User::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,179 @@
+//! The home feed: order, ties, keyset paging, the empty feed, and the
+//! byte-equality of the typed and the server-built JSON paths.
+
+mod common;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use cruddur_db::repo::feed::{MAX_PAGE_SIZE, home_feed, home_feed_json};
+use cruddur_db::schema::activities;
+use cruddur_db::{Error, FeedCursor, FeedPage, NewActivity};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn insert(conn: &mut PgConnection, user: Uuid, message: &str, created_at: DateTime<Utc>) -> Uuid {
+    diesel::insert_into(activities::table)
+        .values(NewActivity {
+            user_uuid: user,
+            message,
+            reply_to_activity_uuid: None,
+            expires_at: Some(created_at + TimeDelta::days(1)),
+            created_at,
+        })
+        .returning(activities::uuid)
+        .get_result(conn)
+        .unwrap()
+}
+
+#[test]
+fn empty_feed_is_an_empty_array_on_both_paths() {
+    common::with_rollback(|conn| {
+        assert!(home_feed(conn, FeedPage::default()).unwrap().is_empty());
+        assert_eq!(home_feed_json(conn, FeedPage::default()).unwrap(), "[]");
+    });
+}
+
+#[test]
+fn newest_first_with_author_names_and_exact_keys() {
+    common::with_rollback(|conn| {
+        let alice = common::user(conn, "Alice");
+        let bob = common::user(conn, "Bob");
+        insert(conn, alice.uuid, "old", at(0));
+        insert(conn, bob.uuid, "new", at(10));
+        insert(conn, alice.uuid, "middle", at(5));
+        let feed = home_feed(conn, FeedPage::default()).unwrap();
+        let messages: Vec<_> = feed.iter().map(|i| i.message.as_str()).collect();
+        assert_eq!(messages, ["new", "middle", "old"]);
+        assert_eq!(feed[0].display_name, "Bob");
+        assert_eq!(feed[0].handle, bob.handle);
+
+        let text = home_feed_json(conn, FeedPage::default()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let first = json[0].as_object().unwrap();
+        let keys = [
+            "uuid",
+            "display_name",
+            "handle",
+            "message",
+            "replies_count",
+            "reposts_count",
+            "likes_count",
+            "reply_to_activity_uuid",
+            "expires_at",
+            "created_at",
+        ];
+        assert_eq!(first.len(), keys.len(), "{text}");
+        let first_text = &text[..text.find('}').unwrap()];
+        let positions: Vec<usize> = keys
+            .iter()
+            .map(|k| first_text.find(&format!("\"{k}\":")).expect(k))
+            .collect();
+        assert!(positions.is_sorted(), "keys out of order: {first_text}");
+        assert_eq!(first["created_at"], "2027-01-15T08:00:10.000000Z");
+        assert_eq!(first["likes_count"], 0);
+        assert!(first["reply_to_activity_uuid"].is_null());
+    });
+}
+
+#[test]
+fn ties_on_created_at_are_broken_by_uuid_descending() {
+    common::with_rollback(|conn| {
+        let u = common::user(conn, "Tie");
+        let mut ids: Vec<Uuid> = (0..5)
+            .map(|i| insert(conn, u.uuid, &format!("m{i}"), at(0)))
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let feed = home_feed(conn, FeedPage::default()).unwrap();
+        let got: Vec<Uuid> = feed.iter().map(|i| i.uuid).collect();
+        assert_eq!(got, ids);
+    });
+}
+
+#[test]
+fn walking_pages_yields_every_activity_once_even_with_ties() {
+    common::with_rollback(|conn| {
+        let u = common::user(conn, "Pager");
+        let mut all = HashSet::new();
+        // 47 activities over 10 distinct timestamps: many ties cross page edges.
+        for i in 0..47 {
+            all.insert(insert(conn, u.uuid, &format!("m{i}"), at(i % 10)));
+        }
+        for limit in [1, 3, 7, 20, MAX_PAGE_SIZE] {
+            let mut seen = Vec::new();
+            let mut page = FeedPage::first(limit);
+            loop {
+                let items = home_feed(conn, page).unwrap();
+                let json = home_feed_json(conn, page).unwrap();
+                assert_eq!(
+                    json,
+                    serde_json::to_string(&items).unwrap(),
+                    "limit {limit}"
+                );
+                let Some(last) = items.last() else { break };
+                // The cursor survives its text form, as the CLI passes it.
+                let cursor: FeedCursor = FeedCursor::after(last).to_string().parse().unwrap();
+                seen.extend(items.iter().map(|i| i.uuid));
+                page = FeedPage::after(limit, cursor);
+            }
+            assert_eq!(seen.len(), 47, "limit {limit}: duplicates or gaps");
+            assert_eq!(
+                seen.iter().copied().collect::<HashSet<_>>(),
+                all,
+                "limit {limit}"
+            );
+        }
+    });
+}
+
+#[test]
+fn json_path_is_byte_identical_for_hostile_text_and_nulls() {
+    common::with_rollback(|conn| {
+        let u = common::user(conn, "Quote \" Back\\slash \u{1F980} שלום");
+        let hostile = [
+            "tab\tnewline\nreturn\r",
+            "'; DROP TABLE activities; --",
+            "control \u{1} \u{1f} \u{7f} end",
+            "emoji 🦀👩‍👩‍👧 and RTL مرحبا",
+            "</script><script>alert(1)</script>",
+            "back\\slash \"quoted\" /slash",
+        ];
+        for (i, m) in hostile.iter().enumerate() {
+            insert(conn, u.uuid, m, at(i as i64));
+        }
+        // A reply, so reply_to_activity_uuid is non-null in one item.
+        let parent = home_feed(conn, FeedPage::first(1)).unwrap()[0].uuid;
+        cruddur_db::create_reply(conn, &u.handle, parent, "a reply").unwrap();
+        let items = home_feed(conn, FeedPage::default()).unwrap();
+        assert!(
+            items
+                .iter()
+                .any(|i| i.reply_to_activity_uuid == Some(parent))
+        );
+        assert_eq!(
+            home_feed_json(conn, FeedPage::default()).unwrap(),
+            serde_json::to_string(&items).unwrap()
+        );
+    });
+}
+
+#[test]
+fn page_size_outside_bounds_is_refused() {
+    common::with_rollback(|conn| {
+        for limit in [0, -1, MAX_PAGE_SIZE + 1] {
+            let err = home_feed(conn, FeedPage::first(limit)).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidPageSize { .. }),
+                "limit {limit}: {err}"
+            );
+            assert!(
+                home_feed_json(conn, FeedPage::first(limit)).is_err(),
+                "limit {limit}"
+            );
+        }
+    });
+}
