@@ -1,0 +1,163 @@
+//! Creating activities and replies: validation before any write, every ttl,
+//! unknown handles, verbatim storage of hostile text, reply counting.
+
+mod common;
+
+use chrono::TimeDelta;
+use cruddur_db::repo::activities::find_activity;
+use cruddur_db::{Error, Ttl, create_activity, create_reply};
+use uuid::Uuid;
+
+#[test]
+fn validation_reports_every_failing_rule_and_writes_nothing() {
+    let ok = "hello";
+    let long_ascii = "a".repeat(281);
+    // 280 characters that are 4 bytes each in UTF-8: fine by characters, 1120 bytes.
+    let crabs_280 = "🦀".repeat(280);
+    let crabs_281 = "🦀".repeat(281);
+    let cases: [(&str, &str, &str, &[&str]); 12] = [
+        ("H", ok, "7-days", &[]),
+        ("H", "", "7-days", &["message_blank"]),
+        ("H", " \t\n ", "7-days", &["message_blank"]),
+        ("H", &long_ascii, "7-days", &["message_exceed_max_chars"]),
+        ("H", &crabs_280, "7-days", &[]),
+        ("H", &crabs_281, "7-days", &["message_exceed_max_chars"]),
+        ("", ok, "7-days", &["user_handle_blank"]),
+        ("H", ok, "", &["ttl_blank"]),
+        ("H", ok, "8-days", &["ttl_blank"]),
+        ("H", ok, "7-DAYS", &["ttl_blank"]),
+        (
+            "",
+            "",
+            "",
+            &["message_blank", "user_handle_blank", "ttl_blank"],
+        ),
+        ("H", "nul\0byte", "1-hour", &["message_contains_nul"]),
+    ];
+    common::with_rollback(|conn| {
+        let user = common::user(conn, "Validator");
+        for (handle, message, ttl, expected) in cases {
+            let handle = if handle == "H" {
+                user.handle.as_str()
+            } else {
+                handle
+            };
+            let before = common::counts(conn);
+            let result = create_activity(conn, handle, message, ttl);
+            let label = format!(
+                "handle={handle:?} message={:?}… ({} chars) ttl={ttl:?}",
+                message.chars().take(12).collect::<String>(),
+                message.chars().count()
+            );
+            if expected.is_empty() {
+                let created = result.unwrap_or_else(|e| panic!("{label}: {e}"));
+                assert_eq!(created.message, message, "{label}");
+                assert_eq!(common::counts(conn).1, before.1 + 1, "{label}");
+            } else {
+                let err = result.expect_err(&label);
+                assert_eq!(err.validation_codes(), expected, "{label}: {err}");
+                assert_eq!(
+                    common::counts(conn),
+                    before,
+                    "{label}: something was written"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn every_ttl_sets_expires_at_from_created_at() {
+    common::with_rollback(|conn| {
+        let user = common::user(conn, "Ttl");
+        for ttl in Ttl::ALL {
+            let created = create_activity(conn, &user.handle, "expiring", ttl.as_str()).unwrap();
+            let expires = created.expires_at.expect("an activity expires");
+            assert_eq!(expires - created.created_at, ttl.duration(), "{ttl}");
+            // The returned values are the stored ones (microsecond precision).
+            let stored = find_activity(conn, created.uuid).unwrap();
+            assert_eq!(stored.created_at, created.created_at, "{ttl}");
+            assert_eq!(stored.expires_at, created.expires_at, "{ttl}");
+        }
+        assert_eq!(Ttl::Days30.duration(), TimeDelta::days(30));
+        assert_eq!(Ttl::Hour1.duration(), TimeDelta::hours(1));
+    });
+}
+
+#[test]
+fn unknown_handle_is_user_not_found_and_writes_nothing() {
+    common::with_rollback(|conn| {
+        let before = common::counts(conn);
+        for handle in ["nobody", "' OR '1'='1", "nul\0handle"] {
+            let err = create_activity(conn, handle, "hi", "1-day").unwrap_err();
+            assert!(
+                matches!(err, Error::UserNotFound { .. }),
+                "{handle:?}: {err}"
+            );
+            assert!(err.to_string().contains("user not found"), "{err}");
+        }
+        assert_eq!(common::counts(conn), before);
+    });
+}
+
+#[test]
+fn hostile_text_is_stored_verbatim() {
+    let texts = [
+        "'; DROP TABLE activities; --",
+        "Robert'); DROP TABLE users;--",
+        "back\\slash \\x00 \\' quote\" double",
+        "$1 $$ dollar $tag$ quoting $tag$",
+        "emoji 🦀👩‍👩‍👧‍👦 and flags 🇳🇱",
+        "RTL: مرحبا بالعالم שלום עולם",
+        "zero\u{200b}width and combining é",
+        "newline\nand\ttab\rreturn",
+        "%s %n {} {{}} <b>html</b>",
+    ];
+    common::with_rollback(|conn| {
+        let user = common::user(conn, "Hostile 'name' \"quoted\"");
+        for text in texts {
+            let created = create_activity(conn, &user.handle, text, "3-hours").unwrap();
+            assert_eq!(created.message, text);
+            assert_eq!(find_activity(conn, created.uuid).unwrap().message, text);
+        }
+        assert_eq!(common::counts(conn).1, texts.len() as i64);
+    });
+}
+
+#[test]
+fn replies_count_on_the_parent_and_allow_1024_characters() {
+    common::with_rollback(|conn| {
+        let author = common::user(conn, "Parent");
+        let replier = common::user(conn, "Replier");
+        let parent = create_activity(conn, &author.handle, "parent", "1-day").unwrap();
+        let reply = create_reply(conn, &replier.handle, parent.uuid, &"r".repeat(1024)).unwrap();
+        assert_eq!(reply.expires_at, None);
+        assert_eq!(
+            find_activity(conn, reply.uuid)
+                .unwrap()
+                .reply_to_activity_uuid,
+            Some(parent.uuid)
+        );
+        create_reply(conn, &author.handle, parent.uuid, "second").unwrap();
+        assert_eq!(find_activity(conn, parent.uuid).unwrap().replies_count, 2);
+
+        let before = common::counts(conn);
+        let too_long = create_reply(conn, &replier.handle, parent.uuid, &"r".repeat(1025));
+        assert_eq!(
+            too_long.unwrap_err().validation_codes(),
+            ["message_exceed_max_chars"]
+        );
+        let orphan = create_reply(conn, &replier.handle, Uuid::new_v4(), "to nothing");
+        assert!(
+            matches!(orphan, Err(Error::ActivityNotFound { .. })),
+            "{orphan:?}"
+        );
+        let stranger = create_reply(conn, "nobody-here", parent.uuid, "who am I");
+        assert!(
+            matches!(stranger, Err(Error::UserNotFound { .. })),
+            "{stranger:?}"
+        );
+        assert_eq!(common::counts(conn), before);
+        assert_eq!(find_activity(conn, parent.uuid).unwrap().replies_count, 2);
+    });
+}

@@ -1,0 +1,213 @@
+//! Users from post-confirmation events, and seeding.
+
+mod common;
+
+use common::TestDb;
+use cruddur_db::repo::seed::{REFERENCE_MESSAGE, REFERENCE_TTL, has_data};
+use cruddur_db::repo::users::list_users;
+use cruddur_db::{
+    Error, FeedPage, PostConfirmationEvent, SyntheticSeed, confirm_user, home_feed, prepare,
+    seed_reference, seed_synthetic,
+};
+use diesel::prelude::*;
+
+fn event(name: &str, email: &str, handle: &str, sub: &str) -> String {
+    serde_json::json!({
+        "version": "1",
+        "triggerSource": "PostConfirmation_ConfirmSignUp",
+        "request": { "userAttributes": {
+            "name": name, "email": email, "preferred_username": handle, "sub": sub,
+            "email_verified": "true"
+        }}
+    })
+    .to_string()
+}
+
+#[test]
+fn confirming_the_same_event_twice_creates_one_user() {
+    common::with_rollback(|conn| {
+        let handle = common::unique_name("carol");
+        let json = event("Carol O'Brien", "carol@example.com", &handle, "sub-carol");
+        let parsed = PostConfirmationEvent::parse(&json).unwrap();
+        let first = confirm_user(conn, &parsed).unwrap();
+        assert!(first.created);
+        assert_eq!(first.user.display_name, "Carol O'Brien");
+        assert_eq!(first.user.cognito_user_id, "sub-carol");
+        let second = confirm_user(conn, &parsed).unwrap();
+        assert!(!second.created);
+        assert_eq!(second.user, first.user);
+        assert_eq!(common::counts(conn).0, 1);
+
+        // Another subject asking for the taken handle is refused.
+        let thief = PostConfirmationEvent::parse(&event("X", "x@x", &handle, "other")).unwrap();
+        let err = confirm_user(conn, &thief).unwrap_err();
+        assert!(matches!(err, Error::HandleTaken { .. }), "{err}");
+        assert_eq!(common::counts(conn).0, 1);
+    });
+}
+
+#[test]
+fn malformed_events_are_clear_errors() {
+    let cases = [
+        ("", "EOF"),
+        ("not json", "expected"),
+        ("[]", "expected"),
+        (r#"{"request": {}}"#, "userAttributes"),
+        (
+            r#"{"request": {"userAttributes": {}}}"#,
+            "`name` is missing",
+        ),
+        (
+            r#"{"request": {"userAttributes": {"name": 1, "email": "e", "preferred_username": "p", "sub": "s"}}}"#,
+            "`name` is not a string",
+        ),
+        (
+            r#"{"request": {"userAttributes": {"name": "n", "email": " ", "preferred_username": "p", "sub": "s"}}}"#,
+            "`email` is blank",
+        ),
+        (
+            r#"{"request": {"userAttributes": {"name": "n\u0000", "email": "e", "preferred_username": "p", "sub": "s"}}}"#,
+            "NUL",
+        ),
+    ];
+    for (json, expected) in cases {
+        let err = PostConfirmationEvent::parse(json).unwrap_err();
+        assert!(matches!(err, Error::InvalidEvent(_)), "{json}: {err}");
+        assert!(err.to_string().contains(expected), "{json}: {err}");
+    }
+}
+
+#[test]
+fn reference_seed_is_idempotent_and_matches_the_original() {
+    let db = TestDb::migrated();
+    let conn = &mut db.conn();
+    let first = seed_reference(conn).unwrap();
+    assert_eq!((first.users, first.activities), (2, 1));
+    let second = seed_reference(conn).unwrap();
+    assert_eq!((second.users, second.activities), (0, 0));
+    assert_eq!(common::counts(conn), (2, 1));
+
+    let users = list_users(conn).unwrap();
+    let shape: Vec<_> = users
+        .iter()
+        .map(|u| {
+            (
+                u.handle.as_str(),
+                u.display_name.as_str(),
+                u.email.as_str(),
+                u.cognito_user_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("andrewbrown", "Andrew Brown", "andrew@exampro.co", "MOCK"),
+            ("bayko", "Andrew Bayko", "bayko@exampro.co", "MOCK"),
+        ]
+    );
+    let feed = home_feed(conn, FeedPage::default()).unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!(feed[0].message, REFERENCE_MESSAGE);
+    assert_eq!(feed[0].handle, "andrewbrown");
+    assert_eq!(feed[0].expires_at, Some(feed[0].created_at + REFERENCE_TTL));
+}
+
+#[test]
+fn seeding_refuses_while_migrations_are_pending() {
+    let db = TestDb::new();
+    let conn = &mut db.conn();
+    let err = seed_reference(conn).unwrap_err();
+    assert!(
+        matches!(err, Error::PendingMigrations { count: 3, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cruddur-db migrate run"), "{err}");
+    let spec = SyntheticSeed {
+        users: 1,
+        activities: 1,
+        rng_seed: 1,
+    };
+    assert!(matches!(
+        seed_synthetic(conn, spec, &|_| {}),
+        Err(Error::PendingMigrations { .. })
+    ));
+}
+
+#[derive(QueryableByName, PartialEq, Debug)]
+struct Digest {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    digest: String,
+}
+
+fn digest(conn: &mut PgConnection) -> String {
+    diesel::sql_query(
+        "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS digest FROM \
+         (SELECT uuid, user_uuid, message, replies_count, reposts_count, likes_count, expires_at, created_at \
+          FROM activities) t",
+    )
+    .get_result::<Digest>(conn)
+    .unwrap()
+    .digest
+}
+
+#[test]
+fn synthetic_seed_is_deterministic_and_reports_progress() {
+    let spec = SyntheticSeed {
+        users: 50,
+        activities: 25_000,
+        rng_seed: 7,
+    };
+    let a = TestDb::migrated();
+    let b = TestDb::migrated();
+    let calls = std::cell::Cell::new(0u32);
+    let report = seed_synthetic(&mut a.conn(), spec, &|_| calls.set(calls.get() + 1)).unwrap();
+    assert_eq!((report.users, report.activities), (50, 25_000));
+    assert!(calls.get() >= 3, "progress reported {} times", calls.get());
+    seed_synthetic(&mut b.conn(), spec, &|_| {}).unwrap();
+    assert_eq!(digest(&mut a.conn()), digest(&mut b.conn()));
+    assert!(has_data(&mut a.conn()).unwrap());
+
+    // Another seed gives other rows; the same seed again collides and writes nothing.
+    let c = TestDb::migrated();
+    seed_synthetic(
+        &mut c.conn(),
+        SyntheticSeed {
+            rng_seed: 8,
+            ..spec
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert_ne!(digest(&mut a.conn()), digest(&mut c.conn()));
+    let again = seed_synthetic(&mut a.conn(), spec, &|_| {});
+    assert!(again.is_err());
+    assert_eq!(common::counts(&mut a.conn()), (50, 25_000));
+}
+
+#[test]
+fn prepare_creates_migrates_seeds_once() {
+    let db = TestDb::new();
+    admin_drop(&db);
+    let first = prepare(&db.url).unwrap();
+    assert!(first.created && first.seeded, "{first:?}");
+    assert_eq!(first.migrations_applied.len(), 3);
+    let second = prepare(&db.url).unwrap();
+    assert!(
+        !second.created && !second.seeded && second.migrations_applied.is_empty(),
+        "{second:?}"
+    );
+    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+
+    // A migrated database the user emptied is not "fresh": prepare leaves it empty.
+    diesel::sql_query("TRUNCATE users CASCADE")
+        .execute(&mut db.conn())
+        .unwrap();
+    let third = prepare(&db.url).unwrap();
+    assert!(!third.seeded);
+    assert_eq!(common::counts(&mut db.conn()), (0, 0));
+}
+
+fn admin_drop(db: &TestDb) {
+    assert!(cruddur_db::drop_database(&db.url, true).unwrap());
+}
