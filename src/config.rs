@@ -98,9 +98,10 @@ impl DatabaseUrl {
         if is_key_value(&self.0) {
             return kv_get(&self.0, "password");
         }
-        let url = url::Url::parse(&self.0).ok()?;
-        let from_userinfo = url.password().map(percent_decode);
+        let from_userinfo =
+            userinfo_password_span(&self.0).map(|(start, end)| percent_decode(&self.0[start..end]));
         from_userinfo.or_else(|| {
+            let url = url::Url::parse(&self.0).ok()?;
             url.query_pairs()
                 .find(|(k, _)| k == "password")
                 .map(|(_, v)| v.into_owned())
@@ -177,17 +178,22 @@ impl DatabaseUrl {
     /// Removes every occurrence of this URL's password from `text`, for
     /// messages that come from libpq or the server.
     pub fn scrub(&self, text: &str) -> String {
-        match self.password() {
-            Some(pw) if !pw.is_empty() => {
-                let mut out = text.replace(&pw, "***");
-                let encoded = encode_path_segment(&pw);
-                if encoded != pw {
-                    out = out.replace(&encoded, "***");
-                }
-                out
-            }
-            _ => text.to_owned(),
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(pw) = self.password() {
+            secrets.push(encode_path_segment(&pw));
+            secrets.push(pw);
         }
+        if let Some((start, end)) = userinfo_password_span(&self.0) {
+            secrets.push(self.0[start..end].to_owned());
+        }
+        // Longest first, so that a secret containing another is hidden whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(text.to_owned(), |out, secret| {
+                out.replace(secret.as_str(), "***")
+            })
     }
 }
 
@@ -213,8 +219,10 @@ impl fmt::Debug for DatabaseUrl {
 /// Replaces the password in a connection string (URL user-info, a
 /// `password=` query parameter, or a `password=` key) with `***`.
 ///
-/// Works on strings that do not parse as well, so that even an invalid URL
-/// can be named in an error message.
+/// Works on the text, not on a parse of it, so that a password holding
+/// `#`, `/`, `?` or `@` (which a URL parser would take for structure) and
+/// strings that do not parse at all are hidden too. Where the text is
+/// ambiguous it hides more, never less.
 pub fn redact(raw: &str) -> String {
     if is_key_value(raw) {
         return split_kv(raw)
@@ -229,48 +237,30 @@ pub fn redact(raw: &str) -> String {
             .collect::<Vec<_>>()
             .join(" ");
     }
-    if let Ok(mut url) = url::Url::parse(raw) {
-        if url.password().is_some() {
-            // set_password fails only for URLs that cannot have one.
-            let _ = url.set_password(Some("***"));
-        }
-        let has_pw_param = url.query_pairs().any(|(k, _)| k == "password");
-        if has_pw_param {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k == "password" {
-                        "***".into()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        return url.to_string().replace("%2A%2A%2A", "***");
+    let mut out = match userinfo_password_span(raw) {
+        Some((start, end)) => format!("{}***{}", &raw[..start], &raw[end..]),
+        None => raw.to_owned(),
+    };
+    let mut from = 0;
+    while let Some(i) = out[from..].find("password=") {
+        let value_start = from + i + "password=".len();
+        let value_end = out[value_start..]
+            .find(['&', '#'])
+            .map_or(out.len(), |j| value_start + j);
+        out.replace_range(value_start..value_end, "***");
+        from = value_start + 3;
     }
-    redact_unparsed(raw)
+    out
 }
 
-/// Best effort for text that is not a URL: hide everything between the
-/// first `:` after the scheme and the last `@` of the authority.
-fn redact_unparsed(raw: &str) -> String {
-    let (scheme, rest) = match raw.find("://") {
-        Some(i) => (&raw[..i + 3], &raw[i + 3..]),
-        None => ("", raw),
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!("{scheme}{}:***{}", &authority[..colon], &rest[at..])
-        }
-        (Some(at), None) => format!("{scheme}{}", &rest[..at]) + &rest[at..],
-        _ if rest.contains("password") => format!("{scheme}***"),
-        _ => raw.to_owned(),
-    }
+/// The byte range of the password in `scheme://user:password@host...`:
+/// from the first `:` after the scheme to the last `@`, since a password
+/// may itself contain `@`, `/`, `?` or `#`.
+fn userinfo_password_span(raw: &str) -> Option<(usize, usize)> {
+    let after_scheme = raw.find("://")? + 3;
+    let at = after_scheme + raw[after_scheme..].rfind('@')?;
+    let colon = after_scheme + raw[after_scheme..at].find(':')?;
+    Some((colon + 1, at))
 }
 
 fn is_key_value(raw: &str) -> bool {

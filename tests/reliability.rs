@@ -1,0 +1,169 @@
+//! Behaviour under load and contention: pool exhaustion, statement
+//! timeouts, concurrent replies and concurrent migration processes.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::TestDb;
+use cruddur_db::repo::activities::find_activity;
+use cruddur_db::{Config, Error, FeedPage, Repository, seed_reference};
+use diesel::prelude::*;
+
+fn repo(db: &TestDb, pool_size: u32, checkout: Duration) -> Repository {
+    let mut config = Config::new(db.url.clone());
+    config.pool_size = pool_size;
+    config.checkout_timeout = checkout;
+    Repository::connect(&config).unwrap()
+}
+
+#[test]
+fn exhausted_pool_gives_a_clear_timeout_then_recovers() {
+    let db = TestDb::migrated();
+    let repo = repo(&db, 2, Duration::from_millis(300));
+    let held = (repo.conn().unwrap(), repo.conn().unwrap());
+    let err = repo.home_feed(FeedPage::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::PoolTimeout { pool_size: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("no database connection available within 300 ms"),
+        "{err}"
+    );
+    drop(held);
+    assert!(repo.home_feed(FeedPage::default()).unwrap().is_empty());
+}
+
+#[test]
+fn more_callers_than_connections_all_finish() {
+    let db = TestDb::migrated();
+    seed_reference(&mut db.conn()).unwrap();
+    let repo = repo(&db, 2, Duration::from_secs(30));
+    let callers = 12;
+    let barrier = Arc::new(Barrier::new(callers));
+    let handles: Vec<_> = (0..callers)
+        .map(|i| {
+            let repo = repo.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..20 {
+                    let feed = repo.home_feed(FeedPage::default())?;
+                    assert!(!feed.is_empty(), "caller {i}: empty feed");
+                    repo.create_activity("bayko", &format!("caller {i}"), "1-hour")?;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    assert!(repo.pool().state().connections <= 2);
+    assert_eq!(common::counts(&mut db.conn()).1, 1 + 12 * 20);
+}
+
+#[test]
+fn statement_timeout_cancels_and_the_connection_stays_usable() {
+    let db = TestDb::migrated();
+    let mut config = Config::new(db.url.clone());
+    config.statement_timeout_ms = 100;
+    config.pool_size = 1;
+    let repo = Repository::connect(&config).unwrap();
+    let mut conn = repo.conn().unwrap();
+    let err: Error = diesel::sql_query("SELECT pg_sleep(5)")
+        .execute(&mut *conn)
+        .unwrap_err()
+        .into();
+    assert!(matches!(err, Error::StatementTimeout(_)), "{err}");
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    drop(conn);
+    // The one pooled connection is reused and works.
+    assert!(repo.home_feed(FeedPage::default()).unwrap().is_empty());
+    assert_eq!(repo.pool().state().connections, 1);
+}
+
+#[test]
+fn concurrent_replies_are_all_counted() {
+    let db = TestDb::migrated();
+    seed_reference(&mut db.conn()).unwrap();
+    let repo = repo(&db, 8, Duration::from_secs(30));
+    let parent = repo.home_feed(FeedPage::default()).unwrap()[0].uuid;
+    let threads = 16;
+    let per_thread = 10;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let repo = repo.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..per_thread)
+                    .filter(|i| {
+                        let handle = if (t + i) % 2 == 0 {
+                            "bayko"
+                        } else {
+                            "andrewbrown"
+                        };
+                        repo.create_reply(handle, parent, &format!("reply {t}/{i}"))
+                            .is_ok()
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let created: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(created, threads * per_thread);
+    let conn = &mut db.conn();
+    assert_eq!(
+        find_activity(conn, parent).unwrap().replies_count as usize,
+        created
+    );
+    use cruddur_db::schema::activities;
+    let stored: i64 = activities::table
+        .filter(activities::reply_to_activity_uuid.eq(parent))
+        .count()
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(stored as usize, created);
+}
+
+#[test]
+fn concurrent_migrate_processes_all_succeed_once() {
+    let db = TestDb::new();
+    let processes = 8;
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("cruddur-db"))
+                .args(["--database-url", db.url.expose(), "migrate", "run"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "migrate run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        distinct: i64,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT count(*) AS n, count(DISTINCT version) AS distinct FROM __diesel_schema_migrations",
+    )
+    .get_result(&mut db.conn())
+    .unwrap();
+    assert_eq!((row.n, row.distinct), (3, 3));
+}
