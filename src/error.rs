@@ -62,6 +62,15 @@ pub enum Error {
         /// The database that is missing.
         database: String,
     },
+    /// TLS could not be set up or the server's certificate was not trusted
+    /// (wrong CA, host name mismatch, server without TLS under `sslmode=require`).
+    #[error("TLS failure connecting to {url}: {message}")]
+    Tls {
+        /// The URL, redacted.
+        url: String,
+        /// libpq's explanation.
+        message: String,
+    },
     /// Any other connection failure.
     #[error("cannot connect to {url}: {message}")]
     Connection {

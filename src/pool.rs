@@ -88,6 +88,15 @@ pub(crate) fn classify_connection_error(url: &DatabaseUrl, message: &str) -> Err
             url: shown,
             reason: message,
         }
+    } else if lower.contains("certificate")
+        || lower.contains("ssl")
+        || lower.contains("tls")
+        || lower.contains("does not match host name")
+    {
+        Error::Tls {
+            url: shown,
+            message,
+        }
     } else if lower.contains("connection refused")
         || lower.contains("could not translate host name")
         || lower.contains("timeout expired")
@@ -170,13 +179,12 @@ pub fn checkout(pool: &PgPool, config_url: &DatabaseUrl) -> Result<PgPooledConne
 }
 
 pub(crate) fn pool_error(pool: &PgPool, url: &DatabaseUrl, e: &r2d2::Error) -> Error {
-    let state = pool.state();
     let last = e.to_string();
     let last_error =
         (!last.is_empty() && last != "timed out waiting for connection").then(|| url.scrub(&last));
     Error::PoolTimeout {
         timeout_ms: pool.connection_timeout().as_millis(),
-        pool_size: pool.max_size().max(state.connections),
+        pool_size: pool.max_size(),
         last_error,
     }
 }
