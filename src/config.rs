@@ -220,7 +220,7 @@ pub fn redact(raw: &str) -> String {
         return split_kv(raw)
             .into_iter()
             .map(|(k, v)| {
-                if k == "password" {
+                if is_secret_key(&k) {
                     format!("{k}=***")
                 } else {
                     format!("{k}={}", quote_kv(&v))
@@ -234,12 +234,12 @@ pub fn redact(raw: &str) -> String {
             // set_password fails only for URLs that cannot have one.
             let _ = url.set_password(Some("***"));
         }
-        let has_pw_param = url.query_pairs().any(|(k, _)| k == "password");
+        let has_pw_param = url.query_pairs().any(|(k, _)| is_secret_key(&k));
         if has_pw_param {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k == "password" {
+                    let v = if is_secret_key(&k) {
                         "***".into()
                     } else {
                         v.into_owned()
@@ -252,6 +252,12 @@ pub fn redact(raw: &str) -> String {
         return url.to_string().replace("%2A%2A%2A", "***");
     }
     redact_unparsed(raw)
+}
+
+/// Connection parameters whose value is a secret: `password`, and
+/// `sslpassword` (the passphrase of the client key).
+fn is_secret_key(key: &str) -> bool {
+    matches!(key, "password" | "sslpassword")
 }
 
 /// Best effort for text that is not a URL: hide everything between the
@@ -273,12 +279,12 @@ fn redact_unparsed(raw: &str) -> String {
     }
 }
 
-fn is_key_value(raw: &str) -> bool {
+pub(crate) fn is_key_value(raw: &str) -> bool {
     !raw.contains("://") && raw.contains('=')
 }
 
 /// Splits a libpq `key=value key2='quoted value'` string.
-fn split_kv(raw: &str) -> Vec<(String, String)> {
+pub(crate) fn split_kv(raw: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut chars = raw.chars().peekable();
     loop {
@@ -347,7 +353,7 @@ fn quote_kv(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -495,6 +501,8 @@ mod tests {
             "postgres://alice@db.example.com/cruddur?password=s3cret",
             "host=db.example.com user=alice password=s3cret dbname=cruddur",
             "host=db password='s3cret with space' dbname=x",
+            "postgres://alice@db.example.com/cruddur?sslpassword=s3cret",
+            "host=db sslpassword=s3cret dbname=x",
             "postgres://alice:s3cret@[::1/cruddur",
             "mysql://alice:s3cret@host/db",
         ];

@@ -4,7 +4,10 @@
 
 pub mod admin;
 pub mod config;
+pub mod environment;
 pub mod error;
+pub mod inspect;
+pub mod libpq;
 pub mod migrations;
 pub mod models;
 pub mod pool;
@@ -16,6 +19,7 @@ pub mod schema;
 
 pub use admin::{PrepareReport, create_database, database_exists, drop_database, prepare};
 pub use config::{Config, DatabaseUrl, Environment};
+pub use environment::{EnvironmentMark, mark_environment, read_mark};
 pub use error::{Error, Result, ValidationError};
 pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
 pub use models::{Activity, ActivityObject, FeedItem, NewActivity, NewUser, User};
