@@ -217,7 +217,7 @@ impl fmt::Debug for DatabaseUrl {
 }
 
 /// Replaces the password in a connection string (URL user-info, a
-/// `password=` query parameter, or a `password=` key) with `***`.
+/// `password=` or `sslpassword=` query parameter, or such a key) with `***`.
 ///
 /// Works on the text, not on a parse of it, so that a password holding
 /// `#`, `/`, `?` or `@` (which a URL parser would take for structure) and
@@ -228,7 +228,7 @@ pub fn redact(raw: &str) -> String {
         return split_kv(raw)
             .into_iter()
             .map(|(k, v)| {
-                if k == "password" {
+                if is_secret_key(&k) {
                     format!("{k}=***")
                 } else {
                     format!("{k}={}", quote_kv(&v))
@@ -253,6 +253,12 @@ pub fn redact(raw: &str) -> String {
     out
 }
 
+/// Connection parameters whose value is a secret: `password`, and
+/// `sslpassword` (the passphrase of the client key).
+fn is_secret_key(key: &str) -> bool {
+    matches!(key, "password" | "sslpassword")
+}
+
 /// The byte range of the password in `scheme://user:password@host...`:
 /// from the first `:` after the scheme to the last `@`, since a password
 /// may itself contain `@`, `/`, `?` or `#`.
@@ -263,12 +269,12 @@ fn userinfo_password_span(raw: &str) -> Option<(usize, usize)> {
     Some((colon + 1, at))
 }
 
-fn is_key_value(raw: &str) -> bool {
+pub(crate) fn is_key_value(raw: &str) -> bool {
     !raw.contains("://") && raw.contains('=')
 }
 
 /// Splits a libpq `key=value key2='quoted value'` string.
-fn split_kv(raw: &str) -> Vec<(String, String)> {
+pub(crate) fn split_kv(raw: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut chars = raw.chars().peekable();
     loop {
@@ -337,7 +343,7 @@ fn quote_kv(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -485,6 +491,8 @@ mod tests {
             "postgres://alice@db.example.com/cruddur?password=s3cret",
             "host=db.example.com user=alice password=s3cret dbname=cruddur",
             "host=db password='s3cret with space' dbname=x",
+            "postgres://alice@db.example.com/cruddur?sslpassword=s3cret",
+            "host=db sslpassword=s3cret dbname=x",
             "postgres://alice:s3cret@[::1/cruddur",
             "mysql://alice:s3cret@host/db",
         ];

@@ -3,8 +3,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
+pub mod environment;
 pub mod error;
+pub mod inspect;
+pub mod libpq;
 pub mod migrations;
 pub mod models;
 pub mod pool;
@@ -16,6 +21,7 @@ pub mod schema;
 
 pub use admin::{PrepareReport, create_database, database_exists, drop_database, prepare};
 pub use config::{Config, DatabaseUrl, Environment};
+pub use environment::{EnvironmentMark, mark_environment, read_mark};
 pub use error::{Error, Result, ValidationError};
 pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
 pub use models::{Activity, ActivityObject, FeedItem, NewActivity, NewUser, User};

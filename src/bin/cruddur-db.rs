@@ -1,32 +1,20 @@
-//! `cruddur-db`: the database lifecycle of Cruddur.
+//! `cruddur-db`: the database lifecycle of Cruddur. See `cruddur-db --help`.
+//!
+//! Exit status: 0 on success, 1 when the command fails, 2 for a usage error.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use cruddur_db::cli::{self, Cli, output};
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["--database-url", url, "migrate", "run"] => migrate(url),
-        _ => Err(anyhow::anyhow!(
-            "usage: cruddur-db --database-url URL migrate run"
-        )),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    cli::init_tracing();
+    match cli::run(cli) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::error(&e);
             ExitCode::FAILURE
         }
     }
-}
-
-fn migrate(url: &str) -> anyhow::Result<()> {
-    let url = cruddur_db::DatabaseUrl::parse(url)?;
-    let applied = cruddur_db::run_migrations(&mut cruddur_db::establish(&url)?)?;
-    println!("applied {} migration(s)", applied.len());
-    Ok(())
 }

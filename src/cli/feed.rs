@@ -1,0 +1,85 @@
+//! `feed`: the home feed, as a table or as the API's JSON.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::cli::GlobalArgs;
+use crate::cli::output::{self, HEADING};
+use crate::cli::target::Target;
+use crate::migrations::ensure_current;
+use crate::models::TIMESTAMP_FORMAT;
+use crate::repo::feed::{DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, home_feed, home_feed_json};
+
+/// Options of `feed`.
+#[derive(Debug, Args)]
+pub struct FeedArgs {
+    /// Items per page, 1 to 100.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PAGE_SIZE)]
+    pub limit: i64,
+
+    /// Continue after this cursor (printed on stderr under a full page).
+    #[arg(long, value_name = "CURSOR")]
+    pub before: Option<String>,
+
+    /// Print the page as the API's JSON array, built by PostgreSQL.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `feed`.
+pub fn run(args: FeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let before = args
+        .before
+        .as_deref()
+        .map(str::parse::<FeedCursor>)
+        .transpose()
+        .context("reading --before")?;
+    let page = FeedPage {
+        limit: args.limit,
+        before,
+    };
+    let target = Target::resolve(global)?;
+    let database = target.database()?;
+    let conn = &mut target.connect()?;
+    ensure_current(conn).with_context(|| format!("reading the feed of `{database}`"))?;
+    if args.json {
+        let json = home_feed_json(conn, page).context("reading the feed")?;
+        anstream::println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let feed = home_feed(conn, page).context("reading the feed")?;
+    anstream::println!(
+        "{HEADING}{:<27}  {:<16}  {:<16}  {:>7}  {:>7}  {:>5}  message{HEADING:#}",
+        "created_at",
+        "display_name",
+        "handle",
+        "replies",
+        "reposts",
+        "likes"
+    );
+    for item in &feed {
+        anstream::println!(
+            "{:<27}  {:<16}  {:<16}  {:>7}  {:>7}  {:>5}  {}",
+            item.created_at.format(TIMESTAMP_FORMAT).to_string(),
+            item.display_name,
+            format!("@{}", item.handle),
+            item.replies_count,
+            item.reposts_count,
+            item.likes_count,
+            item.message.replace(['\n', '\r'], " "),
+        );
+    }
+    output::result(&format!(
+        "({} activit{})",
+        feed.len(),
+        if feed.len() == 1 { "y" } else { "ies" }
+    ));
+    if let Some(last) = feed.last()
+        && feed.len() as i64 == page.limit
+    {
+        output::note(&format!("next page: --before {}", FeedCursor::after(last)));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,246 @@
+//! The `cruddur-db` command-line tool, as a library module so that the
+//! binary stays a thin `main` and other command groups can plug in.
+//!
+//! [`Cli`] holds the clap types (their doc comments are the `--help`);
+//! each command group has a handler module with a `run`-style function
+//! taking its arguments and the [`GlobalArgs`]. All SQL lives in the
+//! library modules the handlers call.
+
+pub mod activity;
+pub mod connect;
+pub mod feed;
+pub mod inspect;
+pub mod lifecycle;
+pub mod migrate;
+pub mod output;
+pub mod seed;
+pub mod target;
+pub mod user;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::DatabaseUrl;
+
+/// Manage Cruddur's PostgreSQL database: create, migrate, seed, inspect and
+/// drop it, safely, in development and production.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cruddur-db",
+    version,
+    propagate_version = true,
+    after_help = "Environment:\n  \
+        DATABASE_URL         the database (the diesel convention); wins over CONNECTION_URL\n  \
+        CONNECTION_URL       the same, under the original project's name\n  \
+        PROD_CONNECTION_URL  the production database, used with --prod\n  \
+        NO_COLOR             turns colours off (they are off when output is not a terminal)\n  \
+        RUST_LOG             diagnostics on stderr, e.g. RUST_LOG=cruddur_db=debug\n\
+        A .env file is read; variables already set win over it."
+)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes; they may come before or after the command.
+#[derive(Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// The database to use; wins over DATABASE_URL, CONNECTION_URL and
+    /// PROD_CONNECTION_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Work on the production database (PROD_CONNECTION_URL): the target is
+    /// labelled, `create` and `migrate` mark it as production, and
+    /// destructive commands need --allow-production.
+    #[arg(long, global = true)]
+    pub prod: bool,
+
+    /// Answer yes to confirmation questions (needed when stdin is not a
+    /// terminal).
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+
+    /// Allow drop, schema-load, setup, migrate revert and a bulk seed into a
+    /// non-empty database on a production database.
+    #[arg(long, global = true)]
+    pub allow_production: bool,
+}
+
+impl fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlobalArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::config::redact),
+            )
+            .field("prod", &self.prod)
+            .field("yes", &self.yes)
+            .field("allow_production", &self.allow_production)
+            .finish()
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database named in the URL if it does not exist (safe to
+    /// repeat); with --prod, mark it as production.
+    Create,
+    /// Drop the database; asks first unless -y. Connects to the server's
+    /// maintenance database, never to the one it drops.
+    Drop(lifecycle::DropArgs),
+    /// Apply, list or revert the embedded migrations (default: run).
+    Migrate(migrate::MigrateArgs),
+    /// Revert every migration and apply them all again: destroys all data.
+    SchemaLoad,
+    /// Load the reference seed (idempotent), or bulk synthetic data.
+    Seed(seed::SeedArgs),
+    /// Drop the database if present, create it, migrate and seed: a fresh
+    /// development database in one step.
+    Setup(lifecycle::SetupArgs),
+    /// Create the database if missing, apply pending migrations, and seed it
+    /// only when it was fresh; safe to repeat.
+    Prepare,
+    /// Server version, database, environment, TLS and migrations.
+    Status(inspect::StatusArgs),
+    /// The open connections to the database, marking migration-lock holders.
+    Sessions(inspect::SessionsArgs),
+    /// Run psql on the database; the password goes through the environment,
+    /// never the command line.
+    Connect(connect::ConnectArgs),
+    /// Print the home feed, newest first.
+    Feed(feed::FeedArgs),
+    /// Activities.
+    #[command(subcommand)]
+    Activity(activity::ActivityCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(user::UserCommand),
+}
+
+/// Runs a parsed command line.
+///
+/// Every command group is dispatched to a function of the shape
+/// `fn(args, &GlobalArgs) -> anyhow::Result<ExitCode>`. Groups that live in
+/// their own module join the same way: the `rds` group is expected as a
+/// variant `Rds(rds::RdsArgs)` behind `#[cfg(feature = "aws")]`, dispatched
+/// as `Command::Rds(args) => rds::run(args, &cli.global)`, with
+///
+/// ```text
+/// // src/cli/rds.rs
+/// pub struct RdsArgs { .. }   // #[derive(clap::Args)]
+/// pub fn run(args: RdsArgs, global: &GlobalArgs) -> anyhow::Result<std::process::ExitCode>
+/// ```
+///
+/// and the `local` group (`start|stop|status|url`) likewise as
+/// `Local(local::LocalArgs)` dispatched to
+/// `local::run(args: LocalArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>`.
+/// A group that needs the database calls [`target::Target::resolve`].
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::config::load_dotenv();
+    output::register_secrets(known_passwords(&cli.global));
+    tracing::debug!(global = ?cli.global, "starting");
+    let global = &cli.global;
+    match cli.command {
+        Command::Create => lifecycle::create(global),
+        Command::Drop(args) => lifecycle::drop(args, global),
+        Command::Migrate(args) => migrate::run(args, global),
+        Command::SchemaLoad => lifecycle::schema_load(global),
+        Command::Seed(args) => seed::run(args, global),
+        Command::Setup(args) => lifecycle::setup(args, global),
+        Command::Prepare => lifecycle::prepare(global),
+        Command::Status(args) => inspect::status(args, global),
+        Command::Sessions(args) => inspect::sessions(args, global),
+        Command::Connect(args) => connect::run(args, global),
+        Command::Feed(args) => feed::run(args, global),
+        Command::Activity(command) => activity::run(command, global),
+        Command::User(command) => user::run(command, global),
+    }
+}
+
+/// The passwords of every connection string the tool may have been given,
+/// so that [`output::scrub`] can keep them out of anything printed.
+fn known_passwords(global: &GlobalArgs) -> Vec<String> {
+    let from_env = ["DATABASE_URL", "CONNECTION_URL", "PROD_CONNECTION_URL"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok());
+    global
+        .database_url
+        .clone()
+        .into_iter()
+        .chain(from_env)
+        .filter_map(|raw| password_of(&raw))
+        .collect()
+}
+
+/// The password in `raw`, also when it is not a URL this tool accepts
+/// (an unsupported scheme is still a URL with a password).
+fn password_of(raw: &str) -> Option<String> {
+    if let Ok(url) = DatabaseUrl::parse(raw)
+        && let Some(pw) = url.password()
+    {
+        return Some(pw);
+    }
+    url::Url::parse(raw.trim())
+        .ok()?
+        .password()
+        .map(crate::config::percent_decode)
+}
+
+/// Sends `tracing` diagnostics to stderr, filtered by `RUST_LOG` (default:
+/// warnings and errors), coloured only on a terminal without `NO_COLOR`.
+pub fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::LevelFilter;
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_args_debug_hides_the_password() {
+        let global = GlobalArgs {
+            database_url: Some("postgres://u:S3cretPw@h/db".into()),
+            ..GlobalArgs::default()
+        };
+        let shown = format!("{global:?}");
+        assert!(!shown.contains("S3cretPw"), "{shown}");
+    }
+
+    #[test]
+    fn passwords_are_found_in_every_form() {
+        for (raw, pw) in [
+            ("postgres://u:S3cretPw@h/db", "S3cretPw"),
+            ("mysql://u:S3cretPw@h/db", "S3cretPw"),
+            ("host=h password=S3cretPw dbname=d", "S3cretPw"),
+            ("postgres://u:p%40ss@h/db", "p@ss"),
+        ] {
+            assert_eq!(password_of(raw).as_deref(), Some(pw), "{raw}");
+        }
+    }
+}

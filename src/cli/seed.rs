@@ -1,0 +1,96 @@
+//! `seed`: the reference rows, or bulk synthetic data through COPY.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::GlobalArgs;
+use crate::cli::output;
+use crate::cli::target::Target;
+use crate::environment::read_mark;
+use crate::migrations::ensure_current;
+use crate::repo::seed::{SeedProgress, SyntheticSeed, has_data, seed_reference, seed_synthetic};
+
+/// Options of `seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Load USERS users and ACTIVITIES activities of generated data with
+    /// COPY instead of the reference seed (a progress bar shows on a
+    /// terminal).
+    #[arg(long, num_args = 2, value_names = ["USERS", "ACTIVITIES"])]
+    pub synthetic: Option<Vec<u64>>,
+
+    /// The random seed of --synthetic: the same value gives the same rows.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "synthetic")]
+    pub rng_seed: u64,
+}
+
+/// Runs `seed`.
+pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(global)?;
+    let database = target.database()?;
+    let conn = &mut target.connect()?;
+    let Some(sizes) = args.synthetic else {
+        let report = seed_reference(conn).with_context(|| format!("seeding `{database}`"))?;
+        if report.inserted_anything() {
+            output::success(&format!(
+                "seeded `{database}`: {} user(s), {} activit{}",
+                report.users,
+                report.activities,
+                if report.activities == 1 { "y" } else { "ies" }
+            ));
+        } else {
+            output::result(&format!(
+                "`{database}` already holds the reference seed; nothing to do"
+            ));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let [users, activities] = sizes[..] else {
+        anyhow::bail!("--synthetic takes two numbers: USERS ACTIVITIES");
+    };
+    ensure_current(conn).with_context(|| format!("seeding `{database}`"))?;
+    if has_data(conn)? {
+        let mark = read_mark(conn).context("reading the production mark")?;
+        target.guard_destructive(global, "bulk-seed the non-empty database", mark.as_ref())?;
+    }
+    let spec = SyntheticSeed {
+        users,
+        activities,
+        rng_seed: args.rng_seed,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(users + activities);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {msg:10} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = |p: SeedProgress| {
+        bar.set_message(if p.activities == 0 {
+            "users"
+        } else {
+            "activities"
+        });
+        bar.set_position(p.users + p.activities);
+    };
+    let started = std::time::Instant::now();
+    let result = seed_synthetic(conn, spec, &progress);
+    bar.finish_and_clear();
+    let report = result.with_context(|| format!("bulk-seeding `{database}`"))?;
+    output::success(&format!(
+        "seeded `{database}` with {} user(s) and {} activities (rng seed {}) in {:.1}s",
+        report.users,
+        report.activities,
+        args.rng_seed,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
