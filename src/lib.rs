@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod local;
 pub mod migrations;
 pub mod models;
 pub mod pool;
