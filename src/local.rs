@@ -715,6 +715,7 @@ impl LocalCluster {
         if self.is_initialized() {
             return Ok(false);
         }
+        self.check_reachable()?;
         self.private_dir(&self.dir)?;
         let password = uuid::Uuid::new_v4().simple().to_string();
         let password_file = self.dir.join(PASSWORD_FILE);
@@ -1015,6 +1016,39 @@ impl LocalCluster {
             ));
         }
         Err(self.error(message))
+    }
+
+    /// As root, checks that the server user may enter every directory
+    /// above the cluster's: otherwise initdb and pg_ctl fail with a bare
+    /// "Permission denied" (a project under /root, a `mktemp -d` directory).
+    fn check_reachable(&self) -> Result<()> {
+        let Some(user) = &self.owner else {
+            return Ok(());
+        };
+        for dir in self.dir.ancestors().skip(1) {
+            let Ok(meta) = fs::metadata(dir) else {
+                continue; // created below, by us, for the server user
+            };
+            let mode = meta.mode();
+            let can_enter = if meta.uid() == user.uid {
+                mode & 0o100 != 0
+            } else if meta.gid() == user.gid {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            };
+            if !can_enter {
+                return Err(self.error(format!(
+                    "the server runs as the OS user `{}` (PostgreSQL refuses root), who cannot enter {} (mode {:o}, uid {}); make it reachable (e.g. `chmod o+x {}`) or put the cluster elsewhere with CRUDDUR_LOCAL_DIR",
+                    user.name,
+                    dir.display(),
+                    mode & 0o7777,
+                    meta.uid(),
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Creates `dir` (and parents) with mode 0700, owned by the server user.
