@@ -662,12 +662,7 @@ impl LocalCluster {
             };
         }
         // No /proc (macOS, BSD): ask whether the process exists.
-        Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        process_alive(pid)
     }
 
     /// Ids of every live process working in this cluster's data directory
@@ -1276,18 +1271,91 @@ impl TempClusterBuilder {
 
     /// Creates the cluster in a new directory under the system's temporary
     /// directory and starts it. On failure nothing is left behind.
+    ///
+    /// Temporary clusters left behind by processes that were killed before
+    /// they could remove theirs (Ctrl-C on `cargo test`) are removed first,
+    /// so that their servers do not pile up; those of live processes are
+    /// left alone.
     pub fn start(mut self) -> Result<TempCluster> {
         self.options.throwaway = true;
+        remove_abandoned_temp_clusters();
         let name = uuid::Uuid::new_v4().simple().to_string();
-        let dir = std::env::temp_dir().join(format!("cruddur-pg-{}", &name[..12]));
+        let dir = std::env::temp_dir().join(format!("{TEMP_PREFIX}{}", &name[..12]));
         let cluster = TempCluster {
             cluster: LocalCluster::with_options(dir, self.options)?,
             removed: AtomicBool::new(false),
         };
         // On error `cluster` is dropped, which removes it.
+        cluster.cluster.private_dir(cluster.cluster.dir())?;
+        fs::write(
+            cluster.cluster.dir().join(OWNER_FILE),
+            std::process::id().to_string(),
+        )
+        .map_err(|e| cluster.cluster.io_error("writing the owner file", e))?;
         cluster.cluster.start()?;
         Ok(cluster)
     }
+}
+
+/// Name prefix of temporary cluster directories.
+const TEMP_PREFIX: &str = "cruddur-pg-";
+/// The id of the process that created a temporary cluster.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Stops and deletes temporary clusters whose creating process is gone.
+/// Best effort: a failure is logged, never returned.
+fn remove_abandoned_temp_clusters() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        // No owner file yet: being created right now by someone else.
+        let Some(owner) = fs::read_to_string(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if process_alive(owner) {
+            continue;
+        }
+        // Claim it: of several processes sweeping at once, one wins the
+        // rename and removes it; the others move on.
+        if fs::rename(dir.join(OWNER_FILE), dir.join("owner.removing")).is_err() {
+            continue;
+        }
+        match LocalCluster::at(&dir) {
+            Ok(cluster) => {
+                tracing::info!("removing the abandoned temporary cluster {}", dir.display());
+                let abandoned = TempCluster {
+                    cluster,
+                    removed: AtomicBool::new(false),
+                };
+                if let Err(e) = abandoned.remove() {
+                    tracing::warn!("could not remove an abandoned temporary cluster: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("could not inspect {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+fn process_alive(pid: u32) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if Path::new("/proc/self").exists() {
+        return proc_dir.exists() && !is_zombie(&proc_dir);
+    }
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Where [`resolve_config`] found the database.

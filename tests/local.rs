@@ -344,3 +344,20 @@ fn project_cluster_lives_under_the_project() {
     );
     assert_eq!(cluster.dir(), std::path::absolute(expected).unwrap());
 }
+
+#[test]
+fn clusters_of_killed_processes_are_removed_by_the_next_one() {
+    let abandoned = common::private_cluster();
+    let dir = abandoned.dir().to_path_buf();
+    let pid = abandoned.pid().unwrap();
+    // Pretend its creator was killed: the owner file names a finished process.
+    let mut finished = Command::new("true").spawn().unwrap();
+    finished.wait().unwrap();
+    std::fs::write(dir.join("owner.pid"), finished.id().to_string()).unwrap();
+    // Keep `abandoned` from removing itself: the next cluster must do it.
+    std::mem::forget(abandoned);
+
+    let _next = common::private_cluster();
+    assert!(!dir.exists(), "{} is removed", dir.display());
+    assert!(!process_alive(pid), "its server {pid} is stopped");
+}
