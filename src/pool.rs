@@ -7,9 +7,9 @@
 //! | maximum connections | [`DEFAULT_POOL_SIZE`](crate::config::DEFAULT_POOL_SIZE) (10) |
 //! | idle connections kept | none beyond those already opened (r2d2 `min_idle` = max) |
 //! | checkout timeout | [`DEFAULT_CHECKOUT_TIMEOUT`](crate::config::DEFAULT_CHECKOUT_TIMEOUT) (5 s) |
-//! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`](crate::config::DEFAULT_CONNECT_TIMEOUT_SECS) (5 s), unless the URL sets `connect_timeout` |
+//! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`] (5 s), unless the URL sets `connect_timeout` |
 //! | statement timeout | [`DEFAULT_STATEMENT_TIMEOUT_MS`](crate::config::DEFAULT_STATEMENT_TIMEOUT_MS) (30 s) |
-//! | `application_name` | [`APPLICATION_NAME`](crate::config::APPLICATION_NAME), unless the URL sets one |
+//! | `application_name` | [`APPLICATION_NAME`], unless the URL sets one |
 //! | `TimeZone` | `UTC` |
 //! | health check on checkout | off: a connection that failed is marked broken by Diesel and replaced, so the hot path pays no extra round trip |
 
