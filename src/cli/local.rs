@@ -11,7 +11,9 @@ use crate::local::{LocalCluster, StartOutcome};
 /// `pg_ctl status` uses.
 pub const NOT_RUNNING: u8 = 3;
 
-/// Arguments of `cruddur-db local`.
+/// Run the project's own PostgreSQL cluster, in `.cruddur/pg` (or
+/// CRUDDUR_LOCAL_DIR), with the PostgreSQL programs installed on this
+/// machine.
 #[derive(Debug, clap::Args)]
 pub struct LocalArgs {
     /// What to do with the local cluster.
@@ -19,9 +21,7 @@ pub struct LocalArgs {
     pub command: LocalCommand,
 }
 
-/// The project's own PostgreSQL cluster, in `.cruddur/pg` (or
-/// `CRUDDUR_LOCAL_DIR`), run with the PostgreSQL programs installed on this
-/// machine.
+/// The subcommands of `cruddur-db local`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
 pub enum LocalCommand {
     /// Start the local cluster (creating it on first use) and create the
@@ -146,7 +146,14 @@ mod tests {
     #[test]
     fn help_comes_from_doc_comments() {
         let help = parse(&["local", "--help"]).unwrap_err().to_string();
-        for needle in ["start", "stop", "status", "url", "already runs"] {
+        for needle in [
+            "start",
+            "stop",
+            "status",
+            "url",
+            "already runs",
+            ".cruddur/pg",
+        ] {
             assert!(help.contains(needle), "{needle:?} missing in:\n{help}");
         }
         <Wrapper as clap::CommandFactory>::command().debug_assert();
