@@ -6,13 +6,15 @@
 //! ```
 //!
 //! The database is `DATABASE_URL` or `CONNECTION_URL` (a `.env` file is
-//! read), else `postgres://localhost/cruddur`. It is created, migrated and
-//! seeded on first use; later runs change nothing.
+//! read), else `postgres://localhost/cruddur` when a server answers there,
+//! else the project's own cluster in `.cruddur/pg`, started with the
+//! PostgreSQL programs installed on the machine (see `cruddur_db::local`).
+//! It is created, migrated and seeded on first use; later runs change
+//! nothing.
 
 use std::process::ExitCode;
 
-use cruddur_db::config::{DEFAULT_DATABASE_URL, load_dotenv};
-use cruddur_db::{Config, DatabaseUrl, Environment, FeedPage, Repository, prepare};
+use cruddur_db::{FeedPage, Repository, local, prepare};
 
 fn main() -> ExitCode {
     match run() {
@@ -26,14 +28,11 @@ fn main() -> ExitCode {
 
 fn run() -> cruddur_db::Result<()> {
     let json = std::env::args().skip(1).any(|a| a == "--json");
-    load_dotenv();
-    let config = match Config::from_env(Environment::Development) {
-        Ok(config) => config,
-        Err(cruddur_db::Error::MissingUrl { .. }) => {
-            Config::new(DatabaseUrl::parse(DEFAULT_DATABASE_URL)?)
-        }
-        Err(e) => return Err(e),
-    };
+    let resolved = local::resolve_config(None)?;
+    if let Some(notice) = &resolved.notice {
+        eprintln!("{notice}");
+    }
+    let config = resolved.config;
     if let Some(warning) = &config.warning {
         eprintln!("warning: {warning}");
     }

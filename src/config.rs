@@ -7,6 +7,10 @@
 //! | `PROD_CONNECTION_URL` | the production database, used when production is asked for |
 //! | `CRUDDUR_POOL_SIZE` | maximum connections in the pool (default [`DEFAULT_POOL_SIZE`]) |
 //! | `CRUDDUR_STATEMENT_TIMEOUT_MS` | per-statement timeout in milliseconds (default [`DEFAULT_STATEMENT_TIMEOUT_MS`]) |
+//! | `CRUDDUR_DEFAULT_URL` | the URL tried when none is configured (default [`DEFAULT_DATABASE_URL`]); see [`crate::local::resolve_config`] |
+//!
+//! The project-local cluster has variables of its own, listed in
+//! [`crate::local`].
 //!
 //! A `.env` file in the current directory (or a parent) is read with
 //! [`dotenvy`]; variables already set in the environment win over it.
@@ -32,7 +36,9 @@ pub const DEFAULT_CONNECT_TIMEOUT_SECS: u32 = 5;
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
 /// The `application_name` every connection reports to the server.
 pub const APPLICATION_NAME: &str = "cruddur-db";
-/// The URL used by the example when no variable names a database.
+/// The URL tried when no variable names a database (unless
+/// `CRUDDUR_DEFAULT_URL` replaces it); when nothing answers there,
+/// [`crate::local::resolve_config`] uses the project-local cluster.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost/cruddur";
 
 /// Which kind of database a [`Config`] points at.

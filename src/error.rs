@@ -146,6 +146,33 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// No PostgreSQL server binaries (`initdb`, `pg_ctl`, `postgres`) were
+    /// found for a [local cluster](crate::local).
+    #[error(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; looked in {searched}. Install them (Debian/Ubuntu: `apt-get install postgresql`, macOS: `brew install postgresql@16`), set CRUDDUR_PG_BINDIR to their directory, or set DATABASE_URL to a server you run"
+    )]
+    PostgresNotInstalled {
+        /// The places that were searched, comma-separated.
+        searched: String,
+    },
+    /// Running as root, and no unprivileged OS user exists to run a
+    /// [local cluster](crate::local) as (PostgreSQL refuses to run as root).
+    #[error(
+        "PostgreSQL refuses to run as root, and there is no unprivileged OS user `{user}` to run the local cluster as: create one (e.g. `useradd --system --user-group --home-dir /var/lib/postgresql {user}`), set CRUDDUR_PG_USER to another unprivileged user, run as a normal user, or set DATABASE_URL to a server you run"
+    )]
+    NoServerUser {
+        /// The user that was looked for.
+        user: String,
+    },
+    /// A [local cluster](crate::local) could not be created, started,
+    /// stopped or inspected.
+    #[error("local PostgreSQL cluster in {dir}: {message}")]
+    LocalCluster {
+        /// The cluster's directory.
+        dir: String,
+        /// What went wrong, with the tool's output or the server log's tail.
+        message: String,
+    },
     /// An I/O error with what was being done.
     #[error("{context}: {source}")]
     Io {

@@ -10,6 +10,7 @@ pub mod environment;
 pub mod error;
 pub mod inspect;
 pub mod libpq;
+pub mod local;
 pub mod migrations;
 pub mod models;
 pub mod pool;

@@ -150,7 +150,7 @@ pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 /// `setup`: drop (if present), create, migrate, seed; stops at the first
 /// failure.
 pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+    let target = Target::resolve_starting_local(global)?;
     let database = target.database()?;
     output::step("drop");
     let exists = admin::database_exists(&target.url)
@@ -191,7 +191,7 @@ pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// `prepare`: create if missing, migrate, seed a fresh database.
 pub fn prepare(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+    let target = Target::resolve_starting_local(global)?;
     let database = target.database()?;
     let report =
         admin::prepare(&target.url).with_context(|| format!("preparing database `{database}`"))?;

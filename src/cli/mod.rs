@@ -11,6 +11,7 @@ pub mod connect;
 pub mod feed;
 pub mod inspect;
 pub mod lifecycle;
+pub mod local;
 pub mod migrate;
 pub mod output;
 pub mod seed;
@@ -123,6 +124,9 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// A project-local PostgreSQL cluster (in .cruddur/pg) for development
+    /// without a configured server.
+    Local(local::LocalArgs),
 }
 
 /// Runs a parsed command line.
@@ -162,6 +166,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Feed(args) => feed::run(args, global),
         Command::Activity(command) => activity::run(command, global),
         Command::User(command) => user::run(command, global),
+        Command::Local(args) => local::run(args),
     }
 }
 

@@ -8,7 +8,7 @@ use diesel::PgConnection;
 
 use crate::cli::GlobalArgs;
 use crate::cli::output;
-use crate::config::{Config, DEFAULT_DATABASE_URL, DatabaseUrl, Environment};
+use crate::config::{Config, DatabaseUrl, Environment};
 use crate::environment::{EnvironmentMark, same_database};
 
 /// The database a command works on.
@@ -27,9 +27,21 @@ impl Target {
     /// Resolves the target from the flags and the environment: the URL of
     /// `--database-url` wins; else `PROD_CONNECTION_URL` with `--prod`;
     /// else `DATABASE_URL`, `CONNECTION_URL`, and finally
-    /// [`DEFAULT_DATABASE_URL`] (with a note). A production target is
+    /// the default URL or, when nothing answers there, a running local
+    /// cluster (see [`crate::local::resolve_default`]). A production target is
     /// labelled on stderr.
     pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {
+        Self::resolve_with(global, false)
+    }
+
+    /// Like [`Target::resolve`], but when no URL is configured and nothing
+    /// answers at the default URL, starts the project's local cluster
+    /// (for `prepare` and `setup`; other commands only reuse a running one).
+    pub fn resolve_starting_local(global: &GlobalArgs) -> anyhow::Result<Self> {
+        Self::resolve_with(global, true)
+    }
+
+    fn resolve_with(global: &GlobalArgs, may_start_local: bool) -> anyhow::Result<Self> {
         let environment = if global.prod {
             Environment::Production
         } else {
@@ -53,10 +65,20 @@ impl Target {
                     (config.database_url, source)
                 }
                 Err(crate::Error::MissingUrl { .. }) if !global.prod => {
-                    output::note(&format!(
-                        "note: neither DATABASE_URL nor CONNECTION_URL is set; using {DEFAULT_DATABASE_URL}"
-                    ));
-                    (DatabaseUrl::parse(DEFAULT_DATABASE_URL)?, "the default")
+                    let resolved = crate::local::resolve_default(may_start_local)
+                        .context("choosing the database")?;
+                    match &resolved.notice {
+                        Some(notice) => output::note(&format!("note: {notice}")),
+                        None => output::note(&format!(
+                            "note: neither DATABASE_URL nor CONNECTION_URL is set; using {}",
+                            resolved.config.database_url
+                        )),
+                    }
+                    let source = match resolved.source {
+                        crate::local::UrlSource::LocalCluster { .. } => "the local cluster",
+                        _ => "the default",
+                    };
+                    (resolved.config.database_url, source)
                 }
                 Err(e) => return Err(e).context("choosing the database"),
             },

@@ -1,6 +1,9 @@
 //! Test support: throwaway databases on a real PostgreSQL server.
 //!
-//! The server is `TEST_DATABASE_URL` when set, else `postgres://localhost/postgres`.
+//! The server ([`server_url`]) is `TEST_DATABASE_URL` when set, else the one
+//! at the default URL (`postgres://localhost/postgres`, or the server of
+//! `CRUDDUR_DEFAULT_URL`) when it answers, else a private throwaway cluster
+//! started for this test binary and removed when it exits.
 //! Two tiers:
 //! - [`TestDb::new`] / [`TestDb::migrated`]: a database of the test's own,
 //!   with a random name, dropped `WITH (FORCE)` when the guard drops; for
@@ -8,20 +11,75 @@
 //! - [`with_rollback`]: a connection to a database shared by the test
 //!   binary, inside a transaction that is never committed; for repository
 //!   tests. The shared database is dropped when the test binary exits.
+//!
+//! Tests that need a server they may stop and restart take their own
+//! [`private_cluster`]; they never stop the shared server.
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
-use cruddur_db::{DatabaseUrl, admin, establish, run_migrations};
+use cruddur_db::local::TempCluster;
+use cruddur_db::{DatabaseUrl, Error, admin, establish, run_migrations};
 use diesel::prelude::*;
 
-/// The server the tests use (its maintenance database).
+/// The server tried when `TEST_DATABASE_URL` is unset.
+pub const DEFAULT_TEST_SERVER: &str = "postgres://localhost/postgres";
+
+/// The server the tests use (its maintenance database); chosen once per
+/// test binary.
 pub fn server_url() -> DatabaseUrl {
-    let raw = std::env::var("TEST_DATABASE_URL")
+    static SERVER: OnceLock<DatabaseUrl> = OnceLock::new();
+    SERVER.get_or_init(choose_server).clone()
+}
+
+fn choose_server() -> DatabaseUrl {
+    if let Some(raw) = std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "postgres://localhost/postgres".to_owned());
-    DatabaseUrl::parse(&raw).expect("TEST_DATABASE_URL is not a valid URL")
+    {
+        return DatabaseUrl::parse(&raw).expect("TEST_DATABASE_URL is not a valid URL");
+    }
+    let default = match std::env::var("CRUDDUR_DEFAULT_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(raw) => DatabaseUrl::parse(&raw)
+            .expect("CRUDDUR_DEFAULT_URL is not a valid URL")
+            .with_database("postgres"),
+        None => DatabaseUrl::parse(DEFAULT_TEST_SERVER).expect("valid default URL"),
+    };
+    // A short timeout: when nothing listens, the private cluster should
+    // not wait behind libpq's default.
+    let probe = default.with_default_param("connect_timeout", "2");
+    match establish(&probe) {
+        Err(Error::Unreachable { .. }) => {
+            let cluster = shared_cluster();
+            eprintln!(
+                "no server at {default}: the tests use a private cluster in {}",
+                cluster.dir().display()
+            );
+            cluster.url_for("postgres").expect("private cluster URL")
+        }
+        _ => default,
+    }
+}
+
+static CLUSTER: OnceLock<TempCluster> = OnceLock::new();
+
+/// The private cluster this test binary falls back to, started on first
+/// use and removed at exit (after the shared database is dropped).
+fn shared_cluster() -> &'static TempCluster {
+    CLUSTER.get_or_init(|| {
+        let cluster = TempCluster::start().expect("start a private PostgreSQL cluster");
+        register_cleanup();
+        cluster
+    })
+}
+
+/// A private throwaway cluster of the caller's own, removed when dropped:
+/// for tests that stop and restart a server.
+pub fn private_cluster() -> TempCluster {
+    TempCluster::start().expect("start a private PostgreSQL cluster")
 }
 
 /// A random name that cannot collide with another test's.
@@ -71,10 +129,35 @@ impl Drop for TestDb {
 
 static SHARED: OnceLock<DatabaseUrl> = OnceLock::new();
 
-extern "C" fn drop_shared_database() {
-    if let Some(url) = SHARED.get() {
-        let _ = std::panic::catch_unwind(|| admin::drop_database(url, true));
-    }
+/// Statics are never dropped; the C exit handler is the one hook that runs
+/// after the last test. One handler does both jobs, in order: the shared
+/// database first, then the private cluster it may live on.
+extern "C" fn cleanup_at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(url) = SHARED.get() {
+            let _ = admin::drop_database(url, true);
+        }
+        if let Some(cluster) = CLUSTER.get()
+            && let Err(e) = cluster.remove()
+        {
+            eprintln!("could not remove the private cluster: {e}");
+        }
+    });
+}
+
+fn register_cleanup() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        #[expect(
+            unsafe_code,
+            reason = "registering a plain extern \"C\" fn with atexit"
+        )]
+        // SAFETY: `cleanup_at_exit` is a valid `extern "C" fn()` that
+        // catches panics, as atexit requires.
+        unsafe {
+            libc::atexit(cleanup_at_exit);
+        }
+    });
 }
 
 fn shared_url() -> &'static DatabaseUrl {
@@ -82,18 +165,7 @@ fn shared_url() -> &'static DatabaseUrl {
         let url = server_url().with_database(&unique_name("cruddur_test_shared"));
         admin::create_database(&url).expect("create shared test database");
         run_migrations(&mut establish(&url).expect("connect")).expect("migrate shared database");
-        // Statics are never dropped; the C exit handler is the one hook that
-        // runs after the last test, so the shared database does not outlive
-        // the test binary.
-        #[expect(
-            unsafe_code,
-            reason = "registering a plain extern \"C\" fn with atexit"
-        )]
-        // SAFETY: `drop_shared_database` is a valid `extern "C" fn()` that
-        // catches panics, as atexit requires.
-        unsafe {
-            libc::atexit(drop_shared_database);
-        }
+        register_cleanup();
         url
     })
 }
