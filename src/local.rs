@@ -1405,6 +1405,16 @@ pub fn resolve_config(explicit: Option<DatabaseUrl>) -> Result<Resolved> {
     resolve_config_with(explicit, |k| std::env::var(k).ok(), LocalCluster::project)
 }
 
+/// A development [`Config`] for `url`, with the other settings (pool size,
+/// statement timeout) read from `lookup`.
+fn config_for(url: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Config> {
+    Config::from_lookup(Environment::Development, |k| match k {
+        "DATABASE_URL" => Some(url.to_owned()),
+        "CONNECTION_URL" => None,
+        other => lookup(other),
+    })
+}
+
 /// [`resolve_config`] with the variables read from `lookup` and the local
 /// cluster given by `cluster` (for tests and callers with their own
 /// settings). It reads no `.env` file.
@@ -1413,13 +1423,7 @@ pub fn resolve_config_with(
     lookup: impl Fn(&str) -> Option<String>,
     cluster: impl FnOnce() -> Result<LocalCluster>,
 ) -> Result<Resolved> {
-    let with_url = |url: &str| {
-        Config::from_lookup(Environment::Development, |k| match k {
-            "DATABASE_URL" => Some(url.to_owned()),
-            "CONNECTION_URL" => None,
-            other => lookup(other),
-        })
-    };
+    let with_url = |url: &str| config_for(url, &lookup);
     if let Some(url) = explicit {
         return Ok(Resolved {
             config: with_url(url.expose())?,
@@ -1455,13 +1459,7 @@ fn resolve_default_with(
     cluster: impl FnOnce() -> Result<LocalCluster>,
     may_start: bool,
 ) -> Result<Resolved> {
-    let with_url = |url: &str| {
-        Config::from_lookup(Environment::Development, |k| match k {
-            "DATABASE_URL" => Some(url.to_owned()),
-            "CONNECTION_URL" => None,
-            other => lookup(other),
-        })
-    };
+    let with_url = |url: &str| config_for(url, &lookup);
     let default_raw = lookup("CRUDDUR_DEFAULT_URL")
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());

@@ -16,20 +16,6 @@ use cruddur_db::{Config, DatabaseUrl, Error, Repository, establish, prepare};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-/// Polls `done` every 20 ms until it holds or `bound` passes; returns
-/// whether it held. A bound that passes is a failure of the caller's
-/// condition, not a timing measurement.
-fn poll(bound: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
-}
-
 #[derive(Default)]
 struct Tally {
     acked: Mutex<Vec<Uuid>>,
@@ -94,7 +80,7 @@ fn server_restarts_under_write_load_lose_no_acknowledged_write() {
     let acked = || tally.acked_count.load(Ordering::Relaxed);
     let mut recoveries = Vec::new();
     assert!(
-        poll(Duration::from_secs(60), || acked() >= 200),
+        common::eventually(Duration::from_secs(60), || acked() >= 200),
         "load never got going"
     );
     for _ in 0..2 {
@@ -103,7 +89,7 @@ fn server_restarts_under_write_load_lose_no_acknowledged_write() {
         let back = Instant::now();
         let before = acked();
         assert!(
-            poll(Duration::from_secs(60), || acked() >= before + 200),
+            common::eventually(Duration::from_secs(60), || acked() >= before + 200),
             "the pool did not serve writes again after the restart"
         );
         recoveries.push(back.elapsed());

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cruddur_db::local::{LocalCluster, StartOutcome, TempCluster, UrlSource, resolve_config_with};
 use cruddur_db::{Error, admin, establish};
@@ -20,18 +20,6 @@ use diesel::sql_types::{BigInt, Text};
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
-}
-
-/// Polls `done` every 20 ms for at most `timeout`.
-fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
 }
 
 /// Alive and not a zombie.
@@ -126,7 +114,9 @@ fn a_crash_leaves_a_stale_pid_file_that_start_handles() {
         .status()
         .unwrap();
     assert!(killed.success());
-    assert!(eventually(Duration::from_secs(10), || !process_alive(pid)));
+    assert!(common::eventually(Duration::from_secs(10), || {
+        !process_alive(pid)
+    }));
     assert!(
         cluster.data_dir().join("postmaster.pid").exists(),
         "a crash leaves postmaster.pid behind"

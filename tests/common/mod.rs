@@ -206,3 +206,17 @@ pub fn counts(conn: &mut PgConnection) -> (i64, i64) {
             .expect("count activities"),
     )
 }
+
+/// Polls `done` every 20 ms until it holds or `bound` passes; returns
+/// whether it held. The bound turns "never" into a failure; it is not a
+/// timing measurement.
+pub fn eventually(bound: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + bound;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
