@@ -3,6 +3,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod migrations;
