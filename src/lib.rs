@@ -5,6 +5,8 @@
 pub mod admin;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod migrations;
