@@ -176,6 +176,16 @@ impl CreateOptions {
         for group in &self.security_group_ids {
             validate_group_id(group)?;
         }
+        if let Some(group) = &self.parameter_group {
+            if group.starts_with("default.") {
+                return Err(invalid(
+                    "parameter group",
+                    group,
+                    "RDS's default groups cannot be changed to require TLS; name a group of your own",
+                ));
+            }
+            validate_identifier("parameter group", group, 255)?;
+        }
         if self.public && self.security_group_ids.is_empty() {
             return Err(Error::Refused {
                 action: "create a publicly accessible instance".into(),
@@ -494,21 +504,16 @@ async fn ensure_tls_parameter_group(aws: &Aws, name: &str, family: &str) -> Resu
             false
         }
     };
-    let created = if exists {
-        false
-    } else {
-        {
-            aws.rds
-                .create_db_parameter_group()
-                .db_parameter_group_name(name)
-                .db_parameter_group_family(family)
-                .description("cruddur-db: PostgreSQL with TLS required (rds.force_ssl = 1)")
-                .send()
-                .await
-                .map_err(|e| sdk_error("CreateDBParameterGroup", e))?;
-            true
-        }
-    };
+    if !exists {
+        aws.rds
+            .create_db_parameter_group()
+            .db_parameter_group_name(name)
+            .db_parameter_group_family(family)
+            .description("cruddur-db: PostgreSQL with TLS required (rds.force_ssl = 1)")
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateDBParameterGroup", e))?;
+    }
     aws.rds
         .modify_db_parameter_group()
         .db_parameter_group_name(name)
@@ -522,7 +527,7 @@ async fn ensure_tls_parameter_group(aws: &Aws, name: &str, family: &str) -> Resu
         .send()
         .await
         .map_err(|e| sdk_error("ModifyDBParameterGroup", e))?;
-    Ok(created)
+    Ok(!exists)
 }
 
 /// Describes the instance `identifier`.
@@ -1065,6 +1070,13 @@ mod tests {
                 "group",
                 CreateOptions {
                     security_group_ids: vec!["default".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "parameter group",
+                CreateOptions {
+                    parameter_group: Some("default.postgres16".into()),
                     ..Default::default()
                 },
             ),
