@@ -173,6 +173,37 @@ pub enum Error {
         /// What went wrong, with the tool's output or the server log's tail.
         message: String,
     },
+    /// The AWS environment is incomplete (no region, no credentials).
+    #[error("AWS is not configured: {0}")]
+    AwsConfig(String),
+    /// An AWS API call failed.
+    #[error("AWS {operation} failed{}: {message}", .code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Aws {
+        /// The API operation, e.g. `CreateDBInstance`.
+        operation: String,
+        /// The service's error code, when it sent one.
+        code: Option<String>,
+        /// The service's explanation.
+        message: String,
+    },
+    /// A safety rule refused the operation; nothing was changed.
+    #[error("refusing to {action}: {reason}")]
+    Refused {
+        /// What was asked for.
+        action: String,
+        /// Why it is refused, and what to do instead.
+        reason: String,
+    },
+    /// A value given for an AWS operation is not acceptable.
+    #[error("invalid {what} `{input}`: {reason}")]
+    InvalidInput {
+        /// What the value is (an IP address, an identifier, ...).
+        what: &'static str,
+        /// The value given (cut to 80 characters).
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// An I/O error with what was being done.
     #[error("{context}: {source}")]
     Io {

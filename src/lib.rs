@@ -3,6 +3,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+#[cfg(feature = "aws")]
+pub mod aws;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;

@@ -14,6 +14,8 @@ pub mod lifecycle;
 pub mod local;
 pub mod migrate;
 pub mod output;
+#[cfg(feature = "aws")]
+pub mod rds;
 pub mod seed;
 pub mod target;
 pub mod user;
@@ -127,26 +129,19 @@ pub enum Command {
     /// A project-local PostgreSQL cluster (in .cruddur/pg) for development
     /// without a configured server.
     Local(local::LocalArgs),
+    /// Provision and check the production RDS instance, with the security
+    /// practices as defaults (needs the `aws` feature).
+    #[cfg(feature = "aws")]
+    Rds(Box<rds::RdsArgs>),
 }
 
 /// Runs a parsed command line.
 ///
-/// Every command group is dispatched to a function of the shape
-/// `fn(args, &GlobalArgs) -> anyhow::Result<ExitCode>`. Groups that live in
-/// their own module join the same way: the `rds` group is expected as a
-/// variant `Rds(rds::RdsArgs)` behind `#[cfg(feature = "aws")]`, dispatched
-/// as `Command::Rds(args) => rds::run(args, &cli.global)`, with
-///
-/// ```text
-/// // src/cli/rds.rs
-/// pub struct RdsArgs { .. }   // #[derive(clap::Args)]
-/// pub fn run(args: RdsArgs, global: &GlobalArgs) -> anyhow::Result<std::process::ExitCode>
-/// ```
-///
-/// and the `local` group (`start|stop|status|url`) likewise as
-/// `Local(local::LocalArgs)` dispatched to
-/// `local::run(args: LocalArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>`.
-/// A group that needs the database calls [`target::Target::resolve`].
+/// Each command group's handler takes its arguments (and, when it works on
+/// the database, the [`GlobalArgs`]) and returns `anyhow::Result<ExitCode>`.
+/// `local` and `rds` take only their own arguments: they manage a server or
+/// AWS resources, not the target database. A group that needs the database
+/// calls [`target::Target::resolve`].
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     crate::config::load_dotenv();
     output::register_secrets(known_passwords(&cli.global));
@@ -167,6 +162,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Activity(command) => activity::run(command, global),
         Command::User(command) => user::run(command, global),
         Command::Local(args) => local::run(args),
+        #[cfg(feature = "aws")]
+        Command::Rds(args) => rds::run(*args),
     }
 }
 
