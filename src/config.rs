@@ -192,15 +192,45 @@ impl DatabaseUrl {
         if let Some((start, end)) = userinfo_password_span(&self.0) {
             secrets.push(self.0[start..end].to_owned());
         }
-        // Longest first, so that a secret containing another is hidden whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .fold(text.to_owned(), |out, secret| {
-                out.replace(secret.as_str(), "***")
-            })
+        scrub_secrets(text, &secrets)
     }
+}
+
+/// Secrets shorter than this are not scrubbed: masking every `o` of a
+/// one-letter password would garble all output and hide nothing.
+pub const MIN_SCRUBBED_LEN: usize = 4;
+
+/// `text` with each secret replaced by `***` wherever it stands as a whole
+/// token (not inside a longer word, and not as a URL scheme before `://`),
+/// longest secret first. This is a safety net for text that came from
+/// elsewhere (libpq, the server); URLs are shown with [`redact`].
+pub fn scrub_secrets(text: &str, secrets: &[String]) -> String {
+    let mut secrets: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.chars().count() >= MIN_SCRUBBED_LEN)
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets.into_iter().fold(text.to_owned(), |text, secret| {
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find(secret) {
+            out.push_str(&rest[..i]);
+            let after_text = &rest[i + secret.len()..];
+            let glued = word(secret.chars().next()) && word(out.chars().last())
+                || word(secret.chars().last()) && word(after_text.chars().next());
+            if glued || after_text.starts_with("://") {
+                out.push_str(secret);
+            } else {
+                out.push_str("***");
+            }
+            rest = after_text;
+        }
+        out.push_str(rest);
+        out
+    })
 }
 
 impl FromStr for DatabaseUrl {
@@ -427,9 +457,14 @@ impl Config {
                 let connection_url = non_empty("CONNECTION_URL");
                 let warning = match (&database_url, &connection_url) {
                     (Some(a), Some(b)) if a.trim() != b.trim() => Some(format!(
-                        "DATABASE_URL ({}) and CONNECTION_URL ({}) differ; using DATABASE_URL",
+                        "DATABASE_URL ({}) and CONNECTION_URL ({}) differ{}; using DATABASE_URL",
                         redact(a),
-                        redact(b)
+                        redact(b),
+                        if redact(a) == redact(b) {
+                            " (in the password)"
+                        } else {
+                            ""
+                        }
                     )),
                     _ => None,
                 };
@@ -441,12 +476,20 @@ impl Config {
                 )
             }
         };
-        let mut config = Self::new(DatabaseUrl::parse(&url)?);
+        let mut config = Self::new(DatabaseUrl::parse(&url)?).with_settings_from(&lookup)?;
         config.environment = environment;
         config.warning = warning;
+        Ok(config)
+    }
+
+    /// This configuration with the pool and session settings
+    /// (`CRUDDUR_POOL_SIZE`, `CRUDDUR_STATEMENT_TIMEOUT_MS`) read from
+    /// `lookup`, for callers that chose the URL themselves.
+    pub fn with_settings_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let non_empty = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         if let Some(v) = non_empty("CRUDDUR_POOL_SIZE") {
-            config.pool_size = parse_setting("CRUDDUR_POOL_SIZE", &v)?;
-            if config.pool_size == 0 {
+            self.pool_size = parse_setting("CRUDDUR_POOL_SIZE", &v)?;
+            if self.pool_size == 0 {
                 return Err(Error::InvalidSetting {
                     name: "CRUDDUR_POOL_SIZE",
                     value: v,
@@ -455,9 +498,9 @@ impl Config {
             }
         }
         if let Some(v) = non_empty("CRUDDUR_STATEMENT_TIMEOUT_MS") {
-            config.statement_timeout_ms = parse_setting("CRUDDUR_STATEMENT_TIMEOUT_MS", &v)?;
+            self.statement_timeout_ms = parse_setting("CRUDDUR_STATEMENT_TIMEOUT_MS", &v)?;
         }
-        Ok(config)
+        Ok(self)
     }
 }
 
@@ -522,6 +565,26 @@ mod tests {
             kv.with_database("postgres").database().as_deref(),
             Some("postgres")
         );
+    }
+
+    #[test]
+    fn scrubbing_hides_whole_tokens_without_garbling_words() {
+        let secrets = ["postgres".to_owned(), "o".to_owned(), "s3cr3t!".to_owned()];
+        let cases = [
+            (
+                "postgres://postgres:s3cr3t!@localhost/postgresdb",
+                "postgres://***:***@localhost/postgresdb",
+            ),
+            (
+                "cannot connect: Connection refused",
+                "cannot connect: Connection refused",
+            ),
+            ("the password is postgres.", "the password is ***."),
+            ("key=s3cr3t! other", "key=*** other"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(scrub_secrets(text, &secrets), expected, "{text}");
+        }
     }
 
     #[test]

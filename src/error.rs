@@ -94,7 +94,9 @@ pub enum Error {
     StatementTimeout(String),
     /// A query failed.
     #[error("database error: {0}")]
-    Query(#[source] diesel::result::Error),
+    // The cause is in the message, not behind `source()`, so that
+    // `{:#}` chains (anyhow) do not print it twice.
+    Query(diesel::result::Error),
     /// Applying or reading migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -205,13 +207,12 @@ pub enum Error {
         reason: String,
     },
     /// An I/O error with what was being done.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, like [`Error::Query`]'s).
+        cause: std::io::Error,
     },
 }
 

@@ -223,7 +223,7 @@ impl Binaries {
             .output()
             .map_err(|e| Error::Io {
                 context: format!("running {} --version", self.tool("pg_ctl").display()),
-                source: e,
+                cause: e,
             })?;
         // "pg_ctl (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
         let text = String::from_utf8_lossy(&out.stdout);
@@ -479,7 +479,7 @@ impl LocalCluster {
             None => {
                 let cwd = std::env::current_dir().map_err(|e| Error::Io {
                     context: "reading the current directory".into(),
-                    source: e,
+                    cause: e,
                 })?;
                 project_root(&cwd).join(DEFAULT_CLUSTER_DIR)
             }
@@ -509,7 +509,7 @@ impl LocalCluster {
     ) -> Result<Self> {
         let dir = std::path::absolute(&dir).map_err(|e| Error::Io {
             context: format!("resolving {}", dir.display()),
-            source: e,
+            cause: e,
         })?;
         let want = fs::read_to_string(dir.join(DATA).join("PG_VERSION"))
             .ok()

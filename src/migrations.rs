@@ -6,7 +6,7 @@
 //! `diesel migration run` and this module agree on what is applied.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::{Error, Result};
@@ -36,27 +36,59 @@ fn migration_error(e: impl std::fmt::Display) -> Error {
 }
 
 /// Holds the migration advisory lock for as long as it lives.
+///
+/// While it is held the session's statement timeout is off: waiting for
+/// another runner's lock, and a long migration, are not runaway statements.
+/// The previous timeout is restored afterwards.
 struct MigrationLock<'a> {
     conn: &'a mut PgConnection,
+    previous_timeout: String,
+}
+
+#[derive(QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+fn set_statement_timeout(conn: &mut PgConnection, value: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT set_config('statement_timeout', $1, false) AS value")
+        .bind::<Text, _>(value)
+        .get_result::<Setting>(conn)
+        .map(drop)
 }
 
 impl<'a> MigrationLock<'a> {
     fn acquire(conn: &'a mut PgConnection) -> Result<Self> {
+        let previous_timeout =
+            diesel::sql_query("SELECT current_setting('statement_timeout') AS value")
+                .get_result::<Setting>(conn)?
+                .value;
+        set_statement_timeout(conn, "0")?;
+        let lock = Self {
+            conn,
+            previous_timeout,
+        };
         diesel::sql_query("SELECT pg_advisory_lock($1)")
             .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-            .execute(conn)?;
-        Ok(Self { conn })
+            .execute(lock.conn)?;
+        Ok(lock)
     }
 }
 
 impl Drop for MigrationLock<'_> {
     fn drop(&mut self) {
+        // Unlocking a lock this session does not hold only warns, so this
+        // is also right when acquiring failed half-way.
         let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
             .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
             .execute(self.conn);
         if let Err(e) = unlocked {
             // The lock is session-level: it goes when the connection does.
             tracing::warn!("could not release the migration lock: {e}");
+        }
+        if let Err(e) = set_statement_timeout(self.conn, &self.previous_timeout) {
+            tracing::warn!("could not restore the statement timeout: {e}");
         }
     }
 }

@@ -5,7 +5,7 @@
 //! | setting | default |
 //! |---|---|
 //! | maximum connections | [`DEFAULT_POOL_SIZE`](crate::config::DEFAULT_POOL_SIZE) (10) |
-//! | idle connections kept | none beyond those already opened (r2d2 `min_idle` = max) |
+//! | idle connections | opened on demand, none eagerly (`min_idle` = 0); closed after 10 minutes idle (r2d2's `idle_timeout`) |
 //! | checkout timeout | [`DEFAULT_CHECKOUT_TIMEOUT`](crate::config::DEFAULT_CHECKOUT_TIMEOUT) (5 s) |
 //! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`] (5 s), unless the URL sets `connect_timeout` |
 //! | statement timeout | [`DEFAULT_STATEMENT_TIMEOUT_MS`](crate::config::DEFAULT_STATEMENT_TIMEOUT_MS) (30 s) |
@@ -40,6 +40,12 @@ pub fn establish(url: &DatabaseUrl) -> Result<PgConnection> {
     establish_with_timeout(url, crate::config::DEFAULT_STATEMENT_TIMEOUT_MS)
 }
 
+/// Opens one connection with `config`'s session settings (its statement
+/// timeout), outside any pool.
+pub fn establish_config(config: &Config) -> Result<PgConnection> {
+    establish_with_timeout(&config.database_url, config.statement_timeout_ms)
+}
+
 pub(crate) fn establish_with_timeout(
     url: &DatabaseUrl,
     statement_timeout_ms: u64,
@@ -59,7 +65,10 @@ pub(crate) fn establish_with_timeout(
 pub(crate) fn classify_connection_error(url: &DatabaseUrl, message: &str) -> Error {
     let message = url.scrub(message.trim());
     let shown = url.to_string();
-    let lower = message.to_lowercase();
+    // libpq quotes every name it mentions (host, socket path, database,
+    // role); drop them so that a database called `no_ssl_role` or a socket
+    // under `~/tls/` cannot steer the classification.
+    let lower = without_quoted(&message).to_lowercase();
     if lower.contains("password authentication failed")
         || lower.contains("authentication failed")
         || lower.contains("no password supplied")
@@ -120,6 +129,11 @@ pub(crate) fn classify_connection_error(url: &DatabaseUrl, message: &str) -> Err
     }
 }
 
+/// `text` without its double-quoted parts.
+fn without_quoted(text: &str) -> String {
+    text.split('"').step_by(2).collect::<Vec<_>>().join("\"\"")
+}
+
 /// Session settings applied once when a connection is opened (not on
 /// every checkout).
 #[derive(Debug, Clone, Copy)]
@@ -148,12 +162,11 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings 
 
 /// Builds the r2d2 pool for `config`, failing fast with a typed error.
 ///
-/// One connection is opened first, directly, so that a bad URL, an
-/// unreachable host, a wrong password or a missing database is reported as
-/// such (r2d2 alone would only say "timed out" after the checkout timeout).
-/// That connection is then the first one in the pool's place: the pool is
-/// built lazily and opens connections as callers need them, up to
-/// `config.pool_size`.
+/// One connection is opened first, directly, and closed again, so that a
+/// bad URL, an unreachable host, a wrong password or a missing database is
+/// reported as such (r2d2 alone would only say "timed out" after the
+/// checkout timeout). The pool itself is built lazily: it opens connections
+/// as callers need them, up to `config.pool_size`.
 ///
 /// Defaults are listed in the [module documentation](self).
 pub fn build_pool(config: &Config) -> Result<PgPool> {
@@ -222,6 +235,61 @@ pub fn wait_for_server(url: &DatabaseUrl, timeout: Duration) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_ignores_the_names_libpq_quotes() {
+        fn kind(e: &Error) -> &'static str {
+            match e {
+                Error::DatabaseMissing { .. } => "missing",
+                Error::Authentication { .. } => "auth",
+                Error::Tls { .. } => "tls",
+                Error::Unreachable { .. } => "unreachable",
+                _ => "other",
+            }
+        }
+        let url = DatabaseUrl::parse("postgres://u:pw@localhost/cruddur").unwrap();
+        let tcp = r#"connection to server at "localhost" (127.0.0.1), port 5432 failed: "#;
+        let socket = r#"connection to server on socket "/tmp/nossl_tls_role_database/.s.PGSQL.5432" failed: "#;
+        let cases = [
+            (
+                tcp,
+                r#"FATAL:  database "cruddur_roles_missing" does not exist"#,
+                "missing",
+            ),
+            (
+                tcp,
+                r#"FATAL:  role "ssl_tls_database" does not exist"#,
+                "auth",
+            ),
+            (
+                tcp,
+                r#"FATAL:  password authentication failed for user "database_ssl""#,
+                "auth",
+            ),
+            (
+                tcp,
+                r#"server certificate for "localhost" does not match host name "127.0.0.1""#,
+                "tls",
+            ),
+            (tcp, "SSL error: certificate verify failed", "tls"),
+            (tcp, "Connection refused", "unreachable"),
+            (
+                tcp,
+                r#"FATAL:  no pg_hba.conf entry for host "1.2.3.4", user "role", database "db""#,
+                "auth",
+            ),
+            (socket, "No such file or directory", "unreachable"),
+        ];
+        for (prefix, reason, expected) in cases {
+            let err = classify_connection_error(&url, &format!("{prefix}{reason}"));
+            assert_eq!(kind(&err), expected, "{reason} -> {err:?}");
         }
     }
 }

@@ -71,8 +71,8 @@ impl Repository {
         ttl: &str,
     ) -> Result<ActivityObject> {
         // Validate before taking a connection: bad input costs no checkout.
-        activities::validate_activity(handle, message, ttl)?;
-        activities::create_activity(&mut *self.conn()?, handle, message, ttl)
+        let ttl = activities::validate_activity(handle, message, ttl)?;
+        activities::insert_activity(&mut *self.conn()?, handle, message, ttl)
     }
 
     /// See [`activities::create_reply`].

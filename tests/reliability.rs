@@ -167,3 +167,54 @@ fn concurrent_migrate_processes_all_succeed_once() {
     .unwrap();
     assert_eq!((row.n, row.distinct), (3, 3));
 }
+
+#[test]
+fn waiting_for_the_migration_lock_is_not_cut_by_the_statement_timeout() {
+    use cruddur_db::migrations::{MIGRATION_LOCK_KEY, run_migrations};
+    let db = TestDb::new();
+    let mut holder = db.conn();
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut holder)
+        .unwrap();
+    let mut config = Config::new(db.url.clone());
+    config.statement_timeout_ms = 100;
+    let runner = std::thread::spawn(move || {
+        let mut conn = cruddur_db::pool::establish_config(&config).unwrap();
+        let applied = run_migrations(&mut conn);
+        #[derive(QueryableByName)]
+        struct Timeout {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        let after: Timeout = diesel::sql_query("SELECT current_setting('statement_timeout') AS t")
+            .get_result(&mut conn)
+            .unwrap();
+        (applied, after.t)
+    });
+    // The runner has waited for the lock for three times its statement timeout.
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        long: bool,
+    }
+    let waited = common::eventually(Duration::from_secs(60), || {
+        diesel::sql_query(
+            "SELECT coalesce(bool_or(now() - query_start > interval '300 ms'), false) AS long \
+             FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        )
+        .get_result::<Waiting>(&mut holder)
+        .unwrap()
+        .long
+    });
+    assert!(waited, "the runner never waited on the migration lock");
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut holder)
+        .unwrap();
+    let (applied, timeout_after) = runner.join().unwrap();
+    assert_eq!(applied.unwrap().len(), 3);
+    assert_eq!(
+        timeout_after, "100ms",
+        "the session's statement timeout is restored"
+    );
+}

@@ -41,7 +41,7 @@ pub fn write_env_var(path: &Path, key: &str, value: &str) -> Result<EnvWrite> {
             reason: "it contains a quote or a line break".into(),
         });
     }
-    let io = |context: String| move |source| Error::Io { context, source };
+    let io = |context: String| move |cause| Error::Io { context, cause };
     let (existing, created) = match std::fs::read_to_string(path) {
         Ok(text) => (text, false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), true),

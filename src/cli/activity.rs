@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 use crate::cli::GlobalArgs;
 use crate::cli::output;
 use crate::cli::target::Target;
-use crate::repo::activities::{create_activity, validate_activity};
+use crate::migrations::ensure_current;
+use crate::repo::activities::{insert_activity, validate_activity};
 
 /// What `activity` does.
 #[derive(Debug, Subcommand)]
@@ -78,11 +79,19 @@ pub fn run(command: ActivityCommand, global: &GlobalArgs) -> anyhow::Result<Exit
     };
     // Validation first: bad input is reported even when the database is
     // unreachable, and costs no connection.
-    validate_activity(&args.handle, &message, &args.ttl).context("activity not created")?;
+    let ttl = validate_activity(&args.handle, &message, &args.ttl).map_err(|e| {
+        let hint = if e.validation_codes().contains(&"ttl_blank") {
+            " (ttl is one of 30-days, 7-days, 3-days, 1-day, 12-hours, 3-hours, 1-hour)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("activity not created{hint}"))
+    })?;
     let target = Target::resolve(global)?;
     let conn = &mut target.connect()?;
+    ensure_current(conn).context("activity not created")?;
     let activity =
-        create_activity(conn, &args.handle, &message, &args.ttl).context("activity not created")?;
+        insert_activity(conn, &args.handle, &message, ttl).context("activity not created")?;
     output::json(&activity)?;
     Ok(ExitCode::SUCCESS)
 }

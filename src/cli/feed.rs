@@ -10,35 +10,37 @@ use crate::cli::output::{self, HEADING};
 use crate::cli::target::Target;
 use crate::migrations::ensure_current;
 use crate::models::TIMESTAMP_FORMAT;
-use crate::repo::feed::{DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, home_feed, home_feed_json};
+use crate::repo::feed::{
+    DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, MAX_PAGE_SIZE, home_feed, home_feed_json,
+};
 
 /// Options of `feed`.
 #[derive(Debug, Args)]
 pub struct FeedArgs {
     /// Items per page, 1 to 100.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_PAGE_SIZE)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PAGE_SIZE,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_PAGE_SIZE))]
     pub limit: i64,
 
     /// Continue after this cursor (printed on stderr under a full page).
-    #[arg(long, value_name = "CURSOR")]
-    pub before: Option<String>,
+    #[arg(long, value_name = "CURSOR", value_parser = parse_cursor)]
+    pub before: Option<FeedCursor>,
 
     /// Print the page as the API's JSON array, built by PostgreSQL.
     #[arg(long)]
     pub json: bool,
 }
 
+/// A usage error (exit 2) for a cursor that does not decode.
+fn parse_cursor(raw: &str) -> Result<FeedCursor, String> {
+    raw.parse().map_err(|e: crate::Error| e.to_string())
+}
+
 /// Runs `feed`.
 pub fn run(args: FeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let before = args
-        .before
-        .as_deref()
-        .map(str::parse::<FeedCursor>)
-        .transpose()
-        .context("reading --before")?;
     let page = FeedPage {
         limit: args.limit,
-        before,
+        before: args.before,
     };
     let target = Target::resolve(global)?;
     let database = target.database()?;

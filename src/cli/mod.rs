@@ -39,7 +39,10 @@ use crate::config::DatabaseUrl;
         CONNECTION_URL       the same, under the original project's name\n  \
         PROD_CONNECTION_URL  the production database, used with --prod\n  \
         NO_COLOR             turns colours off (they are off when output is not a terminal)\n  \
-        RUST_LOG             diagnostics on stderr, e.g. RUST_LOG=cruddur_db=debug\n\
+        RUST_LOG             diagnostics on stderr, e.g. RUST_LOG=cruddur_db=debug\n  \
+        CRUDDUR_POOL_SIZE, CRUDDUR_STATEMENT_TIMEOUT_MS   pool size; statement timeout (ms)\n  \
+        CRUDDUR_DEFAULT_URL  tried when no URL is set (default postgres://localhost/cruddur)\n  \
+        CRUDDUR_LOCAL_DIR, CRUDDUR_PG_BINDIR, CRUDDUR_PG_USER   the local cluster (see `local`)\n\
         A .env file is read; variables already set win over it."
 )]
 pub struct Cli {

@@ -47,17 +47,17 @@ pub fn register_secrets(secrets: Vec<String>) {
 }
 
 /// `text` with every registered password replaced by `***` (also in its
-/// percent-encoded form).
+/// percent-encoded form); see [`crate::config::scrub_secrets`].
 pub fn scrub(text: &str) -> String {
-    let mut out = text.to_owned();
-    for secret in SECRETS.get().map(Vec::as_slice).unwrap_or_default() {
-        out = out.replace(secret.as_str(), "***");
-        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        if encoded != *secret {
-            out = out.replace(&encoded, "***");
-        }
-    }
-    out
+    let secrets = SECRETS.get().map(Vec::as_slice).unwrap_or_default();
+    let with_encoded: Vec<String> = secrets
+        .iter()
+        .flat_map(|s| {
+            let encoded: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+            [s.clone(), encoded]
+        })
+        .collect();
+    crate::config::scrub_secrets(text, &with_encoded)
 }
 
 /// Prints a step heading (`== create`), as the original scripts did.

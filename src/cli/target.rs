@@ -111,7 +111,10 @@ impl Target {
 
     /// One connection to the target (see [`crate::establish`]).
     pub fn connect(&self) -> anyhow::Result<PgConnection> {
-        Ok(crate::establish(&self.url)?)
+        let config = Config::new(self.url.clone())
+            .with_settings_from(|k| std::env::var(k).ok())
+            .context("reading the connection settings")?;
+        Ok(crate::pool::establish_config(&config)?)
     }
 
     /// Whether `--prod` was given (the flag that writes the production mark).
@@ -162,10 +165,20 @@ fn env_set(name: &str) -> bool {
 }
 
 fn prod_url() -> Option<DatabaseUrl> {
-    std::env::var("PROD_CONNECTION_URL")
+    let raw = std::env::var("PROD_CONNECTION_URL")
         .ok()
-        .filter(|v| !v.trim().is_empty())
-        .and_then(|v| DatabaseUrl::parse(&v).ok())
+        .filter(|v| !v.trim().is_empty())?;
+    match DatabaseUrl::parse(&raw) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            // Ignoring it silently would also switch off the check that the
+            // target is not the production database.
+            output::warning(&format!(
+                "ignoring PROD_CONNECTION_URL, so a target is not recognised as production by its URL: {e}"
+            ));
+            None
+        }
+    }
 }
 
 /// Asks `question` on a terminal and returns whether the answer was yes.

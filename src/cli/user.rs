@@ -9,6 +9,7 @@ use crate::cli::GlobalArgs;
 use crate::cli::activity::read_input;
 use crate::cli::output;
 use crate::cli::target::Target;
+use crate::migrations::ensure_current;
 use crate::repo::users::{PostConfirmationEvent, confirm_user};
 
 /// What `user` does.
@@ -34,6 +35,7 @@ pub fn run(command: UserCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode
     let event = PostConfirmationEvent::parse(&text).context("user not confirmed")?;
     let target = Target::resolve(global)?;
     let conn = &mut target.connect()?;
+    ensure_current(conn).context("user not confirmed")?;
     let confirmed = confirm_user(conn, &event).context("user not confirmed")?;
     output::json(&confirmed)?;
     Ok(ExitCode::SUCCESS)

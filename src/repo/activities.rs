@@ -175,6 +175,17 @@ pub fn create_activity(
     ttl: &str,
 ) -> Result<ActivityObject> {
     let ttl = validate_activity(handle, message, ttl)?;
+    insert_activity(conn, handle, message, ttl)
+}
+
+/// The write of [`create_activity`], for input already validated with
+/// [`validate_activity`].
+pub(crate) fn insert_activity(
+    conn: &mut PgConnection,
+    handle: &str,
+    message: &str,
+    ttl: Ttl,
+) -> Result<ActivityObject> {
     conn.transaction(|conn| {
         let user = find_user_by_handle(conn, handle)?;
         let created_at = now_micros();
