@@ -39,7 +39,11 @@ fn run() -> cruddur_db::Result<()> {
     let report = prepare(&config.database_url)?;
     if report.created || !report.migrations_applied.is_empty() || report.seeded {
         let created = if report.created { "created, " } else { "" };
-        let seeded = if report.seeded { ", loaded the reference seed" } else { "" };
+        let seeded = if report.seeded {
+            ", loaded the reference seed"
+        } else {
+            ""
+        };
         eprintln!(
             "prepared {}: {created}applied {} migration(s){seeded}",
             config.database_url,

@@ -121,18 +121,13 @@ fn run(url: &str, args: &[&str]) -> Run {
 
 /// `url` with the test server's role and [`PASSWORD`] in it.
 fn with_password(url: &DatabaseUrl) -> String {
-    let mut parsed = url::Url::parse(url.expose()).expect("test URLs are URLs");
-    if parsed.username().is_empty() {
-        let mut conn = admin::connect_maintenance(url).expect("connect to the test server");
-        let user: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-            "current_user::text",
-        ))
-        .get_result(&mut conn)
-        .expect("current_user");
-        parsed.set_username(&user).expect("set user");
-    }
-    parsed.set_password(Some(PASSWORD)).expect("set password");
-    parsed.to_string()
+    common::with_password(url, PASSWORD).expose().to_owned()
+}
+
+/// `url` with `params` (`a=b&c=d`) added to its query string.
+fn with_params(url: &str, params: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{params}")
 }
 
 /// A database name that no test created, dropped (if it came to exist)
@@ -342,7 +337,7 @@ fn prod_flag_and_the_production_url_refuse_before_any_mark() {
         // (no password, other parameters): still production.
         let mut cmd = cli();
         cmd.env("PROD_CONNECTION_URL", &url);
-        let other_spelling = format!("{}?application_name=elsewhere", db.url.expose());
+        let other_spelling = with_params(db.url.expose(), "application_name=elsewhere");
         let mut full = vec!["--database-url", other_spelling.as_str()];
         full.extend_from_slice(args);
         run_cmd(cmd, &full)
@@ -416,7 +411,22 @@ fn bad_connections_fail_fast_and_name_what_failed() {
     let missing = server_url().with_database(&unique_name("cruddur_missing"));
     let unknown_role = {
         let mut u = url::Url::parse(&with_password(&server_url())).unwrap();
-        u.set_username(&unique_name("no_such_role")).unwrap();
+        let role = unique_name("no_such_role");
+        if u.set_username(&role).is_err() {
+            // A unix-socket URL names its user as a parameter.
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "user" {
+                        role.clone()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
         u.to_string()
     };
     let cases = [
@@ -687,7 +697,7 @@ fn fake_psql(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn connect_hands_the_password_to_psql_through_the_environment() {
     let db = TestDb::migrated();
-    let url = format!("{}?sslmode=prefer&keepalives=1", with_password(&db.url));
+    let url = with_params(&with_password(&db.url), "sslmode=prefer&keepalives=1");
     let dir = tempfile::tempdir().unwrap();
     let psql = fake_psql(dir.path());
     let mut cmd = cli();

@@ -9,9 +9,7 @@ use diesel::prelude::*;
 const PASSWORD: &str = "Pa55-w0rd_s3cr3t";
 
 fn with_password(url: &DatabaseUrl, database: &str) -> DatabaseUrl {
-    let mut parsed = url::Url::parse(url.with_database(database).expose()).unwrap();
-    parsed.set_password(Some(PASSWORD)).unwrap();
-    DatabaseUrl::parse(parsed.as_str()).unwrap()
+    common::with_password(&url.with_database(database), PASSWORD)
 }
 
 fn assert_secret_free(what: &str, text: &str) {
