@@ -9,7 +9,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::query_dsl::LoadQuery;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use uuid::Uuid;
 
@@ -124,28 +127,61 @@ impl FeedPage {
     }
 }
 
+/// The typed query of the first page: every activity joined with its
+/// author, newest first, `limit` rows. [`home_feed`] runs exactly this
+/// query; it is public so that its SQL can be printed
+/// (`diesel::debug_query::<Pg, _>(&first_page_query(20))`) and compared,
+/// e.g. run verbatim by `pgbench` in the benchmark.
+pub fn first_page_query(
+    limit: i64,
+) -> impl RunQueryDsl<PgConnection>
++ for<'a> LoadQuery<'a, PgConnection, FeedItem>
++ QueryFragment<Pg>
++ QueryId
++ Send
++ 'static {
+    activities::table
+        .inner_join(users::table)
+        .select(FeedItem::as_select())
+        .order((activities::created_at.desc(), activities::uuid.desc()))
+        .limit(limit)
+}
+
+/// The typed query of the page after `cursor`, `limit` rows: the same as
+/// [`first_page_query`] plus the keyset condition. [`home_feed`] runs
+/// exactly this query for a page with a cursor.
+pub fn page_after_query(
+    limit: i64,
+    cursor: FeedCursor,
+) -> impl RunQueryDsl<PgConnection>
++ for<'a> LoadQuery<'a, PgConnection, FeedItem>
++ QueryFragment<Pg>
++ QueryId
++ Send
++ 'static {
+    activities::table
+        .inner_join(users::table)
+        .select(FeedItem::as_select())
+        .order((activities::created_at.desc(), activities::uuid.desc()))
+        .limit(limit)
+        // `created_at <= c` is the index condition; the rest only filters
+        // the rows that share the cursor's timestamp.
+        .filter(
+            activities::created_at.le(cursor.created_at).and(
+                activities::created_at
+                    .lt(cursor.created_at)
+                    .or(activities::uuid.lt(cursor.uuid)),
+            ),
+        )
+}
+
 /// One page of the home feed as typed rows, newest first (ties broken by
 /// uuid, descending).
 pub fn home_feed(conn: &mut PgConnection, page: FeedPage) -> Result<Vec<FeedItem>> {
     let limit = page.checked_limit()?;
-    let query = activities::table
-        .inner_join(users::table)
-        .select(FeedItem::as_select())
-        .order((activities::created_at.desc(), activities::uuid.desc()))
-        .limit(limit);
     let items = match page.before {
-        None => query.load(conn)?,
-        // `created_at <= c` is the index condition; the rest only filters
-        // the rows that share the cursor's timestamp.
-        Some(c) => query
-            .filter(
-                activities::created_at.le(c.created_at).and(
-                    activities::created_at
-                        .lt(c.created_at)
-                        .or(activities::uuid.lt(c.uuid)),
-                ),
-            )
-            .load(conn)?,
+        None => first_page_query(limit).load(conn)?,
+        Some(c) => page_after_query(limit, c).load(conn)?,
     };
     Ok(items)
 }
@@ -199,7 +235,6 @@ pub fn home_feed_json(conn: &mut PgConnection, page: FeedPage) -> Result<String>
 mod tests {
     use super::*;
     use diesel::debug_query;
-    use diesel::pg::Pg;
 
     #[test]
     fn typed_feed_sql_is_one_indexed_keyset_scan() {
@@ -207,18 +242,7 @@ mod tests {
             created_at: DateTime::UNIX_EPOCH,
             uuid: Uuid::nil(),
         };
-        let query = activities::table
-            .inner_join(users::table)
-            .select(FeedItem::as_select())
-            .order((activities::created_at.desc(), activities::uuid.desc()))
-            .limit(20)
-            .filter(
-                activities::created_at.le(c.created_at).and(
-                    activities::created_at
-                        .lt(c.created_at)
-                        .or(activities::uuid.lt(c.uuid)),
-                ),
-            );
+        let query = page_after_query(20, c);
         let sql = debug_query::<Pg, _>(&query).to_string();
         assert!(
             sql.contains(
