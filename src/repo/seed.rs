@@ -155,12 +155,117 @@ fn random_uuid(rng: &mut ChaCha8Rng) -> Uuid {
     uuid::Builder::from_random_bytes(rng.random()).into_uuid()
 }
 
-/// Streams COPY text-format rows through a buffer: COPY sends one message
-/// per `write`, so small writes would cost a message each.
+/// Streams COPY rows through a buffer: COPY sends one message per `write`,
+/// so small writes would cost a message each.
 const COPY_BUFFER: usize = 256 * 1024;
 
 fn copy_error(e: std::io::Error) -> diesel::result::Error {
     diesel::result::Error::SerializationError(Box::new(e))
+}
+
+/// The columns of `users` a synthetic seed writes, in the order of its rows
+/// (also the column order of [`write_synthetic_csv`]'s users file).
+pub const SYNTHETIC_USER_COLUMNS: &str =
+    "uuid, display_name, handle, email, cognito_user_id, created_at";
+/// The columns of `activities` a synthetic seed writes, in the order of its
+/// rows (also the column order of [`write_synthetic_csv`]'s activities file).
+pub const SYNTHETIC_ACTIVITY_COLUMNS: &str =
+    "uuid, user_uuid, message, replies_count, reposts_count, likes_count, expires_at, created_at";
+
+/// The rows of a synthetic seed, generated on the fly: the COPY load and
+/// the CSV export write the very same rows from here.
+struct SyntheticRows {
+    spec: SyntheticSeed,
+    user_ids: Vec<Uuid>,
+    activity_seed: u64,
+    epoch: DateTime<Utc>,
+}
+
+impl SyntheticRows {
+    fn new(spec: SyntheticSeed) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.rng_seed);
+        let user_ids: Vec<Uuid> = (0..spec.users).map(|_| random_uuid(&mut rng)).collect();
+        let activity_seed: u64 = rng.random();
+        Self {
+            spec,
+            user_ids,
+            activity_seed,
+            epoch: synthetic_epoch(),
+        }
+    }
+
+    /// Writes the users, one line each, fields separated by `sep`. No field
+    /// contains a separator, quote, backslash or newline, so the lines are
+    /// valid COPY text (`sep` = tab) and valid CSV (`sep` = comma) alike.
+    fn write_users(
+        &self,
+        out: &mut impl Write,
+        sep: char,
+        progress: &dyn Fn(SeedProgress),
+    ) -> std::io::Result<u64> {
+        let seed = self.spec.rng_seed;
+        let ts = (self.epoch - TimeDelta::days(400)).format(crate::models::TIMESTAMP_FORMAT);
+        for (i, id) in self.user_ids.iter().enumerate() {
+            let n = i as u64;
+            writeln!(
+                out,
+                "{id}{sep}User {n}{sep}user{seed}_{n}{sep}user{seed}_{n}@example.com{sep}synthetic-{id}{sep}{ts}",
+            )?;
+            if (n + 1).is_multiple_of(PROGRESS_EVERY) {
+                progress(SeedProgress {
+                    users: n + 1,
+                    activities: 0,
+                });
+            }
+        }
+        Ok(self.user_ids.len() as u64)
+    }
+
+    /// Writes the activities, like [`Self::write_users`].
+    fn write_activities(
+        &self,
+        out: &mut impl Write,
+        sep: char,
+        progress: &dyn Fn(SeedProgress),
+    ) -> std::io::Result<u64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.activity_seed);
+        let mut message = String::with_capacity(256);
+        for n in 0..self.spec.activities {
+            let id = random_uuid(&mut rng);
+            let author = self.user_ids[rng.random_range(0..self.user_ids.len())];
+            random_message(&mut rng, &mut message);
+            let created_at =
+                self.epoch - TimeDelta::microseconds(rng.random_range(0..31_536_000_000_000));
+            let ttl = crate::repo::activities::Ttl::ALL[rng.random_range(0..7)];
+            writeln!(
+                out,
+                "{id}{sep}{author}{sep}{message}{sep}{}{sep}{}{sep}{}{sep}{}{sep}{}",
+                rng.random_range(0..50u32),
+                rng.random_range(0..20u32),
+                rng.random_range(0..500u32),
+                (created_at + ttl.duration()).format(crate::models::TIMESTAMP_FORMAT),
+                created_at.format(crate::models::TIMESTAMP_FORMAT),
+            )?;
+            if (n + 1).is_multiple_of(PROGRESS_EVERY) {
+                progress(SeedProgress {
+                    users: self.spec.users,
+                    activities: n + 1,
+                });
+            }
+        }
+        Ok(self.spec.activities)
+    }
+}
+
+fn check_spec(spec: SyntheticSeed) -> Result<()> {
+    if spec.users == 0 && spec.activities > 0 {
+        return Err(Error::InvalidSetting {
+            name: "users",
+            value: "0".into(),
+            reason: "activities need at least one user".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Loads `spec.users` users and `spec.activities` activities with `COPY`,
@@ -176,17 +281,8 @@ pub fn seed_synthetic(
     progress: &dyn Fn(SeedProgress),
 ) -> Result<SeedReport> {
     ensure_current(conn)?;
-    if spec.users == 0 && spec.activities > 0 {
-        return Err(Error::InvalidSetting {
-            name: "users",
-            value: "0".into(),
-            reason: "activities need at least one user".into(),
-        });
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(spec.rng_seed);
-    let user_ids: Vec<Uuid> = (0..spec.users).map(|_| random_uuid(&mut rng)).collect();
-    let activity_seed: u64 = rng.random();
-    let epoch = synthetic_epoch();
+    check_spec(spec)?;
+    let rows = SyntheticRows::new(spec);
     conn.transaction(|conn| {
         let users_written = diesel::copy_from(users::table)
             .from_raw_data(
@@ -200,19 +296,8 @@ pub fn seed_synthetic(
                 ),
                 |sink: &mut dyn Write| -> Result<(), diesel::result::Error> {
                     let mut out = std::io::BufWriter::with_capacity(COPY_BUFFER, sink);
-                    for (i, id) in user_ids.iter().enumerate() {
-                        let n = i as u64;
-                        writeln!(
-                            out,
-                            "{id}\tUser {n}\tuser{seed}_{n}\tuser{seed}_{n}@example.com\tsynthetic-{id}\t{ts}",
-                            seed = spec.rng_seed,
-                            ts = (epoch - TimeDelta::days(400)).format(crate::models::TIMESTAMP_FORMAT),
-                        )
+                    rows.write_users(&mut out, '\t', progress)
                         .map_err(copy_error)?;
-                        if (n + 1).is_multiple_of(PROGRESS_EVERY) {
-                            progress(SeedProgress { users: n + 1, activities: 0 });
-                        }
-                    }
                     out.flush().map_err(copy_error)
                 },
             )
@@ -235,33 +320,9 @@ pub fn seed_synthetic(
                     activities::created_at,
                 ),
                 |sink: &mut dyn Write| -> Result<(), diesel::result::Error> {
-                    let mut rng = ChaCha8Rng::seed_from_u64(activity_seed);
                     let mut out = std::io::BufWriter::with_capacity(COPY_BUFFER, sink);
-                    let mut message = String::with_capacity(256);
-                    for n in 0..spec.activities {
-                        let id = random_uuid(&mut rng);
-                        let author = user_ids[rng.random_range(0..user_ids.len())];
-                        random_message(&mut rng, &mut message);
-                        let created_at =
-                            epoch - TimeDelta::microseconds(rng.random_range(0..31_536_000_000_000));
-                        let ttl = crate::repo::activities::Ttl::ALL[rng.random_range(0..7)];
-                        writeln!(
-                            out,
-                            "{id}\t{author}\t{message}\t{}\t{}\t{}\t{}\t{}",
-                            rng.random_range(0..50u32),
-                            rng.random_range(0..20u32),
-                            rng.random_range(0..500u32),
-                            (created_at + ttl.duration()).format(crate::models::TIMESTAMP_FORMAT),
-                            created_at.format(crate::models::TIMESTAMP_FORMAT),
-                        )
+                    rows.write_activities(&mut out, '\t', progress)
                         .map_err(copy_error)?;
-                        if (n + 1).is_multiple_of(PROGRESS_EVERY) {
-                            progress(SeedProgress {
-                                users: spec.users,
-                                activities: n + 1,
-                            });
-                        }
-                    }
                     out.flush().map_err(copy_error)
                 },
             )
@@ -276,6 +337,37 @@ pub fn seed_synthetic(
             activities: report.activities,
         });
         Ok(report)
+    })
+}
+
+/// Writes the rows [`seed_synthetic`] loads for `spec` as two header-less
+/// CSV files, so that other tools (e.g. `psql \copy … WITH (FORMAT csv)`)
+/// can load the very same rows; the columns are
+/// [`SYNTHETIC_USER_COLUMNS`] and [`SYNTHETIC_ACTIVITY_COLUMNS`]. Streams,
+/// like the seed: memory does not grow with the row count. Pass buffered
+/// writers.
+pub fn write_synthetic_csv(
+    spec: SyntheticSeed,
+    users: &mut impl Write,
+    activities: &mut impl Write,
+) -> Result<SeedReport> {
+    check_spec(spec)?;
+    let rows = SyntheticRows::new(spec);
+    let io = |what: &str| {
+        let context = format!("writing the synthetic {what} CSV");
+        move |source| Error::Io { context, source }
+    };
+    let users_written = rows
+        .write_users(users, ',', &|_| ())
+        .and_then(|n| users.flush().map(|()| n))
+        .map_err(io("users"))?;
+    let activities_written = rows
+        .write_activities(activities, ',', &|_| ())
+        .and_then(|n| activities.flush().map(|()| n))
+        .map_err(io("activities"))?;
+    Ok(SeedReport {
+        users: users_written,
+        activities: activities_written,
     })
 }
 
