@@ -117,3 +117,67 @@ fn same_rng_seed_gives_the_same_rows() {
     seed_synthetic(&mut b.conn(), SPEC, &|_| ()).unwrap();
     assert_eq!(digest(&mut a.conn()), digest(&mut b.conn()));
 }
+
+#[derive(QueryableByName, Debug, PartialEq, Eq)]
+struct Definition {
+    #[diesel(sql_type = Text)]
+    def: String,
+}
+
+/// Every index and constraint of both tables, as the catalog prints them.
+fn schema_of(conn: &mut PgConnection) -> Vec<String> {
+    diesel::sql_query(
+        "SELECT indexdef AS def FROM pg_indexes WHERE tablename IN ('users', 'activities') \
+         UNION ALL \
+         SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE conrelid IN ('users'::regclass, 'activities'::regclass) \
+         ORDER BY 1",
+    )
+    .load::<Definition>(conn)
+    .unwrap()
+    .into_iter()
+    .map(|d| d.def)
+    .collect()
+}
+
+#[test]
+fn a_large_seed_builds_the_indexes_after_the_data_and_leaves_the_schema_as_it_was() {
+    use cruddur_db::repo::seed::DEFER_INDEXES_FROM;
+    let db = TestDb::migrated();
+    let conn = &mut db.conn();
+    let before = schema_of(conn);
+    assert!(before.iter().any(|d| d.contains("activities_feed_idx")));
+    assert!(before.iter().any(|d| d.contains("FOREIGN KEY (user_uuid)")));
+    let spec = SyntheticSeed {
+        users: 50,
+        activities: DEFER_INDEXES_FROM + 10,
+        rng_seed: 3,
+    };
+    let feed_index_oid = |conn: &mut PgConnection| {
+        diesel::sql_query("SELECT 'activities_feed_idx'::regclass::oid::text AS def")
+            .get_result::<Definition>(conn)
+            .unwrap()
+    };
+    let oid_before = feed_index_oid(conn);
+    let report = seed_synthetic(conn, spec, &|_| ()).unwrap();
+    assert_eq!(report.activities, DEFER_INDEXES_FROM + 10);
+    assert_ne!(
+        feed_index_oid(conn),
+        oid_before,
+        "the index was not rebuilt"
+    );
+    assert_eq!(schema_of(conn), before);
+    // The rebuilt foreign key is enforced.
+    let orphan = diesel::sql_query(
+        "INSERT INTO activities (user_uuid, message) VALUES (uuid_generate_v4(), 'orphan')",
+    )
+    .execute(conn);
+    assert!(orphan.is_err(), "a row without its user was accepted");
+    // The rows are the same as those of a row-by-row load of the same seed
+    // (the CSV, loaded into a table that keeps its indexes).
+    let (mut users, mut activities) = (Vec::new(), Vec::new());
+    write_synthetic_csv(spec, &mut users, &mut activities).unwrap();
+    let other = TestDb::migrated();
+    copy_csv(&mut other.conn(), &users, &activities);
+    assert_eq!(digest(conn), digest(&mut other.conn()));
+}
