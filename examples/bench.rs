@@ -619,34 +619,25 @@ fn python_with_psycopg(bench_dir: &Path) -> Result<PathBuf, String> {
     }
     eprintln!("installing psycopg into {} …", venv.display());
     let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/requirements.txt");
-    let steps: [(&Path, Vec<&std::ffi::OsStr>); 2] = [
-        (
-            &system,
-            vec!["-m".as_ref(), "venv".as_ref(), venv.as_os_str()],
-        ),
+    let requirements = requirements.display().to_string();
+    let venv_path = venv.display().to_string();
+    let steps = [
+        (&system, vec!["-m", "venv", venv_path.as_str()]),
         (
             &python,
-            vec![
-                "-m".as_ref(),
-                "pip".as_ref(),
-                "install".as_ref(),
-                "-q".as_ref(),
-                "-r".as_ref(),
-                requirements.as_os_str(),
-            ],
+            vec!["-m", "pip", "install", "-q", "-r", requirements.as_str()],
         ),
     ];
     for (program, args) in steps {
+        let shown = format!("{} {}", program.display(), args.join(" "));
         let status = Command::new(program)
             .args(&args)
             .stdin(Stdio::null())
             .status()
-            .map_err(|e| format!("{}: {e}", program.display()))?;
+            .map_err(|e| format!("psycopg is not installed and `{shown}` could not run: {e}"))?;
         if !status.success() {
             return Err(format!(
-                "`{} {:?}` failed ({status})",
-                program.display(),
-                args
+                "psycopg is not installed and `{shown}` failed ({status})"
             ));
         }
     }
