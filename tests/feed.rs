@@ -184,8 +184,14 @@ struct Prepared {
     statement: String,
 }
 
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 #[test]
-fn both_paths_are_prepared_once_per_connection_with_the_published_sql() {
+fn both_paths_are_prepared_and_planned_once_per_connection_with_the_published_sql() {
     use cruddur_db::repo::feed::{first_page_query, home_feed_json_sql};
     common::with_rollback(|conn| {
         let u = common::user(conn, "Prepared");
@@ -204,6 +210,22 @@ fn both_paths_are_prepared_once_per_connection_with_the_published_sql() {
                 .into_iter()
                 .map(|p| p.statement)
                 .collect();
+        // Planned once, not on every call: no custom plan after the first
+        // executions (the connection's plan_cache_mode).
+        let custom_plans: Vec<i64> = diesel::sql_query(
+            "SELECT custom_plans AS n FROM pg_prepared_statements \
+             WHERE statement LIKE '%activities%'",
+        )
+        .load::<Count>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.n)
+        .collect();
+        assert_eq!(
+            custom_plans,
+            [0, 0, 0, 0],
+            "custom plans per feed statement"
+        );
         let count = |needle: &str| prepared.iter().filter(|s| s.contains(needle)).count();
         // One named statement per shape, however many calls: the server
         // parses and plans each once per connection.
