@@ -41,6 +41,7 @@ use cruddur_db::{
     Config, DatabaseUrl, FeedPage, Repository, SyntheticSeed, admin, establish, run_migrations,
     seed_synthetic,
 };
+use diesel::RunQueryDsl;
 use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
 
@@ -380,6 +381,9 @@ fn pg_tool(name: &str) -> Option<PathBuf> {
 struct Pgbench {
     program: PathBuf,
     dir: PathBuf,
+    /// `PGOPTIONS` for pgbench's sessions: the settings our pool's sessions
+    /// have that change how a statement runs.
+    options: String,
 }
 
 impl Pgbench {
@@ -412,6 +416,7 @@ impl Pgbench {
         if let Some(pw) = password {
             cmd.env("PGPASSWORD", pw);
         }
+        cmd.env("PGOPTIONS", &self.options);
         let out = cmd.output()?;
         check_stop()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -784,9 +789,10 @@ fn run(plan: Plan) -> BenchResult<()> {
     let server = server_url()?;
     let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&bench_dir)?;
-    let pgbench = pg_tool("pgbench").map(|program| Pgbench {
+    let mut pgbench = pg_tool("pgbench").map(|program| Pgbench {
         program,
         dir: bench_dir.clone(),
+        options: String::new(),
     });
     let psql = pg_tool("psql");
     let python = python_with_psycopg(&bench_dir);
@@ -934,6 +940,18 @@ fn run(plan: Plan) -> BenchResult<()> {
     let config = |url: &DatabaseUrl| Config::new(url.clone());
     let repo = Repository::connect(&config(&main_db))?;
     let small_repo = Repository::connect(&config(&small_db))?;
+    // "Same SQL" includes being planned the same way: pgbench's sessions get
+    // the plan_cache_mode our pool sets on its connections (build_pool's
+    // docs say why). The Python peer keeps PostgreSQL's defaults, as the
+    // original stack did.
+    let plan_cache_mode: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_setting('plan_cache_mode')",
+    ))
+    .get_result(&mut *repo.conn()?)?;
+    if let Some(p) = pgbench.as_mut() {
+        p.options = format!("-c plan_cache_mode={plan_cache_mode}");
+    }
+    eprintln!("sessions: plan_cache_mode = {plan_cache_mode} (ours and pgbench)");
     let typed = || -> BenchResult<()> {
         let page = repo.home_feed(FeedPage::first(PAGE))?;
         if page.len() != PAGE as usize {
