@@ -177,3 +177,70 @@ fn page_size_outside_bounds_is_refused() {
         }
     });
 }
+
+#[derive(QueryableByName)]
+struct Prepared {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[test]
+fn both_paths_are_prepared_and_planned_once_per_connection_with_the_published_sql() {
+    use cruddur_db::repo::feed::{first_page_query, home_feed_json_sql};
+    common::with_rollback(|conn| {
+        let u = common::user(conn, "Prepared");
+        insert(conn, u.uuid, "m", at(0));
+        let cursor = FeedCursor::after(&home_feed(conn, FeedPage::first(1)).unwrap()[0]);
+        for _ in 0..3 {
+            home_feed(conn, FeedPage::default()).unwrap();
+            home_feed(conn, FeedPage::after(5, cursor)).unwrap();
+            home_feed_json(conn, FeedPage::default()).unwrap();
+            home_feed_json(conn, FeedPage::after(5, cursor)).unwrap();
+        }
+        let prepared: Vec<String> =
+            diesel::sql_query("SELECT statement FROM pg_prepared_statements")
+                .load::<Prepared>(conn)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.statement)
+                .collect();
+        // Planned once, not on every call: no custom plan after the first
+        // executions (the connection's plan_cache_mode).
+        let custom_plans: Vec<i64> = diesel::sql_query(
+            "SELECT custom_plans AS n FROM pg_prepared_statements \
+             WHERE statement LIKE '%activities%'",
+        )
+        .load::<Count>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.n)
+        .collect();
+        assert_eq!(
+            custom_plans,
+            [0, 0, 0, 0],
+            "custom plans per feed statement"
+        );
+        let count = |needle: &str| prepared.iter().filter(|s| s.contains(needle)).count();
+        // One named statement per shape, however many calls: the server
+        // parses and plans each once per connection.
+        assert_eq!(count("row_to_json"), 2, "{prepared:#?}");
+        assert_eq!(
+            count(r#"FROM ("activities" INNER JOIN"#),
+            2,
+            "{prepared:#?}"
+        );
+        // What the benchmark runs through pgbench is what is sent.
+        for sql in [home_feed_json_sql(false), home_feed_json_sql(true)] {
+            assert!(prepared.contains(&sql), "{sql}\nnot in {prepared:#?}");
+        }
+        let typed = diesel::debug_query::<diesel::pg::Pg, _>(&first_page_query(20)).to_string();
+        let typed = typed.split(" -- binds:").next().unwrap().to_owned();
+        assert!(prepared.contains(&typed), "{typed}\nnot in {prepared:#?}");
+    });
+}

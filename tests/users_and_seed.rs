@@ -211,3 +211,40 @@ fn prepare_creates_migrates_seeds_once() {
 fn admin_drop(db: &TestDb) {
     assert!(cruddur_db::drop_database(&db.url, true).unwrap());
 }
+
+#[test]
+fn a_bulk_seed_is_not_cut_by_the_statement_timeout() {
+    let db = TestDb::migrated();
+    let mut config = cruddur_db::Config::new(db.url.clone());
+    // Loading 200k rows takes far longer than 50 ms; the small queries
+    // around it take far less.
+    config.statement_timeout_ms = 50;
+    let conn = &mut cruddur_db::pool::establish_config(&config).unwrap();
+    let spec = SyntheticSeed {
+        users: 100,
+        activities: 200_000,
+        rng_seed: 3,
+    };
+    let report = seed_synthetic(conn, spec, &|_| {}).unwrap();
+    assert_eq!(report.activities, 200_000);
+    // The timeout still holds for everything else on that connection.
+    let err = diesel::sql_query("SELECT pg_sleep(0.2)")
+        .execute(conn)
+        .unwrap_err();
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+}
+
+#[test]
+fn an_absurd_user_count_is_refused_before_allocating() {
+    let db = TestDb::migrated();
+    let spec = SyntheticSeed {
+        users: u64::MAX,
+        activities: 1,
+        rng_seed: 1,
+    };
+    let err = seed_synthetic(&mut db.conn(), spec, &|_| {}).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidSetting { name: "users", .. }),
+        "{err}"
+    );
+}

@@ -9,7 +9,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
+use diesel::query_dsl::LoadQuery;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use uuid::Uuid;
 
@@ -124,82 +127,190 @@ impl FeedPage {
     }
 }
 
+/// The typed query of the first page: every activity joined with its
+/// author, newest first, `limit` rows. [`home_feed`] runs exactly this
+/// query; it is public so that its SQL can be printed
+/// (`diesel::debug_query::<Pg, _>(&first_page_query(20))`) and compared,
+/// e.g. run verbatim by `pgbench` in the benchmark.
+pub fn first_page_query(
+    limit: i64,
+) -> impl RunQueryDsl<PgConnection>
++ for<'a> LoadQuery<'a, PgConnection, FeedItem>
++ QueryFragment<Pg>
++ QueryId
++ Send
++ 'static {
+    activities::table
+        .inner_join(users::table)
+        .select(FeedItem::as_select())
+        .order((activities::created_at.desc(), activities::uuid.desc()))
+        .limit(limit)
+}
+
+/// The typed query of the page after `cursor`, `limit` rows: the same as
+/// [`first_page_query`] plus the keyset condition. [`home_feed`] runs
+/// exactly this query for a page with a cursor.
+pub fn page_after_query(
+    limit: i64,
+    cursor: FeedCursor,
+) -> impl RunQueryDsl<PgConnection>
++ for<'a> LoadQuery<'a, PgConnection, FeedItem>
++ QueryFragment<Pg>
++ QueryId
++ Send
++ 'static {
+    activities::table
+        .inner_join(users::table)
+        .select(FeedItem::as_select())
+        .order((activities::created_at.desc(), activities::uuid.desc()))
+        .limit(limit)
+        // `created_at <= c` is the index condition; the rest only filters
+        // the rows that share the cursor's timestamp.
+        .filter(
+            activities::created_at.le(cursor.created_at).and(
+                activities::created_at
+                    .lt(cursor.created_at)
+                    .or(activities::uuid.lt(cursor.uuid)),
+            ),
+        )
+}
+
 /// One page of the home feed as typed rows, newest first (ties broken by
 /// uuid, descending).
 pub fn home_feed(conn: &mut PgConnection, page: FeedPage) -> Result<Vec<FeedItem>> {
     let limit = page.checked_limit()?;
-    let query = activities::table
-        .inner_join(users::table)
-        .select(FeedItem::as_select())
-        .order((activities::created_at.desc(), activities::uuid.desc()))
-        .limit(limit);
     let items = match page.before {
-        None => query.load(conn)?,
-        // `created_at <= c` is the index condition; the rest only filters
-        // the rows that share the cursor's timestamp.
-        Some(c) => query
-            .filter(
-                activities::created_at.le(c.created_at).and(
-                    activities::created_at
-                        .lt(c.created_at)
-                        .or(activities::uuid.lt(c.uuid)),
-                ),
-            )
-            .load(conn)?,
+        None => first_page_query(limit).load(conn)?,
+        Some(c) => page_after_query(limit, c).load(conn)?,
     };
     Ok(items)
 }
 
-/// The JSON text of one page as PostgreSQL builds it. Kept in one place so
-/// that the benchmark can run the very same statement through pgbench.
-pub fn home_feed_json_sql(with_cursor: bool) -> String {
-    let cursor = if with_cursor {
-        "WHERE a.created_at <= $2 AND (a.created_at < $2 OR a.uuid < $3)"
-    } else {
-        ""
-    };
-    format!(
-        "SELECT COALESCE(array_to_json(array_agg(row_to_json(j) \
-         ORDER BY p.created_at DESC, p.uuid DESC)), '[]')::text AS feed \
-         FROM (SELECT a.uuid, u.display_name, u.handle, a.message, a.replies_count, \
-         a.reposts_count, a.likes_count, a.reply_to_activity_uuid, a.expires_at, a.created_at \
-         FROM activities a JOIN users u ON u.uuid = a.user_uuid {cursor} \
-         ORDER BY a.created_at DESC, a.uuid DESC LIMIT $1) p \
-         CROSS JOIN LATERAL (SELECT p.uuid, p.display_name, p.handle, p.message, \
-         p.replies_count, p.reposts_count, p.likes_count, p.reply_to_activity_uuid, \
-         to_char(p.expires_at AT TIME ZONE 'UTC', '{PG_TIMESTAMP_FORMAT}') AS expires_at, \
-         to_char(p.created_at AT TIME ZONE 'UTC', '{PG_TIMESTAMP_FORMAT}') AS created_at) j"
-    )
+// The JSON page statement, in pieces around its bind parameters. The
+// subquery is the typed page; PostgreSQL turns its rows into the JSON array.
+const JSON_HEAD: &str = "SELECT COALESCE(array_to_json(array_agg(row_to_json(j) \
+     ORDER BY p.created_at DESC, p.uuid DESC)), '[]')::text AS feed \
+     FROM (SELECT a.uuid, u.display_name, u.handle, a.message, a.replies_count, \
+     a.reposts_count, a.likes_count, a.reply_to_activity_uuid, a.expires_at, a.created_at \
+     FROM activities a JOIN users u ON u.uuid = a.user_uuid ";
+const JSON_ORDER: &str = "ORDER BY a.created_at DESC, a.uuid DESC LIMIT ";
+const JSON_TAIL: [&str; 3] = [
+    ") p CROSS JOIN LATERAL (SELECT p.uuid, p.display_name, p.handle, p.message, \
+     p.replies_count, p.reposts_count, p.likes_count, p.reply_to_activity_uuid, \
+     to_char(p.expires_at AT TIME ZONE 'UTC', '",
+    "') AS expires_at, to_char(p.created_at AT TIME ZONE 'UTC', '",
+    "') AS created_at) j",
+];
+
+fn walk_json_page<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    limit: &'b i64,
+    cursor: Option<&'b FeedCursor>,
+) -> QueryResult<()> {
+    out.push_sql(JSON_HEAD);
+    if let Some(c) = cursor {
+        out.push_sql("WHERE a.created_at <= ");
+        out.push_bind_param::<Timestamptz, _>(&c.created_at)?;
+        out.push_sql(" AND (a.created_at < ");
+        out.push_bind_param::<Timestamptz, _>(&c.created_at)?;
+        out.push_sql(" OR a.uuid < ");
+        out.push_bind_param::<diesel::sql_types::Uuid, _>(&c.uuid)?;
+        out.push_sql(") ");
+    }
+    out.push_sql(JSON_ORDER);
+    out.push_bind_param::<BigInt, _>(limit)?;
+    out.push_sql(JSON_TAIL[0]);
+    out.push_sql(PG_TIMESTAMP_FORMAT);
+    out.push_sql(JSON_TAIL[1]);
+    out.push_sql(PG_TIMESTAMP_FORMAT);
+    out.push_sql(JSON_TAIL[2]);
+    Ok(())
 }
 
-#[derive(QueryableByName)]
-struct FeedJson {
-    #[diesel(sql_type = Text)]
-    feed: String,
+/// The JSON first page as a Diesel query rather than a `sql_query`:
+/// Diesel never caches a `sql_query` (the server would parse and plan the
+/// statement on every call), while a query with a static [`QueryId`] is
+/// prepared once per connection and then only executed, like the typed page.
+/// One type per statement shape, because the cache is keyed by the type.
+#[derive(Debug, Clone, Copy, QueryId)]
+struct JsonFirstPage {
+    limit: i64,
+}
+
+/// The JSON page after a cursor; see [`JsonFirstPage`].
+#[derive(Debug, Clone, Copy, QueryId)]
+struct JsonPageAfter {
+    limit: i64,
+    cursor: FeedCursor,
+}
+
+impl QueryFragment<Pg> for JsonFirstPage {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        walk_json_page(out, &self.limit, None)
+    }
+}
+
+impl QueryFragment<Pg> for JsonPageAfter {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        walk_json_page(out, &self.limit, Some(&self.cursor))
+    }
+}
+
+impl Query for JsonFirstPage {
+    type SqlType = Text;
+}
+
+impl Query for JsonPageAfter {
+    type SqlType = Text;
+}
+
+impl RunQueryDsl<PgConnection> for JsonFirstPage {}
+impl RunQueryDsl<PgConnection> for JsonPageAfter {}
+
+/// The statement [`home_feed_json`] sends, with its placeholders: `$1` is
+/// the page size; with a cursor, `$1`, `$2` are its `created_at`, `$3` its
+/// uuid and `$4` the page size. Public so that the benchmark can run the
+/// very same statement through pgbench and the Python peer.
+pub fn home_feed_json_sql(with_cursor: bool) -> String {
+    let mut builder = diesel::pg::PgQueryBuilder::default();
+    let built = if with_cursor {
+        JsonPageAfter {
+            limit: DEFAULT_PAGE_SIZE,
+            cursor: FeedCursor {
+                created_at: DateTime::UNIX_EPOCH,
+                uuid: Uuid::nil(),
+            },
+        }
+        .to_sql(&mut builder, &Pg)
+    } else {
+        JsonFirstPage {
+            limit: DEFAULT_PAGE_SIZE,
+        }
+        .to_sql(&mut builder, &Pg)
+    };
+    // Building cannot fail: only identifiers can, and the statement pushes
+    // none. An empty string would fail loudly wherever it is run.
+    match built {
+        Ok(()) => builder.finish(),
+        Err(_) => String::new(),
+    }
 }
 
 /// One page of the home feed as a JSON array built by the server; an empty
 /// feed is `[]`. Byte-identical to `serde_json::to_string(&home_feed(..))`.
 pub fn home_feed_json(conn: &mut PgConnection, page: FeedPage) -> Result<String> {
     let limit = page.checked_limit()?;
-    let row: FeedJson = match page.before {
-        None => diesel::sql_query(home_feed_json_sql(false))
-            .bind::<BigInt, _>(limit)
-            .get_result(conn)?,
-        Some(c) => diesel::sql_query(home_feed_json_sql(true))
-            .bind::<BigInt, _>(limit)
-            .bind::<Timestamptz, _>(c.created_at)
-            .bind::<diesel::sql_types::Uuid, _>(c.uuid)
-            .get_result(conn)?,
+    let feed = match page.before {
+        None => JsonFirstPage { limit }.get_result::<String>(conn)?,
+        Some(cursor) => JsonPageAfter { limit, cursor }.get_result::<String>(conn)?,
     };
-    Ok(row.feed)
+    Ok(feed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use diesel::debug_query;
-    use diesel::pg::Pg;
 
     #[test]
     fn typed_feed_sql_is_one_indexed_keyset_scan() {
@@ -207,18 +318,7 @@ mod tests {
             created_at: DateTime::UNIX_EPOCH,
             uuid: Uuid::nil(),
         };
-        let query = activities::table
-            .inner_join(users::table)
-            .select(FeedItem::as_select())
-            .order((activities::created_at.desc(), activities::uuid.desc()))
-            .limit(20)
-            .filter(
-                activities::created_at.le(c.created_at).and(
-                    activities::created_at
-                        .lt(c.created_at)
-                        .or(activities::uuid.lt(c.uuid)),
-                ),
-            );
+        let query = page_after_query(20, c);
         let sql = debug_query::<Pg, _>(&query).to_string();
         assert!(
             sql.contains(
@@ -231,6 +331,21 @@ mod tests {
             "{sql}"
         );
         assert!(!sql.contains("OFFSET"), "{sql}");
+    }
+
+    #[test]
+    fn json_statements_have_static_ids_and_numbered_placeholders() {
+        const { assert!(JsonFirstPage::HAS_STATIC_QUERY_ID) };
+        const { assert!(JsonPageAfter::HAS_STATIC_QUERY_ID) };
+        let first = home_feed_json_sql(false);
+        assert!(first.contains("LIMIT $1) p"), "{first}");
+        assert!(!first.contains("$2"), "{first}");
+        let after = home_feed_json_sql(true);
+        assert!(
+            after.contains("WHERE a.created_at <= $1 AND (a.created_at < $2 OR a.uuid < $3)"),
+            "{after}"
+        );
+        assert!(after.contains("LIMIT $4) p"), "{after}");
     }
 
     #[test]

@@ -1,0 +1,1176 @@
+//! Benchmarks cruddur-db against its peers, side by side in one run.
+//!
+//! ```text
+//! cargo run --release --example bench            # 10k users, 1M activities (a few minutes)
+//! cargo run --release --example bench -- --quick # 100k activities, short runs (under a minute)
+//! ```
+//!
+//! It creates its own databases (random names, `cruddur_bench_…`) on the
+//! server of `BENCH_DATABASE_URL`, else of `DATABASE_URL`, else
+//! `postgres://localhost/postgres`, and drops them at the end, also on an
+//! error or Ctrl-C. It never touches another database.
+//!
+//! | row | ours | peer, in the same run |
+//! |---|---|---|
+//! | feed, typed path | `Repository::home_feed` through the r2d2 pool | `pgbench -n -M prepared` with the SQL Diesel generates for it |
+//! | feed, JSON path | `Repository::home_feed_json` | `pgbench -n -M prepared` with the same JSON statement |
+//! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
+//! | scale | feed p50 at the full size | feed p50 at 1k activities |
+//! | Python | `home_feed_json` | `benches/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
+//!
+//! Every feed row runs for the same number of seconds with the same client
+//! threads on both sides, alternating which side goes first. The table is
+//! printed and written to `target/bench/results.md`; the ratios go to
+//! `target/bench/summary.json`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use cruddur_db::config::load_dotenv;
+use cruddur_db::repo::feed::{first_page_query, home_feed_json_sql};
+use cruddur_db::repo::seed::{
+    SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
+};
+use cruddur_db::{
+    Config, DatabaseUrl, FeedPage, Repository, SyntheticSeed, admin, establish, run_migrations,
+    seed_synthetic,
+};
+use diesel::RunQueryDsl;
+use diesel::connection::SimpleConnection;
+use diesel::pg::Pg;
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The hidden first argument that makes the binary load a synthetic seed
+/// and report its time and peak memory (so that the measured process does
+/// nothing else).
+const SEED_CHILD: &str = "--seed-child";
+/// How the seed child learns its database (not argv: it may hold a password).
+const SEED_CHILD_URL: &str = "CRUDDUR_BENCH_SEED_URL";
+const PAGE: i64 = 20;
+const RNG_SEED: u64 = 20_260_101;
+const USERS: u64 = 10_000;
+const SMALL_ACTIVITIES: u64 = 1_000;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn stopped() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+fn fail<T>(message: impl Into<String>) -> BenchResult<T> {
+    Err(message.into().into())
+}
+
+fn check_stop() -> BenchResult<()> {
+    if stopped() {
+        fail("interrupted")
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    quick: bool,
+    activities: u64,
+    seconds: u64,
+    rounds: usize,
+    seed_rounds: usize,
+}
+
+impl Plan {
+    fn new(quick: bool, seconds: Option<u64>) -> Self {
+        if quick {
+            Self {
+                quick,
+                activities: 100_000,
+                seconds: seconds.unwrap_or(1),
+                rounds: 1,
+                seed_rounds: 1,
+            }
+        } else {
+            Self {
+                quick,
+                activities: 1_000_000,
+                seconds: seconds.unwrap_or(5),
+                rounds: 2,
+                seed_rounds: 2,
+            }
+        }
+    }
+
+    fn spec(&self) -> SyntheticSeed {
+        SyntheticSeed {
+            users: USERS,
+            activities: self.activities,
+            rng_seed: RNG_SEED,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(SEED_CHILD) {
+        return report(seed_child(&args[1..]));
+    }
+    let mut quick = false;
+    let mut seconds = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--seconds" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
+                Some(s) if s > 0 => seconds = Some(s),
+                _ => return report(fail("--seconds takes a whole number of seconds > 0")),
+            },
+            "-h" | "--help" => {
+                println!(
+                    "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\n\
+                     --quick      100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
+                     --seconds N  length of each measured run\n\n\
+                     Server: BENCH_DATABASE_URL, else DATABASE_URL, else postgres://localhost/postgres"
+                );
+                return ExitCode::SUCCESS;
+            }
+            other => return report(fail(format!("unknown argument `{other}` (see --help)"))),
+        }
+    }
+    if let Err(e) = ctrlc::set_handler(|| {
+        STOP.store(true, Ordering::Relaxed);
+        eprintln!("\ninterrupted: stopping and dropping the benchmark databases");
+    }) {
+        eprintln!("warning: no Ctrl-C handler ({e}); an interrupted run leaves its databases");
+    }
+    report(run(Plan::new(quick, seconds)))
+}
+
+fn report(result: BenchResult<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Databases of our own
+
+/// The benchmark's databases; each one is dropped (`WITH (FORCE)`) when this
+/// guard drops, whether the run ended well, with an error or a Ctrl-C.
+struct Databases {
+    prefix: String,
+    server: DatabaseUrl,
+    created: Mutex<Vec<DatabaseUrl>>,
+}
+
+impl Databases {
+    fn new(server: DatabaseUrl) -> Self {
+        Self {
+            prefix: format!(
+                "cruddur_bench_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
+            server,
+            created: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Creates `<prefix>_<suffix>` (it cannot exist: the prefix is random)
+    /// and applies the migrations.
+    fn create(&self, suffix: &str) -> BenchResult<DatabaseUrl> {
+        let url = self
+            .server
+            .with_database(&format!("{}_{suffix}", self.prefix));
+        if !admin::create_database(&url)? {
+            return fail(format!("{url} already exists; not touching it"));
+        }
+        lock(&self.created).push(url.clone());
+        run_migrations(&mut establish(&url)?)?;
+        Ok(url)
+    }
+
+    fn drop_one(&self, url: &DatabaseUrl) {
+        let mut created = lock(&self.created);
+        if let Some(i) = created.iter().position(|u| u.expose() == url.expose()) {
+            let url = created.remove(i);
+            if let Err(e) = admin::drop_database(&url, true) {
+                eprintln!("warning: could not drop {url}: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        let urls: Vec<DatabaseUrl> = lock(&self.created).drain(..).collect();
+        for url in urls {
+            match admin::drop_database(&url, true) {
+                Ok(_) => eprintln!("dropped {}", url.database().unwrap_or_default()),
+                Err(e) => eprintln!("warning: could not drop {url}: {e}"),
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn server_url() -> BenchResult<DatabaseUrl> {
+    let from_env = ["BENCH_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
+    let url = DatabaseUrl::parse(
+        from_env
+            .as_deref()
+            .unwrap_or("postgres://localhost/postgres"),
+    )?;
+    Ok(url.with_database("postgres"))
+}
+
+/// The URL without its password (for other programs' argv) and the
+/// password (for their environment).
+fn split_password(url: &DatabaseUrl) -> BenchResult<(String, Option<String>)> {
+    let mut parsed = url::Url::parse(url.expose())?;
+    let password = url.password();
+    if parsed.set_password(None).is_err() {
+        return fail(format!("cannot pass {url} to the peers"));
+    }
+    Ok((parsed.to_string(), password))
+}
+
+fn execute(url: &DatabaseUrl, sql: &str) -> BenchResult<()> {
+    let mut conn = establish(url)?;
+    conn.batch_execute("SET statement_timeout = 0")?;
+    conn.batch_execute(sql)?;
+    Ok(())
+}
+
+/// Flushes dirty pages so that one load does not pay for the last one's
+/// checkpoint. Needs superuser; without it the loads simply run as they are.
+fn checkpoint(url: &DatabaseUrl) {
+    if let Err(e) = execute(url, "CHECKPOINT") {
+        eprintln!("note: CHECKPOINT refused ({e}); loads may overlap a checkpoint");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Measurements
+
+/// One side of one row: throughput and latency.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    transactions: u64,
+    seconds: f64,
+    latencies_us: Vec<f64>,
+}
+
+impl Run {
+    fn absorb(&mut self, other: Run) {
+        self.transactions += other.transactions;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+    }
+
+    fn tps(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.transactions as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_by(f64::total_cmp);
+        let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+        sorted[i] / 1000.0
+    }
+}
+
+/// Runs `op` on `clients` threads for `seconds`, after a warm-up in which
+/// every thread has done `WARMUP` calls (so the pool holds its connections
+/// and each has prepared its statements, as pgbench does before it counts).
+fn run_ours(
+    clients: usize,
+    seconds: u64,
+    op: &(dyn Fn() -> BenchResult<()> + Sync),
+) -> BenchResult<Run> {
+    const WARMUP: usize = 200;
+    // Two barriers: the clock starts once every thread has warmed up, and
+    // the threads read it only after it is set.
+    let warmed = Barrier::new(clients + 1);
+    let go = Barrier::new(clients + 1);
+    let start = Mutex::new(None::<Instant>);
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| -> BenchResult<(u64, Vec<f64>, Instant)> {
+                    let warm = (0..WARMUP).try_for_each(|_| op());
+                    warmed.wait();
+                    go.wait();
+                    warm?;
+                    let begin = lock(&start).unwrap_or_else(Instant::now);
+                    let deadline = begin + Duration::from_secs(seconds);
+                    let mut latencies = Vec::with_capacity(64 * 1024);
+                    let mut now = Instant::now();
+                    while now < deadline && !stopped() {
+                        op()?;
+                        let done = Instant::now();
+                        latencies.push((done - now).as_nanos() as f64 / 1000.0);
+                        now = done;
+                    }
+                    Ok((latencies.len() as u64, latencies, now))
+                })
+            })
+            .collect();
+        warmed.wait();
+        let begin = Instant::now();
+        *lock(&start) = Some(begin);
+        go.wait();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| fail("a client thread panicked"))
+            })
+            .collect();
+        (begin, results)
+    });
+    let (begin, results) = results;
+    let mut run = Run::default();
+    let mut end = begin;
+    for r in results {
+        let (n, lat, finished) = r?;
+        run.transactions += n;
+        run.latencies_us.extend(lat);
+        end = end.max(finished);
+    }
+    run.seconds = (end - begin).as_secs_f64();
+    check_stop()?;
+    Ok(run)
+}
+
+/// Finds a PostgreSQL client program on PATH or in `pg_config --bindir`.
+fn pg_tool(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+        let dir = String::from_utf8(out.stdout).ok()?;
+        let p = Path::new(dir.trim()).join(name);
+        p.is_file().then_some(p)
+    })
+}
+
+struct Pgbench {
+    program: PathBuf,
+    dir: PathBuf,
+    /// `PGOPTIONS` for pgbench's sessions: the settings our pool's sessions
+    /// have that change how a statement runs.
+    options: String,
+}
+
+impl Pgbench {
+    /// `pgbench -n -M prepared -c N -j N -T seconds -f script`, logging every
+    /// transaction's latency (`-l`) for the percentiles.
+    fn run(
+        &self,
+        url: &DatabaseUrl,
+        tag: &str,
+        script: &str,
+        clients: usize,
+        seconds: u64,
+    ) -> BenchResult<Run> {
+        let script_path = self.dir.join(format!("{tag}.sql"));
+        std::fs::write(&script_path, script)?;
+        let log_dir = self.dir.join(format!("{tag}-log"));
+        let _ = std::fs::remove_dir_all(&log_dir);
+        std::fs::create_dir_all(&log_dir)?;
+        let (conninfo, password) = split_password(url)?;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["-n", "-M", "prepared", "-l"])
+            .arg("--log-prefix")
+            .arg(log_dir.join("tx"))
+            .args(["-c", &clients.to_string(), "-j", &clients.to_string()])
+            .args(["-T", &seconds.to_string()])
+            .arg("-f")
+            .arg(&script_path)
+            .arg(&conninfo)
+            .stdin(Stdio::null());
+        if let Some(pw) = password {
+            cmd.env("PGPASSWORD", pw);
+        }
+        cmd.env("PGOPTIONS", &self.options);
+        let out = cmd.output()?;
+        check_stop()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return fail(format!(
+                "pgbench failed ({}): {}{}",
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let tps = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok());
+        let Some(tps) = tps else {
+            return fail(format!("no `tps =` line in pgbench's output:\n{stdout}"));
+        };
+        let mut latencies_us = Vec::new();
+        for entry in std::fs::read_dir(&log_dir)? {
+            let text = std::fs::read_to_string(entry?.path())?;
+            // client_id transaction_no latency_us script_no epoch epoch_us
+            latencies_us.extend(
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2))
+                    .filter_map(|t| t.parse::<f64>().ok()),
+            );
+        }
+        std::fs::remove_dir_all(&log_dir)?;
+        let transactions = latencies_us.len() as u64;
+        Ok(Run {
+            transactions,
+            seconds: transactions as f64 / tps,
+            latencies_us,
+        })
+    }
+}
+
+/// A script for pgbench: `:limit` where the statement has `$1`.
+fn pgbench_script(sql: &str) -> BenchResult<String> {
+    if sql.contains("$2") {
+        return fail("the benchmarked statement takes one parameter, the page size");
+    }
+    // pgbench reads `:name` as a variable anywhere, even in a literal; a run
+    // of colons (`::text`) it skips.
+    let b = sql.as_bytes();
+    let variable_like = (0..b.len()).any(|i| {
+        b[i] == b':'
+            && (i == 0 || b[i - 1] != b':')
+            && b.get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+    });
+    if variable_like {
+        return fail("the statement holds `:name`, which pgbench would take for a variable");
+    }
+    Ok(format!(
+        "\\set limit {PAGE}\n{};\n",
+        sql.replace("$1", ":limit")
+    ))
+}
+
+/// The SQL Diesel sends for the typed first page, printed with `debug_query`.
+fn typed_sql() -> String {
+    let shown = diesel::debug_query::<Pg, _>(&first_page_query(PAGE)).to_string();
+    match shown.split_once(" -- binds:") {
+        Some((sql, _)) => sql.to_owned(),
+        None => shown,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Seeding: ours in a fresh process, psql \copy from CSV
+
+/// What the seed child reports on stdout.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SeedChildReport {
+    seconds: f64,
+    peak_rss_kb: u64,
+    activities: u64,
+}
+
+fn seed_child(args: &[String]) -> BenchResult<()> {
+    let [users, activities, rng_seed] = args else {
+        return fail("usage: bench --seed-child USERS ACTIVITIES RNG_SEED");
+    };
+    let spec = SyntheticSeed {
+        users: users.parse()?,
+        activities: activities.parse()?,
+        rng_seed: rng_seed.parse()?,
+    };
+    let url = DatabaseUrl::parse(&std::env::var(SEED_CHILD_URL)?)?;
+    let mut conn = establish(&url)?;
+    conn.batch_execute("SET statement_timeout = 0")?;
+    let t = Instant::now();
+    let seeded = seed_synthetic(&mut conn, spec, &|_| ())?;
+    let seconds = t.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let peak_rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let report = SeedChildReport {
+        seconds,
+        peak_rss_kb,
+        activities: seeded.activities,
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// One seed of ours: the wall time of the whole process (start, connect,
+/// load, exit), like the psql peer's, and the child's own report.
+fn seed_ours(url: &DatabaseUrl, spec: SyntheticSeed) -> BenchResult<(f64, SeedChildReport)> {
+    let exe = std::env::current_exe()?;
+    let t = Instant::now();
+    let out = Command::new(exe)
+        .arg(SEED_CHILD)
+        .args([
+            spec.users.to_string(),
+            spec.activities.to_string(),
+            spec.rng_seed.to_string(),
+        ])
+        .env(SEED_CHILD_URL, url.expose())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let wall = t.elapsed().as_secs_f64();
+    check_stop()?;
+    if !out.status.success() {
+        return fail(format!("the seed child failed ({})", out.status));
+    }
+    let report: SeedChildReport = serde_json::from_slice(&out.stdout)?;
+    if report.activities != spec.activities {
+        return fail("the seed child loaded a different number of rows");
+    }
+    Ok((wall, report))
+}
+
+/// `psql --single-transaction` running `\copy` of both CSV files.
+fn seed_psql(psql: &Path, url: &DatabaseUrl, dir: &Path) -> BenchResult<f64> {
+    let quote = |p: PathBuf| format!("'{}'", p.display().to_string().replace('\'', "''"));
+    let script = format!(
+        "\\copy users ({SYNTHETIC_USER_COLUMNS}) FROM {} WITH (FORMAT csv)\n\
+         \\copy activities ({SYNTHETIC_ACTIVITY_COLUMNS}) FROM {} WITH (FORMAT csv)\n",
+        quote(dir.join("users.csv")),
+        quote(dir.join("activities.csv")),
+    );
+    let script_path = dir.join("copy.psql");
+    std::fs::write(&script_path, script)?;
+    let (conninfo, password) = split_password(url)?;
+    let mut cmd = Command::new(psql);
+    cmd.args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-f",
+    ])
+    .arg(&script_path)
+    .arg(&conninfo)
+    .env("PGOPTIONS", "-c statement_timeout=0")
+    .stdin(Stdio::null());
+    if let Some(pw) = password {
+        cmd.env("PGPASSWORD", pw);
+    }
+    let t = Instant::now();
+    let out = cmd.output()?;
+    let wall = t.elapsed().as_secs_f64();
+    check_stop()?;
+    if !out.status.success() {
+        return fail(format!(
+            "psql \\copy failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(wall)
+}
+
+// ---------------------------------------------------------------------------
+// Python peer
+
+/// A Python with psycopg 3 and psycopg_pool: the system's if it has them,
+/// else a virtualenv under target/bench with `benches/requirements.txt`.
+fn python_with_psycopg(bench_dir: &Path) -> Result<PathBuf, String> {
+    let has_psycopg = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import psycopg, psycopg_pool"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let system = PathBuf::from("python3");
+    if has_psycopg(&system) {
+        return Ok(system);
+    }
+    let venv = bench_dir.join("venv");
+    let python = venv.join("bin").join("python");
+    if has_psycopg(&python) {
+        return Ok(python);
+    }
+    eprintln!("installing psycopg into {} …", venv.display());
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/requirements.txt");
+    let requirements = requirements.display().to_string();
+    let venv_path = venv.display().to_string();
+    let steps = [
+        (&system, vec!["-m", "venv", venv_path.as_str()]),
+        (
+            &python,
+            vec!["-m", "pip", "install", "-q", "-r", requirements.as_str()],
+        ),
+    ];
+    for (program, args) in steps {
+        let shown = format!("{} {}", program.display(), args.join(" "));
+        let status = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("psycopg is not installed and `{shown}` could not run: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "psycopg is not installed and `{shown}` failed ({status})"
+            ));
+        }
+    }
+    if has_psycopg(&python) {
+        Ok(python)
+    } else {
+        Err("psycopg still cannot be imported after installing it".into())
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PythonReport {
+    transactions: u64,
+    seconds: f64,
+    latencies_us: Vec<f64>,
+}
+
+fn run_python(
+    python: &Path,
+    url: &DatabaseUrl,
+    sql_file: &Path,
+    clients: usize,
+    seconds: u64,
+) -> BenchResult<Run> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_feed.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--clients", &clients.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--limit", &PAGE.to_string()])
+        .arg("--sql-file")
+        .arg(sql_file)
+        .env("BENCH_PYTHON_DSN", url.expose())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    check_stop()?;
+    if !out.status.success() {
+        return fail(format!("benches/python_feed.py failed ({})", out.status));
+    }
+    let r: PythonReport = serde_json::from_slice(&out.stdout)?;
+    Ok(Run {
+        transactions: r.transactions,
+        seconds: r.seconds,
+        latencies_us: r.latencies_us,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+struct Row {
+    what: String,
+    clients: String,
+    ours: [String; 3],
+    peer: String,
+    theirs: [String; 3],
+    ratio: Option<f64>,
+    target: Target,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+    Below(f64),
+    None,
+}
+
+impl Target {
+    fn met(self, value: f64) -> Option<bool> {
+        match self {
+            Target::AtLeast(t) => Some(value >= t),
+            Target::AtMost(t) => Some(value <= t),
+            Target::Below(t) => Some(value < t),
+            Target::None => None,
+        }
+    }
+
+    fn show(self) -> String {
+        match self {
+            Target::AtLeast(t) => format!("≥ {t}x"),
+            Target::AtMost(t) => format!("≤ {t}x"),
+            Target::Below(t) => format!("< {t}"),
+            Target::None => String::new(),
+        }
+    }
+}
+
+fn throughput_cells(run: &Run) -> [String; 3] {
+    [
+        format!("{:.0}", run.tps()),
+        format!("{:.3}", run.percentile_ms(0.5)),
+        format!("{:.3}", run.percentile_ms(0.99)),
+    ]
+}
+
+fn dash() -> [String; 3] {
+    ["–".into(), "–".into(), "–".into()]
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| what | clients | ours: TPS | p50 ms | p99 ms | peer | peer: TPS | p50 ms | p99 ms | ratio | target | met |\n\
+         |---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|\n",
+    );
+    for r in rows {
+        let (ratio, met) = match r.ratio {
+            Some(v) => (
+                format!("{v:.2}"),
+                match r.target.met(v) {
+                    Some(true) => "yes",
+                    Some(false) => "**no**",
+                    None => "",
+                },
+            ),
+            None => ("–".into(), ""),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.what,
+            r.clients,
+            r.ours[0],
+            r.ours[1],
+            r.ours[2],
+            r.peer,
+            r.theirs[0],
+            r.theirs[1],
+            r.theirs[2],
+            ratio,
+            r.target.show(),
+            met
+        );
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------
+// The run
+
+fn run(plan: Plan) -> BenchResult<()> {
+    load_dotenv();
+    let server = server_url()?;
+    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&bench_dir)?;
+    let mut pgbench = pg_tool("pgbench").map(|program| Pgbench {
+        program,
+        dir: bench_dir.clone(),
+        options: String::new(),
+    });
+    let psql = pg_tool("psql");
+    let python = python_with_psycopg(&bench_dir);
+    check_stop()?;
+
+    let dbs = Databases::new(server.clone());
+    let spec = plan.spec();
+    eprintln!(
+        "benchmark databases {}_* on {server}; {} users, {} activities; {} round(s) of {} s per side",
+        dbs.prefix, spec.users, spec.activities, plan.rounds, plan.seconds
+    );
+    let mut rows = Vec::new();
+    let mut summary = BTreeMap::<String, f64>::new();
+
+    // --- seed -------------------------------------------------------------
+    let csv_dir = bench_dir.join("csv");
+    if psql.is_some() {
+        std::fs::create_dir_all(&csv_dir)?;
+        let t = Instant::now();
+        let mut users =
+            BufWriter::with_capacity(1 << 20, std::fs::File::create(csv_dir.join("users.csv"))?);
+        let mut activities = BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(csv_dir.join("activities.csv"))?,
+        );
+        write_synthetic_csv(spec, &mut users, &mut activities)?;
+        drop((users, activities));
+        eprintln!(
+            "wrote the CSV for psql in {:.1} s (not timed)",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let main_db = dbs.create("feed")?;
+    let (mut ours_s, mut psql_s, mut peak_kb, mut inner_s) = (0.0, 0.0, 0, 0.0);
+    for round in 0..plan.seed_rounds {
+        // Ours first in even rounds; the first load of ours is the database
+        // the feed runs on.
+        let ours_target = if round == 0 {
+            main_db.clone()
+        } else {
+            dbs.create(&format!("seed{round}"))?
+        };
+        let mut steps: Vec<bool> = vec![true, false];
+        if round % 2 == 1 {
+            steps.reverse();
+        }
+        for ours in steps {
+            check_stop()?;
+            if ours {
+                checkpoint(&ours_target);
+                let (wall, child) = seed_ours(&ours_target, spec)?;
+                eprintln!(
+                    "seed, ours: {wall:.2} s (load {:.2} s), peak RSS {} MB",
+                    child.seconds,
+                    child.peak_rss_kb / 1024
+                );
+                ours_s += wall;
+                inner_s += child.seconds;
+                peak_kb = peak_kb.max(child.peak_rss_kb);
+                if round > 0 {
+                    dbs.drop_one(&ours_target);
+                }
+            } else if let Some(psql) = &psql {
+                let target = dbs.create(&format!("copy{round}"))?;
+                checkpoint(&target);
+                let wall = seed_psql(psql, &target, &csv_dir)?;
+                eprintln!("seed, psql \\copy: {wall:.2} s");
+                psql_s += wall;
+                dbs.drop_one(&target);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&csv_dir);
+    let rounds = plan.seed_rounds as f64;
+    let rows_loaded = (spec.users + spec.activities) as f64;
+    let seed_what = format!(
+        "seed {}k users + {} activities (time, rows/s)",
+        spec.users / 1000,
+        human(spec.activities)
+    );
+    let ours_cells = [
+        format!("{:.2} s", ours_s / rounds),
+        format!("{:.0} rows/s", rows_loaded * rounds / ours_s),
+        "–".into(),
+    ];
+    if psql.is_some() {
+        let ratio = ours_s / psql_s;
+        summary.insert(String::from("seed_ratio"), ratio);
+        rows.push(Row {
+            what: seed_what,
+            clients: "1".into(),
+            ours: ours_cells,
+            peer: "psql \\copy (CSV), same rows, same indexes".into(),
+            theirs: [
+                format!("{:.2} s", psql_s / rounds),
+                format!("{:.0} rows/s", rows_loaded * rounds / psql_s),
+                "–".into(),
+            ],
+            ratio: Some(ratio),
+            target: Target::AtMost(1.0),
+        });
+    } else {
+        eprintln!("skipping the psql \\copy peer: psql not found");
+        rows.push(Row {
+            what: seed_what,
+            clients: "1".into(),
+            ours: ours_cells,
+            peer: "psql not found".into(),
+            theirs: dash(),
+            ratio: None,
+            target: Target::None,
+        });
+    }
+    let peak_mb = peak_kb as f64 / 1024.0;
+    summary.insert(String::from("seed_peak_rss_mb"), peak_mb);
+    rows.push(Row {
+        what: "seed: peak RSS of our process (MB)".into(),
+        clients: "1".into(),
+        ours: [format!("{peak_mb:.1} MB"), "–".into(), "–".into()],
+        peer: format!("(load alone: {:.2} s)", inner_s / rounds),
+        theirs: dash(),
+        ratio: Some(peak_mb),
+        target: Target::Below(200.0),
+    });
+
+    // --- the feed databases ------------------------------------------------
+    check_stop()?;
+    let small_db = dbs.create("small")?;
+    seed_synthetic(
+        &mut establish(&small_db)?,
+        SyntheticSeed {
+            activities: SMALL_ACTIVITIES,
+            ..spec
+        },
+        &|_| (),
+    )?;
+    for url in [&main_db, &small_db] {
+        // One statement per call: VACUUM cannot run in the implicit
+        // transaction of a multi-statement string.
+        execute(url, "VACUUM (ANALYZE) users")?;
+        execute(url, "VACUUM (ANALYZE) activities")?;
+    }
+    checkpoint(&main_db);
+
+    let config = |url: &DatabaseUrl| Config::new(url.clone());
+    let repo = Repository::connect(&config(&main_db))?;
+    let small_repo = Repository::connect(&config(&small_db))?;
+    // "Same SQL" includes being planned the same way: pgbench's sessions get
+    // the plan_cache_mode our pool sets on its connections (build_pool's
+    // docs say why). The Python peer keeps PostgreSQL's defaults, as the
+    // original stack did.
+    let plan_cache_mode: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_setting('plan_cache_mode')",
+    ))
+    .get_result(&mut *repo.conn()?)?;
+    if let Some(p) = pgbench.as_mut() {
+        p.options = format!("-c plan_cache_mode={plan_cache_mode}");
+    }
+    eprintln!("sessions: plan_cache_mode = {plan_cache_mode} (ours and pgbench)");
+    let typed = || -> BenchResult<()> {
+        let page = repo.home_feed(FeedPage::first(PAGE))?;
+        if page.len() != PAGE as usize {
+            return fail("short page");
+        }
+        Ok(())
+    };
+    let json = || -> BenchResult<()> {
+        let page = repo.home_feed_json(FeedPage::first(PAGE))?;
+        if !page.starts_with("[{") {
+            return fail("empty JSON page");
+        }
+        Ok(())
+    };
+    // The same bytes as the JSON path (a test proves it), built in Rust.
+    let typed_json = || -> BenchResult<()> {
+        let page = repo.home_feed(FeedPage::first(PAGE))?;
+        let body = serde_json::to_string(&page)?;
+        if !body.starts_with("[{") {
+            return fail("empty JSON page");
+        }
+        Ok(())
+    };
+    let typed_sql = typed_sql();
+    let json_sql = home_feed_json_sql(false);
+    eprintln!("typed statement (from debug_query): {typed_sql}");
+    let typed_script = pgbench_script(&typed_sql)?;
+    let json_script = pgbench_script(&json_sql)?;
+
+    // Alternating sides: round 0 peer first, round 1 ours first, …
+    let pair = |tag: &str,
+                clients: usize,
+                ours: &(dyn Fn() -> BenchResult<()> + Sync),
+                peer: &mut dyn FnMut() -> BenchResult<Run>|
+     -> BenchResult<(Run, Run)> {
+        let (mut a, mut b) = (Run::default(), Run::default());
+        for round in 0..plan.rounds {
+            check_stop()?;
+            if round % 2 == 0 {
+                b.absorb(peer()?);
+                a.absorb(run_ours(clients, plan.seconds, ours)?);
+            } else {
+                a.absorb(run_ours(clients, plan.seconds, ours)?);
+                b.absorb(peer()?);
+            }
+        }
+        eprintln!(
+            "{tag}, {clients} client(s): ours {:.0} TPS, peer {:.0} TPS",
+            a.tps(),
+            b.tps()
+        );
+        Ok((a, b))
+    };
+
+    for (name, key, op, script) in [
+        (
+            "feed, typed path",
+            "feed_ratio",
+            &typed as &(dyn Fn() -> BenchResult<()> + Sync),
+            &typed_script,
+        ),
+        ("feed, JSON path", "json_ratio", &json, &json_script),
+    ] {
+        for clients in [1usize, 4] {
+            let Some(pgbench) = &pgbench else {
+                eprintln!("skipping the pgbench peer: pgbench not found");
+                let ours = run_ours(clients, plan.seconds, op)?;
+                rows.push(Row {
+                    what: name.into(),
+                    clients: clients.to_string(),
+                    ours: throughput_cells(&ours),
+                    peer: "pgbench not found".into(),
+                    theirs: dash(),
+                    ratio: None,
+                    target: Target::None,
+                });
+                continue;
+            };
+            let tag = format!("{key}_c{clients}");
+            let (ours, peer) = pair(name, clients, op, &mut || {
+                pgbench.run(&main_db, &tag, script, clients, plan.seconds)
+            })?;
+            let ratio = ours.tps() / peer.tps();
+            summary.insert(format!("{key}_c{clients}"), ratio);
+            rows.push(Row {
+                what: name.into(),
+                clients: clients.to_string(),
+                ours: throughput_cells(&ours),
+                peer: "pgbench -M prepared, same SQL".into(),
+                theirs: throughput_cells(&peer),
+                ratio: Some(ratio),
+                target: Target::AtLeast(0.9),
+            });
+        }
+    }
+
+    // --- scale ----------------------------------------------------------
+    let small_typed = || -> BenchResult<()> {
+        small_repo.home_feed(FeedPage::first(PAGE))?;
+        Ok(())
+    };
+    let (big, small) = pair("scale", 1, &typed, &mut || {
+        run_ours(1, plan.seconds, &small_typed)
+    })?;
+    let scale = big.percentile_ms(0.5) / small.percentile_ms(0.5);
+    summary.insert(String::from("scale_p50_ratio"), scale);
+    rows.push(Row {
+        what: format!(
+            "scale: typed feed p50 at {} activities",
+            human(spec.activities)
+        ),
+        clients: "1".into(),
+        ours: throughput_cells(&big),
+        peer: format!("ours at {} activities", human(SMALL_ACTIVITIES)),
+        theirs: throughput_cells(&small),
+        ratio: Some(scale),
+        target: Target::AtMost(1.5),
+    });
+
+    // --- Python ---------------------------------------------------------
+    match &python {
+        Ok(python) => {
+            let sql_file = bench_dir.join("python_feed.sql");
+            std::fs::write(&sql_file, json_sql.replace("$1", "%s"))?;
+            for clients in [1usize, 4] {
+                // Three sides, rotating which goes first: Python, our typed
+                // page serialized to the API's JSON (the same bytes), and
+                // our JSON path (the same statement as Python's).
+                let mut sides = [Run::default(), Run::default(), Run::default()];
+                for round in 0..plan.rounds {
+                    for k in 0..3 {
+                        check_stop()?;
+                        let side = (round + k) % 3;
+                        let run = match side {
+                            0 => run_python(python, &main_db, &sql_file, clients, plan.seconds)?,
+                            1 => run_ours(clients, plan.seconds, &typed_json)?,
+                            _ => run_ours(clients, plan.seconds, &json)?,
+                        };
+                        sides[side].absorb(run);
+                    }
+                }
+                let [py, ours_typed, ours_json] = sides;
+                eprintln!(
+                    "Python, {clients} client(s): Python {:.0} TPS, ours typed->JSON {:.0}, ours JSON path {:.0}",
+                    py.tps(),
+                    ours_typed.tps(),
+                    ours_json.tps()
+                );
+                let typed_ratio = ours_typed.tps() / py.tps();
+                let json_ratio = ours_json.tps() / py.tps();
+                if clients == 1 {
+                    summary.insert(String::from("python_ratio_c1"), typed_ratio);
+                    summary.insert(String::from("python_json_path_ratio_c1"), json_ratio);
+                }
+                rows.push(Row {
+                    what: "feed as the API's JSON: typed path + serde_json vs Python".into(),
+                    clients: clients.to_string(),
+                    ours: throughput_cells(&ours_typed),
+                    peer: "psycopg 3 + psycopg_pool, JSON built by PostgreSQL".into(),
+                    theirs: throughput_cells(&py),
+                    ratio: Some(typed_ratio),
+                    target: Target::AtLeast(2.5),
+                });
+                rows.push(Row {
+                    what: "feed, JSON path vs Python (same statement)".into(),
+                    clients: clients.to_string(),
+                    ours: throughput_cells(&ours_json),
+                    peer: "psycopg 3 + psycopg_pool, same SQL".into(),
+                    theirs: throughput_cells(&py),
+                    ratio: Some(json_ratio),
+                    target: Target::AtLeast(2.5),
+                });
+            }
+        }
+        Err(why) => {
+            eprintln!("skipping the Python peer: {why}");
+            rows.push(Row {
+                what: "feed, JSON path vs Python".into(),
+                clients: "–".into(),
+                ours: dash(),
+                peer: format!("skipped: {why}"),
+                theirs: dash(),
+                ratio: None,
+                target: Target::None,
+            });
+        }
+    }
+    drop((repo, small_repo));
+
+    // --- report ---------------------------------------------------------
+    let table = render(&rows);
+    let header = format!(
+        "{} run: {} users, {} activities, {} round(s) of {} s per side and row, feed page of {PAGE}\n\n",
+        if plan.quick { "Quick" } else { "Full" },
+        spec.users,
+        spec.activities,
+        plan.rounds,
+        plan.seconds
+    );
+    println!("\n{header}{table}");
+    std::fs::write(bench_dir.join("results.md"), format!("{header}{table}"))?;
+    let rounded: BTreeMap<String, f64> = summary
+        .into_iter()
+        .map(|(k, v)| (k, (v * 1000.0).round() / 1000.0))
+        .collect();
+    std::fs::write(
+        bench_dir.join("summary.json"),
+        serde_json::to_string_pretty(&rounded)? + "\n",
+    )?;
+    println!("wrote {}", bench_dir.join("summary.json").display());
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
