@@ -136,6 +136,20 @@ fn ipv4_rule(port: u16, cidr: &str) -> IngressRule {
     }
 }
 
+/// A new security group named `name` with one IPv4 ingress rule.
+async fn group_with_rule(aws: &Aws, name: &str, port: u16, cidr: &str) -> String {
+    let group = aws
+        .ec2
+        .create_security_group(name, name, None)
+        .await
+        .unwrap();
+    aws.ec2
+        .authorize_ingress_rule(&group, &ipv4_rule(port, cidr))
+        .await
+        .unwrap();
+    group
+}
+
 async fn rule(aws: &Aws, group: &str, rule_id: &str) -> SecurityGroupRule {
     aws.ec2
         .describe_security_group_rules(group)
@@ -263,38 +277,14 @@ fn create_refuses_public_without_restricted_group() {
     let moto = Moto::start();
     runtime().block_on(async {
         let aws = aws_for(&moto);
-        let open = aws
-            .ec2
-            .create_security_group("open", "open", None)
-            .await
-            .unwrap();
-        aws.ec2
-            .authorize_ingress_rule(&open, &ipv4_rule(5432, "0.0.0.0/0"))
-            .await
-            .unwrap();
-        let range = aws
-            .ec2
-            .create_security_group("range", "range", None)
-            .await
-            .unwrap();
-        aws.ec2
-            .authorize_ingress_rule(&range, &ipv4_rule(5432, "203.0.113.0/24"))
-            .await
-            .unwrap();
+        let open = group_with_rule(&aws, "open", 5432, "0.0.0.0/0").await;
+        let range = group_with_rule(&aws, "range", 5432, "203.0.113.0/24").await;
         let empty = aws
             .ec2
             .create_security_group("empty", "empty", None)
             .await
             .unwrap();
-        let single = aws
-            .ec2
-            .create_security_group("single", "single", None)
-            .await
-            .unwrap();
-        aws.ec2
-            .authorize_ingress_rule(&single, &ipv4_rule(5432, "203.0.113.7/32"))
-            .await
-            .unwrap();
+        let single = group_with_rule(&aws, "single", 5432, "203.0.113.7/32").await;
 
         for groups in [
             vec![],
@@ -582,15 +572,7 @@ fn audit_of_a_secure_setup_passes_every_practice() {
     let moto = Moto::start();
     runtime().block_on(async {
         let aws = aws_for(&moto);
-        let group = aws
-            .ec2
-            .create_security_group("db", "db", None)
-            .await
-            .unwrap();
-        aws.ec2
-            .authorize_ingress_rule(&group, &ipv4_rule(5432, "203.0.113.7/32"))
-            .await
-            .unwrap();
+        let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
         let options = CreateOptions {
             production: true,
             security_group_ids: vec![group],
@@ -645,15 +627,7 @@ fn audit_of_an_insecure_setup_reports_each_failure() {
     let moto = Moto::start();
     runtime().block_on(async {
         let aws = aws_for(&moto);
-        let group = aws
-            .ec2
-            .create_security_group("open", "open", None)
-            .await
-            .unwrap();
-        aws.ec2
-            .authorize_ingress_rule(&group, &ipv4_rule(5432, "0.0.0.0/0"))
-            .await
-            .unwrap();
+        let group = group_with_rule(&aws, "open", 5432, "0.0.0.0/0").await;
         aws.rds
             .create_db_parameter_group()
             .db_parameter_group_name("plain-postgres14")

@@ -127,6 +127,18 @@ impl FeedPage {
     }
 }
 
+/// What both page queries share: activities with their authors, in feed
+/// order, `limit` rows.
+#[diesel::dsl::auto_type]
+fn feed_base(limit: i64) -> _ {
+    let select: diesel::dsl::AsSelect<FeedItem, Pg> = FeedItem::as_select();
+    activities::table
+        .inner_join(users::table)
+        .select(select)
+        .order((activities::created_at.desc(), activities::uuid.desc()))
+        .limit(limit)
+}
+
 /// The typed query of the first page: every activity joined with its
 /// author, newest first, `limit` rows. [`home_feed`] runs exactly this
 /// query; it is public so that its SQL can be printed
@@ -140,11 +152,7 @@ pub fn first_page_query(
 + QueryId
 + Send
 + 'static {
-    activities::table
-        .inner_join(users::table)
-        .select(FeedItem::as_select())
-        .order((activities::created_at.desc(), activities::uuid.desc()))
-        .limit(limit)
+    feed_base(limit)
 }
 
 /// The typed query of the page after `cursor`, `limit` rows: the same as
@@ -159,11 +167,7 @@ pub fn page_after_query(
 + QueryId
 + Send
 + 'static {
-    activities::table
-        .inner_join(users::table)
-        .select(FeedItem::as_select())
-        .order((activities::created_at.desc(), activities::uuid.desc()))
-        .limit(limit)
+    feed_base(limit)
         // `created_at <= c` is the index condition; the rest only filters
         // the rows that share the cursor's timestamp.
         .filter(
