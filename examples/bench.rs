@@ -785,7 +785,7 @@ fn render(rows: &[Row]) -> String {
 // The run
 
 fn run(plan: Plan) -> BenchResult<()> {
-    load_dotenv();
+    load_dotenv()?;
     let server = server_url()?;
     let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&bench_dir)?;

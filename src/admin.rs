@@ -1,8 +1,10 @@
 //! Database lifecycle: create, drop, and `prepare` (create + migrate + seed).
 //!
 //! Creating and dropping connect to the server's maintenance database
-//! (`postgres`, else `template1`) with the URL's credentials, never to the
-//! database being dropped.
+//! (`postgres`, else `template1`) with the URL's credentials. A drop acts on
+//! the name the server gave on a connection to the target
+//! ([`identify`]), after checking that the maintenance connection reached
+//! the same server and that the database is still the one checked.
 
 use diesel::prelude::*;
 use diesel::sql_types::Text;
@@ -98,23 +100,144 @@ pub fn create_database(url: &DatabaseUrl) -> Result<bool> {
     }
 }
 
-/// Drops the database named in `url` if it exists; returns whether it was
-/// dropped. With `force`, other sessions connected to it are ended first
-/// (`DROP DATABASE … WITH (FORCE)`); without it, open sessions make the
-/// drop fail with the server's explanation.
-pub fn drop_database(url: &DatabaseUrl, force: bool) -> Result<bool> {
-    let name = target_database(url)?;
-    let conn = &mut connect_maintenance(url)?;
-    if !exists_on(conn, &name)? {
-        return Ok(false);
+/// Which server and database a connection reached, as the server says.
+///
+/// Two identities name the same database only when the server instance
+/// (its `system_identifier`, when the role may read it, the postmaster's
+/// start time and its port) and the database's oid and name agree, however
+/// differently the two connection strings were spelled.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, serde::Serialize)]
+pub struct DatabaseIdentity {
+    /// `current_database()`.
+    #[diesel(sql_type = Text)]
+    pub database: String,
+    /// The database's oid in `pg_database`.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub oid: i64,
+    /// `pg_control_system().system_identifier`, as text; `None` when the
+    /// role may not call it.
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub system_identifier: Option<String>,
+    /// `pg_postmaster_start_time()`, as text.
+    #[diesel(sql_type = Text)]
+    pub server_started_at: String,
+    /// The server's `port` setting.
+    #[diesel(sql_type = Text)]
+    pub port: String,
+    /// `pg_is_in_recovery()`: a hot standby.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub in_recovery: bool,
+}
+
+impl DatabaseIdentity {
+    /// Whether both connections reached the same server instance.
+    pub fn same_server(&self, other: &Self) -> bool {
+        let ids_agree = match (&self.system_identifier, &other.system_identifier) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        ids_agree && self.server_started_at == other.server_started_at && self.port == other.port
     }
-    let sql = format!(
-        "DROP DATABASE IF EXISTS {}{}",
-        quote_ident(&name),
-        if force { " WITH (FORCE)" } else { "" }
-    );
-    diesel::sql_query(sql).execute(conn)?;
-    Ok(true)
+
+    /// Whether both connections reached the same database of the same server.
+    pub fn same_database(&self, other: &Self) -> bool {
+        self.same_server(other) && self.oid == other.oid && self.database == other.database
+    }
+}
+
+/// Asks the server which server and database `conn` reached. Reads only.
+pub fn identify(conn: &mut PgConnection) -> Result<DatabaseIdentity> {
+    // The CASE keeps pg_control_system() uncalled where the role may not
+    // call it (its sub-select is evaluated only when needed).
+    Ok(diesel::sql_query(
+        "SELECT current_database() AS database, d.oid::bigint AS oid, \
+         CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') \
+              THEN (SELECT system_identifier::text FROM pg_control_system()) END \
+              AS system_identifier, \
+         pg_postmaster_start_time()::text AS server_started_at, \
+         current_setting('port') AS port, pg_is_in_recovery() AS in_recovery \
+         FROM pg_database d WHERE d.datname = current_database()",
+    )
+    .get_result(conn)?)
+}
+
+#[derive(QueryableByName)]
+struct Oid {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    oid: i64,
+}
+
+fn oid_of(conn: &mut PgConnection, name: &str) -> Result<Option<i64>> {
+    Ok(
+        diesel::sql_query("SELECT oid::bigint AS oid FROM pg_database WHERE datname = $1")
+            .bind::<Text, _>(name)
+            .get_result::<Oid>(conn)
+            .optional()?
+            .map(|o| o.oid),
+    )
+}
+
+/// Connects to the database `url` reaches and asks the server which it is.
+/// `Ok(None)` when the server says that database does not exist.
+pub fn identify_at(url: &DatabaseUrl) -> Result<Option<DatabaseIdentity>> {
+    match establish(url) {
+        Ok(mut conn) => identify(&mut conn).map(Some),
+        Err(Error::DatabaseMissing { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops exactly the database `checked` describes (as [`identify`] read it
+/// on a connection through `url`), from the maintenance database of the
+/// same server; returns whether it was dropped (`false`: it is gone already).
+///
+/// Refuses ([`Error::Refused`]) when the maintenance connection reached
+/// another server, or when a database of that name exists with another oid
+/// (it was dropped and created again since it was checked): the name that
+/// is dropped is the server's, never one read from the text of `url`.
+/// With `force`, other sessions are ended first (`DROP DATABASE … WITH
+/// (FORCE)`); without it, open sessions make the drop fail with the
+/// server's explanation.
+pub fn drop_checked(url: &DatabaseUrl, checked: &DatabaseIdentity, force: bool) -> Result<bool> {
+    let conn = &mut connect_maintenance(url)?;
+    let here = identify(conn)?;
+    if !here.same_server(checked) {
+        return Err(Error::Refused {
+            action: format!("drop database `{}`", checked.database),
+            reason: format!(
+                "the maintenance connection for {url} reached another server than the one \
+                 the database was checked on"
+            ),
+        });
+    }
+    match oid_of(conn, &checked.database)? {
+        None => Ok(false),
+        Some(oid) if oid != checked.oid => Err(Error::Refused {
+            action: format!("drop database `{}`", checked.database),
+            reason: "it was dropped and created again since it was checked".into(),
+        }),
+        Some(_) => {
+            let sql = format!(
+                "DROP DATABASE {}{}",
+                quote_ident(&checked.database),
+                if force { " WITH (FORCE)" } else { "" }
+            );
+            diesel::sql_query(sql).execute(conn)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Drops the database `url` reaches, if it exists; returns whether it was
+/// dropped. The server names the database ([`identify`]) and
+/// [`drop_checked`] drops that one. With `force`, other sessions connected
+/// to it are ended first. It reads no production mark: guarding is the
+/// caller's (the CLI's `drop` refuses a production database).
+pub fn drop_database(url: &DatabaseUrl, force: bool) -> Result<bool> {
+    match identify_at(url)? {
+        Some(identity) => drop_checked(url, &identity, force),
+        None => Ok(false),
+    }
 }
 
 /// What [`prepare`] did.
@@ -132,21 +255,21 @@ pub struct PrepareReport {
 /// missing, applies pending migrations, and loads the reference seed only
 /// into a fresh database (one that had no migrations applied before).
 /// Running it again changes nothing.
+///
+/// Everything after `CREATE DATABASE` happens under the migration lock, so
+/// that processes starting at once on a new database all succeed: the first
+/// migrates and seeds, the others then find it migrated and leave it.
 pub fn prepare(url: &DatabaseUrl) -> Result<PrepareReport> {
     let created = create_database(url)?;
     let conn = &mut establish(url)?;
-    let fresh = crate::migrations::migration_status(conn)?
-        .iter()
-        .all(|m| !m.applied);
-    let migrations_applied = crate::migrations::run_migrations(conn)?;
-    let seeded = if fresh {
-        crate::repo::seed::seed_reference(conn)?.inserted_anything()
-    } else {
-        false
-    };
-    Ok(PrepareReport {
-        created,
-        migrations_applied,
-        seeded,
+    crate::migrations::with_migration_lock(conn, |conn| {
+        let fresh = crate::migrations::applied_versions(conn)?.is_empty();
+        let migrations_applied = crate::migrations::run_pending(conn)?;
+        let seeded = fresh && crate::repo::seed::seed_reference(conn)?.inserted_anything();
+        Ok(PrepareReport {
+            created,
+            migrations_applied,
+            seeded,
+        })
     })
 }

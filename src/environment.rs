@@ -4,7 +4,10 @@
 //! `cruddur_meta.database_environment`. Destructive tools read the mark and
 //! refuse to run on a production database unless told otherwise, so the
 //! protection holds however the database is reached (through
-//! `PROD_CONNECTION_URL`, or the same URL passed under another name).
+//! `PROD_CONNECTION_URL`, or any other spelling of it). A database that is
+//! not marked is still recognised as the one `PROD_CONNECTION_URL` names by
+//! asking both servers which database they serve
+//! ([`crate::admin::DatabaseIdentity`]), never by comparing text.
 //!
 //! # Why the table lives outside the migrations
 //!
@@ -166,73 +169,11 @@ pub fn read_mark_at(url: &DatabaseUrl) -> Result<Option<EnvironmentMark>> {
     }
 }
 
-/// Whether two connection strings name the same database: same host, port
-/// (5432 when unset) and database name, whatever the credentials or
-/// parameters. Used to recognise the production URL passed under another
-/// name. Strings that are not URLs are compared whole.
-pub fn same_database(a: &DatabaseUrl, b: &DatabaseUrl) -> bool {
-    fn key(u: &DatabaseUrl) -> Option<(String, u16, Option<String>)> {
-        let parsed = url::Url::parse(u.expose()).ok()?;
-        let host = parsed
-            .host_str()
-            .unwrap_or("localhost")
-            .trim_matches(['[', ']'])
-            .to_ascii_lowercase();
-        let host = match host.as_str() {
-            "" | "127.0.0.1" | "::1" => "localhost".to_owned(),
-            _ => host,
-        };
-        Some((host, parsed.port().unwrap_or(5432), u.database()))
-    }
-    match (key(a), key(b)) {
-        (Some(ka), Some(kb)) => ka == kb,
-        _ => a.expose().trim() == b.expose().trim(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use diesel::debug_query;
     use diesel::pg::Pg;
-
-    fn url(s: &str) -> DatabaseUrl {
-        DatabaseUrl::parse(s).unwrap()
-    }
-
-    #[test]
-    fn same_database_ignores_credentials_and_parameters() {
-        let cases = [
-            (
-                "postgres://a:x@db.example.com/cruddur",
-                "postgresql://b@DB.example.com:5432/cruddur?sslmode=require",
-                true,
-            ),
-            (
-                "postgres://127.0.0.1/cruddur",
-                "postgres://localhost:5432/cruddur",
-                true,
-            ),
-            (
-                "postgres://db.example.com/cruddur",
-                "postgres://db.example.com/other",
-                false,
-            ),
-            (
-                "postgres://db.example.com/cruddur",
-                "postgres://db.example.com:5433/cruddur",
-                false,
-            ),
-            (
-                "postgres://db.example.com/cruddur",
-                "postgres://other.example.com/cruddur",
-                false,
-            ),
-        ];
-        for (a, b, same) in cases {
-            assert_eq!(same_database(&url(a), &url(b)), same, "{a} vs {b}");
-        }
-    }
 
     #[test]
     fn mark_is_read_from_the_metadata_schema() {

@@ -19,12 +19,22 @@ pub enum Error {
         variables: &'static str,
     },
     /// The connection string could not be understood.
-    #[error("invalid database URL `{url}`: {reason}")]
+    #[error("invalid database URL{}: {reason}", if .url.is_empty() { String::new() } else { format!(" `{}`", .url) })]
     InvalidUrl {
-        /// The URL, redacted.
+        /// The URL, redacted; empty when libpq could not parse it (such a
+        /// string is never echoed).
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A `.env` file could not be read or has a line that does not parse;
+    /// nothing from it was applied.
+    #[error("cannot use {}{}: nothing from it was applied (the line is not shown, as it may hold a password)", .path.display(), .line.map(|l| format!(", line {l} does not parse")).unwrap_or_else(|| " (unreadable)".into()))]
+    DotEnv {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The 1-based line that does not parse, when known.
+        line: Option<usize>,
     },
     /// A setting from the environment has a bad value.
     #[error("invalid value `{value}` for {name}: {reason}")]
@@ -128,6 +138,14 @@ pub enum Error {
     HandleTaken {
         /// The handle.
         handle: String,
+    },
+    /// A synthetic seed with this random seed is already in the database.
+    #[error(
+        "the synthetic seed with random seed {rng_seed} is already loaded; nothing was written (another random seed adds a fresh batch)"
+    )]
+    SeedAlreadyLoaded {
+        /// The random seed.
+        rng_seed: u64,
     },
     /// A post-confirmation event could not be used.
     #[error("invalid post-confirmation event: {0}")]

@@ -8,6 +8,7 @@ pub mod aws;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+pub mod conninfo;
 pub mod environment;
 pub mod error;
 pub mod inspect;

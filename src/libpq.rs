@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use crate::config::{DatabaseUrl, is_key_value, percent_decode, split_kv};
+use crate::config::DatabaseUrl;
+use crate::conninfo::quote_key_value;
 use crate::error::{Error, Result};
 
 /// Connection parameters and the environment variable libpq reads each
@@ -90,62 +91,27 @@ fn variable_for(key: &str) -> Option<&'static str> {
         .map(|(_, v)| *v)
 }
 
-fn quote(value: &str) -> String {
-    if !value.is_empty() && !value.contains([' ', '\'', '\\']) {
-        return value.to_owned();
-    }
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-/// Splits `url` into libpq environment variables (see
+/// Splits `url` (as libpq parsed it) into libpq environment variables (see
 /// [`PARAMETER_VARIABLES`]) plus a `key=value` string of the parameters that
 /// have none. Empty values are left out, so libpq's defaults apply as they
 /// would for the URL itself.
 ///
 /// A parameter that is a secret and has no variable (`sslpassword`) is an
-/// [`Error::InvalidUrl`], as is a URL with several hosts.
+/// [`Error::InvalidUrl`]. Host lists (`h1,h2`) pass through: libpq reads
+/// `PGHOST` and `PGPORT` lists as it reads them in a string.
 pub fn environment(url: &DatabaseUrl) -> Result<LibpqEnvironment> {
     let invalid = |reason: String| Error::InvalidUrl {
         url: url.to_string(),
         reason,
     };
-    let mut params: Vec<(String, String)> = Vec::new();
-    if is_key_value(url.expose()) {
-        params = split_kv(url.expose());
-    } else {
-        let parsed = url::Url::parse(url.expose()).map_err(|e| invalid(e.to_string()))?;
-        if let Some(host) = parsed.host_str() {
-            // A bracketed IPv6 address loses its brackets; a Unix socket
-            // directory arrives percent-encoded.
-            params.push(("host".into(), percent_decode(host.trim_matches(['[', ']']))));
-        }
-        if let Some(port) = parsed.port() {
-            params.push(("port".into(), port.to_string()));
-        }
-        if !parsed.username().is_empty() {
-            params.push(("user".into(), percent_decode(parsed.username())));
-        }
-        if let Some(password) = parsed.password() {
-            params.push(("password".into(), percent_decode(password)));
-        }
-        let path = parsed.path().trim_start_matches('/');
-        if !path.is_empty() {
-            params.push(("dbname".into(), percent_decode(path)));
-        }
-        // Query parameters win over the parts above, as in libpq.
-        for (k, v) in parsed.query_pairs() {
-            params.retain(|(existing, _)| *existing != k);
-            params.push((k.into_owned(), v.into_owned()));
-        }
-    }
+    // libpq's own reading of the string (see `crate::conninfo`), so that
+    // psql reaches exactly the database the string names.
+    let params = url.params().to_vec();
     let mut vars = Vec::new();
     let mut rest = Vec::new();
     for (key, value) in params {
         if value.is_empty() {
             continue;
-        }
-        if key == "host" && value.contains(',') {
-            return Err(invalid("several hosts are not supported".into()));
         }
         if SECRET_WITHOUT_VARIABLE.contains(&key.as_str()) {
             return Err(invalid(format!(
@@ -158,7 +124,7 @@ pub fn environment(url: &DatabaseUrl) -> Result<LibpqEnvironment> {
                 vars.retain(|(v, _)| *v != var);
                 vars.push((var, value));
             }
-            None => rest.push(format!("{key}={}", quote(&value))),
+            None => rest.push(format!("{key}={}", quote_key_value(&value))),
         }
     }
     Ok(LibpqEnvironment {
@@ -195,6 +161,13 @@ mod tests {
         assert_eq!(get(&env, "PGSSLMODE"), Some("verify-full"));
         assert_eq!(get(&env, "PGSSLROOTCERT"), Some("/etc/ca.pem"));
         assert_eq!(env.conninfo.as_deref(), Some("keepalives=1"));
+        let doubled = env_of("postgres://root@127.0.0.1:5432//cruddur_prod");
+        assert_eq!(get(&doubled, "PGDATABASE"), Some("/cruddur_prod"));
+        let twice = env_of("host=h dbname=a dbname=b");
+        assert_eq!(get(&twice, "PGDATABASE"), Some("b"));
+        let listed = env_of("postgres://h1:1,h2:2/d");
+        assert_eq!(get(&listed, "PGHOST"), Some("h1,h2"));
+        assert_eq!(get(&listed, "PGPORT"), Some("1,2"));
         let shown = format!("{env:?}");
         assert!(!shown.contains("p@ss"), "{shown}");
     }
@@ -220,12 +193,10 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_handed_over_safely() {
-        for raw in ["postgres://h/d?sslpassword=secret", "postgres://h1,h2/d"] {
-            let url = DatabaseUrl::parse(raw);
-            if let Ok(url) = url {
-                let err = environment(&url).unwrap_err().to_string();
-                assert!(!err.contains("secret"), "{raw}: {err}");
-            }
-        }
+        let raw = "postgres://h/d?sslpassword=secret";
+        let err = environment(&DatabaseUrl::parse(raw).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{raw}: {err}");
     }
 }

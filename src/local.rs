@@ -103,6 +103,8 @@ const SOCKET_FILE_LEN: usize = 15;
 const DATA: &str = "data";
 const PASSWORD_FILE: &str = "password";
 const AUTH_FILE: &str = "auth";
+/// Where `initdb` builds a new cluster before it is renamed to [`DATA`].
+const DATA_BUILDING: &str = "data.initdb";
 const PORT_FILE: &str = "port";
 const SOCKET_DIR: &str = "socket";
 const LOG_FILE: &str = "server.log";
@@ -712,6 +714,16 @@ impl LocalCluster {
         }
         self.check_reachable()?;
         self.private_dir(&self.dir)?;
+        // The cluster is built in a side directory and renamed into place
+        // last, so that an interrupted first start (initdb killed, a crash
+        // while the configuration is written) leaves no half-made data
+        // directory that looks initialised: the next start removes the
+        // leftover and begins again.
+        let building = self.dir.join(DATA_BUILDING);
+        if building.exists() {
+            fs::remove_dir_all(&building)
+                .map_err(|e| self.io_error("removing an interrupted initdb's directory", e))?;
+        }
         let password = uuid::Uuid::new_v4().simple().to_string();
         let password_file = self.dir.join(PASSWORD_FILE);
         self.write_private(&password_file, password.as_bytes())?;
@@ -722,7 +734,7 @@ impl LocalCluster {
         };
         let mut cmd = self.command("initdb");
         cmd.arg("--pgdata")
-            .arg(self.data_dir())
+            .arg(&building)
             .args([
                 "--username",
                 SUPERUSER,
@@ -752,7 +764,7 @@ impl LocalCluster {
         }
         // Last, so that the port and socket written at each start win.
         conf.push_str(&format!("include_if_exists = '{RUNTIME_CONF}'\n"));
-        let conf_path = self.data_dir().join("postgresql.conf");
+        let conf_path = building.join("postgresql.conf");
         fs::OpenOptions::new()
             .append(true)
             .open(&conf_path)
@@ -768,10 +780,12 @@ impl LocalCluster {
                     "the file name `{name}` must be a plain path inside the data directory"
                 )));
             }
-            self.write_private(&self.data_dir().join(relative), contents)?;
+            self.write_private(&building.join(relative), contents)?;
         }
         fs::write(self.dir.join(AUTH_FILE), auth.as_str())
             .map_err(|e| self.io_error("writing the auth file", e))?;
+        fs::rename(&building, self.data_dir())
+            .map_err(|e| self.io_error("moving the new cluster into place", e))?;
         Ok(true)
     }
 
@@ -1401,7 +1415,7 @@ pub struct Resolved {
 /// A configured URL (1, 2) is never replaced: if it fails, the caller sees
 /// that error. Pool settings come from the environment in every case.
 pub fn resolve_config(explicit: Option<DatabaseUrl>) -> Result<Resolved> {
-    crate::config::load_dotenv();
+    crate::config::load_dotenv()?;
     resolve_config_with(explicit, |k| std::env::var(k).ok(), LocalCluster::project)
 }
 
@@ -1450,7 +1464,7 @@ pub fn resolve_config_with(
 /// running (so that commands other than `prepare` never start a server as
 /// a side effect). For callers that have already found no configured URL.
 pub fn resolve_default(may_start: bool) -> Result<Resolved> {
-    crate::config::load_dotenv();
+    crate::config::load_dotenv()?;
     resolve_default_with(|k| std::env::var(k).ok(), LocalCluster::project, may_start)
 }
 

@@ -93,6 +93,31 @@ impl Drop for MigrationLock<'_> {
     }
 }
 
+/// Runs `f` while holding the migration advisory lock on `conn`'s
+/// database, with the statement timeout off (see [`MIGRATION_LOCK_KEY`]).
+/// Check-then-act sequences on the schema (read what is applied, then
+/// migrate or seed) go inside, so that no other runner acts in between.
+pub fn with_migration_lock<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T>,
+) -> Result<T> {
+    let lock = MigrationLock::acquire(conn)?;
+    let result = f(lock.conn);
+    drop(lock);
+    result
+}
+
+/// Applies the pending migrations, each in its own transaction; the caller
+/// holds the lock ([`with_migration_lock`]).
+pub(crate) fn run_pending(conn: &mut PgConnection) -> Result<Vec<String>> {
+    Ok(conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(migration_error)?
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect())
+}
+
 /// Applies every pending migration, each in its own transaction, while
 /// holding the migration advisory lock.
 ///
@@ -100,71 +125,90 @@ impl Drop for MigrationLock<'_> {
 /// migrations, the others then find nothing pending. Returns the versions
 /// this call applied (empty when the schema was current).
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
-    let lock = MigrationLock::acquire(conn)?;
-    let applied = lock
-        .conn
-        .run_pending_migrations(MIGRATIONS)
-        .map_err(migration_error)?
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect();
-    drop(lock);
-    Ok(applied)
+    with_migration_lock(conn, run_pending)
 }
 
 /// Reverts the most recently applied migration under the lock; returns its
 /// version, or `None` when nothing was applied.
 pub fn revert_last_migration(conn: &mut PgConnection) -> Result<Option<String>> {
-    let lock = MigrationLock::acquire(conn)?;
-    let applied = lock.conn.applied_migrations().map_err(migration_error)?;
-    let result = if applied.is_empty() {
-        None
-    } else {
-        Some(
-            lock.conn
-                .revert_last_migration(MIGRATIONS)
+    with_migration_lock(conn, |conn| {
+        if applied_versions(conn)?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            conn.revert_last_migration(MIGRATIONS)
                 .map_err(migration_error)?
                 .to_string(),
-        )
-    };
-    drop(lock);
-    Ok(result)
+        ))
+    })
 }
 
 /// Reverts every applied migration, newest first, under the lock; returns
 /// the versions reverted. Destroys all data in the schema's tables.
 pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
-    let lock = MigrationLock::acquire(conn)?;
-    let reverted = lock
-        .conn
-        .revert_all_migrations(MIGRATIONS)
-        .map_err(migration_error)?
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect();
-    drop(lock);
-    Ok(reverted)
+    with_migration_lock(conn, |conn| {
+        if applied_versions(conn)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(conn
+            .revert_all_migrations(MIGRATIONS)
+            .map_err(migration_error)?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect())
+    })
 }
 
-/// The names of the embedded migrations that are not applied yet.
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+#[derive(QueryableByName)]
+struct Present {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    present: bool,
+}
+
+/// The versions recorded in Diesel's `__diesel_schema_migrations`, oldest
+/// first. Reads only: a database without that table has no migration
+/// applied, and the table is not created (Diesel's own
+/// `applied_migrations` creates it), so this works on a read-only session,
+/// for a role that may only SELECT, and on a hot standby.
+pub fn applied_versions(conn: &mut PgConnection) -> Result<Vec<String>> {
+    let present = diesel::sql_query(
+        "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present",
+    )
+    .get_result::<Present>(conn)?
+    .present;
+    if !present {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "SELECT version::text AS version FROM __diesel_schema_migrations ORDER BY version",
+    )
+    .load::<Version>(conn)?
+    .into_iter()
+    .map(|v| v.version)
+    .collect())
+}
+
+/// The names of the embedded migrations that are not applied yet. Reads
+/// only (see [`applied_versions`]).
 pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
-    Ok(conn
-        .pending_migrations(MIGRATIONS)
-        .map_err(migration_error)?
-        .iter()
-        .map(|m| m.name().to_string())
+    Ok(migration_status(conn)?
+        .into_iter()
+        .filter(|m| !m.applied)
+        .map(|m| m.name)
         .collect())
 }
 
 /// Every embedded migration, oldest first, with whether it is applied.
+/// Reads only (see [`applied_versions`]).
 pub fn migration_status(conn: &mut PgConnection) -> Result<Vec<MigrationState>> {
     use diesel::migration::MigrationSource;
-    let applied: Vec<String> = conn
-        .applied_migrations()
-        .map_err(migration_error)?
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect();
+    let applied = applied_versions(conn)?;
     let mut all =
         MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).map_err(migration_error)?;
     all.sort_by_key(|m| m.name().version().to_string());
@@ -182,6 +226,7 @@ pub fn migration_status(conn: &mut PgConnection) -> Result<Vec<MigrationState>> 
 }
 
 /// Fails with [`Error::PendingMigrations`] unless the schema is current.
+/// Reads only.
 pub fn ensure_current(conn: &mut PgConnection) -> Result<()> {
     let pending = pending_migrations(conn)?;
     if pending.is_empty() {

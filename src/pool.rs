@@ -8,6 +8,7 @@
 //! | idle connections | opened on demand, none eagerly (`min_idle` = 0); closed after 10 minutes idle (r2d2's `idle_timeout`) |
 //! | checkout timeout | [`DEFAULT_CHECKOUT_TIMEOUT`](crate::config::DEFAULT_CHECKOUT_TIMEOUT) (5 s) |
 //! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`] (5 s), unless the URL sets `connect_timeout` |
+//! | dead network | TCP keepalives and `tcp_user_timeout` ([`DEFAULT_TCP_SETTINGS`]): a connection whose peer vanished fails within about a minute, unless the URL sets its own |
 //! | statement timeout | [`DEFAULT_STATEMENT_TIMEOUT_MS`](crate::config::DEFAULT_STATEMENT_TIMEOUT_MS) (30 s) |
 //! | `application_name` | [`APPLICATION_NAME`], unless the URL sets one |
 //! | `TimeZone` | `UTC` |
@@ -35,7 +36,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
 
-use crate::config::{APPLICATION_NAME, Config, DEFAULT_CONNECT_TIMEOUT_SECS, DatabaseUrl, redact};
+use crate::config::{APPLICATION_NAME, Config, DEFAULT_CONNECT_TIMEOUT_SECS, DatabaseUrl};
 use crate::error::{Error, Result};
 
 /// The pool type the library and its users share.
@@ -43,11 +44,35 @@ pub type PgPool = diesel::r2d2::Pool<ConnectionManager<PgConnection>>;
 /// A connection checked out of a [`PgPool`].
 pub type PgPooledConnection = PooledConnection<ConnectionManager<PgConnection>>;
 
+/// TCP settings that make a silently dead network (a peer that vanished
+/// without a reset) fail a connection within about a minute instead of
+/// never: keepalive probes after 30 s idle, every 10 s, 3 unanswered ones
+/// end it; sent data unacknowledged for 60 s ends it too
+/// (`tcp_user_timeout`, in milliseconds). Each applies only when the URL
+/// does not set it; libpq ignores them on Unix sockets.
+pub const DEFAULT_TCP_SETTINGS: &[(&str, &str)] = &[
+    ("keepalives", "1"),
+    ("keepalives_idle", "30"),
+    ("keepalives_interval", "10"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "60000"),
+];
+
 /// The URL libpq is given: the user's, with our defaults for the
 /// parameters it leaves unset.
 pub(crate) fn effective_url(url: &DatabaseUrl) -> DatabaseUrl {
-    url.with_default_param("connect_timeout", &DEFAULT_CONNECT_TIMEOUT_SECS.to_string())
-        .with_default_param("application_name", APPLICATION_NAME)
+    let mut params: Vec<(&str, String)> = vec![
+        ("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECS.to_string()),
+        ("application_name", APPLICATION_NAME.to_owned()),
+    ];
+    params.extend(
+        DEFAULT_TCP_SETTINGS
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned())),
+    );
+    params
+        .into_iter()
+        .fold(url.clone(), |url, (k, v)| url.with_default_param(k, &v))
 }
 
 /// Opens one connection, with the same settings as pooled connections,
@@ -230,7 +255,7 @@ struct ScrubbingErrorHandler {
 impl r2d2::HandleError<diesel::r2d2::Error> for ScrubbingErrorHandler {
     fn handle_error(&self, error: diesel::r2d2::Error) {
         tracing::warn!(
-            url = %redact(self.url.expose()),
+            url = %self.url,
             "pool connection error: {}",
             self.url.scrub(&error.to_string())
         );

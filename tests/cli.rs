@@ -204,6 +204,13 @@ fn setup_then_feed_shows_the_reference_feed_and_setup_starts_over() {
         .success()
         .stdout_has("is set up")
         .stderr_has("== seed");
+    let seeded = counts(&mut cruddur_db::establish(&db.url).unwrap());
+    // Setting up an existing database drops it: without -y and without a
+    // terminal it asks nothing and refuses, and the data stays.
+    run(url, &["setup"])
+        .failure()
+        .stderr_has("pass -y/--yes to confirm");
+    assert_eq!(counts(&mut cruddur_db::establish(&db.url).unwrap()), seeded);
     run(
         url,
         &[
@@ -219,7 +226,7 @@ fn setup_then_feed_shows_the_reference_feed_and_setup_starts_over() {
     )
     .success();
     run(url, &["feed"]).success().stdout_has("(2 activities)");
-    run(url, &["setup"])
+    run(url, &["setup", "-y"])
         .success()
         .stdout_has("dropped database");
     run(url, &["feed"])
@@ -260,9 +267,9 @@ fn create_prepare_and_seed_are_idempotent() {
 const DESTRUCTIVE: [&[&str]; 5] = [
     &["drop", "-y"],
     &["drop", "-y", "--force"],
-    &["schema-load"],
-    &["setup"],
-    &["migrate", "revert"],
+    &["schema-load", "-y"],
+    &["setup", "-y"],
+    &["migrate", "revert", "-y"],
 ];
 
 #[test]
@@ -288,7 +295,7 @@ fn a_production_mark_refuses_destructive_commands_whatever_the_url_is_called() {
     for args in DESTRUCTIVE
         .iter()
         .copied()
-        .chain([&["seed", "--synthetic", "5", "10"][..]])
+        .chain([&["seed", "--synthetic", "5", "10", "-y"][..]])
     {
         run(url, args)
             .failure()
@@ -307,7 +314,7 @@ fn a_production_mark_refuses_destructive_commands_whatever_the_url_is_called() {
     }
 
     // The mark survives a schema reload that was explicitly allowed.
-    run(url, &["--allow-production", "schema-load"])
+    run(url, &["--allow-production", "schema-load", "-y"])
         .success()
         .stderr_has("--allow-production");
     let status = run(url, &["status", "--json"]).success().stdout.clone();
@@ -607,6 +614,12 @@ fn migrate_status_lists_applied_and_pending() {
         .stdout_has("applied   2026-11-24-000003_create_activities")
         .stdout_has("3 applied, 0 pending");
     run(&url, &["migrate", "revert"])
+        .failure()
+        .stderr_has("pass -y/--yes to confirm");
+    run(&url, &["migrate", "status"])
+        .success()
+        .stdout_has("3 applied, 0 pending");
+    run(&url, &["migrate", "revert", "-y"])
         .success()
         .stdout_has("reverted");
     run(&url, &["migrate", "status"])

@@ -351,3 +351,51 @@ fn clusters_of_killed_processes_are_removed_by_the_next_one() {
     assert!(!dir.exists(), "{} is removed", dir.display());
     assert!(!process_alive(pid), "its server {pid} is stopped");
 }
+
+#[test]
+fn a_first_start_killed_during_initdb_leaves_a_cluster_that_starts() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    // As root the server runs as `postgres`, who must reach the directory.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cluster_dir = dir.path().join("pg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cruddur-db"))
+        .args(["local", "start"])
+        .env("CRUDDUR_LOCAL_DIR", &cluster_dir)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the whole group (the CLI and its initdb) once initdb has begun
+    // to write the cluster, and before it finished.
+    let begun = cluster_dir.join("data.initdb").join("PG_VERSION");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !begun.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(begun.exists(), "initdb did not start");
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait().unwrap();
+    let cluster = LocalCluster::at(&cluster_dir).unwrap();
+    assert!(
+        !cluster.is_initialized(),
+        "a half-made cluster must not look initialised"
+    );
+
+    let started = cluster
+        .start()
+        .expect("a start after the interrupted one works");
+    assert_eq!(started, StartOutcome::Started { initialized: true });
+    let url = cluster.url_for("postgres").unwrap();
+    establish(&url).unwrap().batch_execute("SELECT 1").unwrap();
+    cluster.stop().unwrap();
+}

@@ -32,10 +32,21 @@ fn invalid_urls_are_refused_before_connecting() {
         assert_secret_free(raw, &err.to_string());
         assert_secret_free(raw, &format!("{err:?}"));
     }
-    // Parses as a URL, but libpq rejects it: still InvalidUrl, not a hang.
+    // An unknown option: libpq's parser refuses it, and the string is not
+    // echoed.
+    let raw = "postgres://root:Pa55-w0rd_s3cr3t@localhost/db?no_such_option=1";
+    let err = DatabaseUrl::parse(raw).unwrap_err();
+    assert!(matches!(err, Error::InvalidUrl { .. }), "{raw}: {err}");
+    assert!(
+        err.to_string().contains("invalid URI query parameter"),
+        "{err}"
+    );
+    assert_secret_free(raw, &err.to_string());
+    // Parses, but libpq rejects a value when connecting: still InvalidUrl,
+    // not a hang.
     for raw in [
-        "postgres://root:Pa55-w0rd_s3cr3t@localhost/db?no_such_option=1",
         "postgres://root:Pa55-w0rd_s3cr3t@localhost/db?sslmode=sometimes",
+        "postgres://root:Pa55-w0rd_s3cr3t@localhost:port/db",
     ] {
         let err = build_pool(&Config::new(DatabaseUrl::parse(raw).unwrap())).unwrap_err();
         assert!(matches!(err, Error::InvalidUrl { .. }), "{raw}: {err}");

@@ -170,8 +170,10 @@ fn connection_errors_never_carry_the_password() {
                 format!("postgres://root:{encoded}@localhost/db?no_such_option=1"),
                 format!("postgres://root:{encoded}@no-such-host.invalid/db"),
             ] {
-                let url = DatabaseUrl::parse(&raw).expect("valid URL");
-                let err = cruddur_db::build_pool(&cruddur_db::Config::new(url)).expect_err(&raw);
+                // Refused by libpq's parser, or when connecting.
+                let err = DatabaseUrl::parse(&raw)
+                    .and_then(|url| cruddur_db::build_pool(&cruddur_db::Config::new(url)))
+                    .expect_err(&raw);
                 let text = format!("{err} {err:?}");
                 prop_assert!(
                     !text.contains(&password) && !text.contains(&encoded),

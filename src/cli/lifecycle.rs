@@ -10,7 +10,7 @@ use crate::cli::GlobalArgs;
 use crate::cli::output;
 use crate::cli::target::{Target, confirm};
 use crate::config::Environment;
-use crate::environment::{mark_environment, read_mark, read_mark_at};
+use crate::environment::mark_environment;
 use crate::{admin, migrations, repo};
 
 /// Options of `drop`.
@@ -31,11 +31,13 @@ pub struct SetupArgs {
     pub force: bool,
 }
 
-/// Marks the target as production when `--prod` was given.
-fn mark_if_prod(target: &Target, global: &GlobalArgs) -> anyhow::Result<()> {
+/// Marks the database of `conn` as production when `--prod` was given.
+fn mark_if_prod(
+    conn: &mut diesel::PgConnection,
+    database: &str,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
     if Target::marks_production(global) {
-        let database = target.database()?;
-        let conn = &mut target.connect()?;
         mark_environment(conn, Environment::Production)
             .with_context(|| format!("marking `{database}` as production"))?;
         output::note(&format!("marked `{database}` as production"));
@@ -56,32 +58,43 @@ pub fn create(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             "database `{database}` already exists; nothing to do"
         ));
     }
-    mark_if_prod(&target, global)?;
+    if Target::marks_production(global) {
+        let conn = &mut target.connect()?;
+        mark_if_prod(conn, &database, global)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the production mark of the target before a destructive command
-/// that must not rely on an open connection to it. A failure to check is an
-/// error unless `--allow-production` makes the answer irrelevant.
-fn mark_before_drop(
+/// Reads the mark and identity of the target on one connection, refusing a
+/// production database, then asks (`-y` skips; no terminal refuses).
+/// Returns the server's identity of the database to act on, or `None` when
+/// it does not exist; the connection is closed before this returns, so that
+/// it does not hold the database open for a drop.
+fn check_then_confirm(
     target: &Target,
     global: &GlobalArgs,
-) -> anyhow::Result<Option<crate::EnvironmentMark>> {
-    match read_mark_at(&target.url) {
-        Ok(mark) => Ok(mark),
-        Err(e) if global.allow_production => {
-            tracing::debug!("could not read the production mark: {e}");
-            Ok(None)
-        }
-        Err(e) => Err(e).context(
-            "checking whether the database is marked as production (pass --allow-production to skip)",
-        ),
-    }
+    action: &str,
+    question: impl FnOnce(&str) -> String,
+) -> anyhow::Result<Option<crate::admin::DatabaseIdentity>> {
+    let Some((conn, identity)) = target.check_destructive(global, action)? else {
+        return Ok(None);
+    };
+    std::mem::drop(conn);
+    confirm(
+        global,
+        &question(&identity.database),
+        &format!("refusing to {action} `{}`", identity.database),
+    )?;
+    Ok(Some(identity))
 }
 
-fn drop_database(target: &Target, force: bool) -> anyhow::Result<bool> {
-    let database = target.database()?;
-    admin::drop_database(&target.url, force).map_err(|e| {
+fn drop_checked(
+    target: &Target,
+    identity: &crate::admin::DatabaseIdentity,
+    force: bool,
+) -> anyhow::Result<bool> {
+    let database = &identity.database;
+    admin::drop_checked(&target.url, identity, force).map_err(|e| {
         let text = e.to_string();
         let err = anyhow::Error::new(e).context(format!("dropping database `{database}`"));
         if text.contains("being accessed by other users") {
@@ -95,30 +108,26 @@ fn drop_database(target: &Target, force: bool) -> anyhow::Result<bool> {
     })
 }
 
-/// `drop`: drops the database after the production check and the
-/// confirmation; a missing database is not an error.
+/// `drop`: drops the database the server names on a connection to the
+/// target, after the production check and the confirmation; a missing
+/// database is not an error.
 pub fn drop(args: DropArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve(global)?;
-    let database = target.database()?;
-    let exists = admin::database_exists(&target.url)
-        .with_context(|| format!("checking whether database `{database}` exists"))?;
-    if !exists {
-        output::result(&format!(
-            "database `{database}` does not exist; nothing to drop"
-        ));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mark = mark_before_drop(&target, global)?;
-    target.guard_destructive(global, "drop", mark.as_ref())?;
-    confirm(
-        global,
-        &format!(
+    let checked = check_then_confirm(&target, global, "drop", |database| {
+        format!(
             "Drop database `{database}` ({}) and everything in it?",
             target.url
-        ),
-        &format!("refusing to drop `{database}`"),
-    )?;
-    if drop_database(&target, args.force)? {
+        )
+    })?;
+    let dropped = match &checked {
+        Some(identity) => drop_checked(&target, identity, args.force)?,
+        None => false,
+    };
+    let database = checked
+        .map(|i| i.database)
+        .or_else(|| target.url.database())
+        .unwrap_or_default();
+    if dropped {
         output::success(&format!("dropped database `{database}`"));
     } else {
         output::result(&format!(
@@ -128,13 +137,27 @@ pub fn drop(args: DropArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `schema-load`: reverts every migration and applies them again.
+/// `schema-load`: reverts every migration and applies them again, on the
+/// connection that passed the checks.
 pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve(global)?;
-    let database = target.database()?;
-    let conn = &mut target.connect()?;
-    let mark = read_mark(conn).context("reading the production mark")?;
-    target.guard_destructive(global, "reload the schema of", mark.as_ref())?;
+    let action = "reload the schema of";
+    let Some((mut conn, identity)) = target.check_destructive(global, action)? else {
+        anyhow::bail!(
+            "database `{}` does not exist; create it with `cruddur-db create`",
+            target.url.database().unwrap_or_default()
+        );
+    };
+    let database = identity.database;
+    confirm(
+        global,
+        &format!(
+            "Revert every migration of `{database}` ({}), deleting all its data, and apply them again?",
+            target.url
+        ),
+        &format!("refusing to {action} `{database}`"),
+    )?;
+    let conn = &mut conn;
     let reverted = migrations::revert_all_migrations(conn)
         .with_context(|| format!("reverting the migrations of `{database}`"))?;
     let applied = migrations::run_migrations(conn)
@@ -148,31 +171,49 @@ pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `setup`: drop (if present), create, migrate, seed; stops at the first
-/// failure.
+/// failure. The database created, migrated and seeded must be the one
+/// dropped: each connection is checked against the server's answer.
 pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve_starting_local(global)?;
-    let database = target.database()?;
     output::step("drop");
-    let exists = admin::database_exists(&target.url)
-        .with_context(|| format!("checking whether database `{database}` exists"))?;
-    if exists {
-        let mark = mark_before_drop(&target, global)?;
-        target.guard_destructive(global, "set up (drop and recreate)", mark.as_ref())?;
-        drop_database(&target, args.force)?;
-        output::result(&format!("dropped database `{database}`"));
-    } else {
-        target.guard_destructive(global, "set up", None)?;
-        output::result(&format!(
-            "database `{database}` does not exist; nothing to drop"
-        ));
-    }
+    let action = "set up (drop and recreate)";
+    let checked = check_then_confirm(&target, global, action, |database| {
+        format!(
+            "Drop database `{database}` ({}) and set it up anew?",
+            target.url
+        )
+    })?;
+    let database = match &checked {
+        Some(identity) => {
+            drop_checked(&target, identity, args.force)?;
+            output::result(&format!("dropped database `{}`", identity.database));
+            identity.database.clone()
+        }
+        None => {
+            let database = target.database()?;
+            output::result(&format!(
+                "database `{database}` does not exist; nothing to drop"
+            ));
+            database
+        }
+    };
     output::step("create");
     admin::create_database(&target.url)
         .with_context(|| format!("creating database `{database}`"))?;
     output::result(&format!("created database `{database}`"));
-    mark_if_prod(&target, global)?;
-    output::step("migrate");
     let conn = &mut target.connect()?;
+    let reached =
+        crate::admin::identify(conn).context("asking the server which database this is")?;
+    let same_server = checked.as_ref().is_none_or(|c| c.same_server(&reached));
+    if reached.database != database || !same_server {
+        anyhow::bail!(
+            "refusing to go on: {} reaches `{}`, not the database `{database}` that was just created",
+            target.url,
+            reached.database
+        );
+    }
+    mark_if_prod(conn, &database, global)?;
+    output::step("migrate");
     let applied = migrations::run_migrations(conn)
         .with_context(|| format!("applying the migrations to `{database}`"))?;
     output::result(&format!("applied {} migration(s)", applied.len()));
@@ -195,7 +236,10 @@ pub fn prepare(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let database = target.database()?;
     let report =
         admin::prepare(&target.url).with_context(|| format!("preparing database `{database}`"))?;
-    mark_if_prod(&target, global)?;
+    if Target::marks_production(global) {
+        let conn = &mut target.connect()?;
+        mark_if_prod(conn, &database, global)?;
+    }
     if !report.created && report.migrations_applied.is_empty() && !report.seeded {
         output::result(&format!("database `{database}` is ready; nothing to do"));
     } else {

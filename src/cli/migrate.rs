@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 
 use crate::cli::GlobalArgs;
 use crate::cli::output::{self, HEADING, SUCCESS, WARNING};
-use crate::cli::target::Target;
+use crate::cli::target::{Target, confirm};
 use crate::config::Environment;
-use crate::environment::{mark_environment, read_mark};
+use crate::environment::mark_environment;
 use crate::migrations;
 
 /// Options of `migrate`.
@@ -38,57 +38,73 @@ pub enum MigrateCommand {
 pub fn run(args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve(global)?;
     let database = target.database()?;
+    let command = args.command.unwrap_or(MigrateCommand::Run);
+    if let MigrateCommand::Revert = command {
+        return revert(&target, &database, global);
+    }
     let conn = &mut target.connect()?;
-    match args.command.unwrap_or(MigrateCommand::Run) {
-        MigrateCommand::Run => {
-            let applied = migrations::run_migrations(conn)
-                .with_context(|| format!("applying the migrations to `{database}`"))?;
-            if Target::marks_production(global) {
-                mark_environment(conn, Environment::Production)
-                    .with_context(|| format!("marking `{database}` as production"))?;
-                output::note(&format!("marked `{database}` as production"));
-            }
-            if applied.is_empty() {
-                output::result(&format!("`{database}` is up to date; no migration pending"));
-            } else {
-                for version in &applied {
-                    output::result(&format!("applied {version}"));
-                }
-                output::success(&format!(
-                    "applied {} migration(s) to `{database}`",
-                    applied.len()
-                ));
-            }
+    if let MigrateCommand::Run = command {
+        let applied = migrations::run_migrations(conn)
+            .with_context(|| format!("applying the migrations to `{database}`"))?;
+        if Target::marks_production(global) {
+            mark_environment(conn, Environment::Production)
+                .with_context(|| format!("marking `{database}` as production"))?;
+            output::note(&format!("marked `{database}` as production"));
         }
-        MigrateCommand::Status => {
-            let states = migrations::migration_status(conn)
-                .with_context(|| format!("reading the migrations of `{database}`"))?;
-            anstream::println!("{HEADING}{:<8}  migration{HEADING:#}", "state");
-            for m in &states {
-                if m.applied {
-                    anstream::println!("{SUCCESS}{:<8}{SUCCESS:#}  {}", "applied", m.name);
-                } else {
-                    anstream::println!("{WARNING}{:<8}{WARNING:#}  {}", "pending", m.name);
-                }
+        if applied.is_empty() {
+            output::result(&format!("`{database}` is up to date; no migration pending"));
+        } else {
+            for version in &applied {
+                output::result(&format!("applied {version}"));
             }
-            let applied = states.iter().filter(|m| m.applied).count();
-            output::result(&format!(
-                "{applied} applied, {} pending",
-                states.len() - applied
+            output::success(&format!(
+                "applied {} migration(s) to `{database}`",
+                applied.len()
             ));
         }
-        MigrateCommand::Revert => {
-            let mark = read_mark(conn).context("reading the production mark")?;
-            target.guard_destructive(global, "revert a migration of", mark.as_ref())?;
-            match migrations::revert_last_migration(conn)
-                .with_context(|| format!("reverting the last migration of `{database}`"))?
-            {
-                Some(version) => output::success(&format!("reverted {version}")),
-                None => output::result(&format!(
-                    "no migration is applied to `{database}`; nothing to revert"
-                )),
+    } else {
+        let states = migrations::migration_status(conn)
+            .with_context(|| format!("reading the migrations of `{database}`"))?;
+        anstream::println!("{HEADING}{:<8}  migration{HEADING:#}", "state");
+        for m in &states {
+            if m.applied {
+                anstream::println!("{SUCCESS}{:<8}{SUCCESS:#}  {}", "applied", m.name);
+            } else {
+                anstream::println!("{WARNING}{:<8}{WARNING:#}  {}", "pending", m.name);
             }
         }
+        let applied = states.iter().filter(|m| m.applied).count();
+        output::result(&format!(
+            "{applied} applied, {} pending",
+            states.len() - applied
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate revert`: on the connection that passed the production check,
+/// after the confirmation.
+fn revert(target: &Target, database: &str, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let action = "revert a migration of";
+    let Some((mut conn, identity)) = target.check_destructive(global, action)? else {
+        anyhow::bail!("database `{database}` does not exist; nothing to revert");
+    };
+    let database = identity.database;
+    confirm(
+        global,
+        &format!(
+            "Revert the last migration of `{database}` ({}), deleting the data it holds?",
+            target.url
+        ),
+        &format!("refusing to {action} `{database}`"),
+    )?;
+    match migrations::revert_last_migration(&mut conn)
+        .with_context(|| format!("reverting the last migration of `{database}`"))?
+    {
+        Some(version) => output::success(&format!("reverted {version}")),
+        None => output::result(&format!(
+            "no migration is applied to `{database}`; nothing to revert"
+        )),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -146,7 +146,7 @@ pub enum Command {
 /// AWS resources, not the target database. A group that needs the database
 /// calls [`target::Target::resolve`].
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    crate::config::load_dotenv();
+    crate::config::load_dotenv()?;
     output::register_secrets(known_passwords(&cli.global));
     tracing::debug!(global = ?cli.global, "starting");
     let global = &cli.global;
@@ -193,10 +193,12 @@ fn password_of(raw: &str) -> Option<String> {
     {
         return Some(pw);
     }
+    // Not parsed by libpq: never echoed, but its password (as typed) is
+    // still kept out of any other output.
     url::Url::parse(raw.trim())
         .ok()?
         .password()
-        .map(crate::config::percent_decode)
+        .map(str::to_owned)
 }
 
 /// Sends `tracing` diagnostics to stderr, filtered by `RUST_LOG` (default:

@@ -52,10 +52,7 @@ pub fn scrub(text: &str) -> String {
     let secrets = SECRETS.get().map(Vec::as_slice).unwrap_or_default();
     let with_encoded: Vec<String> = secrets
         .iter()
-        .flat_map(|s| {
-            let encoded: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
-            [s.clone(), encoded]
-        })
+        .flat_map(|s| [s.clone(), crate::conninfo::percent_encode(s)])
         .collect();
     crate::config::scrub_secrets(text, &with_encoded)
 }

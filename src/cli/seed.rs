@@ -9,8 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::GlobalArgs;
 use crate::cli::output;
-use crate::cli::target::Target;
-use crate::environment::read_mark;
+use crate::cli::target::{Target, confirm};
 use crate::migrations::ensure_current;
 use crate::repo::seed::{SeedProgress, SyntheticSeed, has_data, seed_reference, seed_synthetic};
 
@@ -54,8 +53,21 @@ pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     ensure_current(conn).with_context(|| format!("seeding `{database}`"))?;
     if has_data(conn)? {
-        let mark = read_mark(conn).context("reading the production mark")?;
-        target.guard_destructive(global, "bulk-seed the non-empty database", mark.as_ref())?;
+        let action = "bulk-seed the non-empty database";
+        // The checks run on a connection of their own, which then carries
+        // the load, so that what was checked is what is written to.
+        let Some((checked, identity)) = target.check_destructive(global, action)? else {
+            anyhow::bail!("database `{database}` does not exist");
+        };
+        *conn = checked;
+        confirm(
+            global,
+            &format!(
+                "Add {users} user(s) and {activities} activities of generated data to the non-empty `{}` ({})?",
+                identity.database, target.url
+            ),
+            &format!("refusing to {action} `{}`", identity.database),
+        )?;
     }
     let spec = SyntheticSeed {
         users,

@@ -6,18 +6,20 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, bail};
 use diesel::PgConnection;
 
+use crate::admin::{DatabaseIdentity, identify};
 use crate::cli::GlobalArgs;
 use crate::cli::output;
 use crate::config::{Config, DatabaseUrl, Environment};
-use crate::environment::{EnvironmentMark, same_database};
+use crate::environment::{EnvironmentMark, read_mark};
 
 /// The database a command works on.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// Its connection string (redacted when shown).
     pub url: DatabaseUrl,
-    /// Why it counts as production before any mark is read (`--prod`, or
-    /// the same database as `PROD_CONNECTION_URL`); `None` otherwise.
+    /// Why it counts as production before anything is asked of the server
+    /// (`--prod`); `None` otherwise. The mark and `PROD_CONNECTION_URL` are
+    /// checked on a connection ([`Target::check_destructive`]).
     pub production_reason: Option<String>,
     /// Where the URL came from (`--database-url`, `DATABASE_URL`, …).
     pub source: &'static str,
@@ -83,13 +85,9 @@ impl Target {
                 Err(e) => return Err(e).context("choosing the database"),
             },
         };
-        let production_reason = if global.prod {
-            Some("--prod targets the production database".to_owned())
-        } else {
-            prod_url()
-                .filter(|prod| same_database(prod, &url))
-                .map(|_| "it is the database of PROD_CONNECTION_URL".to_owned())
-        };
+        let production_reason = global
+            .prod
+            .then(|| "--prod targets the production database".to_owned());
         let target = Self {
             url,
             production_reason,
@@ -122,14 +120,87 @@ impl Target {
         global.prod
     }
 
-    /// Refuses `action` (e.g. "drop") on a production database unless
-    /// `--allow-production` was given. Production means: `--prod`, the
-    /// database of `PROD_CONNECTION_URL`, or a database whose `mark` says so.
-    pub fn guard_destructive(
+    /// Connects to the target and, on that one connection, asks the server
+    /// which database it is and reads its production mark; then refuses
+    /// `action` (e.g. "drop") on a production database unless
+    /// `--allow-production` was given. Production means: `--prod`, a
+    /// database marked as production, or the very database (same server,
+    /// same oid) that `PROD_CONNECTION_URL` reaches, however either is
+    /// spelled.
+    ///
+    /// Returns the connection and the server's identity of the database,
+    /// which is what the command then acts on; `None` when the server says
+    /// the database does not exist. Anything that keeps the question from
+    /// being answered is an error, never a go-ahead.
+    pub fn check_destructive(
         &self,
         global: &GlobalArgs,
         action: &str,
+    ) -> anyhow::Result<Option<(PgConnection, DatabaseIdentity)>> {
+        let mut conn = match self.connect() {
+            Ok(conn) => conn,
+            Err(e) => {
+                let missing = e
+                    .downcast_ref::<crate::Error>()
+                    .is_some_and(|e| matches!(e, crate::Error::DatabaseMissing { .. }));
+                if let (true, Some(name)) = (missing, self.url.database()) {
+                    self.refuse_production(global, action, &name, None, None)?;
+                    return Ok(None);
+                }
+                return Err(e.context(format!(
+                    "checking which database {} is before {action} it",
+                    self.url
+                )));
+            }
+        };
+        let identity = identify(&mut conn).context("asking the server which database this is")?;
+        let mark = read_mark(&mut conn).context("reading the production mark")?;
+        let of_prod = match self.production_url_match(&identity) {
+            Ok(found) => found,
+            Err(e) if global.allow_production => {
+                output::warning(&format!("{e:#}"));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        self.refuse_production(
+            global,
+            action,
+            &identity.database,
+            mark.as_ref(),
+            of_prod.as_deref(),
+        )?;
+        Ok(Some((conn, identity)))
+    }
+
+    /// Why the database of `identity` is the one `PROD_CONNECTION_URL`
+    /// reaches, if it is; asked of the production server. A production URL
+    /// that cannot be asked is an error: the target could be it.
+    fn production_url_match(&self, identity: &DatabaseIdentity) -> anyhow::Result<Option<String>> {
+        let Some(prod) = prod_url()? else {
+            return Ok(None);
+        };
+        match crate::admin::identify_at(&prod) {
+            Ok(Some(prod_identity)) if prod_identity.same_database(identity) => Ok(Some(format!(
+                "it is the database of PROD_CONNECTION_URL ({prod}): the same server and database"
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
+                "cannot tell whether `{}` is the production database: PROD_CONNECTION_URL \
+                 ({prod}) could not be asked; fix or unset it, or pass --allow-production",
+                identity.database
+            ))),
+        }
+    }
+
+    /// The refusal itself, given what was found.
+    fn refuse_production(
+        &self,
+        global: &GlobalArgs,
+        action: &str,
+        database: &str,
         mark: Option<&EnvironmentMark>,
+        of_prod: Option<&str>,
     ) -> anyhow::Result<()> {
         let marked = mark.filter(|m| m.is_production()).map(|m| {
             format!(
@@ -138,16 +209,21 @@ impl Target {
                 m.marked_by
             )
         });
-        if marked.is_some() && self.production_reason.is_none() {
+        let reasons: Vec<String> = [
+            self.production_reason.clone(),
+            marked,
+            of_prod.map(str::to_owned),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        if self.production_reason.is_none() {
             output::environment_label(true, &self.url.to_string());
         }
-        let reason = match (&self.production_reason, marked) {
-            (Some(flag), Some(mark)) => format!("{flag}, and {mark}"),
-            (Some(flag), None) => flag.clone(),
-            (None, Some(mark)) => mark,
-            (None, None) => return Ok(()),
-        };
-        let database = self.database()?;
+        let reason = reasons.join(", and ");
         if !global.allow_production {
             bail!(
                 "refusing to {action} `{database}`: {reason}; pass --allow-production to do it anyway"
@@ -164,21 +240,19 @@ fn env_set(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
 }
 
-fn prod_url() -> Option<DatabaseUrl> {
-    let raw = std::env::var("PROD_CONNECTION_URL")
+/// `PROD_CONNECTION_URL`, when set. One that does not parse is an error:
+/// ignoring it would switch off the check that a target is not the
+/// production database.
+fn prod_url() -> anyhow::Result<Option<DatabaseUrl>> {
+    let Some(raw) = std::env::var("PROD_CONNECTION_URL")
         .ok()
-        .filter(|v| !v.trim().is_empty())?;
-    match DatabaseUrl::parse(&raw) {
-        Ok(url) => Some(url),
-        Err(e) => {
-            // Ignoring it silently would also switch off the check that the
-            // target is not the production database.
-            output::warning(&format!(
-                "ignoring PROD_CONNECTION_URL, so a target is not recognised as production by its URL: {e}"
-            ));
-            None
-        }
-    }
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    DatabaseUrl::parse(&raw).map(Some).context(
+        "reading PROD_CONNECTION_URL, to tell whether the target is the production database",
+    )
 }
 
 /// Asks `question` on a terminal and returns whether the answer was yes.

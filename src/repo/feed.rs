@@ -72,12 +72,27 @@ impl FromStr for FeedCursor {
             .ok_or_else(|| invalid("expected <timestamp>_<uuid>"))?;
         let naive = NaiveDateTime::parse_from_str(ts, TIMESTAMP_FORMAT)
             .map_err(|e| invalid(&format!("bad timestamp: {e}")))?;
+        if !timestamptz_range().contains(&naive) {
+            return Err(invalid(
+                "the timestamp is outside PostgreSQL's range (4714-11-24 BC to 294276 AD)",
+            ));
+        }
         let uuid = Uuid::try_parse(id).map_err(|e| invalid(&format!("bad uuid: {e}")))?;
         Ok(Self {
             created_at: naive.and_utc(),
             uuid,
         })
     }
+}
+
+/// The instants both a PostgreSQL `timestamptz` and chrono can hold: from
+/// 4714-11-24 BC (chrono's year -4713) to chrono's last instant (in the year
+/// 262143; PostgreSQL's range ends later, in 294276).
+fn timestamptz_range() -> std::ops::RangeInclusive<NaiveDateTime> {
+    let first = chrono::NaiveDate::from_ymd_opt(-4713, 11, 24)
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .unwrap_or(NaiveDateTime::MIN);
+    first..=NaiveDateTime::MAX
 }
 
 /// Which page of the feed to read.
@@ -315,6 +330,24 @@ pub fn home_feed_json(conn: &mut PgConnection, page: FeedPage) -> Result<String>
 mod tests {
     use super::*;
     use diesel::debug_query;
+
+    #[test]
+    fn cursors_outside_postgres_timestamp_range_are_invalid_cursors() {
+        let id = Uuid::nil();
+        for ts in [
+            "+300000-01-01T00:00:00.000000Z",
+            "-5000-01-01T00:00:00.000000Z",
+        ] {
+            let err = format!("{ts}_{id}").parse::<FeedCursor>().unwrap_err();
+            assert!(matches!(err, Error::InvalidCursor { .. }), "{ts}: {err:?}");
+        }
+        for ts in [
+            "-4713-11-24T00:00:00.000000Z",
+            "1970-01-01T00:00:00.000000Z",
+        ] {
+            assert!(format!("{ts}_{id}").parse::<FeedCursor>().is_ok(), "{ts}");
+        }
+    }
 
     #[test]
     fn typed_feed_sql_is_one_indexed_keyset_scan() {

@@ -18,8 +18,9 @@ use crate::models::{NewActivity, NewUser};
 use crate::schema::{activities, users};
 
 /// Serialises seeding of one database (`pg_advisory_xact_lock`), so that two
-/// seeds started at once cannot both insert the reference activity.
-const SEED_LOCK_KEY: i64 = i64::from_be_bytes(*b"cruddurs");
+/// seeds started at once cannot both insert the reference activity, and two
+/// bulk seeds take turns instead of deadlocking.
+pub const SEED_LOCK_KEY: i64 = i64::from_be_bytes(*b"cruddurs");
 
 /// The reference activity's text.
 pub const REFERENCE_MESSAGE: &str = "This was imported as seed data!";
@@ -451,8 +452,11 @@ fn check_spec(spec: SyntheticSeed) -> Result<()> {
 /// (`ACCESS EXCLUSIVE`) until the seed commits; nobody sees it without its
 /// indexes, and any failure rolls all of it back.
 ///
-/// Handles are `user<seed>_<n>`, so two seeds with the same `rng_seed`
-/// collide on the unique handle and the second fails without writing.
+/// Handles are `user<seed>_<n>`: a seed whose `rng_seed` is already loaded
+/// is [`Error::SeedAlreadyLoaded`] and writes nothing; another `rng_seed`
+/// adds a fresh batch. Bulk seeds of one database run one at a time (a
+/// transaction-level advisory lock, [`SEED_LOCK_KEY`]); a second one waits
+/// for the first.
 /// `progress` is called every [`PROGRESS_EVERY`] rows and at the end.
 pub fn seed_synthetic(
     conn: &mut PgConnection,
@@ -467,6 +471,20 @@ pub fn seed_synthetic(
         // (meant for the feed) must not cut it. SET LOCAL ends with the
         // transaction.
         diesel::sql_query("SET LOCAL statement_timeout = 0").execute(conn)?;
+        // Bulk seeds of one database take turns: two at once would each
+        // hold row locks the other's COPY and index rebuild wait for.
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(SEED_LOCK_KEY)
+            .execute(conn)?;
+        if let Some(first) = rows.user_ids.first() {
+            let loaded: bool =
+                diesel::select(diesel::dsl::exists(users::table.find(*first))).get_result(conn)?;
+            if loaded {
+                return Err(Error::SeedAlreadyLoaded {
+                    rng_seed: spec.rng_seed,
+                });
+            }
+        }
         let users_written = diesel::copy_from(users::table)
             .from_raw_data(
                 (

@@ -81,6 +81,11 @@ impl PostConfirmationEvent {
     }
 }
 
+/// The first key of the two-key advisory locks that serialise
+/// confirmations of one `sub` (the second is the `sub`'s `hashtext`); the
+/// bytes "cnfm" read as an integer, apart from the crate's one-key locks.
+pub const CONFIRM_LOCK_CLASS: i32 = i32::from_be_bytes(*b"cnfm");
+
 /// What [`confirm_user`] did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Confirmed {
@@ -93,8 +98,18 @@ pub struct Confirmed {
 /// Creates the user an event describes, once: when a user with the same
 /// `sub` exists, it is returned unchanged. A handle taken by a different
 /// subject is [`Error::HandleTaken`].
+///
+/// Confirmations of one `sub` serialise on a transaction-level advisory
+/// lock keyed by the `sub` (`pg_advisory_xact_lock` on its 64-bit hash), so
+/// any number of them at once create exactly one user, whatever handles
+/// they carry. `cognito_user_id` stays non-unique in the schema: the seed
+/// users share `MOCK`.
 pub fn confirm_user(conn: &mut PgConnection, event: &PostConfirmationEvent) -> Result<Confirmed> {
     conn.transaction(|conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind::<diesel::sql_types::Integer, _>(CONFIRM_LOCK_CLASS)
+            .bind::<diesel::sql_types::Text, _>(&event.sub)
+            .execute(conn)?;
         let existing = users::table
             .filter(users::cognito_user_id.eq(&event.sub))
             .order(users::created_at)

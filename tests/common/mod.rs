@@ -127,6 +127,18 @@ impl Drop for TestDb {
     }
 }
 
+/// Drops the database of its URL (`WITH (FORCE)`) when it goes, for tests
+/// that let another program create the database.
+pub struct Dropper(pub DatabaseUrl);
+
+impl Drop for Dropper {
+    fn drop(&mut self) {
+        if let Err(e) = admin::drop_database(&self.0, true) {
+            eprintln!("could not drop test database {}: {e}", self.0);
+        }
+    }
+}
+
 static SHARED: OnceLock<DatabaseUrl> = OnceLock::new();
 
 /// Statics are never dropped; the C exit handler is the one hook that runs
