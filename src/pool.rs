@@ -288,6 +288,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connections_get_tcp_keepalives_unless_the_url_sets_its_own() {
+        let url =
+            DatabaseUrl::parse("postgres://u:pw@db.example.com/cruddur?keepalives_idle=5").unwrap();
+        let effective = effective_url(&url);
+        for (key, value) in DEFAULT_TCP_SETTINGS {
+            let expected = if *key == "keepalives_idle" {
+                "5"
+            } else {
+                value
+            };
+            assert_eq!(effective.param(key), Some(expected), "{key}");
+        }
+        assert_eq!(effective.param("password"), Some("pw"));
+        assert_eq!(effective.database().as_deref(), Some("cruddur"));
+    }
+
+    #[test]
     fn classification_ignores_the_names_libpq_quotes() {
         fn kind(e: &Error) -> &'static str {
             match e {
