@@ -283,26 +283,11 @@ fn eight_concurrent_prepares_of_a_new_database_all_succeed_twenty_times() {
     for round in 0..20 {
         let url = server_url().with_database(&unique_name("cruddur_prepare"));
         let guard = common::Dropper(url.clone());
-        let children: Vec<_> = (0..8)
-            .map(|_| {
-                Command::new(env!("CARGO_BIN_EXE_cruddur-db"))
-                    .args(["--database-url", url.expose(), "prepare"])
-                    .env("NO_COLOR", "1")
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "round {round}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        common::cli_all_succeed_at_once(
+            8,
+            &["--database-url", url.expose(), "prepare"],
+            &format!("round {round}"),
+        );
         let mut conn = cruddur_db::establish(&url).unwrap();
         assert_eq!(
             counts(&mut conn),

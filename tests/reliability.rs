@@ -134,25 +134,11 @@ fn concurrent_replies_are_all_counted() {
 #[test]
 fn concurrent_migrate_processes_all_succeed_once() {
     let db = TestDb::new();
-    let processes = 8;
-    let children: Vec<_> = (0..processes)
-        .map(|_| {
-            std::process::Command::new(assert_cmd::cargo::cargo_bin("cruddur-db"))
-                .args(["--database-url", db.url.expose(), "migrate", "run"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "migrate run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::cli_all_succeed_at_once(
+        8,
+        &["--database-url", db.url.expose(), "migrate", "run"],
+        "migrate run",
+    );
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
