@@ -14,6 +14,7 @@
 
 use std::process::ExitCode;
 
+use cruddur_db::models::escape_controls;
 use cruddur_db::{FeedPage, Repository, local, prepare};
 
 fn main() -> ExitCode {
@@ -66,12 +67,12 @@ fn run() -> cruddur_db::Result<()> {
             item.created_at
                 .format(cruddur_db::models::TIMESTAMP_FORMAT)
                 .to_string(),
-            item.display_name,
-            format!("@{}", item.handle),
+            escape_controls(&item.display_name),
+            format!("@{}", escape_controls(&item.handle)),
             item.replies_count,
             item.reposts_count,
             item.likes_count,
-            item.message.replace('\n', " "),
+            escape_controls(&item.message),
         );
     }
     println!(

@@ -1,10 +1,13 @@
 //! `migrate run|status|revert`: the embedded migrations, under the
 //! migration advisory lock.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use diesel::migration::MigrationSource;
+use diesel::pg::Pg;
 
 use crate::cli::GlobalArgs;
 use crate::cli::output::{self, HEADING, SUCCESS, WARNING};
@@ -51,8 +54,9 @@ pub fn run(args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             if applied.is_empty() {
                 output::result(&format!("`{database}` is up to date; no migration pending"));
             } else {
+                let names = names_by_version();
                 for version in &applied {
-                    output::result(&format!("applied {version}"));
+                    output::result(&format!("applied {}", name_of(&names, version)));
                 }
                 output::success(&format!(
                     "applied {} migration(s) to `{database}`",
@@ -83,7 +87,10 @@ pub fn run(args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             match migrations::revert_last_migration(conn)
                 .with_context(|| format!("reverting the last migration of `{database}`"))?
             {
-                Some(version) => output::success(&format!("reverted {version}")),
+                Some(version) => output::success(&format!(
+                    "reverted {}",
+                    name_of(&names_by_version(), &version)
+                )),
                 None => output::result(&format!(
                     "no migration is applied to `{database}`; nothing to revert"
                 )),
@@ -91,4 +98,44 @@ pub fn run(args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The folder name (`2026-11-24-000003_create_activities`) of each embedded
+/// migration, by version (`20261124000003`): the library reports what it
+/// applied or reverted by version, `migrate status` lists folder names, and
+/// every subcommand names a migration the same way, as `migrations/` does.
+fn names_by_version() -> HashMap<String, String> {
+    MigrationSource::<Pg>::migrations(&migrations::MIGRATIONS)
+        .map(|all| {
+            all.iter()
+                .map(|m| (m.name().version().to_string(), m.name().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The folder name of `version`, or the version itself when it is not one
+/// of the embedded migrations (applied by another build).
+fn name_of<'a>(names: &'a HashMap<String, String>, version: &'a str) -> &'a str {
+    names.get(version).map_or(version, String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_map_to_the_folder_names_status_lists() {
+        let names = names_by_version();
+        assert_eq!(
+            name_of(&names, "20261124000003"),
+            "2026-11-24-000003_create_activities",
+            "{names:?}"
+        );
+        assert_eq!(name_of(&names, "29991231000000"), "29991231000000");
+        assert_eq!(
+            names.len(),
+            std::fs::read_dir("migrations").map_or(0, |d| d.count())
+        );
+    }
 }
