@@ -1,12 +1,15 @@
-//! What the tool prints, checked where it could mislead: the feed table
-//! with hostile text, session ages and migration names.
+//! What the tool and the example print, checked where it could mislead: the
+//! feed table with hostile text, session ages, migration names, the global
+//! options, and the example's line naming its database.
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
 use common::{TestDb, user};
+use cruddur_db::DatabaseUrl;
 use cruddur_db::create_activity;
 use diesel::prelude::*;
 
@@ -245,4 +248,81 @@ fn migrate_names_a_migration_the_same_way_in_run_revert_and_status() {
         "{}",
         status.stdout
     );
+}
+
+#[test]
+fn global_options_are_refused_by_local_with_a_usage_error() {
+    for args in [
+        &["--prod", "local", "status"][..],
+        &[
+            "local",
+            "--database-url",
+            "postgres://localhost/x",
+            "status",
+        ],
+        &["local", "status", "-y"],
+        &["local", "url", "--allow-production"],
+    ] {
+        let out = run_cmd(cli(), args);
+        assert_eq!(
+            out.code, 2,
+            "{args:?} should be a usage error: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let help = run_cmd(cli(), &["local", "status", "--help"]);
+    assert_eq!(help.code, 0);
+    assert!(!help.stdout.contains("--prod"), "{}", help.stdout);
+    let help = run_cmd(cli(), &["feed", "--help"]);
+    let heading = help.stdout.find("Global options:").expect("a heading");
+    assert!(
+        help.stdout.find("--limit").is_some_and(|i| i < heading),
+        "{}",
+        help.stdout
+    );
+    assert!(
+        help.stdout.find("--prod").is_some_and(|i| i > heading),
+        "{}",
+        help.stdout
+    );
+}
+
+/// The `home_feed` example, built by `cargo test` beside the test binaries.
+fn example() -> Option<PathBuf> {
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    let path = deps.parent()?.join("examples").join("home_feed");
+    path.exists().then_some(path)
+}
+
+#[test]
+fn the_example_names_its_database_on_every_run() {
+    let Some(example) = example() else {
+        panic!("the home_feed example is not built; run the tests with `cargo test`");
+    };
+    let db = TestDb::new();
+    let url = url_of(&db);
+    let shown = DatabaseUrl::parse(&url).expect("url").to_string();
+    for run in ["first", "second"] {
+        let mut cmd = clean(assert_cmd::Command::new(&example));
+        cmd.env("DATABASE_URL", &url);
+        let out = run_cmd(cmd, &[]);
+        assert_eq!(out.code, 0, "{run} run: {}", out.stderr);
+        let note = format!("note: using {shown} (from DATABASE_URL)");
+        assert_eq!(
+            out.stderr.lines().filter(|l| *l == note).count(),
+            1,
+            "{run} run lacks {note:?}:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stdout.contains("This was imported as seed data!"),
+            "{}",
+            out.stdout
+        );
+    }
 }
