@@ -86,5 +86,10 @@ mod tests {
         let event = PostConfirmationEvent::parse(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
         assert_eq!(event.preferred_username, "annlee");
         assert_eq!(event.name, "Ann Lee");
+        let squeeze = |t: &str| t.split_whitespace().collect::<String>();
+        assert!(
+            squeeze(include_str!("../../README.md")).contains(&squeeze(&json)),
+            "the README shows another example event than --help"
+        );
     }
 }
