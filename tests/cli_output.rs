@@ -326,3 +326,17 @@ fn the_example_names_its_database_on_every_run() {
         );
     }
 }
+
+#[test]
+fn a_missing_production_url_is_a_sentence_not_a_debug_dump() {
+    let out = run_cmd(cli(), &["--prod", "status"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "no database configured: set PROD_CONNECTION_URL in the environment or in a .env file"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("MissingUrl"), "{}", out.stderr);
+}

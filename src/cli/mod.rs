@@ -152,8 +152,8 @@ fn without_target() -> &'static [&'static str] {
 }
 
 /// The clap command of [`Cli`], with the global options taken out of the
-/// commands in [`without_target`]: there they are hidden from the help and
-/// refused by [`parse`].
+/// commands that work on no target database (`local`, `rds`): there they
+/// are hidden from the help and refused by [`parse`].
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
