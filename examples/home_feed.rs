@@ -14,6 +14,8 @@
 
 use std::process::ExitCode;
 
+use cruddur_db::local::UrlSource;
+use cruddur_db::models::escape_controls;
 use cruddur_db::{FeedPage, Repository, local, prepare};
 
 fn main() -> ExitCode {
@@ -29,8 +31,18 @@ fn main() -> ExitCode {
 fn run() -> cruddur_db::Result<()> {
     let json = std::env::args().skip(1).any(|a| a == "--json");
     let resolved = local::resolve_config(None)?;
-    if let Some(notice) = &resolved.notice {
-        eprintln!("{notice}");
+    // One line on every run says which database this is (redacted).
+    match (&resolved.notice, &resolved.source) {
+        (Some(notice), _) => eprintln!("note: {notice}"),
+        (None, UrlSource::Default) => eprintln!(
+            "note: using {} (the default URL: neither DATABASE_URL nor CONNECTION_URL is set)",
+            resolved.config.database_url
+        ),
+        (None, _) => eprintln!(
+            "note: using {} (from {})",
+            resolved.config.database_url,
+            configured_variable()
+        ),
     }
     let config = resolved.config;
     if let Some(warning) = &config.warning {
@@ -66,12 +78,12 @@ fn run() -> cruddur_db::Result<()> {
             item.created_at
                 .format(cruddur_db::models::TIMESTAMP_FORMAT)
                 .to_string(),
-            item.display_name,
-            format!("@{}", item.handle),
+            escape_controls(&item.display_name),
+            format!("@{}", escape_controls(&item.handle)),
             item.replies_count,
             item.reposts_count,
             item.likes_count,
-            item.message.replace('\n', " "),
+            escape_controls(&item.message),
         );
     }
     println!(
@@ -80,4 +92,13 @@ fn run() -> cruddur_db::Result<()> {
         if feed.len() == 1 { "y" } else { "ies" }
     );
     Ok(())
+}
+
+/// Which variable named the database: `DATABASE_URL` wins over
+/// `CONNECTION_URL`, as in `Config::from_env` (`.env` is loaded by then).
+fn configured_variable() -> &'static str {
+    match std::env::var("DATABASE_URL") {
+        Ok(v) if !v.trim().is_empty() => "DATABASE_URL",
+        _ => "CONNECTION_URL",
+    }
 }

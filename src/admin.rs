@@ -245,7 +245,7 @@ pub fn drop_database(url: &DatabaseUrl, force: bool) -> Result<bool> {
 pub struct PrepareReport {
     /// The database did not exist and was created.
     pub created: bool,
-    /// Versions of the migrations applied by this call.
+    /// Folder names of the migrations applied by this call.
     pub migrations_applied: Vec<String>,
     /// The reference seed was loaded (only into a fresh database).
     pub seeded: bool,

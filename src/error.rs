@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No variable named a database.
-    #[error("no database configured: set {variables} (or pass --database-url)")]
+    #[error("no database configured: set {variables} in the environment or in a .env file")]
     MissingUrl {
         /// The variables that were looked at.
         variables: &'static str,

@@ -84,13 +84,21 @@ pub struct Session {
 
 /// The SQL of [`sessions`]. A bigint advisory key is stored in `pg_locks`
 /// as `classid` (high 32 bits) and `objid` (low 32 bits) with `objsubid = 1`.
+///
+/// Ages are measured from `clock_timestamp()`, not `now()`: `now()` is when
+/// the transaction started, and a session (this one included: the extended
+/// protocol marks it active at Execute, after Parse started the transaction)
+/// can change state after that, which made `now() - state_change` negative.
+/// `greatest(0, …)` keeps the ages non-negative even if the clock steps back.
 const SESSIONS_SQL: &str = "SELECT a.pid, a.usename::text AS user, \
      COALESCE(a.application_name, '') AS application, \
      CASE WHEN a.client_addr IS NOT NULL THEN host(a.client_addr) || ':' || a.client_port \
           WHEN a.client_port = -1 THEN 'local' END AS client, \
      a.state, \
-     EXTRACT(EPOCH FROM (now() - a.backend_start))::float8 AS connected_secs, \
-     EXTRACT(EPOCH FROM (now() - a.state_change))::float8 AS state_secs, \
+     greatest(0, EXTRACT(EPOCH FROM (clock_timestamp() - a.backend_start)))::float8 AS connected_secs, \
+     CASE WHEN a.state_change IS NOT NULL \
+          THEN greatest(0, EXTRACT(EPOCH FROM (clock_timestamp() - a.state_change)))::float8 \
+     END AS state_secs, \
      a.pid = pg_backend_pid() AS is_self, \
      EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' \
              AND l.database = a.datid AND l.objsubid = 1 AND l.granted \

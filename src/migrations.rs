@@ -108,13 +108,28 @@ pub fn with_migration_lock<T>(
 }
 
 /// Applies the pending migrations, each in its own transaction; the caller
-/// holds the lock ([`with_migration_lock`]).
+/// holds the lock ([`with_migration_lock`]). Returns their folder names.
 pub(crate) fn run_pending(conn: &mut PgConnection) -> Result<Vec<String>> {
-    Ok(conn
+    let applied = conn
         .run_pending_migrations(MIGRATIONS)
-        .map_err(migration_error)?
+        .map_err(migration_error)?;
+    names_of(applied.into_iter().map(|v| v.to_string()))
+}
+
+/// The folder names (`2026-11-24-000002_create_users`) of the embedded
+/// migrations with these versions, so that every report names a migration
+/// the way `migration_status` and the `migrations/` folder do.
+fn names_of(versions: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
+    use diesel::migration::MigrationSource;
+    let all =
+        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).map_err(migration_error)?;
+    Ok(versions
         .into_iter()
-        .map(|v| v.to_string())
+        .map(|version| {
+            all.iter()
+                .find(|m| m.name().version().to_string() == version)
+                .map_or(version, |m| m.name().to_string())
+        })
         .collect())
 }
 
@@ -123,39 +138,38 @@ pub(crate) fn run_pending(conn: &mut PgConnection) -> Result<Vec<String>> {
 ///
 /// Processes that start at once queue on the lock: the first applies the
 /// migrations, the others then find nothing pending. Returns the versions
-/// this call applied (empty when the schema was current).
+/// this call applied, by folder name (empty when the schema was current).
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, run_pending)
 }
 
 /// Reverts the most recently applied migration under the lock; returns its
-/// version, or `None` when nothing was applied.
+/// folder name, or `None` when nothing was applied.
 pub fn revert_last_migration(conn: &mut PgConnection) -> Result<Option<String>> {
     with_migration_lock(conn, |conn| {
         if applied_versions(conn)?.is_empty() {
             return Ok(None);
         }
-        Ok(Some(
-            conn.revert_last_migration(MIGRATIONS)
-                .map_err(migration_error)?
-                .to_string(),
-        ))
+        let version = conn
+            .revert_last_migration(MIGRATIONS)
+            .map_err(migration_error)?
+            .to_string();
+        Ok(names_of([version])?.pop())
     })
 }
 
 /// Reverts every applied migration, newest first, under the lock; returns
-/// the versions reverted. Destroys all data in the schema's tables.
+/// the folder names of those reverted. Destroys all data in the schema's
+/// tables.
 pub fn revert_all_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, |conn| {
         if applied_versions(conn)?.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(conn
+        let reverted = conn
             .revert_all_migrations(MIGRATIONS)
-            .map_err(migration_error)?
-            .into_iter()
-            .map(|v| v.to_string())
-            .collect())
+            .map_err(migration_error)?;
+        names_of(reverted.into_iter().map(|v| v.to_string()))
     })
 }
 

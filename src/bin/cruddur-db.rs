@@ -4,11 +4,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use cruddur_db::cli::{self, Cli, output};
+use cruddur_db::cli::{self, output};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     cli::init_tracing();
     match cli::run(cli) {
         Ok(code) => code,

@@ -9,7 +9,7 @@ use crate::cli::GlobalArgs;
 use crate::cli::output::{self, HEADING};
 use crate::cli::target::Target;
 use crate::migrations::ensure_current;
-use crate::models::TIMESTAMP_FORMAT;
+use crate::models::{TIMESTAMP_FORMAT, escape_controls};
 use crate::repo::feed::{
     DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, MAX_PAGE_SIZE, home_feed, home_feed_json,
 };
@@ -48,10 +48,16 @@ pub fn run(args: FeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     ensure_current(conn).with_context(|| format!("reading the feed of `{database}`"))?;
     if args.json {
         let json = home_feed_json(conn, page).context("reading the feed")?;
-        anstream::println!("{json}");
+        // Not through anstream: off a terminal it strips what looks like an
+        // escape sequence, and DEL and C1 characters (U+0080..U+009F), which
+        // JSON carries unescaped, would be cut out of the data.
+        println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
     let feed = home_feed(conn, page).context("reading the feed")?;
+    // Text is shown escaped (see `escape_controls`): a newline in a display
+    // name would otherwise print a fake row, and escape sequences in a
+    // message would reach the terminal as commands.
     anstream::println!(
         "{HEADING}{:<27}  {:<16}  {:<16}  {:>7}  {:>7}  {:>5}  message{HEADING:#}",
         "created_at",
@@ -65,12 +71,12 @@ pub fn run(args: FeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         anstream::println!(
             "{:<27}  {:<16}  {:<16}  {:>7}  {:>7}  {:>5}  {}",
             item.created_at.format(TIMESTAMP_FORMAT).to_string(),
-            item.display_name,
-            format!("@{}", item.handle),
+            escape_controls(&item.display_name),
+            format!("@{}", escape_controls(&item.handle)),
             item.replies_count,
             item.reposts_count,
             item.likes_count,
-            item.message.replace(['\n', '\r'], " "),
+            escape_controls(&item.message),
         );
     }
     output::result(&format!(

@@ -9,6 +9,7 @@ use crate::cli::GlobalArgs;
 use crate::cli::output::{self, HEADING, PRODUCTION, SUCCESS, WARNING};
 use crate::cli::target::Target;
 use crate::environment::read_mark;
+use crate::models::escape_controls;
 use crate::{inspect, migrations};
 
 /// Options of `status`.
@@ -140,10 +141,11 @@ pub fn sessions(args: SessionsArgs, global: &GlobalArgs) -> anyhow::Result<ExitC
         anstream::println!(
             "{:>7}  {:<12}  {:<20}  {:<22}  {:<20}  {:>9}  {}",
             s.pid,
-            s.user.as_deref().unwrap_or("-"),
-            output::scrub(&s.application),
-            s.client.as_deref().unwrap_or("-"),
-            s.state.as_deref().unwrap_or("-"),
+            escape_controls(s.user.as_deref().unwrap_or("-")),
+            // Any client sets its own application_name: show it inert.
+            escape_controls(&output::scrub(&s.application)),
+            escape_controls(s.client.as_deref().unwrap_or("-")),
+            escape_controls(s.state.as_deref().unwrap_or("-")),
             output::age(s.connected_secs),
             notes.join(", ")
         );

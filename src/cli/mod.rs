@@ -54,8 +54,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes; they may come before or after the command.
+/// Options of every command that works on a database; they may come before
+/// or after the command. `local` and `rds` refuse them (see [`parse`]).
 #[derive(Clone, Default, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The database to use; wins over DATABASE_URL, CONNECTION_URL and
     /// PROD_CONNECTION_URL.
@@ -123,10 +125,12 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Print the home feed, newest first.
     Feed(feed::FeedArgs),
-    /// Activities.
+    /// Post an activity (a "crud") as a user, checked as the API checks it;
+    /// prints the new activity as JSON.
     #[command(subcommand)]
     Activity(activity::ActivityCommand),
-    /// Users.
+    /// Create the user of an identity provider's post-confirmation event
+    /// (what the Cognito trigger did in the original).
     #[command(subcommand)]
     User(user::UserCommand),
     /// A project-local PostgreSQL cluster (in .cruddur/pg) for development
@@ -136,6 +140,83 @@ pub enum Command {
     /// practices as defaults (needs the `aws` feature).
     #[cfg(feature = "aws")]
     Rds(Box<rds::RdsArgs>),
+}
+
+/// The commands that work on no target database (they manage a server or
+/// AWS resources), so the global options do not apply to them.
+fn without_target() -> &'static [&'static str] {
+    #[cfg(feature = "aws")]
+    return &["local", "rds"];
+    #[cfg(not(feature = "aws"))]
+    return &["local"];
+}
+
+/// The clap command of [`Cli`], with the global options taken out of the
+/// commands that work on no target database (`local`, `rds`): there they
+/// are hidden from the help and refused by [`parse`].
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    for &name in without_target() {
+        // A subcommand that defines an argument itself does not receive the
+        // global one of that id; these hidden stand-ins exist only so that
+        // `parse` can name the option in its refusal.
+        cmd = cmd.mut_subcommand(name, |mut sc| {
+            for arg in &globals {
+                sc = sc.arg(arg.clone().hide(true));
+            }
+            sc
+        });
+    }
+    cmd
+}
+
+/// Parses the command line, exiting with a usage error (status 2) as clap
+/// does, also when a global option is given to `local` or `rds`.
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let mut cmd = command();
+    let matches = cmd.get_matches_mut();
+    if let Some(refusal) = refused_global(&cmd, &matches) {
+        cmd.error(clap::error::ErrorKind::ArgumentConflict, refusal)
+            .exit();
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
+/// Why `matches` is refused: a global option given to a command in
+/// [`without_target`], before or after its name.
+fn refused_global(cmd: &clap::Command, matches: &clap::ArgMatches) -> Option<String> {
+    use clap::parser::ValueSource;
+    let (name, sub) = matches.subcommand()?;
+    if !without_target().contains(&name) {
+        return None;
+    }
+    let mut levels = vec![matches, sub];
+    if let Some((_, leaf)) = sub.subcommand() {
+        levels.push(leaf);
+    }
+    let given = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .find(|a| {
+            levels.iter().any(|m| {
+                m.try_get_raw(a.get_id().as_str()).is_ok()
+                    && m.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
+            })
+        })?;
+    let flag = given
+        .get_long()
+        .map_or_else(|| given.get_id().to_string(), |l| format!("--{l}"));
+    Some(format!(
+        "{flag} does not apply to `{name}`: it works on no target database \
+         (see `cruddur-db {name} --help`)"
+    ))
 }
 
 /// Runs a parsed command line.
@@ -227,6 +308,88 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    fn refusal(args: &[&str]) -> Option<String> {
+        let cmd = command();
+        let matches = cmd
+            .clone()
+            .try_get_matches_from(std::iter::once("cruddur-db").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        refused_global(&cmd, &matches)
+    }
+
+    #[test]
+    fn global_options_are_refused_where_they_do_not_apply() {
+        for (args, flag) in [
+            (&["--prod", "local", "start"][..], "--prod"),
+            (
+                &["local", "--database-url", "postgres://h/d", "url"],
+                "--database-url",
+            ),
+            (&["local", "status", "-y"], "--yes"),
+            (
+                &["local", "stop", "--allow-production"],
+                "--allow-production",
+            ),
+        ] {
+            let refusal = refusal(args).unwrap_or_else(|| panic!("{args:?} was accepted"));
+            assert!(
+                refusal.starts_with(&format!("{flag} does not apply to `local`")),
+                "{args:?}: {refusal}"
+            );
+        }
+        for args in [
+            &["local", "start"][..],
+            &["--prod", "migrate", "status"],
+            &["feed", "--database-url", "postgres://h/d", "-y"],
+        ] {
+            assert_eq!(refusal(args), None, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn global_options_have_a_heading_of_their_own() {
+        let mut cmd = command();
+        cmd.build(); // propagates the global options, as parsing does
+        let help = cmd
+            .find_subcommand_mut("activity")
+            .and_then(|a| a.find_subcommand_mut("create"))
+            .expect("activity create")
+            .render_long_help()
+            .to_string();
+        let heading = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{help}"));
+        for own in ["--handle", "--message", "--message-file", "--ttl"] {
+            assert!(
+                help.find(own).is_some_and(|i| i < heading),
+                "{own} below the heading:\n{help}"
+            );
+        }
+        for global in ["--database-url", "--prod", "--yes", "--allow-production"] {
+            assert!(
+                help.find(global).is_some_and(|i| i > heading),
+                "{global} above the heading:\n{help}"
+            );
+        }
+        let local = cmd
+            .find_subcommand_mut("local")
+            .expect("local")
+            .render_long_help()
+            .to_string();
+        for global in [
+            "Global options",
+            "--database-url",
+            "--prod",
+            "--allow-production",
+        ] {
+            assert!(
+                !local.contains(global),
+                "{global} in the help of local:\n{local}"
+            );
+        }
     }
 
     #[test]

@@ -97,14 +97,16 @@ pub fn environment_label(production: bool, what: &str) {
 }
 
 /// Prints a value as JSON on stdout: indented on a terminal, one line
-/// otherwise (for pipes and scripts).
+/// otherwise (for pipes and scripts). The text is written as is, not through
+/// anstream, whose stripping off a terminal would cut DEL and C1 characters
+/// (which JSON leaves unescaped) out of the data.
 pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let text = if std::io::stdout().is_terminal() {
         serde_json::to_string_pretty(value)?
     } else {
         serde_json::to_string(value)?
     };
-    anstream::println!("{text}");
+    println!("{text}");
     Ok(())
 }
 

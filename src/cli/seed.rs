@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
 use crate::cli::GlobalArgs;
 use crate::cli::output;
@@ -77,9 +77,20 @@ pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(users + activities);
         if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} {msg:10} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
+            "{spinner} {msg:10} [{bar:40}] {human_pos}/{human_len} rows ({rate}, {eta})",
         ) {
-            bar.set_style(style.progress_chars("=> "));
+            // indicatif's own `{per_sec}` prints four decimals
+            // (`67,764.6344/s`); a whole number of rows reads better.
+            bar.set_style(
+                style
+                    .with_key(
+                        "rate",
+                        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = w.write_str(&rows_per_sec(state.per_sec()));
+                        },
+                    )
+                    .progress_chars("=> "),
+            );
         }
         bar
     } else {
@@ -105,4 +116,35 @@ pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A rate for the progress bar: a whole number of rows per second with
+/// thousands separators, e.g. `67,765 rows/s`.
+fn rows_per_sec(per_sec: f64) -> String {
+    let whole = if per_sec.is_finite() && per_sec > 0.0 {
+        // Saturates: rates are far below u64::MAX.
+        per_sec.round() as u64
+    } else {
+        0
+    };
+    format!("{} rows/s", HumanCount(whole))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_rows_per_second() {
+        for (per_sec, shown) in [
+            (67_764.634_4, "67,765 rows/s"),
+            (0.4, "0 rows/s"),
+            (999.5, "1,000 rows/s"),
+            (1_234_567.0, "1,234,567 rows/s"),
+            (f64::NAN, "0 rows/s"),
+            (f64::INFINITY, "0 rows/s"),
+        ] {
+            assert_eq!(rows_per_sec(per_sec), shown, "{per_sec}");
+        }
+    }
 }
