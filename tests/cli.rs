@@ -416,26 +416,11 @@ fn drop_without_yes_on_a_non_terminal_stdin_is_refused() {
 #[test]
 fn bad_connections_fail_fast_and_name_what_failed() {
     let missing = server_url().with_database(&unique_name("cruddur_missing"));
-    let unknown_role = {
-        let mut u = url::Url::parse(&with_password(&server_url())).unwrap();
-        let role = unique_name("no_such_role");
-        if u.set_username(&role).is_err() {
-            // A unix-socket URL names its user as a parameter.
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k == "user" {
-                        role.clone()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            u.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        u.to_string()
-    };
+    let unknown_role = DatabaseUrl::parse(&with_password(&server_url()))
+        .unwrap()
+        .with_param("user", &unique_name("no_such_role"))
+        .expose()
+        .to_owned();
     let cases = [
         (
             format!("mysql://root:{PASSWORD}@127.0.0.1/cruddur"),

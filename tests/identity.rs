@@ -134,6 +134,13 @@ fn spellings(name: &str) -> Vec<String> {
                 user_q.replacen('&', "?", 1)
             ));
             out.push(format!("{kv_base} host='{h}/' dbname={name}"));
+            out.push(format!("{kv_base} host='{h}//.' dbname={name}"));
+            out.push(format!("postgres:///{name}?host={h}&port={port}{user_q}"));
+            out.push(format!(
+                "postgres://{}@:{port}/{name}?host={}",
+                user.as_deref().unwrap_or("postgres"),
+                percent_encode_all(h)
+            ));
         } else {
             for alias in ["127.0.0.1", "127.1", "localhost", "0x7f.1"] {
                 out.push(format!("{kv_base} host={alias} dbname={name}"));

@@ -233,27 +233,22 @@ pub fn eventually(bound: std::time::Duration, mut done: impl FnMut() -> bool) ->
     done()
 }
 
-/// `url` with `password` in it: in the user-info when the URL names a host
-/// (adding the server's current user when it names none), else as a
-/// `password=` parameter (unix-socket URLs of private clusters). Trust
-/// authentication ignores it; tests use it to prove it never shows.
+/// `url` with `password` in it, and a user (the server's current user when
+/// the URL names none), so that the password stands in the URL's user-info.
+/// Trust authentication ignores it; tests use it to prove it never shows.
 pub fn with_password(url: &DatabaseUrl, password: &str) -> DatabaseUrl {
-    let mut parsed = url::Url::parse(url.expose()).expect("test URLs are URLs");
-    if parsed.host_str().is_some_and(|h| !h.is_empty()) {
-        if parsed.username().is_empty() {
-            let mut conn = admin::connect_maintenance(url).expect("connect to the test server");
-            let user: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-                "current_user::text",
-            ))
-            .get_result(&mut conn)
-            .expect("current_user");
-            parsed.set_username(&user).expect("set user");
-        }
-        parsed.set_password(Some(password)).expect("set password");
+    let url = if url.param("user").is_some() {
+        url.clone()
     } else {
-        parsed.query_pairs_mut().append_pair("password", password);
-    }
-    DatabaseUrl::parse(parsed.as_str()).expect("still a valid URL")
+        let mut conn = admin::connect_maintenance(url).expect("connect to the test server");
+        let user: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "current_user::text",
+        ))
+        .get_result(&mut conn)
+        .expect("current_user");
+        url.with_param("user", &user)
+    };
+    url.with_param("password", password)
 }
 
 /// Starts `count` runs of the `cruddur-db` binary with `args` at once and
