@@ -873,3 +873,25 @@ fn no_output_of_any_command_contains_the_password() {
         run_cmd(cmd, &["--prod", "status"]);
     }
 }
+
+#[test]
+fn a_second_bulk_seed_with_the_same_rng_seed_says_what_to_pass() {
+    let db = TestDb::migrated();
+    let url = with_password(&db.url);
+    run(&url, &["seed", "--synthetic", "3", "5", "--rng-seed", "7"]).success();
+    let before = counts(&mut db.conn());
+    run(
+        &url,
+        &["seed", "--synthetic", "3", "5", "--rng-seed", "7", "-y"],
+    )
+    .failure()
+    .stderr_has("already holds the synthetic seed of --rng-seed 7")
+    .stderr_has("--rng-seed 8");
+    assert_eq!(counts(&mut db.conn()), before, "nothing written");
+    run(
+        &url,
+        &["seed", "--synthetic", "3", "5", "--rng-seed", "8", "-y"],
+    )
+    .success();
+    assert_eq!(counts(&mut db.conn()), (before.0 + 3, before.1 + 5));
+}

@@ -107,7 +107,14 @@ pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let result = seed_synthetic(conn, spec, &progress);
     bar.finish_and_clear();
-    let report = result.with_context(|| format!("bulk-seeding `{database}`"))?;
+    let report = match result {
+        Err(crate::Error::SeedAlreadyLoaded { rng_seed }) => anyhow::bail!(
+            "`{database}` already holds the synthetic seed of --rng-seed {rng_seed}; nothing was \
+             written: pass another value (e.g. --rng-seed {}) to add a fresh batch",
+            rng_seed.wrapping_add(1)
+        ),
+        other => other.with_context(|| format!("bulk-seeding `{database}`"))?,
+    };
     output::success(&format!(
         "seeded `{database}` with {} user(s) and {} activities (rng seed {}) in {:.1}s",
         report.users,
