@@ -40,7 +40,9 @@ pub struct DatabaseUrl {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {
-    Uri,
+    /// A URI with this scheme prefix (`postgres://` or `postgresql://`, as
+    /// given).
+    Uri(&'static str),
     KeyValue,
 }
 
@@ -68,25 +70,30 @@ impl DatabaseUrl {
         Ok(Self {
             raw: raw.to_owned(),
             params,
-            style: if uri_prefix(raw) {
-                Style::Uri
-            } else {
-                Style::KeyValue
-            },
+            style: uri_prefix(raw).map_or(Style::KeyValue, Style::Uri),
         })
     }
 
+    /// A `postgresql://` URL holding exactly `params` (libpq keywords and
+    /// their plain values: nothing to encode or quote by hand). Fails like
+    /// [`DatabaseUrl::parse`] on a keyword libpq does not know.
+    pub fn from_params(params: &[(&str, &str)]) -> Result<Self> {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::parse(&render(&params, Style::Uri("postgresql://"), false))
+    }
+
     /// A connection string holding exactly `params` (libpq keywords), in
-    /// `style`; libpq reads the rendered text back as `params`.
-    fn from_params(params: Vec<(String, String)>, style: Style) -> Self {
+    /// `style`.
+    fn rendered(params: Vec<(String, String)>, style: Style) -> Self {
         let raw = render(&params, style, false);
         // Read back through libpq, so that the parameters held are libpq's
         // reading of the text it will be given (`render` is built for that,
         // and the tests hold it to it).
-        match ffi::parse(&raw) {
-            Ok(params) => Self { raw, params, style },
-            Err(_) => Self { raw, params, style },
-        }
+        let params = ffi::parse(&raw).unwrap_or(params);
+        Self { raw, params, style }
     }
 
     /// The full connection string, password included. Hand it to libpq
@@ -132,7 +139,7 @@ impl DatabaseUrl {
             Some((_, v)) => *v = value.to_owned(),
             None => params.push((keyword.to_owned(), value.to_owned())),
         }
-        Self::from_params(params, self.style)
+        Self::rendered(params, self.style)
     }
 
     /// The same server, credentials and options, with the database replaced
@@ -144,10 +151,23 @@ impl DatabaseUrl {
     /// The same string with `keyword` set to `value` when it is not set
     /// already (`connect_timeout`, `application_name`, ...).
     pub fn with_default_param(&self, keyword: &str, value: &str) -> Self {
-        if self.param(keyword).is_some() {
+        self.with_default_params(&[(keyword, value)])
+    }
+
+    /// The same string with each `(keyword, value)` set where the string
+    /// does not set that keyword already.
+    pub fn with_default_params(&self, defaults: &[(&str, &str)]) -> Self {
+        let missing: Vec<(String, String)> = defaults
+            .iter()
+            .filter(|(k, _)| self.param(k).is_none())
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        if missing.is_empty() {
             return self.clone();
         }
-        self.with_param(keyword, value)
+        let mut params = self.params.clone();
+        params.extend(missing);
+        Self::rendered(params, self.style)
     }
 
     /// Removes every occurrence of this string's secrets from `text`, for
@@ -245,9 +265,12 @@ pub fn scrub_secrets(text: &str, secrets: &[String]) -> String {
     })
 }
 
-/// Whether libpq reads `raw` as a URI (its `uri_prefix_length`).
-fn uri_prefix(raw: &str) -> bool {
-    raw.starts_with("postgresql://") || raw.starts_with("postgres://")
+/// The URI prefix libpq recognises at the start of `raw`, if any (its
+/// `uri_prefix_length`).
+fn uri_prefix(raw: &str) -> Option<&'static str> {
+    ["postgresql://", "postgres://"]
+        .into_iter()
+        .find(|prefix| raw.starts_with(prefix))
 }
 
 /// The byte range of the password in `scheme://user:password@host...` as
@@ -255,9 +278,7 @@ fn uri_prefix(raw: &str) -> bool {
 /// hides that spelling: from the first `:` after the scheme to the last `@`
 /// before any `/` or `?` that follows it.
 fn userinfo_password_span(raw: &str) -> Option<(usize, usize)> {
-    if !uri_prefix(raw) {
-        return None;
-    }
+    uri_prefix(raw)?;
     let after_scheme = raw.find("://")? + 3;
     let at = after_scheme + raw[after_scheme..].rfind('@')?;
     let colon = after_scheme + raw[after_scheme..at].find(':')?;
@@ -292,30 +313,25 @@ fn authority_host(host: &str) -> Option<String> {
 /// Renders `params` so that libpq reads exactly `params` back; with `mask`,
 /// secrets are `***` (for display; that text is never given to libpq).
 fn render(params: &[(String, String)], style: Style, mask: bool) -> String {
-    let shown = |k: &str, v: &str| -> String {
-        if mask && SECRET_KEYWORDS.contains(&k) {
-            "***".to_owned()
-        } else {
-            v.to_owned()
+    let scheme = match style {
+        Style::Uri(scheme) => scheme,
+        Style::KeyValue => {
+            return params
+                .iter()
+                .map(|(k, v)| {
+                    if mask && SECRET_KEYWORDS.contains(&k.as_str()) {
+                        format!("{k}=***")
+                    } else {
+                        format!("{k}={}", quote_key_value(v))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
         }
     };
-    if style == Style::KeyValue {
-        return params
-            .iter()
-            .map(|(k, v)| {
-                let v = shown(k, v);
-                if mask && SECRET_KEYWORDS.contains(&k.as_str()) {
-                    format!("{k}={v}")
-                } else {
-                    format!("{k}={}", quote_key_value(&v))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v);
     let mut used: Vec<&str> = Vec::new();
-    let mut out = String::from("postgres://");
+    let mut out = String::from(scheme);
     let user = get("user").filter(|u| !u.is_empty());
     if let Some(user) = user {
         out.push_str(&percent_encode(user));
@@ -573,7 +589,7 @@ mod tests {
                 assert_eq!(reread, changed(key, value), "{raw} -> {}", derived.expose());
             }
             assert_eq!(
-                url(&render(original.params(), Style::Uri, false)),
+                url(&render(original.params(), Style::Uri("postgres://"), false)),
                 original,
                 "{raw}"
             );
@@ -583,6 +599,34 @@ mod tests {
                 "{raw}"
             );
         }
+    }
+
+    #[test]
+    fn urls_from_params_hold_hostile_values_exactly() {
+        let password = "a b:c@d/e?f#g'$%zz\\";
+        let url = DatabaseUrl::from_params(&[
+            ("host", "db.example.com"),
+            ("port", "5432"),
+            ("user", "ad@min"),
+            ("password", password),
+            ("dbname", "crud dur/x"),
+            ("sslmode", "verify-full"),
+            ("sslrootcert", "/etc/rds ca.pem"),
+        ])
+        .unwrap();
+        assert!(
+            url.expose().starts_with("postgresql://ad%40min:"),
+            "{}",
+            url.expose()
+        );
+        assert_eq!(url.password().as_deref(), Some(password));
+        assert_eq!(url.database().as_deref(), Some("crud dur/x"));
+        assert_eq!(url.param("sslrootcert"), Some("/etc/rds ca.pem"));
+        assert!(
+            url.to_string().contains("sslrootcert=/etc/rds%20ca.pem"),
+            "{url}"
+        );
+        assert!(DatabaseUrl::from_params(&[("no_such_keyword", "x")]).is_err());
     }
 
     #[test]

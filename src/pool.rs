@@ -61,18 +61,13 @@ pub const DEFAULT_TCP_SETTINGS: &[(&str, &str)] = &[
 /// The URL libpq is given: the user's, with our defaults for the
 /// parameters it leaves unset.
 pub(crate) fn effective_url(url: &DatabaseUrl) -> DatabaseUrl {
-    let mut params: Vec<(&str, String)> = vec![
-        ("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECS.to_string()),
-        ("application_name", APPLICATION_NAME.to_owned()),
+    let connect_timeout = DEFAULT_CONNECT_TIMEOUT_SECS.to_string();
+    let mut defaults = vec![
+        ("connect_timeout", connect_timeout.as_str()),
+        ("application_name", APPLICATION_NAME),
     ];
-    params.extend(
-        DEFAULT_TCP_SETTINGS
-            .iter()
-            .map(|(k, v)| (*k, (*v).to_owned())),
-    );
-    params
-        .into_iter()
-        .fold(url.clone(), |url, (k, v)| url.with_default_param(k, &v))
+    defaults.extend_from_slice(DEFAULT_TCP_SETTINGS);
+    url.with_default_params(&defaults)
 }
 
 /// Opens one connection, with the same settings as pooled connections,

@@ -6,118 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
+use common::cli::{PASSWORD, cli, run, run_cmd};
 use common::{TestDb, counts, server_url, unique_name};
 use cruddur_db::{DatabaseUrl, admin};
 use diesel::prelude::*;
-
-/// The password put in every URL the tests hand to the binary. The test
-/// server's trust authentication ignores it; the point is that it never
-/// shows up in any output.
-const PASSWORD: &str = "S3cretPw";
-
-/// The outcome of one run of the binary.
-struct Run {
-    args: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn success(&self) -> &Self {
-        assert_eq!(self.code, 0, "`{}` failed:\n{}", self.args, self.stderr);
-        self
-    }
-
-    fn failure(&self) -> &Self {
-        assert_eq!(
-            self.code, 1,
-            "`{}` should fail with 1:\nstdout: {}\nstderr: {}",
-            self.args, self.stdout, self.stderr
-        );
-        assert!(
-            self.stderr.starts_with("error: ") || self.stderr.contains("\nerror: "),
-            "`{}`: {}",
-            self.args,
-            self.stderr
-        );
-        self
-    }
-
-    fn stdout_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stdout.contains(text),
-            "`{}`: stdout lacks {text:?}:\n{}\nstderr: {}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn stderr_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stderr.contains(text),
-            "`{}`: stderr lacks {text:?}:\n{}",
-            self.args,
-            self.stderr
-        );
-        self
-    }
-}
-
-/// The binary with a clean environment: no database variables, no colours,
-/// run from a directory without a `.env`.
-fn cli() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_cruddur-db"));
-    for var in [
-        "DATABASE_URL",
-        "CONNECTION_URL",
-        "PROD_CONNECTION_URL",
-        "RUST_LOG",
-        "PGPASSWORD",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_COLOR", "1")
-        .current_dir(std::env::temp_dir())
-        .timeout(Duration::from_secs(120));
-    cmd
-}
-
-/// Runs `cmd` with `args` and checks what every run must satisfy: no
-/// password in any output, no panic.
-fn run_cmd(mut cmd: assert_cmd::Command, args: &[&str]) -> Run {
-    let output = cmd.args(args).output().expect("run cruddur-db");
-    let run = Run {
-        args: args.join(" "),
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
-        assert!(
-            !text.contains(PASSWORD),
-            "`{}` printed the password on {name}:\n{text}",
-            run.args
-        );
-        assert!(
-            !text.contains("panicked"),
-            "`{}` panicked:\n{text}",
-            run.args
-        );
-    }
-    run
-}
-
-/// Runs the binary on the database of `url`.
-fn run(url: &str, args: &[&str]) -> Run {
-    let mut full = vec!["--database-url", url];
-    full.extend_from_slice(args);
-    run_cmd(cli(), &full)
-}
 
 /// `url` with the test server's role and [`PASSWORD`] in it.
 fn with_password(url: &DatabaseUrl) -> String {
@@ -135,25 +28,22 @@ fn with_params(url: &str, params: &str) -> String {
 struct NewDb {
     url: DatabaseUrl,
     with_password: String,
+    _dropper: common::Dropper,
 }
 
 impl NewDb {
     fn new() -> Self {
         let url = server_url().with_database(&unique_name("cruddur_cli"));
         let with_password = with_password(&url);
-        Self { url, with_password }
+        Self {
+            _dropper: common::Dropper(url.clone()),
+            url,
+            with_password,
+        }
     }
 
     fn exists(&self) -> bool {
         admin::database_exists(&self.url).expect("check database")
-    }
-}
-
-impl Drop for NewDb {
-    fn drop(&mut self) {
-        if let Err(e) = admin::drop_database(&self.url, true) {
-            eprintln!("could not drop {}: {e}", self.url);
-        }
     }
 }
 

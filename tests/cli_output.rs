@@ -5,78 +5,20 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Output;
-use std::time::Duration;
 
+use common::cli::{PASSWORD, Run, clean, cli, run, run_cmd};
 use common::{TestDb, user};
 use cruddur_db::DatabaseUrl;
 use cruddur_db::create_activity;
 use diesel::prelude::*;
 
-/// A password in every URL handed over; it must never be printed.
-const PASSWORD: &str = "S3cretPw";
-
 fn url_of(db: &TestDb) -> String {
     common::with_password(&db.url, PASSWORD).expose().to_owned()
 }
 
-/// `cmd` with no database variables from the caller's environment, no
-/// colours and no `.env` in its working directory.
-fn clean(mut cmd: assert_cmd::Command) -> assert_cmd::Command {
-    for var in [
-        "DATABASE_URL",
-        "CONNECTION_URL",
-        "PROD_CONNECTION_URL",
-        "RUST_LOG",
-        "PGPASSWORD",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_COLOR", "1")
-        .current_dir(std::env::temp_dir())
-        .timeout(Duration::from_secs(120));
-    cmd
-}
-
-fn cli() -> assert_cmd::Command {
-    clean(assert_cmd::Command::new(env!("CARGO_BIN_EXE_cruddur-db")))
-}
-
-struct Out {
-    args: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run_cmd(mut cmd: assert_cmd::Command, args: &[&str]) -> Out {
-    let output: Output = cmd.args(args).output().expect("run");
-    let out = Out {
-        args: args.join(" "),
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    for text in [&out.stdout, &out.stderr] {
-        assert!(
-            !text.contains(PASSWORD),
-            "`{}` printed the password:\n{text}",
-            out.args
-        );
-        assert!(
-            !text.contains("panicked"),
-            "`{}` panicked:\n{text}",
-            out.args
-        );
-    }
-    out
-}
-
-fn ok(url: &str, args: &[&str]) -> Out {
-    let mut full = vec!["--database-url", url];
-    full.extend_from_slice(args);
-    let out = run_cmd(cli(), &full);
-    assert_eq!(out.code, 0, "`{}` failed:\n{}", out.args, out.stderr);
+fn ok(url: &str, args: &[&str]) -> Run {
+    let out = run(url, args);
+    out.success();
     out
 }
 

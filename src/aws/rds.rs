@@ -769,17 +769,18 @@ pub async fn production_url(
         message: format!("secret {secret_arn} is not JSON with `username` and `password`"),
     })?;
     let database = status.db_name.clone().unwrap_or_else(|| "postgres".into());
-    let raw = format!(
-        "postgresql://{}:{}@{}:{}/{}?sslmode=verify-full&sslrootcert={}",
-        percent_encode(&secret.username),
-        percent_encode(&secret.password),
-        host,
-        port,
-        percent_encode(&database),
-        percent_encode_path(sslrootcert),
-    );
+    let port = port.to_string();
+    let url = DatabaseUrl::from_params(&[
+        ("host", &host),
+        ("port", &port),
+        ("user", &secret.username),
+        ("password", &secret.password),
+        ("dbname", &database),
+        ("sslmode", "verify-full"),
+        ("sslrootcert", sslrootcert),
+    ])?;
     Ok(ProductionUrl {
-        url: DatabaseUrl::parse(&raw)?,
+        url,
         identifier: identifier.to_owned(),
         secret_arn,
     })
@@ -966,27 +967,6 @@ fn validate_prefixed_id(what: &'static str, id: &str, prefix: &str) -> Result<()
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Like [`percent_encode`], keeping `/` so that a path stays readable.
-fn percent_encode_path(s: &str) -> String {
-    s.split('/')
-        .map(percent_encode)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1087,14 +1067,5 @@ mod tests {
                 "{name}: {options:?} should be refused"
             );
         }
-    }
-
-    #[test]
-    fn encodes_credentials() {
-        assert_eq!(
-            percent_encode("a b:c@d/e?f#g'$"),
-            "a%20b%3Ac%40d%2Fe%3Ff%23g%27%24"
-        );
-        assert_eq!(percent_encode_path("/etc/rds ca.pem"), "/etc/rds%20ca.pem");
     }
 }

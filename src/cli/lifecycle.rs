@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cli::GlobalArgs;
 use crate::cli::output;
-use crate::cli::target::{Target, confirm};
+use crate::cli::target::Target;
 use crate::config::Environment;
 use crate::environment::mark_environment;
 use crate::{admin, migrations, repo};
@@ -65,27 +65,19 @@ pub fn create(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the mark and identity of the target on one connection, refusing a
-/// production database, then asks (`-y` skips; no terminal refuses).
-/// Returns the server's identity of the database to act on, or `None` when
-/// it does not exist; the connection is closed before this returns, so that
-/// it does not hold the database open for a drop.
+/// The server's identity of the database to act on after
+/// [`Target::check_and_confirm`], or `None` when it does not exist; the
+/// checking connection is closed, so that it does not hold the database
+/// open for a drop.
 fn check_then_confirm(
     target: &Target,
     global: &GlobalArgs,
     action: &str,
     question: impl FnOnce(&str) -> String,
 ) -> anyhow::Result<Option<crate::admin::DatabaseIdentity>> {
-    let Some((conn, identity)) = target.check_destructive(global, action)? else {
-        return Ok(None);
-    };
-    std::mem::drop(conn);
-    confirm(
-        global,
-        &question(&identity.database),
-        &format!("refusing to {action} `{}`", identity.database),
-    )?;
-    Ok(Some(identity))
+    Ok(target
+        .check_and_confirm(global, action, question)?
+        .map(|(_conn, identity)| identity))
 }
 
 fn drop_checked(
@@ -142,21 +134,19 @@ pub fn drop(args: DropArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve(global)?;
     let action = "reload the schema of";
-    let Some((mut conn, identity)) = target.check_destructive(global, action)? else {
+    let question = |database: &str| {
+        format!(
+            "Revert every migration of `{database}` ({}), deleting all its data, and apply them again?",
+            target.url
+        )
+    };
+    let Some((mut conn, identity)) = target.check_and_confirm(global, action, question)? else {
         anyhow::bail!(
             "database `{}` does not exist; create it with `cruddur-db create`",
             target.url.database().unwrap_or_default()
         );
     };
     let database = identity.database;
-    confirm(
-        global,
-        &format!(
-            "Revert every migration of `{database}` ({}), deleting all its data, and apply them again?",
-            target.url
-        ),
-        &format!("refusing to {action} `{database}`"),
-    )?;
     let conn = &mut conn;
     let reverted = migrations::revert_all_migrations(conn)
         .with_context(|| format!("reverting the migrations of `{database}`"))?;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::GlobalArgs;
 use crate::cli::output::{self, HEADING, SUCCESS, WARNING};
-use crate::cli::target::{Target, confirm};
+use crate::cli::target::Target;
 use crate::config::Environment;
 use crate::environment::mark_environment;
 use crate::migrations;
@@ -86,18 +86,16 @@ pub fn run(args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 /// after the confirmation.
 fn revert(target: &Target, database: &str, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let action = "revert a migration of";
-    let Some((mut conn, identity)) = target.check_destructive(global, action)? else {
+    let question = |database: &str| {
+        format!(
+            "Revert the last migration of `{database}` ({}), deleting the data it holds?",
+            target.url
+        )
+    };
+    let Some((mut conn, identity)) = target.check_and_confirm(global, action, question)? else {
         anyhow::bail!("database `{database}` does not exist; nothing to revert");
     };
     let database = identity.database;
-    confirm(
-        global,
-        &format!(
-            "Revert the last migration of `{database}` ({}), deleting the data it holds?",
-            target.url
-        ),
-        &format!("refusing to {action} `{database}`"),
-    )?;
     match migrations::revert_last_migration(&mut conn)
         .with_context(|| format!("reverting the last migration of `{database}`"))?
     {

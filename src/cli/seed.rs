@@ -9,7 +9,7 @@ use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
 use crate::cli::GlobalArgs;
 use crate::cli::output;
-use crate::cli::target::{Target, confirm};
+use crate::cli::target::Target;
 use crate::migrations::ensure_current;
 use crate::repo::seed::{SeedProgress, SyntheticSeed, has_data, seed_reference, seed_synthetic};
 
@@ -56,18 +56,16 @@ pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let action = "bulk-seed the non-empty database";
         // The checks run on a connection of their own, which then carries
         // the load, so that what was checked is what is written to.
-        let Some((checked, identity)) = target.check_destructive(global, action)? else {
+        let question = |name: &str| {
+            format!(
+                "Add {users} user(s) and {activities} activities of generated data to the non-empty `{name}` ({})?",
+                target.url
+            )
+        };
+        let Some((checked, _)) = target.check_and_confirm(global, action, question)? else {
             anyhow::bail!("database `{database}` does not exist");
         };
         *conn = checked;
-        confirm(
-            global,
-            &format!(
-                "Add {users} user(s) and {activities} activities of generated data to the non-empty `{}` ({})?",
-                identity.database, target.url
-            ),
-            &format!("refusing to {action} `{}`", identity.database),
-        )?;
     }
     let spec = SyntheticSeed {
         users,

@@ -19,7 +19,7 @@ pub struct Target {
     pub url: DatabaseUrl,
     /// Why it counts as production before anything is asked of the server
     /// (`--prod`); `None` otherwise. The mark and `PROD_CONNECTION_URL` are
-    /// checked on a connection ([`Target::check_destructive`]).
+    /// checked on a connection ([`Target::check_and_confirm`]).
     pub production_reason: Option<String>,
     /// Where the URL came from (`--database-url`, `DATABASE_URL`, …).
     pub source: &'static str,
@@ -123,7 +123,8 @@ impl Target {
     /// Connects to the target and, on that one connection, asks the server
     /// which database it is and reads its production mark; then refuses
     /// `action` (e.g. "drop") on a production database unless
-    /// `--allow-production` was given. Production means: `--prod`, a
+    /// `--allow-production` was given, and asks `question` (given the
+    /// database's name) as [`confirm`] does. Production means: `--prod`, a
     /// database marked as production, or the very database (same server,
     /// same oid) that `PROD_CONNECTION_URL` reaches, however either is
     /// spelled.
@@ -132,10 +133,11 @@ impl Target {
     /// which is what the command then acts on; `None` when the server says
     /// the database does not exist. Anything that keeps the question from
     /// being answered is an error, never a go-ahead.
-    pub fn check_destructive(
+    pub fn check_and_confirm(
         &self,
         global: &GlobalArgs,
         action: &str,
+        question: impl FnOnce(&str) -> String,
     ) -> anyhow::Result<Option<(PgConnection, DatabaseIdentity)>> {
         let mut conn = match self.connect() {
             Ok(conn) => conn,
@@ -169,6 +171,11 @@ impl Target {
             &identity.database,
             mark.as_ref(),
             of_prod.as_deref(),
+        )?;
+        confirm(
+            global,
+            &question(&identity.database),
+            &format!("refusing to {action} `{}`", identity.database),
         )?;
         Ok(Some((conn, identity)))
     }

@@ -16,6 +16,8 @@
 //! [`private_cluster`]; they never stop the shared server.
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
+pub mod cli;
+
 use std::sync::{Once, OnceLock};
 
 use cruddur_db::local::TempCluster;
