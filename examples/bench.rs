@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use cruddur_db::config::load_dotenv;
 use cruddur_db::repo::feed::{first_page_query, home_feed_json_sql};
-use cruddur_db::repo::seed::{
+use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
 };
 use cruddur_db::{

@@ -8,42 +8,39 @@
 //! The database is `DATABASE_URL` or `CONNECTION_URL` (a `.env` file is
 //! read), else `postgres://localhost/cruddur` when a server answers there,
 //! else the project's own cluster in `.cruddur/pg`, started with the
-//! PostgreSQL programs installed on the machine (see `cruddur_db::local`).
+//! PostgreSQL programs installed on the machine (crate `cruddur-db-local`).
 //! It is created, migrated and seeded on first use; later runs change
 //! nothing.
 
 use std::process::ExitCode;
 
-use cruddur_db::local::UrlSource;
 use cruddur_db::models::escape_controls;
-use cruddur_db::{FeedPage, Repository, local, prepare};
+use cruddur_db::{FeedPage, Repository, Settings, prepare};
+use cruddur_db_local::{Fallback, resolve};
 
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // The error, then each cause (`source()`), on one line.
+            let mut message = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> cruddur_db::Result<()> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let json = std::env::args().skip(1).any(|a| a == "--json");
-    let resolved = local::resolve_config(None)?;
+    let settings = Settings::from_env()?;
+    let resolved = resolve(None, &settings, Fallback::Start)?;
     // One line on every run says which database this is (redacted).
-    match (&resolved.notice, &resolved.source) {
-        (Some(notice), _) => eprintln!("note: {notice}"),
-        (None, UrlSource::Default) => eprintln!(
-            "note: using {} (the default URL: neither DATABASE_URL nor CONNECTION_URL is set)",
-            resolved.config.database_url
-        ),
-        (None, _) => eprintln!(
-            "note: using {} (from {})",
-            resolved.config.database_url,
-            configured_variable()
-        ),
-    }
+    eprintln!("note: {}", resolved.describe());
     let config = resolved.config;
     if let Some(warning) = &config.warning {
         eprintln!("warning: {warning}");
@@ -92,13 +89,4 @@ fn run() -> cruddur_db::Result<()> {
         if feed.len() == 1 { "y" } else { "ies" }
     );
     Ok(())
-}
-
-/// Which variable named the database: `DATABASE_URL` wins over
-/// `CONNECTION_URL`, as in `Config::from_env` (`.env` is loaded by then).
-fn configured_variable() -> &'static str {
-    match std::env::var("DATABASE_URL") {
-        Ok(v) if !v.trim().is_empty() => "DATABASE_URL",
-        _ => "CONNECTION_URL",
-    }
 }

@@ -12,12 +12,7 @@ use diesel::sql_types::Text;
 use crate::config::DatabaseUrl;
 use crate::error::{Error, Result};
 use crate::pool::establish;
-
-/// Quotes an identifier for SQL that cannot take bind parameters
-/// (`CREATE DATABASE`, `DROP DATABASE`).
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use crate::sql::quote_ident;
 
 fn target_database(url: &DatabaseUrl) -> Result<String> {
     url.database().ok_or_else(|| Error::InvalidUrl {
@@ -260,8 +255,32 @@ pub struct PrepareReport {
 /// that processes starting at once on a new database all succeed: the first
 /// migrates and seeds, the others then find it migrated and leave it.
 pub fn prepare(url: &DatabaseUrl) -> Result<PrepareReport> {
+    prepare_checked(url, |_| Ok(()))
+}
+
+/// [`prepare`], refusing ([`Error::Refused`], before any migration or seed)
+/// when the connection to `url` reaches another database than the one
+/// `url` names and was just created (a service file, a proxy, a host list),
+/// or when `check` refuses the server's [`DatabaseIdentity`] of it (e.g.
+/// "the same server as the database just dropped").
+pub fn prepare_checked(
+    url: &DatabaseUrl,
+    check: impl FnOnce(&DatabaseIdentity) -> Result<()>,
+) -> Result<PrepareReport> {
+    let database = target_database(url)?;
     let created = create_database(url)?;
     let conn = &mut establish(url)?;
+    let reached = identify(conn)?;
+    if reached.database != database {
+        return Err(Error::Refused {
+            action: format!("prepare `{database}`"),
+            reason: format!(
+                "{url} reaches the database `{}`, not `{database}`",
+                reached.database
+            ),
+        });
+    }
+    check(&reached)?;
     crate::migrations::with_migration_lock(conn, |conn| {
         let fresh = crate::migrations::applied_versions(conn)?.is_empty();
         let migrations_applied = crate::migrations::run_pending(conn)?;

@@ -7,10 +7,10 @@
 //! | `PROD_CONNECTION_URL` | the production database, used when production is asked for |
 //! | `CRUDDUR_POOL_SIZE` | maximum connections in the pool (default [`DEFAULT_POOL_SIZE`]) |
 //! | `CRUDDUR_STATEMENT_TIMEOUT_MS` | per-statement timeout in milliseconds (default [`DEFAULT_STATEMENT_TIMEOUT_MS`]) |
-//! | `CRUDDUR_DEFAULT_URL` | the URL tried when none is configured (default [`DEFAULT_DATABASE_URL`]); see [`crate::local::resolve_config`] |
+//! | `CRUDDUR_DEFAULT_URL` | the URL tried when none is configured (default [`DEFAULT_DATABASE_URL`]); the `cruddur-db-local` crate falls back to its cluster when nothing answers there |
 //!
 //! The project-local cluster has variables of its own, listed in
-//! [`crate::local`].
+//! the `cruddur-db-local` crate.
 //!
 //! A `.env` file in the current directory (or a parent) is read with
 //! [`dotenvy`]; variables already set in the environment win over it.
@@ -39,7 +39,7 @@ pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
 pub const APPLICATION_NAME: &str = "cruddur-db";
 /// The URL tried when no variable names a database (unless
 /// `CRUDDUR_DEFAULT_URL` replaces it); when nothing answers there,
-/// [`crate::local::resolve_config`] uses the project-local cluster.
+/// the project-local cluster (crate `cruddur-db-local`) is used.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost/cruddur";
 
 /// Which kind of database a [`Config`] points at.
@@ -105,8 +105,7 @@ impl Config {
     /// or `DATABASE_URL` / `CONNECTION_URL`. Returns [`Error::MissingUrl`]
     /// when the chosen variable is unset.
     pub fn from_env(environment: Environment) -> Result<Self> {
-        load_dotenv()?;
-        Self::from_lookup(environment, |k| std::env::var(k).ok())
+        Settings::from_env()?.config(environment)
     }
 
     /// Like [`Config::from_env`], with variables read from `lookup` (for
@@ -198,6 +197,101 @@ where
         return Err(out_of_range());
     }
     Ok(parsed)
+}
+
+/// The variables [`Settings`] reads. Besides those of the module docs:
+/// the project-local cluster's (`CRUDDUR_LOCAL_DIR`, `CRUDDUR_PG_BINDIR`,
+/// `CRUDDUR_PG_USER`, with `PATH` to find the server programs),
+/// `TEST_DATABASE_URL` (the server the tests use), `NO_COLOR`, and the AWS
+/// endpoint override `AWS_ENDPOINT_URL_EC2`.
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "CONNECTION_URL",
+    "PROD_CONNECTION_URL",
+    "CRUDDUR_POOL_SIZE",
+    "CRUDDUR_STATEMENT_TIMEOUT_MS",
+    "CRUDDUR_DEFAULT_URL",
+    "CRUDDUR_LOCAL_DIR",
+    "CRUDDUR_PG_BINDIR",
+    "CRUDDUR_PG_USER",
+    "PATH",
+    "TEST_DATABASE_URL",
+    "NO_COLOR",
+    "AWS_ENDPOINT_URL_EC2",
+];
+
+/// Every setting of the project, read once: from the environment and the
+/// `.env` file ([`Settings::from_env`]), or from any lookup
+/// ([`Settings::from_lookup`]). Everything else takes its variables from a
+/// `Settings` value, never from the process environment.
+///
+/// `Debug` shows the names of the variables that are set, never a value
+/// (connection strings hold passwords).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    vars: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.vars.keys()).finish()
+    }
+}
+
+impl Settings {
+    /// Loads `.env` (see [`load_dotenv`]) and reads every variable of
+    /// [`VARIABLES`] from the environment. A malformed `.env` is an
+    /// [`Error::DotEnv`] and applies nothing.
+    pub fn from_env() -> Result<Self> {
+        load_dotenv()?;
+        Ok(Self::from_lookup(|k| std::env::var(k).ok()))
+    }
+
+    /// The variables of [`VARIABLES`] as `lookup` gives them (for tests and
+    /// callers with settings of their own). Reads no `.env` file.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let vars = VARIABLES
+            .iter()
+            .filter_map(|&k| lookup(k).map(|v| (k, v)))
+            .collect();
+        Self { vars }
+    }
+
+    /// A variable's value; `None` when unset or blank (an empty
+    /// `DATABASE_URL=` means "not set", so that it can mask a `.env` line).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// These settings with `name` set to `value` (`name` must be one of
+    /// [`VARIABLES`]; others are ignored), e.g. to apply a command-line flag.
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        if let Some(&k) = VARIABLES.iter().find(|&&k| k == name) {
+            self.vars.insert(k, value.into());
+        }
+        self
+    }
+
+    /// These settings without `name`.
+    pub fn without(mut self, name: &str) -> Self {
+        self.vars.remove(name);
+        self
+    }
+
+    /// The [`Config`] for `environment`: `PROD_CONNECTION_URL`, or
+    /// `DATABASE_URL` / `CONNECTION_URL`, with the pool settings.
+    pub fn config(&self, environment: Environment) -> Result<Config> {
+        Config::from_lookup(environment, |k| self.get(k).map(str::to_owned))
+    }
+
+    /// A development [`Config`] for `url`, with the pool settings of these
+    /// settings (for a URL chosen by other means: a flag, a local cluster).
+    pub fn config_for(&self, url: DatabaseUrl) -> Result<Config> {
+        Config::new(url).with_settings_from(|k| self.get(k).map(str::to_owned))
+    }
 }
 
 /// Loads the `.env` file of the current directory or its nearest parent

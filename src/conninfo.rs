@@ -231,14 +231,16 @@ pub fn redact(raw: &str) -> String {
     }
 }
 
-/// `text` with each secret replaced by `***` wherever it stands as a whole
-/// token (not inside a longer word, and not as a URL scheme before `://`),
-/// longest secret first. A safety net for text that came from elsewhere
+/// `text` with each secret, and its percent-encoded form as a URL holds it,
+/// replaced by `***` wherever it stands as a whole token (not inside a
+/// longer word, and not as a URL scheme before `://`), longest first. A safety net for text that came from elsewhere
 /// (libpq, the server); connection strings are shown through
 /// [`DatabaseUrl`]'s `Display`, which leaves secrets out structurally.
 pub fn scrub_secrets(text: &str, secrets: &[String]) -> String {
+    let encoded: Vec<String> = secrets.iter().map(|s| percent_encode(s)).collect();
     let mut secrets: Vec<&str> = secrets
         .iter()
+        .chain(&encoded)
         .map(String::as_str)
         .filter(|s| !s.is_empty())
         .collect();
@@ -390,7 +392,7 @@ fn render(params: &[(String, String)], style: Style, mask: bool) -> String {
 
 /// A value as libpq's `key=value` parser reads it back: quoted when empty
 /// or holding whitespace, a quote or a backslash.
-pub(crate) fn quote_key_value(value: &str) -> String {
+pub fn quote_key_value(value: &str) -> String {
     if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
         return value.to_owned();
     }

@@ -86,9 +86,12 @@ fn parse_environment(text: &str) -> Result<Environment> {
     match text {
         "production" => Ok(Environment::Production),
         "development" => Ok(Environment::Development),
-        other => Err(Error::Migration(format!(
-            "{METADATA_SCHEMA}.database_environment holds an unknown environment `{other}`"
-        ))),
+        other => Err(Error::Migration(
+            format!(
+                "{METADATA_SCHEMA}.database_environment holds an unknown environment `{other}`"
+            )
+            .into(),
+        )),
     }
 }
 

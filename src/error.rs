@@ -63,9 +63,7 @@ pub enum Error {
         message: String,
     },
     /// The server answered, but the database does not exist.
-    #[error(
-        "database `{database}` does not exist on the server of {url} (create it with `cruddur-db create`)"
-    )]
+    #[error("database `{database}` does not exist on the server of {url}")]
     DatabaseMissing {
         /// The URL, redacted.
         url: String,
@@ -103,15 +101,13 @@ pub enum Error {
     #[error("statement cancelled after exceeding the statement timeout: {0}")]
     StatementTimeout(String),
     /// A query failed.
-    #[error("database error: {0}")]
-    // The cause is in the message, not behind `source()`, so that
-    // `{:#}` chains (anyhow) do not print it twice.
-    Query(diesel::result::Error),
+    #[error("database error")]
+    Query(#[source] diesel::result::Error),
     /// Applying or reading migrations failed.
-    #[error("migration failed: {0}")]
-    Migration(String),
+    #[error("migration failed")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The operation needs an up-to-date schema.
-    #[error("{count} migration(s) pending ({names}); run `cruddur-db migrate run` first")]
+    #[error("{count} migration(s) pending ({names})")]
     PendingMigrations {
         /// How many are pending.
         count: usize,
@@ -166,46 +162,6 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// No PostgreSQL server binaries (`initdb`, `pg_ctl`, `postgres`) were
-    /// found for a [local cluster](crate::local).
-    #[error(
-        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; looked in {searched}. Install them (Debian/Ubuntu: `apt-get install postgresql`, macOS: `brew install postgresql@16`), set CRUDDUR_PG_BINDIR to their directory, or set DATABASE_URL to a server you run"
-    )]
-    PostgresNotInstalled {
-        /// The places that were searched, comma-separated.
-        searched: String,
-    },
-    /// Running as root, and no unprivileged OS user exists to run a
-    /// [local cluster](crate::local) as (PostgreSQL refuses to run as root).
-    #[error(
-        "PostgreSQL refuses to run as root, and there is no unprivileged OS user `{user}` to run the local cluster as: create one (e.g. `useradd --system --user-group --home-dir /var/lib/postgresql {user}`), set CRUDDUR_PG_USER to another unprivileged user, run as a normal user, or set DATABASE_URL to a server you run"
-    )]
-    NoServerUser {
-        /// The user that was looked for.
-        user: String,
-    },
-    /// A [local cluster](crate::local) could not be created, started,
-    /// stopped or inspected.
-    #[error("local PostgreSQL cluster in {dir}: {message}")]
-    LocalCluster {
-        /// The cluster's directory.
-        dir: String,
-        /// What went wrong, with the tool's output or the server log's tail.
-        message: String,
-    },
-    /// The AWS environment is incomplete (no region, no credentials).
-    #[error("AWS is not configured: {0}")]
-    AwsConfig(String),
-    /// An AWS API call failed.
-    #[error("AWS {operation} failed{}: {message}", .code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
-    Aws {
-        /// The API operation, e.g. `CreateDBInstance`.
-        operation: String,
-        /// The service's error code, when it sent one.
-        code: Option<String>,
-        /// The service's explanation.
-        message: String,
-    },
     /// A safety rule refused the operation; nothing was changed.
     #[error("refusing to {action}: {reason}")]
     Refused {
@@ -214,22 +170,13 @@ pub enum Error {
         /// Why it is refused, and what to do instead.
         reason: String,
     },
-    /// A value given for an AWS operation is not acceptable.
-    #[error("invalid {what} `{input}`: {reason}")]
-    InvalidInput {
-        /// What the value is (an IP address, an identifier, ...).
-        what: &'static str,
-        /// The value given (cut to 80 characters).
-        input: String,
-        /// Why it was refused.
-        reason: String,
-    },
     /// An I/O error with what was being done.
-    #[error("{context}: {cause}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
-        /// The cause (in the message, like [`Error::Query`]'s).
+        /// The cause.
+        #[source]
         cause: std::io::Error,
     },
 }

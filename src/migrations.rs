@@ -31,8 +31,8 @@ pub struct MigrationState {
     pub applied: bool,
 }
 
-fn migration_error(e: impl std::fmt::Display) -> Error {
-    Error::Migration(e.to_string())
+fn migration_error(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    Error::Migration(e)
 }
 
 /// Holds the migration advisory lock for as long as it lives.

@@ -7,6 +7,7 @@ use crate::config::{Config, DatabaseUrl};
 use crate::error::Result;
 use crate::models::{ActivityObject, FeedItem};
 use crate::pool::{PgPool, PgPooledConnection, build_pool, checkout};
+use crate::repo::activities::ActivityDraft;
 use crate::repo::feed::FeedPage;
 use crate::repo::seed::SeedReport;
 use crate::repo::users::{Confirmed, PostConfirmationEvent};
@@ -63,16 +64,17 @@ impl Repository {
         feed::home_feed_json(&mut *self.conn()?, page)
     }
 
-    /// See [`activities::create_activity`].
+    /// Parses the input into an [`ActivityDraft`] (every failing rule is
+    /// an [`Error::Validation`](crate::Error::Validation)), then
+    /// [`activities::create_activity`]. Bad input costs no checkout.
     pub fn create_activity(
         &self,
         handle: &str,
         message: &str,
         ttl: &str,
     ) -> Result<ActivityObject> {
-        // Validate before taking a connection: bad input costs no checkout.
-        let ttl = activities::validate_activity(handle, message, ttl)?;
-        activities::insert_activity(&mut *self.conn()?, handle, message, ttl)
+        let draft = ActivityDraft::parse(handle, message, ttl)?;
+        activities::create_activity(&mut *self.conn()?, &draft)
     }
 
     /// See [`activities::create_reply`].

@@ -5,7 +5,7 @@ mod common;
 
 use chrono::TimeDelta;
 use cruddur_db::repo::activities::find_activity;
-use cruddur_db::{Error, Ttl, create_activity, create_reply};
+use cruddur_db::{ActivityDraft, Error, Ttl, create_activity, create_reply};
 use uuid::Uuid;
 
 #[test]
@@ -43,7 +43,8 @@ fn validation_reports_every_failing_rule_and_writes_nothing() {
                 handle
             };
             let before = common::counts(conn);
-            let result = create_activity(conn, handle, message, ttl);
+            let result = ActivityDraft::parse(handle, message, ttl)
+                .and_then(|draft| create_activity(conn, &draft));
             let label = format!(
                 "handle={handle:?} message={:?}… ({} chars) ttl={ttl:?}",
                 message.chars().take(12).collect::<String>(),
@@ -71,7 +72,9 @@ fn every_ttl_sets_expires_at_from_created_at() {
     common::with_rollback(|conn| {
         let user = common::user(conn, "Ttl");
         for ttl in Ttl::ALL {
-            let created = create_activity(conn, &user.handle, "expiring", ttl.as_str()).unwrap();
+            let created = ActivityDraft::parse(&user.handle, "expiring", ttl.as_str())
+                .and_then(|draft| create_activity(conn, &draft))
+                .unwrap();
             let expires = created.expires_at.expect("an activity expires");
             assert_eq!(expires - created.created_at, ttl.duration(), "{ttl}");
             // The returned values are the stored ones (microsecond precision).
@@ -89,7 +92,9 @@ fn unknown_handle_is_user_not_found_and_writes_nothing() {
     common::with_rollback(|conn| {
         let before = common::counts(conn);
         for handle in ["nobody", "' OR '1'='1", "nul\0handle"] {
-            let err = create_activity(conn, handle, "hi", "1-day").unwrap_err();
+            let err = ActivityDraft::parse(handle, "hi", "1-day")
+                .and_then(|draft| create_activity(conn, &draft))
+                .unwrap_err();
             assert!(
                 matches!(err, Error::UserNotFound { .. }),
                 "{handle:?}: {err}"
@@ -116,7 +121,9 @@ fn hostile_text_is_stored_verbatim() {
     common::with_rollback(|conn| {
         let user = common::user(conn, "Hostile 'name' \"quoted\"");
         for text in texts {
-            let created = create_activity(conn, &user.handle, text, "3-hours").unwrap();
+            let created = ActivityDraft::parse(&user.handle, text, "3-hours")
+                .and_then(|draft| create_activity(conn, &draft))
+                .unwrap();
             assert_eq!(created.message, text);
             assert_eq!(find_activity(conn, created.uuid).unwrap().message, text);
         }
@@ -129,7 +136,9 @@ fn replies_count_on_the_parent_and_allow_1024_characters() {
     common::with_rollback(|conn| {
         let author = common::user(conn, "Parent");
         let replier = common::user(conn, "Replier");
-        let parent = create_activity(conn, &author.handle, "parent", "1-day").unwrap();
+        let parent = ActivityDraft::parse(&author.handle, "parent", "1-day")
+            .and_then(|draft| create_activity(conn, &draft))
+            .unwrap();
         let reply = create_reply(conn, &replier.handle, parent.uuid, &"r".repeat(1024)).unwrap();
         assert_eq!(reply.expires_at, None);
         assert_eq!(

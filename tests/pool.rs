@@ -82,7 +82,15 @@ fn missing_database_is_named() {
         Error::DatabaseMissing { database, .. } => assert_eq!(database, &name),
         other => panic!("expected DatabaseMissing, got {other}"),
     }
-    assert!(err.to_string().contains("cruddur-db create"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("database `{name}` does not exist")),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("cruddur-db"),
+        "a CLI hint in {err}"
+    );
     assert_secret_free("missing database", &err.to_string());
 }
 

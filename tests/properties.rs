@@ -2,7 +2,7 @@
 //! secrets, over arbitrary input. None may panic; each has an exact rule.
 
 use cruddur_db::config::redact;
-use cruddur_db::repo::activities::{MAX_MESSAGE_CHARS, validate_activity};
+use cruddur_db::repo::activities::{ActivityDraft, MAX_MESSAGE_CHARS};
 use cruddur_db::{DatabaseUrl, Error, FeedCursor, PostConfirmationEvent};
 use proptest::prelude::*;
 
@@ -70,7 +70,7 @@ proptest! {
         "[ \t\n]{0,5}",
         "[a-z🦀é]{275,285}",
     ]) {
-        let accepted = validate_activity("someone", &message, "1-day").is_ok();
+        let accepted = ActivityDraft::parse("someone", &message, "1-day").is_ok();
         let expected = !message.trim().is_empty()
             && message.chars().count() <= MAX_MESSAGE_CHARS
             && !message.contains('\0');

@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 
 use common::TestDb;
-use cruddur_db::repo::seed::{
+use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
 };
 use cruddur_db::{SeedReport, SyntheticSeed, seed_synthetic};
@@ -142,7 +142,7 @@ fn schema_of(conn: &mut PgConnection) -> Vec<String> {
 
 #[test]
 fn a_large_seed_builds_the_indexes_after_the_data_and_leaves_the_schema_as_it_was() {
-    use cruddur_db::repo::seed::DEFER_INDEXES_FROM;
+    use cruddur_db::repo::synthetic::DEFER_INDEXES_FROM;
     let db = TestDb::migrated();
     let conn = &mut db.conn();
     let before = schema_of(conn);

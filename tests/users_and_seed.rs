@@ -122,7 +122,7 @@ fn seeding_refuses_while_migrations_are_pending() {
         matches!(err, Error::PendingMigrations { count: 3, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("cruddur-db migrate run"), "{err}");
+    assert!(err.to_string().contains("3 migration(s) pending"), "{err}");
     let spec = SyntheticSeed {
         users: 1,
         activities: 1,

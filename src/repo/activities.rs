@@ -16,22 +16,32 @@ pub const MAX_MESSAGE_CHARS: usize = 280;
 /// Longest reply, in Unicode characters.
 pub const MAX_REPLY_CHARS: usize = 1024;
 
-/// How long an activity lives before it expires.
+/// How long an activity lives before it expires: one of the seven values
+/// of the original API. With the feature `clap`, a command line lists them
+/// in `--help` and refuses any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Ttl {
     /// `30-days`
+    #[cfg_attr(feature = "clap", value(name = "30-days"))]
     Days30,
     /// `7-days`
+    #[cfg_attr(feature = "clap", value(name = "7-days"))]
     Days7,
     /// `3-days`
+    #[cfg_attr(feature = "clap", value(name = "3-days"))]
     Days3,
     /// `1-day`
+    #[cfg_attr(feature = "clap", value(name = "1-day"))]
     Day1,
     /// `12-hours`
+    #[cfg_attr(feature = "clap", value(name = "12-hours"))]
     Hours12,
     /// `3-hours`
+    #[cfg_attr(feature = "clap", value(name = "3-hours"))]
     Hours3,
     /// `1-hour`
+    #[cfg_attr(feature = "clap", value(name = "1-hour"))]
     Hour1,
 }
 
@@ -108,19 +118,60 @@ fn check_handle(handle: &str, errors: &mut Vec<ValidationError>) {
     }
 }
 
-/// Validates the inputs of [`create_activity`] without touching the
-/// database; every failing rule is reported.
-pub fn validate_activity(handle: &str, message: &str, ttl: &str) -> Result<Ttl> {
-    let mut errors = Vec::new();
-    check_message(message, MAX_MESSAGE_CHARS, &mut errors);
-    check_handle(handle, &mut errors);
-    let ttl = ttl.parse::<Ttl>();
-    if let Err(e) = &ttl {
-        errors.push(e.clone());
+/// A new activity whose input passed every rule: built once at the edge
+/// (an API handler, a command line) and passed to [`create_activity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityDraft<'a> {
+    handle: &'a str,
+    message: &'a str,
+    ttl: Ttl,
+}
+
+impl<'a> ActivityDraft<'a> {
+    /// Checks `handle`, `message` and `ttl` (the API's text, e.g. `7-days`)
+    /// and reports every failing rule as [`Error::Validation`]. Touches no
+    /// database.
+    pub fn parse(handle: &'a str, message: &'a str, ttl: &str) -> Result<Self> {
+        let ttl = ttl.parse::<Ttl>();
+        Self::check(handle, message, ttl)
     }
-    match ttl {
-        Ok(ttl) if errors.is_empty() => Ok(ttl),
-        _ => Err(Error::Validation(errors)),
+
+    /// Like [`ActivityDraft::parse`], for a ttl that is already a [`Ttl`].
+    pub fn new(handle: &'a str, message: &'a str, ttl: Ttl) -> Result<Self> {
+        Self::check(handle, message, Ok(ttl))
+    }
+
+    fn check(handle: &'a str, message: &'a str, ttl: Result<Ttl, ValidationError>) -> Result<Self> {
+        let mut errors = Vec::new();
+        check_message(message, MAX_MESSAGE_CHARS, &mut errors);
+        check_handle(handle, &mut errors);
+        match ttl {
+            Ok(ttl) if errors.is_empty() => Ok(Self {
+                handle,
+                message,
+                ttl,
+            }),
+            Ok(_) => Err(Error::Validation(errors)),
+            Err(e) => {
+                errors.push(e);
+                Err(Error::Validation(errors))
+            }
+        }
+    }
+
+    /// The author's handle.
+    pub fn handle(&self) -> &'a str {
+        self.handle
+    }
+
+    /// The message.
+    pub fn message(&self) -> &'a str {
+        self.message
+    }
+
+    /// How long it lives.
+    pub fn ttl(&self) -> Ttl {
+        self.ttl
     }
 }
 
@@ -162,39 +213,22 @@ fn object(activity: Activity, user: &User) -> ActivityObject {
     }
 }
 
-/// Creates an activity by the user with `handle`, expiring `ttl` after its
-/// creation.
-///
-/// Validation happens before any write and reports every failing rule
-/// ([`Error::Validation`]); an unknown handle is [`Error::UserNotFound`].
-/// Nothing is written when either happens.
+/// Creates the activity of `draft` by the user with its handle, expiring
+/// its ttl after its creation. An unknown handle is
+/// [`Error::UserNotFound`]; nothing is written then.
 pub fn create_activity(
     conn: &mut PgConnection,
-    handle: &str,
-    message: &str,
-    ttl: &str,
-) -> Result<ActivityObject> {
-    let ttl = validate_activity(handle, message, ttl)?;
-    insert_activity(conn, handle, message, ttl)
-}
-
-/// The write of [`create_activity`], for input already validated with
-/// [`validate_activity`].
-pub(crate) fn insert_activity(
-    conn: &mut PgConnection,
-    handle: &str,
-    message: &str,
-    ttl: Ttl,
+    draft: &ActivityDraft<'_>,
 ) -> Result<ActivityObject> {
     conn.transaction(|conn| {
-        let user = find_user_by_handle(conn, handle)?;
+        let user = find_user_by_handle(conn, draft.handle)?;
         let created_at = now_micros();
         let activity = diesel::insert_into(activities::table)
             .values(NewActivity {
                 user_uuid: user.uuid,
-                message,
+                message: draft.message,
                 reply_to_activity_uuid: None,
-                expires_at: Some(created_at + ttl.duration()),
+                expires_at: Some(created_at + draft.ttl.duration()),
                 created_at,
             })
             .returning(Activity::as_returning())

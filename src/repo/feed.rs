@@ -13,7 +13,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::query_dsl::LoadQuery;
-use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel::sql_types::Text;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -207,12 +207,10 @@ pub fn home_feed(conn: &mut PgConnection, page: FeedPage) -> Result<Vec<FeedItem
 
 // The JSON page statement, in pieces around its bind parameters. The
 // subquery is the typed page; PostgreSQL turns its rows into the JSON array.
+/// Before the typed page's query: the aggregate over its rows.
 const JSON_HEAD: &str = "SELECT COALESCE(array_to_json(array_agg(row_to_json(j) \
-     ORDER BY p.created_at DESC, p.uuid DESC)), '[]')::text AS feed \
-     FROM (SELECT a.uuid, u.display_name, u.handle, a.message, a.replies_count, \
-     a.reposts_count, a.likes_count, a.reply_to_activity_uuid, a.expires_at, a.created_at \
-     FROM activities a JOIN users u ON u.uuid = a.user_uuid ";
-const JSON_ORDER: &str = "ORDER BY a.created_at DESC, a.uuid DESC LIMIT ";
+     ORDER BY p.created_at DESC, p.uuid DESC)), '[]')::text AS feed FROM (";
+/// After it: each row with its timestamps formatted as the API shows them.
 const JSON_TAIL: [&str; 3] = [
     ") p CROSS JOIN LATERAL (SELECT p.uuid, p.display_name, p.handle, p.message, \
      p.replies_count, p.reposts_count, p.likes_count, p.reply_to_activity_uuid, \
@@ -221,70 +219,37 @@ const JSON_TAIL: [&str; 3] = [
     "') AS created_at) j",
 ];
 
-fn walk_json_page<'b>(
-    mut out: AstPass<'_, 'b, Pg>,
-    limit: &'b i64,
-    cursor: Option<&'b FeedCursor>,
-) -> QueryResult<()> {
-    out.push_sql(JSON_HEAD);
-    if let Some(c) = cursor {
-        out.push_sql("WHERE a.created_at <= ");
-        out.push_bind_param::<Timestamptz, _>(&c.created_at)?;
-        out.push_sql(" AND (a.created_at < ");
-        out.push_bind_param::<Timestamptz, _>(&c.created_at)?;
-        out.push_sql(" OR a.uuid < ");
-        out.push_bind_param::<diesel::sql_types::Uuid, _>(&c.uuid)?;
-        out.push_sql(") ");
-    }
-    out.push_sql(JSON_ORDER);
-    out.push_bind_param::<BigInt, _>(limit)?;
-    out.push_sql(JSON_TAIL[0]);
-    out.push_sql(PG_TIMESTAMP_FORMAT);
-    out.push_sql(JSON_TAIL[1]);
-    out.push_sql(PG_TIMESTAMP_FORMAT);
-    out.push_sql(JSON_TAIL[2]);
-    Ok(())
-}
-
-/// The JSON first page as a Diesel query rather than a `sql_query`:
-/// Diesel never caches a `sql_query` (the server would parse and plan the
-/// statement on every call), while a query with a static [`QueryId`] is
-/// prepared once per connection and then only executed, like the typed page.
-/// One type per statement shape, because the cache is keyed by the type.
+/// The JSON page: the typed page's query `Q` ([`first_page_query`] or
+/// [`page_after_query`]: one column list, one order, one keyset predicate)
+/// as a subquery whose rows the server turns into one JSON array.
+///
+/// A Diesel query rather than a `sql_query`: Diesel never caches a
+/// `sql_query` (the server would parse and plan the statement on every
+/// call), while a query with a static [`QueryId`] is prepared once per
+/// connection and then only executed, like the typed page.
 #[derive(Debug, Clone, Copy, QueryId)]
-struct JsonFirstPage {
-    limit: i64,
+struct JsonPage<Q> {
+    page: Q,
 }
 
-/// The JSON page after a cursor; see [`JsonFirstPage`].
-#[derive(Debug, Clone, Copy, QueryId)]
-struct JsonPageAfter {
-    limit: i64,
-    cursor: FeedCursor,
-}
-
-impl QueryFragment<Pg> for JsonFirstPage {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        walk_json_page(out, &self.limit, None)
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for JsonPage<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(JSON_HEAD);
+        self.page.walk_ast(out.reborrow())?;
+        out.push_sql(JSON_TAIL[0]);
+        out.push_sql(PG_TIMESTAMP_FORMAT);
+        out.push_sql(JSON_TAIL[1]);
+        out.push_sql(PG_TIMESTAMP_FORMAT);
+        out.push_sql(JSON_TAIL[2]);
+        Ok(())
     }
 }
 
-impl QueryFragment<Pg> for JsonPageAfter {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        walk_json_page(out, &self.limit, Some(&self.cursor))
-    }
-}
-
-impl Query for JsonFirstPage {
+impl<Q> Query for JsonPage<Q> {
     type SqlType = Text;
 }
 
-impl Query for JsonPageAfter {
-    type SqlType = Text;
-}
-
-impl RunQueryDsl<PgConnection> for JsonFirstPage {}
-impl RunQueryDsl<PgConnection> for JsonPageAfter {}
+impl<Q> RunQueryDsl<PgConnection> for JsonPage<Q> {}
 
 /// The statement [`home_feed_json`] sends, with its placeholders: `$1` is
 /// the page size; with a cursor, `$1`, `$2` are its `created_at`, `$3` its
@@ -293,17 +258,17 @@ impl RunQueryDsl<PgConnection> for JsonPageAfter {}
 pub fn home_feed_json_sql(with_cursor: bool) -> String {
     let mut builder = diesel::pg::PgQueryBuilder::default();
     let built = if with_cursor {
-        JsonPageAfter {
-            limit: DEFAULT_PAGE_SIZE,
-            cursor: FeedCursor {
-                created_at: DateTime::UNIX_EPOCH,
-                uuid: Uuid::nil(),
-            },
+        let cursor = FeedCursor {
+            created_at: DateTime::UNIX_EPOCH,
+            uuid: Uuid::nil(),
+        };
+        JsonPage {
+            page: page_after_query(DEFAULT_PAGE_SIZE, cursor),
         }
         .to_sql(&mut builder, &Pg)
     } else {
-        JsonFirstPage {
-            limit: DEFAULT_PAGE_SIZE,
+        JsonPage {
+            page: first_page_query(DEFAULT_PAGE_SIZE),
         }
         .to_sql(&mut builder, &Pg)
     };
@@ -320,8 +285,14 @@ pub fn home_feed_json_sql(with_cursor: bool) -> String {
 pub fn home_feed_json(conn: &mut PgConnection, page: FeedPage) -> Result<String> {
     let limit = page.checked_limit()?;
     let feed = match page.before {
-        None => JsonFirstPage { limit }.get_result::<String>(conn)?,
-        Some(cursor) => JsonPageAfter { limit, cursor }.get_result::<String>(conn)?,
+        None => JsonPage {
+            page: first_page_query(limit),
+        }
+        .get_result::<String>(conn)?,
+        Some(cursor) => JsonPage {
+            page: page_after_query(limit, cursor),
+        }
+        .get_result::<String>(conn)?,
     };
     Ok(feed)
 }
@@ -372,14 +343,33 @@ mod tests {
 
     #[test]
     fn json_statements_have_static_ids_and_numbered_placeholders() {
-        const { assert!(JsonFirstPage::HAS_STATIC_QUERY_ID) };
-        const { assert!(JsonPageAfter::HAS_STATIC_QUERY_ID) };
+        fn has_static_id<Q: QueryId>(_: &Q) -> bool {
+            Q::HAS_STATIC_QUERY_ID
+        }
+        let c = FeedCursor {
+            created_at: DateTime::UNIX_EPOCH,
+            uuid: Uuid::nil(),
+        };
+        assert!(has_static_id(&JsonPage {
+            page: first_page_query(20)
+        }));
+        assert!(has_static_id(&JsonPage {
+            page: page_after_query(20, c)
+        }));
+        // The typed queries, verbatim, inside.
         let first = home_feed_json_sql(false);
-        assert!(first.contains("LIMIT $1) p"), "{first}");
+        let typed_first = debug_query::<Pg, _>(&first_page_query(20)).to_string();
+        let typed_first = typed_first.split(" -- binds").next().unwrap();
+        assert!(
+            first.contains(&format!("FROM ({typed_first}) p")),
+            "{first}"
+        );
         assert!(!first.contains("$2"), "{first}");
         let after = home_feed_json_sql(true);
+        let typed_after = debug_query::<Pg, _>(&page_after_query(20, c)).to_string();
+        let typed_after = typed_after.split(" -- binds").next().unwrap();
         assert!(
-            after.contains("WHERE a.created_at <= $1 AND (a.created_at < $2 OR a.uuid < $3)"),
+            after.contains(&format!("FROM ({typed_after}) p")),
             "{after}"
         );
         assert!(after.contains("LIMIT $4) p"), "{after}");

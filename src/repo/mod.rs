@@ -4,4 +4,6 @@
 pub mod activities;
 pub mod feed;
 pub mod seed;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
 pub mod users;

@@ -1,0 +1,163 @@
+//! Production on AWS: provision, inspect and audit the RDS PostgreSQL
+//! instance, with the security practices as defaults (the CLI's `cruddur-db rds`,
+//! feature `aws`).
+//!
+//! Every operation is an `async fn` on [`Aws`], which holds one client per
+//! service. Region and credentials come from the standard AWS chain
+//! (environment, shared config and credentials files, SSO, container and
+//! instance roles); an endpoint URL ([`AwsOptions::endpoint_url`], or
+//! `AWS_ENDPOINT_URL`) applies to every service, EC2 included. The EC2
+//! security-group calls are signed by [`ec2`] itself with `aws-sigv4`
+//! instead of pulling in `aws-sdk-ec2`.
+//!
+//! | operation | what it does |
+//! |---|---|
+//! | [`rds::create_instance`] | creates the instance with [`rds::CreateOptions`]'s secure defaults |
+//! | [`rds::instance_status`] | endpoint, status and every security-relevant attribute |
+//! | [`rds::allow_ip`] | points the database port's inbound rule at one address |
+//! | [`rds::production_url`] | the connection URL from the endpoint and the managed secret |
+//! | [`audit::audit`] | checks a running setup against the practices |
+//! | [`rds::create_snapshot`], [`rds::delete_instance`] | snapshot; delete (refused under deletion protection) |
+
+pub mod address;
+pub mod audit;
+pub mod ec2;
+pub mod error;
+mod http;
+pub mod rds;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+pub use address::{parse_single_address, single_address_cidr};
+pub use audit::{Practice, PracticeResult, audit};
+pub use ec2::{Ec2Client, IngressRule, SecurityGroupRule};
+pub use error::{Error, Result};
+pub use rds::{
+    AllowIp, AllowIpOutcome, CreateOptions, CreatedInstance, DeleteOptions, DeletedInstance,
+    InstanceStatus, ProductionUrl, Snapshot, allow_ip, create_instance, create_snapshot,
+    delete_instance, instance_status, production_url,
+};
+
+/// Where to find AWS; every field falls back to the standard chain.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// The region (default: `AWS_REGION`, then the profile's `region`).
+    pub region: Option<String>,
+    /// One endpoint for every service, e.g. `http://127.0.0.1:5000` for a
+    /// local emulator (default: `AWS_ENDPOINT_URL`, then the profile's
+    /// `endpoint_url`, then each service's regional endpoint).
+    pub endpoint_url: Option<String>,
+    /// The shared-config profile (default: `AWS_PROFILE`, then `default`).
+    pub profile: Option<String>,
+    /// The EC2 endpoint when [`endpoint_url`](Self::endpoint_url) is unset
+    /// (the caller's `AWS_ENDPOINT_URL_EC2`, as the SDK honours
+    /// `AWS_ENDPOINT_URL_<SERVICE>` for the other services).
+    pub ec2_endpoint_url: Option<String>,
+}
+
+/// Clients for the services the RDS operations use.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    /// The region every client talks to.
+    pub region: String,
+    /// RDS.
+    pub rds: aws_sdk_rds::Client,
+    /// Secrets Manager (the managed master password).
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// CloudTrail (audit).
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// GuardDuty (audit).
+    pub guardduty: aws_sdk_guardduty::Client,
+    /// EC2 security groups, signed by hand.
+    pub ec2: Ec2Client,
+    http: http::HttpClient,
+}
+
+impl Aws {
+    /// Loads region and credentials from the standard chain, with `options`
+    /// taking precedence.
+    pub async fn from_env(options: &AwsOptions) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &options.endpoint_url {
+            loader = loader.endpoint_url(endpoint.clone());
+        }
+        if let Some(profile) = &options.profile {
+            loader = loader.profile_name(profile);
+        }
+        let config = loader.load().await;
+        let ec2_endpoint = options
+            .endpoint_url
+            .clone()
+            .or_else(|| options.ec2_endpoint_url.clone());
+        Self::build(&config, ec2_endpoint)
+    }
+
+    /// Clients for an already loaded SDK configuration (its region,
+    /// credentials and endpoint URL).
+    pub fn from_sdk_config(config: &SdkConfig) -> Result<Self> {
+        Self::build(config, None)
+    }
+
+    fn build(config: &SdkConfig, ec2_endpoint: Option<String>) -> Result<Self> {
+        let region = config
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .ok_or_else(|| {
+                Error::Config(
+                    "no region: set AWS_REGION, a profile region, or pass --region".into(),
+                )
+            })?;
+        let credentials = config.credentials_provider().ok_or_else(|| {
+            Error::Config("no credentials provider in the AWS configuration".into())
+        })?;
+        let ec2_endpoint = ec2_endpoint
+            .or_else(|| config.endpoint_url().map(str::to_owned))
+            .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
+        let http = http::HttpClient::new()?;
+        Ok(Self {
+            rds: aws_sdk_rds::Client::new(config),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
+            cloudtrail: aws_sdk_cloudtrail::Client::new(config),
+            guardduty: aws_sdk_guardduty::Client::new(config),
+            ec2: Ec2Client::new(ec2_endpoint, region.clone(), credentials, http.clone()),
+            http,
+            region,
+        })
+    }
+
+    /// Asks `endpoint` (which answers with the caller's address as plain
+    /// text, like `https://checkip.amazonaws.com`) for this machine's public
+    /// address, and validates it with [`parse_single_address`].
+    pub async fn public_ip(&self, endpoint: &str) -> Result<std::net::IpAddr> {
+        let body = self.http.get_text(endpoint).await?;
+        parse_single_address(body.trim()).map_err(|e| match e {
+            Error::InvalidInput { input, reason, .. } => Error::InvalidInput {
+                what: "answer of the IP endpoint",
+                input,
+                reason,
+            },
+            other => other,
+        })
+    }
+}
+
+/// Turns an SDK error into [`Error::Aws`] with the service's code and message.
+pub(crate) fn sdk_error<E>(operation: &str, err: E) -> Error
+where
+    E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_owned);
+    let message = match err.message() {
+        Some(m) => m.to_owned(),
+        None => aws_sdk_rds::error::DisplayErrorContext(&err).to_string(),
+    };
+    Error::Api {
+        operation: operation.to_owned(),
+        code,
+        message,
+        source: Some(Box::new(err)),
+    }
+}

@@ -1,0 +1,160 @@
+//! `status` and `sessions`: read-only looks at the database.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::GlobalArgs;
+use crate::output::{self, HEADING, PRODUCTION, SUCCESS, WARNING};
+use crate::server_info as inspect;
+use crate::target::Target;
+use cruddur_db::environment::read_mark;
+use cruddur_db::migrations;
+use cruddur_db::models::escape_controls;
+
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `sessions`.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Print the sessions as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `status`: server, database, environment, TLS, migrations.
+pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(global)?;
+    let conn = &mut target.connect()?;
+    let server = inspect::server_info(conn).context("reading the server's status")?;
+    let mark = read_mark(conn).context("reading the production mark")?;
+    let states = migrations::migration_status(conn).context("reading the migrations")?;
+    let applied = states.iter().filter(|m| m.applied).count();
+    let pending: Vec<&str> = states
+        .iter()
+        .filter(|m| !m.applied)
+        .map(|m| m.name.as_str())
+        .collect();
+    let marked_production = mark.as_ref().is_some_and(|m| m.is_production());
+    let environment = if marked_production || target.production_reason.is_some() {
+        "production"
+    } else {
+        "development"
+    };
+    if args.json {
+        output::json(&serde_json::json!({
+            "url": target.url().to_string(),
+            "server_version": server.server_version,
+            "database": server.database,
+            "user": server.user,
+            "environment": environment,
+            "mark": mark,
+            "tls": server.tls,
+            "tls_version": server.tls_version,
+            "tls_cipher": server.tls_cipher,
+            "migrations_applied": applied,
+            "migrations_pending": pending,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let row =
+        |k: &str, v: &str| anstream::println!("{HEADING}{k:<12}{HEADING:#} {}", output::scrub(v));
+    row("url", &format!("{} (from {})", target.url(), target.source));
+    row("server", &format!("PostgreSQL {}", server.server_version));
+    row(
+        "database",
+        &format!("{} as {}", server.database, server.user),
+    );
+    let environment_text = match (&mark, &target.production_reason) {
+        (Some(m), _) if m.is_production() => format!(
+            "{PRODUCTION} production {PRODUCTION:#} (marked since {} by {})",
+            m.marked_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            m.marked_by
+        ),
+        (_, Some(reason)) => {
+            format!("{PRODUCTION} production {PRODUCTION:#} ({reason}; not marked)")
+        }
+        (Some(m), None) => format!("{} (marked)", m.environment),
+        (None, None) => "development (not marked as production)".to_owned(),
+    };
+    row("environment", &environment_text);
+    let tls = if server.tls {
+        format!(
+            "{SUCCESS}yes{SUCCESS:#} ({}, {})",
+            server.tls_version.as_deref().unwrap_or("?"),
+            server.tls_cipher.as_deref().unwrap_or("?")
+        )
+    } else {
+        format!("{WARNING}no{WARNING:#} (the connection is not encrypted)")
+    };
+    row("tls", &tls);
+    let migrations_text = if pending.is_empty() {
+        format!("{applied} applied, 0 pending")
+    } else {
+        format!(
+            "{applied} applied, {WARNING}{} pending{WARNING:#} ({})",
+            pending.len(),
+            pending.join(", ")
+        )
+    };
+    row("migrations", &migrations_text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sessions`: the open connections to the database.
+pub fn sessions(args: SessionsArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(global)?;
+    let database = target.database()?;
+    let conn = &mut target.connect()?;
+    let sessions =
+        inspect::sessions(conn).with_context(|| format!("listing the sessions of `{database}`"))?;
+    if args.json {
+        output::json(&sessions)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    anstream::println!(
+        "{HEADING}{:>7}  {:<12}  {:<20}  {:<22}  {:<20}  {:>9}  note{HEADING:#}",
+        "pid",
+        "user",
+        "application",
+        "client",
+        "state",
+        "age"
+    );
+    for s in &sessions {
+        let mut notes = Vec::new();
+        if s.holds_migration_lock {
+            notes.push(format!("{WARNING}holds the migration lock{WARNING:#}"));
+        }
+        if s.waits_for_migration_lock {
+            notes.push("waits for the migration lock".to_owned());
+        }
+        if s.is_self {
+            notes.push("this session".to_owned());
+        }
+        anstream::println!(
+            "{:>7}  {:<12}  {:<20}  {:<22}  {:<20}  {:>9}  {}",
+            s.pid,
+            escape_controls(s.user.as_deref().unwrap_or("-")),
+            // Any client sets its own application_name: show it inert.
+            escape_controls(&output::scrub(&s.application)),
+            escape_controls(s.client.as_deref().unwrap_or("-")),
+            escape_controls(s.state.as_deref().unwrap_or("-")),
+            output::age(s.connected_secs),
+            notes.join(", ")
+        );
+    }
+    let others = sessions.iter().filter(|s| !s.is_self).count();
+    output::result(&format!(
+        "{} session(s) on `{database}` ({others} besides this one)",
+        sessions.len()
+    ));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,404 @@
+//! `cruddur-db rds`: the production database on AWS RDS, with the security
+//! practices as defaults and an audit of them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use cruddur_db_aws::rds::{
+    DEFAULT_ALLOCATED_STORAGE_GB, DEFAULT_DB_NAME, DEFAULT_ENGINE_VERSION, DEFAULT_IDENTIFIER,
+    DEFAULT_INSTANCE_CLASS, DEFAULT_MASTER_USERNAME, DEFAULT_PORT, DEFAULT_STORAGE_TYPE,
+    MIN_BACKUP_RETENTION_DAYS,
+};
+use cruddur_db_aws::{self, Aws, AwsOptions};
+
+/// The default "what is my IP" endpoint of `allow-ip --ip auto`.
+pub const DEFAULT_IP_ENDPOINT: &str = "https://checkip.amazonaws.com";
+
+/// Provision, inspect and audit the production database on AWS RDS.
+///
+/// Region and credentials come from the standard AWS chain (AWS_REGION,
+/// AWS_PROFILE, ~/.aws/config, SSO, instance roles).
+#[derive(Debug, Args)]
+pub struct RdsArgs {
+    /// One endpoint for every AWS service, EC2 included (default:
+    /// AWS_ENDPOINT_URL, then the profile's endpoint_url, then AWS itself).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region (default: AWS_REGION, then the profile's region).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Shared-config profile (default: AWS_PROFILE, then `default`).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RdsCommand,
+}
+
+/// The `rds` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RdsCommand {
+    /// Create the instance: encrypted, private, deletion-protected, master
+    /// password in Secrets Manager, backups kept, TLS required.
+    Create(CreateArgs),
+    /// Show the endpoint, status and every security-relevant attribute.
+    Status(InstanceArg),
+    /// Point the security group's inbound rule for the database port at one
+    /// address (the current public one by default).
+    AllowIp(AllowIpArgs),
+    /// Print (or store in .env) the production connection URL, built from
+    /// the endpoint and the managed secret, with sslmode=verify-full.
+    Url(UrlArgs),
+    /// Check the setup against the security practices; exits 1 on any failure.
+    Audit(AuditArgs),
+    /// Take a manual snapshot.
+    Snapshot(SnapshotArgs),
+    /// Delete the instance (refused under deletion protection; takes a final
+    /// snapshot unless --skip-final-snapshot).
+    Delete(DeleteArgs),
+}
+
+/// Names the instance.
+#[derive(Debug, Args)]
+pub struct InstanceArg {
+    /// Instance identifier.
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+}
+
+/// `rds create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Instance identifier.
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+    /// Instance class.
+    #[arg(long, default_value = DEFAULT_INSTANCE_CLASS)]
+    pub instance_class: String,
+    /// PostgreSQL version (a major version picks RDS's current minor).
+    #[arg(long, default_value = DEFAULT_ENGINE_VERSION)]
+    pub engine_version: String,
+    /// Storage in GiB.
+    #[arg(long, default_value_t = DEFAULT_ALLOCATED_STORAGE_GB)]
+    pub allocated_storage: i32,
+    /// Storage type.
+    #[arg(long, default_value = DEFAULT_STORAGE_TYPE)]
+    pub storage_type: String,
+    /// Database created on the instance.
+    #[arg(long, default_value = DEFAULT_DB_NAME)]
+    pub db_name: String,
+    /// Port.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Master user name. Its password is generated and kept by Secrets
+    /// Manager; no password is ever taken on the command line.
+    #[arg(long, default_value = DEFAULT_MASTER_USERNAME)]
+    pub master_username: String,
+    /// Always on; accepted for familiarity with `aws rds create-db-instance`.
+    #[arg(long)]
+    pub manage_master_user_password: bool,
+    /// Days of automated backups (7 to 35).
+    #[arg(long, default_value_t = MIN_BACKUP_RETENTION_DAYS)]
+    pub backup_retention_days: i32,
+    /// A production instance: Multi-AZ.
+    #[arg(long)]
+    pub production: bool,
+    /// Make the instance publicly accessible. Requires --security-group-id
+    /// groups whose inbound rules for the port admit one address only.
+    #[arg(long)]
+    pub public: bool,
+    /// VPC security group (repeat for several; default: the VPC's default group).
+    #[arg(long = "security-group-id", value_name = "ID")]
+    pub security_group_ids: Vec<String>,
+    /// Parameter group; created when missing, and set to require TLS
+    /// (default: cruddur-postgresMAJOR, e.g. cruddur-postgres16).
+    #[arg(long)]
+    pub parameter_group: Option<String>,
+    /// Availability zone (not with --production).
+    #[arg(long)]
+    pub availability_zone: Option<String>,
+}
+
+/// `rds allow-ip`.
+#[derive(Debug, Args)]
+pub struct AllowIpArgs {
+    /// The database's security group.
+    #[arg(long, env = "DB_SG_ID")]
+    pub group_id: String,
+    /// The inbound rule to change (default: the group's one rule for the
+    /// port; a rule is added when there is none).
+    #[arg(long, env = "DB_SG_RULE_ID")]
+    pub rule_id: Option<String>,
+    /// One IPv4 or IPv6 address, or `auto` for this machine's public address.
+    #[arg(long, default_value = "auto", value_name = "ADDR|auto")]
+    pub ip: String,
+    /// Where `auto` asks for the public address (answers with it as text).
+    #[arg(long, env = "CRUDDUR_IP_ENDPOINT", default_value = DEFAULT_IP_ENDPOINT)]
+    pub ip_endpoint: String,
+    /// The database port.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// The rule's description.
+    #[arg(long, default_value = "cruddur-db rds allow-ip")]
+    pub description: String,
+}
+
+/// `rds url`.
+#[derive(Debug, Args)]
+pub struct UrlArgs {
+    /// Instance identifier.
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+    /// The RDS CA bundle; the URL names it by absolute path.
+    #[arg(long, default_value = "global-bundle.pem")]
+    pub sslrootcert: PathBuf,
+    /// Print the password instead of `***`.
+    #[arg(long)]
+    pub show_password: bool,
+    /// Store the URL as PROD_CONNECTION_URL in the env file (mode 0600).
+    #[arg(long)]
+    pub write_env: bool,
+    /// The env file --write-env writes.
+    #[arg(long, default_value = ".env")]
+    pub env_file: PathBuf,
+}
+
+/// `rds audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Instance identifier.
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+    /// Audit as production: Multi-AZ is required.
+    #[arg(long)]
+    pub production: bool,
+}
+
+/// `rds snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Instance identifier.
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+    /// Snapshot name (default: IDENTIFIER-yyyymmdd-hhmmss, in UTC).
+    #[arg(long)]
+    pub snapshot_id: Option<String>,
+}
+
+/// `rds delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Instance identifier.
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+    /// Repeat the identifier to confirm.
+    #[arg(long, value_name = "IDENTIFIER")]
+    pub confirm: String,
+    /// Delete without a final snapshot.
+    #[arg(long)]
+    pub skip_final_snapshot: bool,
+    /// The final snapshot's name (default: IDENTIFIER-final-yyyymmdd-hhmmss, in UTC).
+    #[arg(long, conflicts_with = "skip_final_snapshot")]
+    pub final_snapshot_id: Option<String>,
+}
+
+/// Runs an `rds` subcommand. Audit returns exit code 1 when a practice fails.
+pub fn run(args: RdsArgs, settings: &cruddur_db::Settings) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(args, settings))
+}
+
+async fn run_async(args: RdsArgs, settings: &cruddur_db::Settings) -> anyhow::Result<ExitCode> {
+    let options = AwsOptions {
+        region: args.region,
+        endpoint_url: args.endpoint_url,
+        profile: args.profile,
+        ec2_endpoint_url: settings.get("AWS_ENDPOINT_URL_EC2").map(str::to_owned),
+    };
+    let aws = Aws::from_env(&options).await?;
+    match args.command {
+        RdsCommand::Create(a) => create(&aws, a).await,
+        RdsCommand::Status(a) => {
+            print!(
+                "{}",
+                cruddur_db_aws::instance_status(&aws, &a.identifier).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RdsCommand::AllowIp(a) => allow_ip(&aws, a).await,
+        RdsCommand::Url(a) => url(&aws, a).await,
+        RdsCommand::Audit(a) => audit(&aws, a).await,
+        RdsCommand::Snapshot(a) => {
+            let s = cruddur_db_aws::create_snapshot(&aws, &a.identifier, a.snapshot_id.as_deref())
+                .await?;
+            println!(
+                "snapshot {} of {} is {}",
+                s.snapshot_id, s.identifier, s.status
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RdsCommand::Delete(a) => {
+            if a.confirm != a.identifier {
+                anyhow::bail!(
+                    "--confirm `{}` does not match --identifier `{}`; nothing was deleted",
+                    a.confirm,
+                    a.identifier
+                );
+            }
+            let d = cruddur_db_aws::delete_instance(
+                &aws,
+                &cruddur_db_aws::DeleteOptions {
+                    identifier: a.identifier,
+                    skip_final_snapshot: a.skip_final_snapshot,
+                    final_snapshot_id: a.final_snapshot_id,
+                },
+            )
+            .await?;
+            match &d.final_snapshot_id {
+                Some(s) => println!("{} is {}; final snapshot {s}", d.identifier, d.status),
+                None => println!("{} is {}; no final snapshot", d.identifier, d.status),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn create(aws: &Aws, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let options = cruddur_db_aws::CreateOptions {
+        identifier: a.identifier,
+        instance_class: a.instance_class,
+        engine_version: a.engine_version,
+        allocated_storage_gb: a.allocated_storage,
+        storage_type: a.storage_type,
+        db_name: a.db_name,
+        port: a.port,
+        master_username: a.master_username,
+        backup_retention_days: a.backup_retention_days,
+        production: a.production,
+        public: a.public,
+        security_group_ids: a.security_group_ids,
+        parameter_group: a.parameter_group,
+        availability_zone: a.availability_zone,
+    };
+    let created = cruddur_db_aws::create_instance(aws, &options).await?;
+    println!(
+        "created {} (parameter group {}{}, requiring TLS; performance insights {} days)",
+        created.instance.identifier,
+        created.parameter_group,
+        if created.parameter_group_created {
+            ", new"
+        } else {
+            ""
+        },
+        created.performance_insights_retention_days
+    );
+    print!("{}", created.instance);
+    println!();
+    println!(
+        "next: wait until `cruddur-db rds status --identifier {id}` says available (about 10 \
+         minutes), then `cruddur-db rds url --identifier {id} --write-env`",
+        id = created.instance.identifier
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn allow_ip(aws: &Aws, a: AllowIpArgs) -> anyhow::Result<ExitCode> {
+    let address: IpAddr = if a.ip == "auto" {
+        aws.public_ip(&a.ip_endpoint).await?
+    } else {
+        cruddur_db_aws::parse_single_address(&a.ip)?
+    };
+    let outcome = cruddur_db_aws::allow_ip(
+        aws,
+        &cruddur_db_aws::AllowIp {
+            group_id: a.group_id,
+            rule_id: a.rule_id,
+            address,
+            port: a.port,
+            description: Some(a.description),
+        },
+    )
+    .await?;
+    match &outcome.previous_source {
+        Some(previous) => println!(
+            "rule {} in {} now admits {} on port {} (was {previous})",
+            outcome.rule_id, outcome.group_id, outcome.cidr, a.port
+        ),
+        None => println!(
+            "added rule {} in {}: {} on port {}",
+            outcome.rule_id, outcome.group_id, outcome.cidr, a.port
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn url(aws: &Aws, a: UrlArgs) -> anyhow::Result<ExitCode> {
+    let root = std::path::absolute(&a.sslrootcert)
+        .with_context(|| format!("cannot resolve {}", a.sslrootcert.display()))?;
+    if !root.exists() {
+        eprintln!(
+            "note: {} does not exist yet; download the RDS CA bundle with\n  curl -o {} \
+             https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
+            root.display(),
+            root.display()
+        );
+    }
+    let root_text = root.to_string_lossy();
+    let production = cruddur_db_aws::production_url(aws, &a.identifier, &root_text).await?;
+    if a.show_password {
+        println!("{}", production.url.expose());
+    } else {
+        println!("{}", production.url);
+    }
+    if a.write_env {
+        let w = crate::env_file::write_env_var(
+            &a.env_file,
+            "PROD_CONNECTION_URL",
+            production.url.expose(),
+        )?;
+        println!(
+            "{} PROD_CONNECTION_URL in {} (mode 0600)",
+            if w.replaced { "replaced" } else { "wrote" },
+            a.env_file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(aws: &Aws, a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let results = cruddur_db_aws::audit(aws, &a.identifier, a.production).await?;
+    let width = cruddur_db_aws::Practice::ALL
+        .iter()
+        .map(|p| p.name().len())
+        .max()
+        .unwrap_or(0);
+    for r in &results {
+        println!(
+            "{} {:<width$}  {}",
+            if r.pass { "PASS" } else { "FAIL" },
+            r.practice.name(),
+            r.detail
+        );
+        if !r.pass {
+            println!("     {:<width$}  fix: {}", "", r.fix);
+        }
+    }
+    let failed = results.iter().filter(|r| !r.pass).count();
+    println!(
+        "{} of {} practices pass",
+        results.len() - failed,
+        results.len()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

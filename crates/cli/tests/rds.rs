@@ -1,0 +1,991 @@
+//! `cruddur_db_aws` and `cruddur-db rds` against a local `moto_server`.
+//!
+//! Each test starts its own emulator on a free loopback port (killed by a
+//! guard), uses dummy credentials in us-east-1 and passes the endpoint
+//! explicitly, so nothing here can reach a real AWS endpoint.
+#![cfg(feature = "aws")]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use cruddur_db_aws::Error;
+use cruddur_db_aws::rds::DeleteOptions;
+use cruddur_db_aws::{
+    AllowIp, Aws, CreateOptions, IngressRule, Practice, SecurityGroupRule, allow_ip, audit,
+    create_instance, create_snapshot, delete_instance, instance_status, production_url,
+};
+
+/// A `moto_server` on 127.0.0.1, stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is not installed: pip install 'moto[server]==5.2.1'");
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = moto.raw("GET", "/moto-api/", &[]);
+            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+                return moto;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server on port {port} did not answer within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One plain HTTP request; returns the whole answer ("" when refused).
+    fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return String::new();
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n",
+            self.port
+        );
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    /// Creates an S3 bucket (CloudTrail needs one). moto routes by the
+    /// credential scope and does not check the signature.
+    fn create_bucket(&self, name: &str) {
+        let answer = self.raw(
+            "PUT",
+            &format!("/{name}"),
+            &[(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )],
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "create bucket {name}: {answer}"
+        );
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Clients for `moto` only: static dummy credentials, us-east-1, and the
+/// emulator's endpoint, with nothing read from the environment.
+fn aws_for(moto: &Moto) -> Aws {
+    let config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "tests",
+        )))
+        .endpoint_url(moto.endpoint())
+        .build();
+    let aws = Aws::from_sdk_config(&config).unwrap();
+    assert_eq!(aws.ec2.endpoint(), moto.endpoint());
+    aws
+}
+
+fn ipv4_rule(port: u16, cidr: &str) -> IngressRule {
+    IngressRule {
+        port,
+        cidr: cidr.into(),
+        description: Some("test".into()),
+    }
+}
+
+/// A new security group named `name` with one IPv4 ingress rule.
+async fn group_with_rule(aws: &Aws, name: &str, port: u16, cidr: &str) -> String {
+    let group = aws
+        .ec2
+        .create_security_group(name, name, None)
+        .await
+        .unwrap();
+    aws.ec2
+        .authorize_ingress_rule(&group, &ipv4_rule(port, cidr))
+        .await
+        .unwrap();
+    group
+}
+
+async fn rule(aws: &Aws, group: &str, rule_id: &str) -> SecurityGroupRule {
+    aws.ec2
+        .describe_security_group_rules(group)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.rule_id == rule_id)
+        .unwrap_or_else(|| panic!("rule {rule_id} not in {group}"))
+}
+
+async fn force_ssl(aws: &Aws, group: &str) -> Option<String> {
+    aws.rds
+        .describe_db_parameters()
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .unwrap()
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_name() == Some("rds.force_ssl"))
+        .and_then(|p| p.parameter_value().map(str::to_owned))
+}
+
+#[test]
+fn create_with_defaults_sets_every_practice() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let options = CreateOptions::default();
+        let created = create_instance(&aws, &options).await.unwrap();
+        assert!(created.parameter_group_created);
+        assert_eq!(created.performance_insights_retention_days, 7);
+
+        let s = instance_status(&aws, "cruddur-db-instance").await.unwrap();
+        let checks: [(&str, String, &str); 17] = [
+            ("identifier", s.identifier.clone(), "cruddur-db-instance"),
+            ("status", s.status.clone(), "available"),
+            ("engine", s.engine.clone(), "postgres"),
+            ("engine version", s.engine_version.clone(), "16"),
+            ("class", s.instance_class.clone(), "db.t3.micro"),
+            (
+                "storage",
+                format!("{:?}", s.allocated_storage_gb),
+                "Some(20)",
+            ),
+            (
+                "storage type",
+                format!("{:?}", s.storage_type),
+                "Some(\"gp2\")",
+            ),
+            ("db name", format!("{:?}", s.db_name), "Some(\"cruddur\")"),
+            (
+                "user",
+                format!("{:?}", s.master_username),
+                "Some(\"cruddurroot\")",
+            ),
+            ("port", format!("{:?}", s.port), "Some(5432)"),
+            ("encrypted", s.storage_encrypted.to_string(), "true"),
+            ("public", s.publicly_accessible.to_string(), "false"),
+            (
+                "deletion protection",
+                s.deletion_protection.to_string(),
+                "true",
+            ),
+            ("multi-az", s.multi_az.to_string(), "false"),
+            ("backup days", s.backup_retention_days.to_string(), "7"),
+            (
+                "parameter groups",
+                s.parameter_groups.join(","),
+                "cruddur-postgres16",
+            ),
+            (
+                "secret",
+                s.master_user_secret_arn
+                    .as_deref()
+                    .map_or("none", |a| {
+                        if a.starts_with("arn:aws:secretsmanager:") {
+                            "managed"
+                        } else {
+                            "other"
+                        }
+                    })
+                    .to_owned(),
+                "managed",
+            ),
+        ];
+        for (attribute, got, want) in checks {
+            assert_eq!(
+                got, want,
+                "{attribute} of an instance created with {options:?}"
+            );
+        }
+        assert!(s.endpoint.is_some(), "endpoint of {s:?}");
+        assert_eq!(
+            force_ssl(&aws, "cruddur-postgres16").await.as_deref(),
+            Some("1"),
+            "the parameter group must require TLS"
+        );
+
+        // --production: Multi-AZ; the parameter group is reused.
+        let production = CreateOptions {
+            identifier: "cruddur-db-prod".into(),
+            production: true,
+            ..CreateOptions::default()
+        };
+        let created = create_instance(&aws, &production).await.unwrap();
+        assert!(!created.parameter_group_created);
+        assert!(
+            created.instance.multi_az,
+            "{production:?} -> {:?}",
+            created.instance
+        );
+
+        let again = create_instance(&aws, &options).await.unwrap_err();
+        assert!(
+            matches!(&again, Error::Api { code: Some(c), .. } if c == "DBInstanceAlreadyExists"),
+            "second create of {}: {again}",
+            options.identifier
+        );
+    });
+}
+
+#[test]
+fn create_refuses_public_without_restricted_group() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let open = group_with_rule(&aws, "open", 5432, "0.0.0.0/0").await;
+        let range = group_with_rule(&aws, "range", 5432, "203.0.113.0/24").await;
+        let empty = aws
+            .ec2
+            .create_security_group("empty", "empty", None)
+            .await
+            .unwrap();
+        let single = group_with_rule(&aws, "single", 5432, "203.0.113.7/32").await;
+
+        for groups in [
+            vec![],
+            vec![open.clone()],
+            vec![range],
+            vec![empty],
+            vec![single.clone(), open],
+        ] {
+            let options = CreateOptions {
+                identifier: "public-db".into(),
+                public: true,
+                security_group_ids: groups.clone(),
+                ..CreateOptions::default()
+            };
+            let err = create_instance(&aws, &options).await.unwrap_err();
+            assert!(
+                matches!(err, Error::Refused { .. }),
+                "public with groups {groups:?}: expected a refusal, got {err}"
+            );
+            assert!(
+                instance_status(&aws, "public-db").await.is_err(),
+                "public with groups {groups:?}: nothing may be created"
+            );
+        }
+
+        let options = CreateOptions {
+            identifier: "public-db".into(),
+            public: true,
+            security_group_ids: vec![single.clone()],
+            ..CreateOptions::default()
+        };
+        let created = create_instance(&aws, &options).await.unwrap();
+        assert!(created.instance.publicly_accessible, "{options:?}");
+        assert_eq!(created.instance.security_group_ids, vec![single]);
+    });
+}
+
+#[test]
+fn status_reports_each_security_attribute() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        create_instance(&aws, &CreateOptions::default())
+            .await
+            .unwrap();
+        let shown = instance_status(&aws, "cruddur-db-instance")
+            .await
+            .unwrap()
+            .to_string();
+        for line in [
+            "status                available",
+            "endpoint              cruddur-db-instance.",
+            "port                  5432",
+            "storage encrypted     yes",
+            "publicly accessible   no",
+            "deletion protection   yes",
+            "multi-az              no",
+            "backup retention      7 days",
+            "master secret         arn:aws:secretsmanager:",
+            "parameter groups      cruddur-postgres16",
+        ] {
+            assert!(shown.contains(line), "status lacks {line:?}:\n{shown}");
+        }
+        let missing = instance_status(&aws, "no-such-db").await.unwrap_err();
+        assert!(
+            matches!(&missing, Error::Api { code: Some(c), .. } if c == "DBInstanceNotFound"),
+            "status of no-such-db: {missing}"
+        );
+    });
+}
+
+#[test]
+fn allow_ip_changes_the_rule_to_one_address() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let group = aws
+            .ec2
+            .create_security_group("db", "db", None)
+            .await
+            .unwrap();
+        let rule_id = aws
+            .ec2
+            .authorize_ingress_rule(&group, &ipv4_rule(5432, "198.51.100.1/32"))
+            .await
+            .unwrap();
+
+        for (input, cidr) in [
+            ("203.0.113.7", "203.0.113.7/32"),
+            ("203.0.113.8/32", "203.0.113.8/32"),
+        ] {
+            let address: IpAddr = cruddur_db_aws::parse_single_address(input).unwrap();
+            let outcome = allow_ip(
+                &aws,
+                &AllowIp {
+                    group_id: group.clone(),
+                    rule_id: Some(rule_id.clone()),
+                    address,
+                    port: 5432,
+                    description: Some("cruddur-db test".into()),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("allow-ip {input}: {e}"));
+            assert_eq!(
+                outcome.rule_id, rule_id,
+                "allow-ip {input} must keep the rule"
+            );
+            assert!(!outcome.created, "allow-ip {input}");
+            assert!(outcome.previous_source.is_some(), "allow-ip {input}");
+            let after = rule(&aws, &group, &rule_id).await;
+            assert_eq!(
+                after.cidr_ipv4.as_deref(),
+                Some(cidr),
+                "ipv4 after allow-ip {input}"
+            );
+            assert_eq!(after.cidr_ipv6, None, "ipv6 after allow-ip {input}");
+            assert_eq!(
+                (after.protocol.as_str(), after.from_port, after.to_port),
+                ("tcp", 5432, 5432),
+                "allow-ip {input}"
+            );
+            assert_eq!(after.description.as_deref(), Some("cruddur-db test"));
+        }
+
+        // IPv6: the group's IPv4 rule stays, an IPv6 rule is added beside it.
+        // (moto 5.2.1 does not apply a modified IPv6 CIDR, so a change of an
+        // existing IPv6 rule cannot be shown here; the read-back in allow_ip
+        // would report it.)
+        let v6 = allow_ip(
+            &aws,
+            &AllowIp {
+                group_id: group.clone(),
+                rule_id: None,
+                address: "2001:db8::7".parse().unwrap(),
+                port: 5432,
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(v6.created && v6.rule_id != rule_id, "{v6:?}");
+        let added = rule(&aws, &group, &v6.rule_id).await;
+        assert_eq!(
+            added.cidr_ipv6.as_deref(),
+            Some("2001:db8::7/128"),
+            "{added:?}"
+        );
+        assert_eq!(
+            rule(&aws, &group, &rule_id).await.cidr_ipv4.as_deref(),
+            Some("203.0.113.8/32"),
+            "the IPv4 rule is untouched by an IPv6 address"
+        );
+        // An IPv6 address never rewrites an IPv4 rule.
+        let err = allow_ip(
+            &aws,
+            &AllowIp {
+                group_id: group.clone(),
+                rule_id: Some(rule_id.clone()),
+                address: "2001:db8::8".parse().unwrap(),
+                port: 5432,
+                description: None,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { .. }),
+            "v6 onto {rule_id}: {err}"
+        );
+
+        for input in [
+            "0.0.0.0/0",
+            "::/0",
+            "",
+            "203.0.113.7/24",
+            "203.0.113.256",
+            "example.com",
+            "0.0.0.0",
+            "203.0.113.7 ",
+            "1.2.3.4;rm",
+            "2001:db8::/64",
+        ] {
+            assert!(
+                cruddur_db_aws::parse_single_address(input).is_err(),
+                "{input:?} must be refused"
+            );
+        }
+        // A typed address cannot smuggle in the whole internet either.
+        let err = allow_ip(
+            &aws,
+            &AllowIp {
+                group_id: group.clone(),
+                rule_id: Some(rule_id.clone()),
+                address: "0.0.0.0".parse().unwrap(),
+                port: 5432,
+                description: None,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "0.0.0.0: {err}");
+        let unchanged = rule(&aws, &group, &rule_id).await;
+        assert_eq!(unchanged.cidr_ipv4.as_deref(), Some("203.0.113.8/32"));
+
+        // Without --rule-id on a group with no rule for the port: one is added.
+        let fresh = aws
+            .ec2
+            .create_security_group("fresh", "fresh", None)
+            .await
+            .unwrap();
+        let outcome = allow_ip(
+            &aws,
+            &AllowIp {
+                group_id: fresh.clone(),
+                rule_id: None,
+                address: "203.0.113.9".parse().unwrap(),
+                port: 5432,
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(outcome.created);
+        let added = rule(&aws, &fresh, &outcome.rule_id).await;
+        assert_eq!(added.cidr_ipv4.as_deref(), Some("203.0.113.9/32"));
+    });
+}
+
+#[test]
+fn url_comes_from_the_managed_secret() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let created = create_instance(&aws, &CreateOptions::default())
+            .await
+            .unwrap();
+        let arn = created.instance.master_user_secret_arn.clone().unwrap();
+        let secret = aws
+            .secrets
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .unwrap();
+        let secret: serde_json::Value =
+            serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+        let password = secret["password"].as_str().unwrap().to_owned();
+        let username = secret["username"].as_str().unwrap().to_owned();
+        assert!(!password.is_empty());
+
+        let url = production_url(
+            &aws,
+            "cruddur-db-instance",
+            "/etc/ssl/rds/global-bundle.pem",
+        )
+        .await
+        .unwrap();
+        let shown = url.url.to_string();
+        let full = url.url.expose();
+        let host = created.instance.endpoint.clone().unwrap();
+        assert!(
+            !shown.contains(&password),
+            "redacted URL shows the password: {shown}"
+        );
+        assert!(
+            full.starts_with(&format!("postgresql://{username}:")),
+            "the user comes from the secret: {shown}"
+        );
+        for part in [
+            ":***@".to_owned(),
+            format!("@{host}:5432/cruddur?"),
+            "sslmode=verify-full".to_owned(),
+            "sslrootcert=/etc/ssl/rds/global-bundle.pem".to_owned(),
+        ] {
+            assert!(shown.contains(&part), "{shown} lacks {part}");
+        }
+        assert_eq!(url.url.password().as_deref(), Some(password.as_str()));
+        assert_eq!(url.secret_arn, arn);
+    });
+}
+
+#[test]
+fn audit_of_a_secure_setup_passes_every_practice() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
+        let options = CreateOptions {
+            production: true,
+            security_group_ids: vec![group],
+            ..CreateOptions::default()
+        };
+        create_instance(&aws, &options).await.unwrap();
+        create_snapshot(&aws, "cruddur-db-instance", Some("cruddur-first"))
+            .await
+            .unwrap();
+        moto.create_bucket("cruddur-trail-logs");
+        aws.cloudtrail
+            .create_trail()
+            .name("cruddur-trail")
+            .s3_bucket_name("cruddur-trail-logs")
+            .is_multi_region_trail(true)
+            .send()
+            .await
+            .unwrap();
+        aws.cloudtrail
+            .start_logging()
+            .name("cruddur-trail")
+            .send()
+            .await
+            .unwrap();
+        aws.guardduty
+            .create_detector()
+            .enable(true)
+            .send()
+            .await
+            .unwrap();
+
+        let results = audit(&aws, "cruddur-db-instance", true).await.unwrap();
+        let practices: Vec<Practice> = results.iter().map(|r| r.practice).collect();
+        assert_eq!(practices, Practice::ALL.to_vec());
+        for r in &results {
+            assert!(
+                r.pass,
+                "{} should pass for {options:?}: {}",
+                r.practice, r.detail
+            );
+            assert!(
+                r.fix.is_empty(),
+                "{}: a passing practice needs no fix",
+                r.practice
+            );
+        }
+    });
+}
+
+#[test]
+fn audit_of_an_insecure_setup_reports_each_failure() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let group = group_with_rule(&aws, "open", 5432, "0.0.0.0/0").await;
+        aws.rds
+            .create_db_parameter_group()
+            .db_parameter_group_name("plain-postgres14")
+            .db_parameter_group_family("postgres14")
+            .description("no TLS requirement")
+            .send()
+            .await
+            .unwrap();
+        // The original command, as written: a password, public, nothing kept.
+        aws.rds
+            .create_db_instance()
+            .db_instance_identifier("insecure-db")
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .engine_version("14.6")
+            .master_username("cruddurroot")
+            .master_user_password("notmanaged1")
+            .allocated_storage(20)
+            .backup_retention_period(0)
+            .port(5432)
+            .multi_az(false)
+            .db_name("cruddur")
+            .storage_type("gp2")
+            .publicly_accessible(true)
+            .storage_encrypted(false)
+            .deletion_protection(false)
+            .vpc_security_group_ids(&group)
+            .db_parameter_group_name("plain-postgres14")
+            .send()
+            .await
+            .unwrap();
+
+        let results = audit(&aws, "insecure-db", true).await.unwrap();
+        for r in &results {
+            assert!(
+                !r.pass,
+                "{} should fail for insecure-db: {}",
+                r.practice, r.detail
+            );
+            assert!(!r.fix.is_empty(), "{} needs a fix", r.practice);
+        }
+        let failed: Vec<Practice> = results.iter().map(|r| r.practice).collect();
+        assert_eq!(failed, Practice::ALL.to_vec(), "every practice is reported");
+        let open = results
+            .iter()
+            .find(|r| r.practice == Practice::SecurityGroupNotOpenToWorld)
+            .unwrap();
+        assert!(open.detail.contains("0.0.0.0/0"), "{}", open.detail);
+        assert!(open.fix.contains("rds allow-ip"), "{}", open.fix);
+
+        // Not audited as production, Multi-AZ is not required.
+        let relaxed = audit(&aws, "insecure-db", false).await.unwrap();
+        let multi_az = relaxed
+            .iter()
+            .find(|r| r.practice == Practice::MultiAzForProduction)
+            .unwrap();
+        assert!(multi_az.pass, "{}", multi_az.detail);
+    });
+}
+
+#[test]
+fn delete_is_refused_under_deletion_protection() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        create_instance(&aws, &CreateOptions::default()).await.unwrap();
+        for skip_final_snapshot in [false, true] {
+            let options = DeleteOptions {
+                identifier: "cruddur-db-instance".into(),
+                skip_final_snapshot,
+                final_snapshot_id: None,
+            };
+            let err = delete_instance(&aws, &options).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::Refused { reason, .. } if reason.contains("--no-deletion-protection")),
+                "{options:?}: {err}"
+            );
+        }
+        let still = instance_status(&aws, "cruddur-db-instance").await.unwrap();
+        assert_eq!(still.status, "available");
+
+        // Once protection is off, delete takes the final snapshot.
+        aws.rds
+            .modify_db_instance()
+            .db_instance_identifier("cruddur-db-instance")
+            .deletion_protection(false)
+            .apply_immediately(true)
+            .send()
+            .await
+            .unwrap();
+        let deleted = delete_instance(
+            &aws,
+            &DeleteOptions {
+                identifier: "cruddur-db-instance".into(),
+                skip_final_snapshot: false,
+                final_snapshot_id: Some("cruddur-final".into()),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(deleted.final_snapshot_id.as_deref(), Some("cruddur-final"));
+        let snapshots = aws
+            .rds
+            .describe_db_snapshots()
+            .db_snapshot_identifier("cruddur-final")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(snapshots.db_snapshots().len(), 1, "final snapshot cruddur-final");
+    });
+}
+
+/// The CLI, driven through `cruddur_db_cli::rds::run` in a child process so
+/// that its environment (dummy credentials) and working directory are its own.
+mod cli {
+    use super::*;
+    use std::path::Path;
+    use std::process::{ExitCode, Output};
+
+    use clap::Parser;
+    use cruddur_db_cli::rds::RdsArgs;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Top {
+        Rds(RdsArgs),
+    }
+
+    const ARGS_VAR: &str = "CRUDDUR_RDS_TEST_CLI_ARGS";
+
+    /// The child's side: does nothing in a normal test run.
+    #[test]
+    fn child_runs_the_cli() {
+        let Ok(raw) = std::env::var(ARGS_VAR) else {
+            return;
+        };
+        let args: Vec<String> = serde_json::from_str(&raw).unwrap();
+        let code = match T::try_parse_from(std::iter::once("cruddur-db".to_owned()).chain(args)) {
+            Err(e) => {
+                eprint!("{e}");
+                2
+            }
+            Ok(T {
+                command: Top::Rds(rds),
+            }) => match cruddur_db_cli::rds::run(rds, &cruddur_db::Settings::from_env().unwrap()) {
+                Ok(code) if code == ExitCode::SUCCESS => 0,
+                Ok(_) => 1,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            },
+        };
+        std::process::exit(code);
+    }
+
+    fn run(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+        let mut full: Vec<String> = vec!["rds".into(), "--endpoint-url".into(), moto.endpoint()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cli::child_runs_the_cli",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ARGS_VAR, serde_json::to_string(&full).unwrap())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.join("no-aws-credentials"),
+            )
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("DB_SG_ID")
+            .env_remove("DB_SG_RULE_ID")
+            .env_remove("CRUDDUR_IP_ENDPOINT")
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    }
+
+    fn text(output: &Output) -> (String, String) {
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// A one-shot "what is my IP" server answering `body`.
+    fn ip_endpoint(body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://127.0.0.1:{port}/")
+    }
+
+    #[test]
+    fn create_status_url_write_env_audit_delete() {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "DATABASE_URL=postgres://localhost/cruddur\n",
+        )
+        .unwrap();
+
+        let out = run(&moto, dir.path(), &["create"]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "rds create: {stdout}\n{stderr}");
+        assert!(stdout.contains("created cruddur-db-instance"), "{stdout}");
+        assert!(stdout.contains("next: "), "{stdout}");
+
+        let out = run(&moto, dir.path(), &["status"]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "rds status: {stderr}");
+        assert!(stdout.contains("storage encrypted     yes"), "{stdout}");
+
+        let out = run(&moto, dir.path(), &["url", "--write-env"]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "rds url --write-env: {stderr}");
+        let env = std::fs::read_to_string(dir.path().join(".env")).unwrap();
+        let stored = env
+            .lines()
+            .find_map(|l| l.strip_prefix("PROD_CONNECTION_URL='"))
+            .and_then(|l| l.strip_suffix('\''))
+            .unwrap_or_else(|| panic!(".env lacks PROD_CONNECTION_URL:\n{env}"));
+        let stored = cruddur_db::DatabaseUrl::parse(stored).unwrap();
+        let password = stored.password().unwrap();
+        assert!(
+            !stdout.contains(stored.expose()),
+            "rds url printed the full URL: {stdout}"
+        );
+        assert!(
+            !stdout.contains(&password),
+            "rds url printed the password: {stdout}"
+        );
+        assert!(stdout.contains(":***@cruddur-db-instance."), "{stdout}");
+        assert!(
+            env.starts_with("DATABASE_URL=postgres://localhost/cruddur\n"),
+            "{env}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(".env"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, ".env mode");
+        }
+        let out = run(&moto, dir.path(), &["url", "--show-password"]);
+        assert!(
+            text(&out).0.contains(stored.expose()),
+            "--show-password prints the URL stored in .env"
+        );
+
+        // Not production, no trail, no detector: audit fails, exit code 1.
+        let out = run(&moto, dir.path(), &["audit"]);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "rds audit: {stdout}");
+        assert!(stdout.contains("FAIL cloudtrail-logging"), "{stdout}");
+        assert!(stdout.contains("FAIL guardduty-enabled"), "{stdout}");
+        assert!(stdout.contains("PASS storage-encrypted"), "{stdout}");
+
+        let out = run(
+            &moto,
+            dir.path(),
+            &["delete", "--confirm", "cruddur-db-instance"],
+        );
+        let (_, stderr) = text(&out);
+        assert!(
+            !out.status.success(),
+            "rds delete under deletion protection"
+        );
+        assert!(stderr.contains("deletion protection is on"), "{stderr}");
+        let out = run(&moto, dir.path(), &["delete", "--confirm", "other"]);
+        assert!(!out.status.success(), "rds delete with a wrong --confirm");
+    }
+
+    #[test]
+    fn allow_ip_auto_and_refusals() {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        let group = runtime().block_on(async {
+            let aws = aws_for(&moto);
+            aws.ec2
+                .create_security_group("db", "db", None)
+                .await
+                .unwrap()
+        });
+
+        let endpoint = ip_endpoint("203.0.113.77\n");
+        let out = run(
+            &moto,
+            dir.path(),
+            &["allow-ip", "--group-id", &group, "--ip-endpoint", &endpoint],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "allow-ip --ip auto: {stderr}");
+        assert!(stdout.contains("203.0.113.77/32"), "{stdout}");
+
+        for ip in [
+            "0.0.0.0/0",
+            "::/0",
+            "10.0.0.0/8",
+            "not-an-ip",
+            "203.0.113.7 ",
+        ] {
+            let out = run(
+                &moto,
+                dir.path(),
+                &["allow-ip", "--group-id", &group, "--ip", ip],
+            );
+            let (_, stderr) = text(&out);
+            assert!(!out.status.success(), "allow-ip --ip {ip:?} must fail");
+            assert!(stderr.contains("error:"), "allow-ip --ip {ip:?}: {stderr}");
+        }
+        let garbage = ip_endpoint("<html>0.0.0.0/0</html>");
+        let out = run(
+            &moto,
+            dir.path(),
+            &["allow-ip", "--group-id", &group, "--ip-endpoint", &garbage],
+        );
+        assert!(
+            !out.status.success(),
+            "an endpoint answering HTML must be refused"
+        );
+
+        let rules = runtime().block_on(async {
+            aws_for(&moto)
+                .ec2
+                .describe_security_group_rules(&group)
+                .await
+                .unwrap()
+        });
+        let ingress: Vec<_> = rules.iter().filter(|r| !r.is_egress).collect();
+        assert_eq!(ingress.len(), 1, "{ingress:?}");
+        assert_eq!(ingress[0].cidr_ipv4.as_deref(), Some("203.0.113.77/32"));
+    }
+}

@@ -1,0 +1,109 @@
+//! The operating system: the user the server runs as, processes, files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cruddur_db::Settings;
+
+use crate::error::{Error, Result};
+use crate::*;
+
+/// The unprivileged OS user PostgreSQL runs as when we are root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerUser {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// `None` when not root (the programs run as the current user).
+pub(crate) fn server_user(settings: &Settings) -> Result<Option<ServerUser>> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    let name = settings
+        .get("CRUDDUR_PG_USER")
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| DEFAULT_SERVER_USER.to_owned());
+    // `id` answers from every user database the system knows (NSS), which
+    // reading /etc/passwd would not.
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id")
+            .args([flag, "--", &name])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    match (id("-u"), id("-g")) {
+        (Some(uid), Some(gid)) if uid != 0 => Ok(Some(ServerUser { name, uid, gid })),
+        _ => Err(Error::NoServerUser { user: name }),
+    }
+}
+
+/// The nearest directory from `start` upwards that holds `.cruddur`, else
+/// `Cargo.toml`, else `start`.
+pub(crate) fn project_root(start: &Path) -> PathBuf {
+    let find = |marker: &str| start.ancestors().find(|d| d.join(marker).exists());
+    find(".cruddur")
+        .or_else(|| find("Cargo.toml"))
+        .unwrap_or(start)
+        .to_path_buf()
+}
+
+pub(crate) fn is_zombie(proc_dir: &Path) -> bool {
+    // /proc/<pid>/stat: "pid (comm) S ...", where comm may hold spaces.
+    fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+pub(crate) fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Calls `done` every 50 ms until it is true or `timeout` passes.
+pub(crate) fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// 64-bit FNV-1a: a stable short name for a directory (std's hasher may
+/// change between Rust releases, and the socket path must not).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if Path::new("/proc/self").exists() {
+        return proc_dir.exists() && !is_zombie(&proc_dir);
+    }
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

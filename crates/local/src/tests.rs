@@ -1,0 +1,134 @@
+//! Unit tests of the local cluster.
+
+use super::*;
+use crate::binaries::*;
+use crate::os::*;
+use crate::resolve::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cruddur_db::{DatabaseUrl, Settings};
+
+#[test]
+fn socket_dir_falls_back_to_tmp_when_too_long_or_odd() {
+    let bins = Binaries {
+        dir: PathBuf::from("/nonexistent"),
+    };
+    let cluster = |dir: &str| LocalCluster {
+        dir: PathBuf::from(dir),
+        bins: bins.clone(),
+        owner: None,
+        options: ClusterOptions::default(),
+    };
+    let short = cluster("/work/project/.cruddur/pg");
+    assert_eq!(
+        short.socket_dir(),
+        Path::new("/work/project/.cruddur/pg/socket")
+    );
+    let long_path = format!("/work/{}/.cruddur/pg", "x".repeat(80));
+    let long = cluster(&long_path);
+    let dir = long.socket_dir();
+    assert!(
+        dir.to_string_lossy().starts_with("/tmp/cruddur-"),
+        "{}",
+        dir.display()
+    );
+    assert!(dir.as_os_str().len() + SOCKET_FILE_LEN <= MAX_SOCKET_PATH);
+    assert_eq!(
+        dir,
+        cluster(&long_path).socket_dir(),
+        "stable per directory"
+    );
+    assert_ne!(dir, cluster(&format!("{long_path}2")).socket_dir());
+    let spaced = cluster("/work/my project/.cruddur/pg");
+    assert!(
+        spaced
+            .socket_dir()
+            .to_string_lossy()
+            .starts_with("/tmp/cruddur-")
+    );
+}
+
+#[test]
+fn missing_server_user_message_says_what_to_do() {
+    let message = Error::NoServerUser {
+        user: "postgres".into(),
+    }
+    .to_string();
+    for needle in [
+        "refuses to run as root",
+        "`postgres`",
+        "useradd",
+        "CRUDDUR_PG_USER",
+        "DATABASE_URL",
+    ] {
+        assert!(message.contains(needle), "{needle:?} missing in: {message}");
+    }
+}
+
+#[test]
+fn missing_binaries_message_names_places_and_remedies() {
+    let settings = Settings::default().with("CRUDDUR_PG_BINDIR", "/nonexistent/pg/bin");
+    let err = Binaries::find_version(None, &settings).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("/nonexistent/pg/bin"), "{message}");
+    assert!(message.contains("apt-get install postgresql"), "{message}");
+}
+
+#[test]
+fn unknown_server_user_is_reported_when_root() {
+    if !rustix::process::geteuid().is_root() {
+        return; // the server runs as the current user; nothing to look up
+    }
+    let settings = Settings::default().with("CRUDDUR_PG_USER", "cruddur-no-such-user-x");
+    let err = server_user(&settings).unwrap_err();
+    assert!(
+        matches!(&err, Error::NoServerUser { user } if user == "cruddur-no-such-user-x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn project_root_prefers_a_cruddur_dir_then_cargo_toml() {
+    let base = std::env::temp_dir().join(format!("cruddur-root-{}", uuid::Uuid::new_v4().simple()));
+    let nested = base.join("a/b");
+    fs::create_dir_all(&nested).unwrap();
+    assert_eq!(project_root(&nested), nested, "no marker: the start");
+    fs::write(base.join("Cargo.toml"), "").unwrap();
+    assert_eq!(project_root(&nested), base);
+    fs::create_dir_all(base.join("a/.cruddur")).unwrap();
+    assert_eq!(project_root(&nested), base.join("a"));
+    fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn explicit_and_environment_urls_are_never_replaced() {
+    let no_cluster = || -> Result<LocalCluster> { panic!("the local cluster must not be used") };
+    let explicit = DatabaseUrl::parse("postgres://localhost:1/explicit").unwrap();
+    let none = Settings::default();
+    let r = resolve_with(Some(explicit), &none, Fallback::Start, no_cluster).unwrap();
+    assert_eq!(r.source, UrlSource::Explicit);
+    assert_eq!(
+        r.config.database_url.database().as_deref(),
+        Some("explicit")
+    );
+    assert!(r.notice.is_none());
+
+    let env = Settings::default().with("CONNECTION_URL", "postgres://localhost:1/from_env");
+    let r = resolve_with(None, &env, Fallback::Start, no_cluster).unwrap();
+    assert_eq!(r.source, UrlSource::Environment("CONNECTION_URL"));
+    assert_eq!(
+        r.config.database_url.database().as_deref(),
+        Some("from_env")
+    );
+}
+
+#[test]
+fn auth_names_round_trip() {
+    assert_eq!(Auth::parse("password"), Some(Auth::Password));
+    assert_eq!(
+        Auth::parse(Auth::SocketTrust.as_str()),
+        Some(Auth::SocketTrust)
+    );
+    assert_eq!(Auth::parse("md5"), None);
+}
