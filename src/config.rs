@@ -321,7 +321,7 @@ fn find_dotenv() -> Option<PathBuf> {
 }
 
 /// Parses every line of the `.env` file at `path` without applying any.
-pub fn check_dotenv(path: &Path) -> Result<()> {
+pub(crate) fn check_dotenv(path: &Path) -> Result<()> {
     let unreadable = |line| Error::DotEnv {
         path: path.to_owned(),
         line,

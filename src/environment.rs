@@ -27,9 +27,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use crate::config::{DatabaseUrl, Environment};
+use crate::config::Environment;
 use crate::error::{Error, Result};
-use crate::pool::establish;
 
 /// The schema that holds cruddur-db's own bookkeeping (never `public`).
 pub const METADATA_SCHEMA: &str = "cruddur_meta";
@@ -157,19 +156,6 @@ pub fn read_mark(conn: &mut PgConnection) -> Result<Option<EnvironmentMark>> {
         })
     })
     .transpose()
-}
-
-/// The mark of the database named in `url`, on a connection of its own that
-/// is closed before this returns. A database that does not exist has no
-/// mark (`Ok(None)`); any other connection failure is returned, so that a
-/// caller guarding a destructive command cannot mistake "could not check"
-/// for "not production".
-pub fn read_mark_at(url: &DatabaseUrl) -> Result<Option<EnvironmentMark>> {
-    match establish(url) {
-        Ok(mut conn) => read_mark(&mut conn),
-        Err(Error::DatabaseMissing { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

@@ -173,7 +173,7 @@ pub fn first_page_query(
 /// The typed query of the page after `cursor`, `limit` rows: the same as
 /// [`first_page_query`] plus the keyset condition. [`home_feed`] runs
 /// exactly this query for a page with a cursor.
-pub fn page_after_query(
+pub(crate) fn page_after_query(
     limit: i64,
     cursor: FeedCursor,
 ) -> impl RunQueryDsl<PgConnection>
