@@ -8,6 +8,7 @@
 
 pub mod activity;
 pub mod connect;
+#[cfg(feature = "aws")]
 mod env_file;
 pub mod feed;
 pub mod inspect;
