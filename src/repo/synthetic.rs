@@ -72,6 +72,17 @@ fn random_uuid(rng: &mut ChaCha8Rng) -> Uuid {
 /// so small writes would cost a message each.
 const COPY_BUFFER: usize = 256 * 1024;
 
+/// The one way rows reach a `COPY … FROM STDIN`: through a buffer of
+/// [`COPY_BUFFER`] bytes, flushed at the end, an I/O error ending the COPY.
+fn buffered(
+    sink: &mut dyn Write,
+    write: impl FnOnce(&mut std::io::BufWriter<&mut dyn Write>) -> std::io::Result<()>,
+) -> Result<(), diesel::result::Error> {
+    let mut out = std::io::BufWriter::with_capacity(COPY_BUFFER, sink);
+    write(&mut out).map_err(copy_error)?;
+    out.flush().map_err(copy_error)
+}
+
 fn copy_error(e: std::io::Error) -> diesel::result::Error {
     diesel::result::Error::SerializationError(Box::new(e))
 }
@@ -406,11 +417,8 @@ pub fn seed_synthetic(
                     users::cognito_user_id,
                     users::created_at,
                 ),
-                |sink: &mut dyn Write| -> Result<(), diesel::result::Error> {
-                    let mut out = std::io::BufWriter::with_capacity(COPY_BUFFER, sink);
-                    rows.write_users_binary(&mut out, progress)
-                        .map_err(copy_error)?;
-                    out.flush().map_err(copy_error)
+                |sink: &mut dyn Write| {
+                    buffered(sink, |out| rows.write_users_binary(out, progress).map(drop))
                 },
             )
             .with_format(CopyFormat::Binary)
@@ -436,11 +444,10 @@ pub fn seed_synthetic(
                     activities::expires_at,
                     activities::created_at,
                 ),
-                |sink: &mut dyn Write| -> Result<(), diesel::result::Error> {
-                    let mut out = std::io::BufWriter::with_capacity(COPY_BUFFER, sink);
-                    rows.write_activities_binary(&mut out, progress)
-                        .map_err(copy_error)?;
-                    out.flush().map_err(copy_error)
+                |sink: &mut dyn Write| {
+                    buffered(sink, |out| {
+                        rows.write_activities_binary(out, progress).map(drop)
+                    })
                 },
             )
             .with_format(CopyFormat::Binary)
