@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 use cruddur_db_local::{LocalCluster, StartOutcome};
 
@@ -76,12 +76,17 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
         LocalCommand::Status => {
             let status = cluster.status()?;
             print!("{status}");
+            if !status.initialized {
+                eprintln!("(`cruddur-db local start` creates and starts it)");
+            }
             if !status.running {
                 return Ok(ExitCode::from(NOT_RUNNING));
             }
         }
         LocalCommand::Url => {
-            let url = cluster.url()?;
+            let url = cluster
+                .url()
+                .context("no URL yet (start the cluster with `cruddur-db local start`)")?;
             if url.password().is_some() {
                 // Never print a secret; the project cluster's URL has none.
                 bail!(

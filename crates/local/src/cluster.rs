@@ -100,7 +100,7 @@ impl fmt::Display for Status {
     /// Several `key: value` lines; the URL is shown redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match (self.initialized, self.running, self.pid) {
-            (false, _, _) => "not created yet (`cruddur-db local start` creates it)".to_owned(),
+            (false, _, _) => "not created yet".to_owned(),
             (true, true, Some(pid)) => format!("running (pid {pid})"),
             (true, true, None) => "running".to_owned(),
             (true, false, _) => "stopped".to_owned(),
@@ -289,9 +289,8 @@ impl LocalCluster {
     }
 
     pub(crate) fn require_port(&self) -> Result<u16> {
-        self.port().ok_or_else(|| {
-            self.error("it has not been started yet, so it has no port (start it with `cruddur-db local start`)")
-        })
+        self.port()
+            .ok_or_else(|| self.error("it has not been started yet, so it has no port"))
     }
 
     /// The postmaster's process id when this cluster's server is running.
