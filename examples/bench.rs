@@ -6,9 +6,10 @@
 //! ```
 //!
 //! It creates its own databases (random names, `cruddur_bench_…`) on the
-//! server of `BENCH_DATABASE_URL`, else of `DATABASE_URL`, else
-//! `postgres://localhost/postgres`, and drops them at the end, also on an
-//! error or Ctrl-C. It never touches another database.
+//! server of `TEST_DATABASE_URL` (the server the tests create their
+//! throwaway databases on), else of `DATABASE_URL`, else of `CONNECTION_URL`,
+//! else `postgres://localhost/postgres`, and drops them at the end, also on
+//! an error or Ctrl-C. It never touches another database.
 //!
 //! | row | ours | peer, in the same run |
 //! |---|---|---|
@@ -32,14 +33,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use cruddur_db::config::load_dotenv;
 use cruddur_db::repo::feed::{first_page_query, home_feed_json_sql};
 use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
 };
 use cruddur_db::{
-    Config, DatabaseUrl, FeedPage, Repository, SyntheticSeed, admin, establish, run_migrations,
-    seed_synthetic,
+    Config, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin, establish,
+    run_migrations, seed_synthetic,
 };
 use diesel::RunQueryDsl;
 use diesel::connection::SimpleConnection;
@@ -135,7 +135,8 @@ fn main() -> ExitCode {
                     "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\n\
                      --quick      100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
                      --seconds N  length of each measured run\n\n\
-                     Server: BENCH_DATABASE_URL, else DATABASE_URL, else postgres://localhost/postgres"
+                     Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
+                     else postgres://localhost/postgres"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -225,16 +226,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn server_url() -> BenchResult<DatabaseUrl> {
-    let from_env = ["BENCH_DATABASE_URL", "DATABASE_URL"]
+/// The server the benchmark's databases go on. `TEST_DATABASE_URL` first:
+/// like the tests, the bench creates and drops throwaway databases, so it
+/// belongs on the server set aside for that.
+fn server_url(settings: &Settings) -> BenchResult<DatabaseUrl> {
+    let url = ["TEST_DATABASE_URL", "DATABASE_URL", "CONNECTION_URL"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
-    let url = DatabaseUrl::parse(
-        from_env
-            .as_deref()
-            .unwrap_or("postgres://localhost/postgres"),
-    )?;
-    Ok(url.with_database("postgres"))
+        .find_map(|v| settings.get(v))
+        .unwrap_or("postgres://localhost/postgres");
+    Ok(DatabaseUrl::parse(url)?.with_database("postgres"))
 }
 
 /// The URL without its password (for other programs' argv) and the
@@ -364,9 +364,9 @@ fn run_ours(
 }
 
 /// Finds a PostgreSQL client program on PATH or in `pg_config --bindir`.
-fn pg_tool(name: &str) -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
+fn pg_tool(settings: &Settings, name: &str) -> Option<PathBuf> {
+    let on_path = settings.get("PATH").and_then(|paths| {
+        std::env::split_paths(paths)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     });
@@ -508,6 +508,10 @@ fn seed_child(args: &[String]) -> BenchResult<()> {
         activities: activities.parse()?,
         rng_seed: rng_seed.parse()?,
     };
+    // Read directly, not through `Settings`: this is no setting of the
+    // project (not in `config::VARIABLES`) but the parent's hand-off, set
+    // for this process alone (see `seed_ours`), and the measured process
+    // should do nothing but the load (no `.env` lookup).
     let url = DatabaseUrl::parse(&std::env::var(SEED_CHILD_URL)?)?;
     let mut conn = establish(&url)?;
     conn.batch_execute("SET statement_timeout = 0")?;
@@ -785,16 +789,18 @@ fn render(rows: &[Row]) -> String {
 // The run
 
 fn run(plan: Plan) -> BenchResult<()> {
-    load_dotenv()?;
-    let server = server_url()?;
+    // Read once (with the `.env` file); everything below takes its
+    // variables from here.
+    let settings = Settings::from_env()?;
+    let server = server_url(&settings)?;
     let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&bench_dir)?;
-    let mut pgbench = pg_tool("pgbench").map(|program| Pgbench {
+    let mut pgbench = pg_tool(&settings, "pgbench").map(|program| Pgbench {
         program,
         dir: bench_dir.clone(),
         options: String::new(),
     });
-    let psql = pg_tool("psql");
+    let psql = pg_tool(&settings, "psql");
     let python = python_with_psycopg(&bench_dir);
     check_stop()?;
 
