@@ -13,7 +13,7 @@
 //!
 //! | row | ours | peer, in the same run |
 //! |---|---|---|
-//! | feed, typed path | `Repository::home_feed` through the r2d2 pool | `pgbench -n -M prepared` with the SQL Diesel generates for it |
+//! | feed, typed path | `Repository::home_feed` through the r2d2 pool | `pgbench -n -M prepared` with the SQL it sends (captured with Diesel's instrumentation) |
 //! | feed, JSON path | `Repository::home_feed_json` | `pgbench -n -M prepared` with the same JSON statement |
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
@@ -30,20 +30,18 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use cruddur_db::repo::feed::{first_page_query, home_feed_json_sql};
 use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
 };
 use cruddur_db::{
     Config, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin, establish,
-    run_migrations, seed_synthetic,
+    home_feed, home_feed_json, run_migrations, seed_synthetic,
 };
 use diesel::RunQueryDsl;
-use diesel::connection::SimpleConnection;
-use diesel::pg::Pg;
+use diesel::connection::{Connection as _, InstrumentationEvent, SimpleConnection};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -458,8 +456,8 @@ impl Pgbench {
 
 /// A script for pgbench: `:limit` where the statement has `$1`.
 fn pgbench_script(sql: &str) -> BenchResult<String> {
-    if sql.contains("$2") {
-        return fail("the benchmarked statement takes one parameter, the page size");
+    if sql.contains("$2") || !sql.contains("$1") {
+        return fail("the benchmarked statement takes one parameter, the page size, as $1");
     }
     // pgbench reads `:name` as a variable anywhere, even in a literal; a run
     // of colons (`::text`) it skips.
@@ -479,13 +477,62 @@ fn pgbench_script(sql: &str) -> BenchResult<String> {
     ))
 }
 
-/// The SQL Diesel sends for the typed first page, printed with `debug_query`.
-fn typed_sql() -> String {
-    let shown = diesel::debug_query::<Pg, _>(&first_page_query(PAGE)).to_string();
-    match shown.split_once(" -- binds:") {
-        Some((sql, _)) => sql.to_owned(),
-        None => shown,
+/// The statements the library sends for the first page of `PAGE` items,
+/// with their placeholder: `$1` is the page size.
+struct FeedSql {
+    typed: String,
+    json: String,
+}
+
+/// Captures the feed statements as the library sends them: `home_feed` and
+/// `home_feed_json` run once each on a connection whose instrumentation
+/// records every statement (Diesel's `StartQuery` event), so the peers run
+/// exactly what ours runs rather than a second rendering of it.
+fn capture_feed_sql(url: &DatabaseUrl) -> BenchResult<FeedSql> {
+    // A connection of its own, not one of the pool's: the pool's would keep
+    // the instrumentation, and pay for it, in every measured call.
+    let mut conn = establish(url)?;
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&sent);
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            lock(&log).push(query.to_string());
+        }
+    });
+    home_feed(&mut conn, FeedPage::first(PAGE))?;
+    let typed = feed_statement(lock(&sent).drain(..), "typed", "FROM (\"activities\"")?;
+    home_feed_json(&mut conn, FeedPage::first(PAGE))?;
+    let json = feed_statement(lock(&sent).drain(..), "JSON", "row_to_json")?;
+    Ok(FeedSql { typed, json })
+}
+
+/// The one statement among `sent` that contains `marker` (the others are
+/// the session's own, such as `SET`), without its binds, which must be the
+/// page size alone: pgbench's script and the Python peer bind `$1` to it.
+fn feed_statement(
+    sent: impl Iterator<Item = String>,
+    path: &str,
+    marker: &str,
+) -> BenchResult<String> {
+    let found: Vec<String> = sent.filter(|s| s.contains(marker)).collect();
+    let [shown] = found.as_slice() else {
+        return fail(format!(
+            "the {path} feed sent {} statements containing `{marker}`, not exactly one",
+            found.len()
+        ));
+    };
+    // Diesel shows a statement as `SQL -- binds: [..]`.
+    let Some((sql, binds)) = shown.split_once(" -- binds: ") else {
+        return fail(format!(
+            "the {path} feed statement, as captured, shows no binds: {shown}"
+        ));
+    };
+    if binds != format!("[{PAGE}]") {
+        return fail(format!(
+            "the {path} feed statement binds {binds}, not the page size alone ([{PAGE}])"
+        ));
     }
+    Ok(sql.to_owned())
 }
 
 // ---------------------------------------------------------------------------
@@ -981,11 +1028,10 @@ fn run(plan: Plan) -> BenchResult<()> {
         }
         Ok(())
     };
-    let typed_sql = typed_sql();
-    let json_sql = home_feed_json_sql(false);
-    eprintln!("typed statement (from debug_query): {typed_sql}");
-    let typed_script = pgbench_script(&typed_sql)?;
-    let json_script = pgbench_script(&json_sql)?;
+    let sql = capture_feed_sql(&main_db)?;
+    eprintln!("typed statement (as sent, captured): {}", sql.typed);
+    let typed_script = pgbench_script(&sql.typed)?;
+    let json_script = pgbench_script(&sql.json)?;
 
     // Alternating sides: round 0 peer first, round 1 ours first, …
     let pair = |tag: &str,
@@ -1081,7 +1127,7 @@ fn run(plan: Plan) -> BenchResult<()> {
     match &python {
         Ok(python) => {
             let sql_file = bench_dir.join("python_feed.sql");
-            std::fs::write(&sql_file, json_sql.replace("$1", "%s"))?;
+            std::fs::write(&sql_file, sql.json.replace("$1", "%s"))?;
             for clients in [1usize, 4] {
                 // Three sides, rotating which goes first: Python, our typed
                 // page serialized to the API's JSON (the same bytes), and
