@@ -6,13 +6,14 @@
 //! ```
 //!
 //! It creates its own databases (random names, `cruddur_bench_…`) on the
-//! server of `BENCH_DATABASE_URL`, else of `DATABASE_URL`, else
-//! `postgres://localhost/postgres`, and drops them at the end, also on an
-//! error or Ctrl-C. It never touches another database.
+//! server of `TEST_DATABASE_URL` (the server the tests create their
+//! throwaway databases on), else of `DATABASE_URL`, else of `CONNECTION_URL`,
+//! else `postgres://localhost/postgres`, and drops them at the end, also on
+//! an error or Ctrl-C. It never touches another database.
 //!
 //! | row | ours | peer, in the same run |
 //! |---|---|---|
-//! | feed, typed path | `Repository::home_feed` through the r2d2 pool | `pgbench -n -M prepared` with the SQL Diesel generates for it |
+//! | feed, typed path | `Repository::home_feed` through the r2d2 pool | `pgbench -n -M prepared` with the SQL it sends (captured with Diesel's instrumentation) |
 //! | feed, JSON path | `Repository::home_feed_json` | `pgbench -n -M prepared` with the same JSON statement |
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
@@ -29,21 +30,18 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use cruddur_db::config::load_dotenv;
-use cruddur_db::repo::feed::{first_page_query, home_feed_json_sql};
 use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
 };
 use cruddur_db::{
-    Config, DatabaseUrl, FeedPage, Repository, SyntheticSeed, admin, establish, run_migrations,
-    seed_synthetic,
+    Config, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin, establish,
+    home_feed, home_feed_json, run_migrations, seed_synthetic,
 };
 use diesel::RunQueryDsl;
-use diesel::connection::SimpleConnection;
-use diesel::pg::Pg;
+use diesel::connection::{Connection as _, InstrumentationEvent, SimpleConnection};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -135,7 +133,8 @@ fn main() -> ExitCode {
                     "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\n\
                      --quick      100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
                      --seconds N  length of each measured run\n\n\
-                     Server: BENCH_DATABASE_URL, else DATABASE_URL, else postgres://localhost/postgres"
+                     Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
+                     else postgres://localhost/postgres"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -225,16 +224,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn server_url() -> BenchResult<DatabaseUrl> {
-    let from_env = ["BENCH_DATABASE_URL", "DATABASE_URL"]
+/// The server the benchmark's databases go on. `TEST_DATABASE_URL` first:
+/// like the tests, the bench creates and drops throwaway databases, so it
+/// belongs on the server set aside for that.
+fn server_url(settings: &Settings) -> BenchResult<DatabaseUrl> {
+    let url = ["TEST_DATABASE_URL", "DATABASE_URL", "CONNECTION_URL"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
-    let url = DatabaseUrl::parse(
-        from_env
-            .as_deref()
-            .unwrap_or("postgres://localhost/postgres"),
-    )?;
-    Ok(url.with_database("postgres"))
+        .find_map(|v| settings.get(v))
+        .unwrap_or("postgres://localhost/postgres");
+    Ok(DatabaseUrl::parse(url)?.with_database("postgres"))
 }
 
 /// The URL without its password (for other programs' argv) and the
@@ -364,9 +362,9 @@ fn run_ours(
 }
 
 /// Finds a PostgreSQL client program on PATH or in `pg_config --bindir`.
-fn pg_tool(name: &str) -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
+fn pg_tool(settings: &Settings, name: &str) -> Option<PathBuf> {
+    let on_path = settings.get("PATH").and_then(|paths| {
+        std::env::split_paths(paths)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     });
@@ -458,8 +456,8 @@ impl Pgbench {
 
 /// A script for pgbench: `:limit` where the statement has `$1`.
 fn pgbench_script(sql: &str) -> BenchResult<String> {
-    if sql.contains("$2") {
-        return fail("the benchmarked statement takes one parameter, the page size");
+    if sql.contains("$2") || !sql.contains("$1") {
+        return fail("the benchmarked statement takes one parameter, the page size, as $1");
     }
     // pgbench reads `:name` as a variable anywhere, even in a literal; a run
     // of colons (`::text`) it skips.
@@ -479,13 +477,62 @@ fn pgbench_script(sql: &str) -> BenchResult<String> {
     ))
 }
 
-/// The SQL Diesel sends for the typed first page, printed with `debug_query`.
-fn typed_sql() -> String {
-    let shown = diesel::debug_query::<Pg, _>(&first_page_query(PAGE)).to_string();
-    match shown.split_once(" -- binds:") {
-        Some((sql, _)) => sql.to_owned(),
-        None => shown,
+/// The statements the library sends for the first page of `PAGE` items,
+/// with their placeholder: `$1` is the page size.
+struct FeedSql {
+    typed: String,
+    json: String,
+}
+
+/// Captures the feed statements as the library sends them: `home_feed` and
+/// `home_feed_json` run once each on a connection whose instrumentation
+/// records every statement (Diesel's `StartQuery` event), so the peers run
+/// exactly what ours runs rather than a second rendering of it.
+fn capture_feed_sql(url: &DatabaseUrl) -> BenchResult<FeedSql> {
+    // A connection of its own, not one of the pool's: the pool's would keep
+    // the instrumentation, and pay for it, in every measured call.
+    let mut conn = establish(url)?;
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&sent);
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            lock(&log).push(query.to_string());
+        }
+    });
+    home_feed(&mut conn, FeedPage::first(PAGE))?;
+    let typed = feed_statement(lock(&sent).drain(..), "typed", "FROM (\"activities\"")?;
+    home_feed_json(&mut conn, FeedPage::first(PAGE))?;
+    let json = feed_statement(lock(&sent).drain(..), "JSON", "row_to_json")?;
+    Ok(FeedSql { typed, json })
+}
+
+/// The one statement among `sent` that contains `marker` (the others are
+/// the session's own, such as `SET`), without its binds, which must be the
+/// page size alone: pgbench's script and the Python peer bind `$1` to it.
+fn feed_statement(
+    sent: impl Iterator<Item = String>,
+    path: &str,
+    marker: &str,
+) -> BenchResult<String> {
+    let found: Vec<String> = sent.filter(|s| s.contains(marker)).collect();
+    let [shown] = found.as_slice() else {
+        return fail(format!(
+            "the {path} feed sent {} statements containing `{marker}`, not exactly one",
+            found.len()
+        ));
+    };
+    // Diesel shows a statement as `SQL -- binds: [..]`.
+    let Some((sql, binds)) = shown.split_once(" -- binds: ") else {
+        return fail(format!(
+            "the {path} feed statement, as captured, shows no binds: {shown}"
+        ));
+    };
+    if binds != format!("[{PAGE}]") {
+        return fail(format!(
+            "the {path} feed statement binds {binds}, not the page size alone ([{PAGE}])"
+        ));
     }
+    Ok(sql.to_owned())
 }
 
 // ---------------------------------------------------------------------------
@@ -508,6 +555,10 @@ fn seed_child(args: &[String]) -> BenchResult<()> {
         activities: activities.parse()?,
         rng_seed: rng_seed.parse()?,
     };
+    // Read directly, not through `Settings`: this is no setting of the
+    // project (not in `config::VARIABLES`) but the parent's hand-off, set
+    // for this process alone (see `seed_ours`), and the measured process
+    // should do nothing but the load (no `.env` lookup).
     let url = DatabaseUrl::parse(&std::env::var(SEED_CHILD_URL)?)?;
     let mut conn = establish(&url)?;
     conn.batch_execute("SET statement_timeout = 0")?;
@@ -782,51 +833,90 @@ fn render(rows: &[Row]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// The run
+// The run, one phase after another
 
+/// What one phase measured: its rows of the table, and its ratios for
+/// `summary.json`.
+#[derive(Default)]
+struct Measured {
+    rows: Vec<Row>,
+    ratios: Vec<(String, f64)>,
+}
+
+/// The phases in order, each returning what it measured; then the report.
 fn run(plan: Plan) -> BenchResult<()> {
-    load_dotenv()?;
-    let server = server_url()?;
-    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&bench_dir)?;
-    let mut pgbench = pg_tool("pgbench").map(|program| Pgbench {
-        program,
-        dir: bench_dir.clone(),
-        options: String::new(),
-    });
-    let psql = pg_tool("psql");
-    let python = python_with_psycopg(&bench_dir);
-    check_stop()?;
-
+    // Read once (with the `.env` file); everything below takes its
+    // variables from here.
+    let settings = Settings::from_env()?;
+    let server = server_url(&settings)?;
+    let mut tools = find_tools(&settings)?;
     let dbs = Databases::new(server.clone());
     let spec = plan.spec();
     eprintln!(
         "benchmark databases {}_* on {server}; {} users, {} activities; {} round(s) of {} s per side",
         dbs.prefix, spec.users, spec.activities, plan.rounds, plan.seconds
     );
+    let (main_db, seed) = seed_phase(plan, &dbs, &tools)?;
+    let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
+    let phases = [
+        seed,
+        pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Typed)?,
+        pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Json)?,
+        scale_phase(plan, &feed)?,
+        python_phase(plan, &feed, &tools)?,
+    ];
+    drop(feed);
     let mut rows = Vec::new();
     let mut summary = BTreeMap::<String, f64>::new();
+    for phase in phases {
+        rows.extend(phase.rows);
+        summary.extend(phase.ratios);
+    }
+    write_report(plan, &tools.bench_dir, &rows, summary)
+}
 
-    // --- seed -------------------------------------------------------------
-    let csv_dir = bench_dir.join("csv");
-    if psql.is_some() {
-        std::fs::create_dir_all(&csv_dir)?;
-        let t = Instant::now();
-        let mut users =
-            BufWriter::with_capacity(1 << 20, std::fs::File::create(csv_dir.join("users.csv"))?);
-        let mut activities = BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(csv_dir.join("activities.csv"))?,
-        );
-        write_synthetic_csv(spec, &mut users, &mut activities)?;
-        drop((users, activities));
-        eprintln!(
-            "wrote the CSV for psql in {:.1} s (not timed)",
-            t.elapsed().as_secs_f64()
-        );
+/// The peers' programs, looked up once; a missing one skips its rows.
+struct Tools {
+    /// `target/bench`: scripts, logs, CSV and the results.
+    bench_dir: PathBuf,
+    pgbench: Option<Pgbench>,
+    psql: Option<PathBuf>,
+    /// A Python with psycopg, or why there is none.
+    python: Result<PathBuf, String>,
+}
+
+/// Finds pgbench, psql and a Python with psycopg (installing psycopg into a
+/// virtualenv if need be).
+fn find_tools(settings: &Settings) -> BenchResult<Tools> {
+    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&bench_dir)?;
+    let pgbench = pg_tool(settings, "pgbench").map(|program| Pgbench {
+        program,
+        dir: bench_dir.clone(),
+        options: String::new(),
+    });
+    let psql = pg_tool(settings, "psql");
+    let python = python_with_psycopg(&bench_dir);
+    check_stop()?;
+    Ok(Tools {
+        bench_dir,
+        pgbench,
+        psql,
+        python,
+    })
+}
+
+/// The seed rows: ours (a fresh process) against `psql \copy`, alternating
+/// which goes first. Returns the database of ours' first load, which the
+/// feed then runs on.
+fn seed_phase(plan: Plan, dbs: &Databases, tools: &Tools) -> BenchResult<(DatabaseUrl, Measured)> {
+    let spec = plan.spec();
+    let csv_dir = tools.bench_dir.join("csv");
+    if tools.psql.is_some() {
+        write_seed_csv(spec, &csv_dir)?;
     }
     let main_db = dbs.create("feed")?;
-    let (mut ours_s, mut psql_s, mut peak_kb, mut inner_s) = (0.0, 0.0, 0, 0.0);
+    let mut totals = SeedTotals::default();
     for round in 0..plan.seed_rounds {
         // Ours first in even rounds; the first load of ours is the database
         // the feed runs on.
@@ -849,23 +939,50 @@ fn run(plan: Plan) -> BenchResult<()> {
                     child.seconds,
                     child.peak_rss_kb / 1024
                 );
-                ours_s += wall;
-                inner_s += child.seconds;
-                peak_kb = peak_kb.max(child.peak_rss_kb);
+                totals.ours_s += wall;
+                totals.inner_s += child.seconds;
+                totals.peak_kb = totals.peak_kb.max(child.peak_rss_kb);
                 if round > 0 {
                     dbs.drop_one(&ours_target);
                 }
-            } else if let Some(psql) = &psql {
+            } else if let Some(psql) = &tools.psql {
                 let target = dbs.create(&format!("copy{round}"))?;
                 checkpoint(&target);
                 let wall = seed_psql(psql, &target, &csv_dir)?;
                 eprintln!("seed, psql \\copy: {wall:.2} s");
-                psql_s += wall;
+                totals.psql_s += wall;
                 dbs.drop_one(&target);
             }
         }
     }
     let _ = std::fs::remove_dir_all(&csv_dir);
+    Ok((main_db, seed_rows(plan, &totals, tools.psql.is_some())))
+}
+
+/// The seed phase's sums over its rounds.
+#[derive(Debug, Clone, Copy, Default)]
+struct SeedTotals {
+    /// Wall time of our processes, in seconds.
+    ours_s: f64,
+    /// Wall time of psql, in seconds.
+    psql_s: f64,
+    /// The highest peak RSS of our processes, in kB.
+    peak_kb: u64,
+    /// Our processes' own time for the load alone, in seconds.
+    inner_s: f64,
+}
+
+/// The seed rows of the table: time and rows/s against psql, and our peak
+/// memory.
+fn seed_rows(plan: Plan, totals: &SeedTotals, psql_found: bool) -> Measured {
+    let SeedTotals {
+        ours_s,
+        psql_s,
+        peak_kb,
+        inner_s,
+    } = *totals;
+    let spec = plan.spec();
+    let mut measured = Measured::default();
     let rounds = plan.seed_rounds as f64;
     let rows_loaded = (spec.users + spec.activities) as f64;
     let seed_what = format!(
@@ -878,10 +995,10 @@ fn run(plan: Plan) -> BenchResult<()> {
         format!("{:.0} rows/s", rows_loaded * rounds / ours_s),
         "–".into(),
     ];
-    if psql.is_some() {
+    if psql_found {
         let ratio = ours_s / psql_s;
-        summary.insert(String::from("seed_ratio"), ratio);
-        rows.push(Row {
+        measured.ratios.push((String::from("seed_ratio"), ratio));
+        measured.rows.push(Row {
             what: seed_what,
             clients: "1".into(),
             ours: ours_cells,
@@ -896,7 +1013,7 @@ fn run(plan: Plan) -> BenchResult<()> {
         });
     } else {
         eprintln!("skipping the psql \\copy peer: psql not found");
-        rows.push(Row {
+        measured.rows.push(Row {
             what: seed_what,
             clients: "1".into(),
             ours: ours_cells,
@@ -907,8 +1024,10 @@ fn run(plan: Plan) -> BenchResult<()> {
         });
     }
     let peak_mb = peak_kb as f64 / 1024.0;
-    summary.insert(String::from("seed_peak_rss_mb"), peak_mb);
-    rows.push(Row {
+    measured
+        .ratios
+        .push((String::from("seed_peak_rss_mb"), peak_mb));
+    measured.rows.push(Row {
         what: "seed: peak RSS of our process (MB)".into(),
         clients: "1".into(),
         ours: [format!("{peak_mb:.1} MB"), "–".into(), "–".into()],
@@ -917,15 +1036,54 @@ fn run(plan: Plan) -> BenchResult<()> {
         ratio: Some(peak_mb),
         target: Target::Below(200.0),
     });
+    measured
+}
 
-    // --- the feed databases ------------------------------------------------
+/// The CSV files psql's `\copy` loads (written before, and not timed).
+fn write_seed_csv(spec: SyntheticSeed, csv_dir: &Path) -> BenchResult<()> {
+    std::fs::create_dir_all(csv_dir)?;
+    let t = Instant::now();
+    let mut users =
+        BufWriter::with_capacity(1 << 20, std::fs::File::create(csv_dir.join("users.csv"))?);
+    let mut activities = BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(csv_dir.join("activities.csv"))?,
+    );
+    write_synthetic_csv(spec, &mut users, &mut activities)?;
+    drop((users, activities));
+    eprintln!(
+        "wrote the CSV for psql in {:.1} s (not timed)",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The feed's databases, ready to measure: our pools on the full and the
+/// small database, and the statements the peers run.
+struct FeedSetup {
+    main_db: DatabaseUrl,
+    repo: Repository,
+    small_repo: Repository,
+    sql: FeedSql,
+    typed_script: String,
+    json_script: String,
+}
+
+/// Seeds the small database, vacuums both, opens our pools, gives pgbench
+/// the pools' `plan_cache_mode` and captures the statements the peers run.
+fn prepare_feed(
+    plan: Plan,
+    dbs: &Databases,
+    main_db: DatabaseUrl,
+    pgbench: Option<&mut Pgbench>,
+) -> BenchResult<FeedSetup> {
     check_stop()?;
     let small_db = dbs.create("small")?;
     seed_synthetic(
         &mut establish(&small_db)?,
         SyntheticSeed {
             activities: SMALL_ACTIVITIES,
-            ..spec
+            ..plan.spec()
         },
         &|_| (),
     )?;
@@ -937,9 +1095,8 @@ fn run(plan: Plan) -> BenchResult<()> {
     }
     checkpoint(&main_db);
 
-    let config = |url: &DatabaseUrl| Config::new(url.clone());
-    let repo = Repository::connect(&config(&main_db))?;
-    let small_repo = Repository::connect(&config(&small_db))?;
+    let repo = Repository::connect(&Config::new(main_db.clone()))?;
+    let small_repo = Repository::connect(&Config::new(small_db))?;
     // "Same SQL" includes being planned the same way: pgbench's sessions get
     // the plan_cache_mode our pool sets on its connections (build_pool's
     // docs say why). The Python peer keeps PostgreSQL's defaults, as the
@@ -948,201 +1105,258 @@ fn run(plan: Plan) -> BenchResult<()> {
         "current_setting('plan_cache_mode')",
     ))
     .get_result(&mut *repo.conn()?)?;
-    if let Some(p) = pgbench.as_mut() {
+    if let Some(p) = pgbench {
         p.options = format!("-c plan_cache_mode={plan_cache_mode}");
     }
     eprintln!("sessions: plan_cache_mode = {plan_cache_mode} (ours and pgbench)");
-    let typed = || -> BenchResult<()> {
-        let page = repo.home_feed(FeedPage::first(PAGE))?;
-        if page.len() != PAGE as usize {
-            return fail("short page");
-        }
-        Ok(())
-    };
-    let json = || -> BenchResult<()> {
-        let page = repo.home_feed_json(FeedPage::first(PAGE))?;
-        if !page.starts_with("[{") {
-            return fail("empty JSON page");
-        }
-        Ok(())
-    };
-    // The same bytes as the JSON path (a test proves it), built in Rust.
-    let typed_json = || -> BenchResult<()> {
-        let page = repo.home_feed(FeedPage::first(PAGE))?;
-        let body = serde_json::to_string(&page)?;
-        if !body.starts_with("[{") {
-            return fail("empty JSON page");
-        }
-        Ok(())
-    };
-    let typed_sql = typed_sql();
-    let json_sql = home_feed_json_sql(false);
-    eprintln!("typed statement (from debug_query): {typed_sql}");
-    let typed_script = pgbench_script(&typed_sql)?;
-    let json_script = pgbench_script(&json_sql)?;
+    let sql = capture_feed_sql(&main_db)?;
+    eprintln!("typed statement (as sent, captured): {}", sql.typed);
+    let typed_script = pgbench_script(&sql.typed)?;
+    let json_script = pgbench_script(&sql.json)?;
+    Ok(FeedSetup {
+        main_db,
+        repo,
+        small_repo,
+        sql,
+        typed_script,
+        json_script,
+    })
+}
 
-    // Alternating sides: round 0 peer first, round 1 ours first, …
-    let pair = |tag: &str,
-                clients: usize,
-                ours: &(dyn Fn() -> BenchResult<()> + Sync),
-                peer: &mut dyn FnMut() -> BenchResult<Run>|
-     -> BenchResult<(Run, Run)> {
-        let (mut a, mut b) = (Run::default(), Run::default());
-        for round in 0..plan.rounds {
-            check_stop()?;
-            if round % 2 == 0 {
-                b.absorb(peer()?);
-                a.absorb(run_ours(clients, plan.seconds, ours)?);
-            } else {
-                a.absorb(run_ours(clients, plan.seconds, ours)?);
-                b.absorb(peer()?);
-            }
-        }
-        eprintln!(
-            "{tag}, {clients} client(s): ours {:.0} TPS, peer {:.0} TPS",
-            a.tps(),
-            b.tps()
-        );
-        Ok((a, b))
-    };
+/// One typed page through the pool.
+fn typed_page(repo: &Repository) -> BenchResult<()> {
+    let page = repo.home_feed(FeedPage::first(PAGE))?;
+    if page.len() != PAGE as usize {
+        return fail("short page");
+    }
+    Ok(())
+}
 
-    for (name, key, op, script) in [
-        (
-            "feed, typed path",
-            "feed_ratio",
-            &typed as &(dyn Fn() -> BenchResult<()> + Sync),
-            &typed_script,
-        ),
-        ("feed, JSON path", "json_ratio", &json, &json_script),
-    ] {
-        for clients in [1usize, 4] {
-            let Some(pgbench) = &pgbench else {
-                eprintln!("skipping the pgbench peer: pgbench not found");
-                let ours = run_ours(clients, plan.seconds, op)?;
-                rows.push(Row {
-                    what: name.into(),
-                    clients: clients.to_string(),
-                    ours: throughput_cells(&ours),
-                    peer: "pgbench not found".into(),
-                    theirs: dash(),
-                    ratio: None,
-                    target: Target::None,
-                });
-                continue;
-            };
-            let tag = format!("{key}_c{clients}");
-            let (ours, peer) = pair(name, clients, op, &mut || {
-                pgbench.run(&main_db, &tag, script, clients, plan.seconds)
-            })?;
-            let ratio = ours.tps() / peer.tps();
-            summary.insert(format!("{key}_c{clients}"), ratio);
-            rows.push(Row {
+/// One page through the JSON path.
+fn json_page(repo: &Repository) -> BenchResult<()> {
+    let page = repo.home_feed_json(FeedPage::first(PAGE))?;
+    if !page.starts_with("[{") {
+        return fail("empty JSON page");
+    }
+    Ok(())
+}
+
+/// The same bytes as the JSON path (a test proves it), built in Rust.
+fn typed_page_as_json(repo: &Repository) -> BenchResult<()> {
+    let page = repo.home_feed(FeedPage::first(PAGE))?;
+    let body = serde_json::to_string(&page)?;
+    if !body.starts_with("[{") {
+        return fail("empty JSON page");
+    }
+    Ok(())
+}
+
+/// Runs ours and a peer `plan.rounds` times each, alternating sides: round
+/// 0 peer first, round 1 ours first, …
+fn pair(
+    plan: Plan,
+    tag: &str,
+    clients: usize,
+    ours: &(dyn Fn() -> BenchResult<()> + Sync),
+    peer: &mut dyn FnMut() -> BenchResult<Run>,
+) -> BenchResult<(Run, Run)> {
+    let (mut a, mut b) = (Run::default(), Run::default());
+    for round in 0..plan.rounds {
+        check_stop()?;
+        if round % 2 == 0 {
+            b.absorb(peer()?);
+            a.absorb(run_ours(clients, plan.seconds, ours)?);
+        } else {
+            a.absorb(run_ours(clients, plan.seconds, ours)?);
+            b.absorb(peer()?);
+        }
+    }
+    eprintln!(
+        "{tag}, {clients} client(s): ours {:.0} TPS, peer {:.0} TPS",
+        a.tps(),
+        b.tps()
+    );
+    Ok((a, b))
+}
+
+/// The feed's two paths, each measured against pgbench running its
+/// statement.
+#[derive(Clone, Copy)]
+enum FeedPath {
+    Typed,
+    Json,
+}
+
+/// One feed path against pgbench with the same statement, for 1 and 4
+/// clients; without pgbench, ours alone.
+fn pgbench_phase(
+    plan: Plan,
+    feed: &FeedSetup,
+    pgbench: Option<&Pgbench>,
+    path: FeedPath,
+) -> BenchResult<Measured> {
+    let typed = || typed_page(&feed.repo);
+    let json = || json_page(&feed.repo);
+    let (name, key, op, script): (_, _, &(dyn Fn() -> BenchResult<()> + Sync), _) = match path {
+        FeedPath::Typed => ("feed, typed path", "feed_ratio", &typed, &feed.typed_script),
+        FeedPath::Json => ("feed, JSON path", "json_ratio", &json, &feed.json_script),
+    };
+    let mut measured = Measured::default();
+    for clients in [1usize, 4] {
+        let Some(pgbench) = pgbench else {
+            eprintln!("skipping the pgbench peer: pgbench not found");
+            let ours = run_ours(clients, plan.seconds, op)?;
+            measured.rows.push(Row {
                 what: name.into(),
                 clients: clients.to_string(),
                 ours: throughput_cells(&ours),
-                peer: "pgbench -M prepared, same SQL".into(),
-                theirs: throughput_cells(&peer),
-                ratio: Some(ratio),
-                target: Target::AtLeast(0.9),
-            });
-        }
-    }
-
-    // --- scale ----------------------------------------------------------
-    let small_typed = || -> BenchResult<()> {
-        small_repo.home_feed(FeedPage::first(PAGE))?;
-        Ok(())
-    };
-    let (big, small) = pair("scale", 1, &typed, &mut || {
-        run_ours(1, plan.seconds, &small_typed)
-    })?;
-    let scale = big.percentile_ms(0.5) / small.percentile_ms(0.5);
-    summary.insert(String::from("scale_p50_ratio"), scale);
-    rows.push(Row {
-        what: format!(
-            "scale: typed feed p50 at {} activities",
-            human(spec.activities)
-        ),
-        clients: "1".into(),
-        ours: throughput_cells(&big),
-        peer: format!("ours at {} activities", human(SMALL_ACTIVITIES)),
-        theirs: throughput_cells(&small),
-        ratio: Some(scale),
-        target: Target::AtMost(1.5),
-    });
-
-    // --- Python ---------------------------------------------------------
-    match &python {
-        Ok(python) => {
-            let sql_file = bench_dir.join("python_feed.sql");
-            std::fs::write(&sql_file, json_sql.replace("$1", "%s"))?;
-            for clients in [1usize, 4] {
-                // Three sides, rotating which goes first: Python, our typed
-                // page serialized to the API's JSON (the same bytes), and
-                // our JSON path (the same statement as Python's).
-                let mut sides = [Run::default(), Run::default(), Run::default()];
-                for round in 0..plan.rounds {
-                    for k in 0..3 {
-                        check_stop()?;
-                        let side = (round + k) % 3;
-                        let run = match side {
-                            0 => run_python(python, &main_db, &sql_file, clients, plan.seconds)?,
-                            1 => run_ours(clients, plan.seconds, &typed_json)?,
-                            _ => run_ours(clients, plan.seconds, &json)?,
-                        };
-                        sides[side].absorb(run);
-                    }
-                }
-                let [py, ours_typed, ours_json] = sides;
-                eprintln!(
-                    "Python, {clients} client(s): Python {:.0} TPS, ours typed->JSON {:.0}, ours JSON path {:.0}",
-                    py.tps(),
-                    ours_typed.tps(),
-                    ours_json.tps()
-                );
-                let typed_ratio = ours_typed.tps() / py.tps();
-                let json_ratio = ours_json.tps() / py.tps();
-                if clients == 1 {
-                    summary.insert(String::from("python_ratio_c1"), typed_ratio);
-                    summary.insert(String::from("python_json_path_ratio_c1"), json_ratio);
-                }
-                rows.push(Row {
-                    what: "feed as the API's JSON: typed path + serde_json vs Python".into(),
-                    clients: clients.to_string(),
-                    ours: throughput_cells(&ours_typed),
-                    peer: "psycopg 3 + psycopg_pool, JSON built by PostgreSQL".into(),
-                    theirs: throughput_cells(&py),
-                    ratio: Some(typed_ratio),
-                    target: Target::AtLeast(2.5),
-                });
-                rows.push(Row {
-                    what: "feed, JSON path vs Python (same statement)".into(),
-                    clients: clients.to_string(),
-                    ours: throughput_cells(&ours_json),
-                    peer: "psycopg 3 + psycopg_pool, same SQL".into(),
-                    theirs: throughput_cells(&py),
-                    ratio: Some(json_ratio),
-                    target: Target::AtLeast(2.5),
-                });
-            }
-        }
-        Err(why) => {
-            eprintln!("skipping the Python peer: {why}");
-            rows.push(Row {
-                what: "feed, JSON path vs Python".into(),
-                clients: "–".into(),
-                ours: dash(),
-                peer: format!("skipped: {why}"),
+                peer: "pgbench not found".into(),
                 theirs: dash(),
                 ratio: None,
                 target: Target::None,
             });
-        }
+            continue;
+        };
+        let tag = format!("{key}_c{clients}");
+        let (ours, peer) = pair(plan, name, clients, op, &mut || {
+            pgbench.run(&feed.main_db, &tag, script, clients, plan.seconds)
+        })?;
+        let ratio = ours.tps() / peer.tps();
+        measured.ratios.push((format!("{key}_c{clients}"), ratio));
+        measured.rows.push(Row {
+            what: name.into(),
+            clients: clients.to_string(),
+            ours: throughput_cells(&ours),
+            peer: "pgbench -M prepared, same SQL".into(),
+            theirs: throughput_cells(&peer),
+            ratio: Some(ratio),
+            target: Target::AtLeast(0.9),
+        });
     }
-    drop((repo, small_repo));
+    Ok(measured)
+}
 
-    // --- report ---------------------------------------------------------
-    let table = render(&rows);
+/// The typed feed's p50 at the full size against ours at
+/// `SMALL_ACTIVITIES`.
+fn scale_phase(plan: Plan, feed: &FeedSetup) -> BenchResult<Measured> {
+    let typed = || typed_page(&feed.repo);
+    let small_typed = || -> BenchResult<()> {
+        feed.small_repo.home_feed(FeedPage::first(PAGE))?;
+        Ok(())
+    };
+    let (big, small) = pair(plan, "scale", 1, &typed, &mut || {
+        run_ours(1, plan.seconds, &small_typed)
+    })?;
+    let scale = big.percentile_ms(0.5) / small.percentile_ms(0.5);
+    Ok(Measured {
+        rows: vec![Row {
+            what: format!(
+                "scale: typed feed p50 at {} activities",
+                human(plan.spec().activities)
+            ),
+            clients: "1".into(),
+            ours: throughput_cells(&big),
+            peer: format!("ours at {} activities", human(SMALL_ACTIVITIES)),
+            theirs: throughput_cells(&small),
+            ratio: Some(scale),
+            target: Target::AtMost(1.5),
+        }],
+        ratios: vec![(String::from("scale_p50_ratio"), scale)],
+    })
+}
+
+/// Both ways we serve the API's JSON against the Python peer running the
+/// JSON statement, for 1 and 4 clients.
+fn python_phase(plan: Plan, feed: &FeedSetup, tools: &Tools) -> BenchResult<Measured> {
+    let python = match &tools.python {
+        Ok(python) => python,
+        Err(why) => {
+            eprintln!("skipping the Python peer: {why}");
+            return Ok(Measured {
+                rows: vec![Row {
+                    what: "feed, JSON path vs Python".into(),
+                    clients: "–".into(),
+                    ours: dash(),
+                    peer: format!("skipped: {why}"),
+                    theirs: dash(),
+                    ratio: None,
+                    target: Target::None,
+                }],
+                ratios: Vec::new(),
+            });
+        }
+    };
+    let typed_json = || typed_page_as_json(&feed.repo);
+    let json = || json_page(&feed.repo);
+    let sql_file = tools.bench_dir.join("python_feed.sql");
+    std::fs::write(&sql_file, feed.sql.json.replace("$1", "%s"))?;
+    let mut measured = Measured::default();
+    for clients in [1usize, 4] {
+        // Three sides, rotating which goes first: Python, our typed
+        // page serialized to the API's JSON (the same bytes), and
+        // our JSON path (the same statement as Python's).
+        let mut sides = [Run::default(), Run::default(), Run::default()];
+        for round in 0..plan.rounds {
+            for k in 0..3 {
+                check_stop()?;
+                let side = (round + k) % 3;
+                let run = match side {
+                    0 => run_python(python, &feed.main_db, &sql_file, clients, plan.seconds)?,
+                    1 => run_ours(clients, plan.seconds, &typed_json)?,
+                    _ => run_ours(clients, plan.seconds, &json)?,
+                };
+                sides[side].absorb(run);
+            }
+        }
+        let [py, ours_typed, ours_json] = sides;
+        eprintln!(
+            "Python, {clients} client(s): Python {:.0} TPS, ours typed->JSON {:.0}, ours JSON path {:.0}",
+            py.tps(),
+            ours_typed.tps(),
+            ours_json.tps()
+        );
+        let typed_ratio = ours_typed.tps() / py.tps();
+        let json_ratio = ours_json.tps() / py.tps();
+        if clients == 1 {
+            measured
+                .ratios
+                .push((String::from("python_ratio_c1"), typed_ratio));
+            measured
+                .ratios
+                .push((String::from("python_json_path_ratio_c1"), json_ratio));
+        }
+        measured.rows.push(Row {
+            what: "feed as the API's JSON: typed path + serde_json vs Python".into(),
+            clients: clients.to_string(),
+            ours: throughput_cells(&ours_typed),
+            peer: "psycopg 3 + psycopg_pool, JSON built by PostgreSQL".into(),
+            theirs: throughput_cells(&py),
+            ratio: Some(typed_ratio),
+            target: Target::AtLeast(2.5),
+        });
+        measured.rows.push(Row {
+            what: "feed, JSON path vs Python (same statement)".into(),
+            clients: clients.to_string(),
+            ours: throughput_cells(&ours_json),
+            peer: "psycopg 3 + psycopg_pool, same SQL".into(),
+            theirs: throughput_cells(&py),
+            ratio: Some(json_ratio),
+            target: Target::AtLeast(2.5),
+        });
+    }
+    Ok(measured)
+}
+
+/// Prints the table and writes `results.md` and `summary.json` (ratios
+/// rounded to three decimals).
+fn write_report(
+    plan: Plan,
+    bench_dir: &Path,
+    rows: &[Row],
+    summary: BTreeMap<String, f64>,
+) -> BenchResult<()> {
+    let spec = plan.spec();
+    let table = render(rows);
     let header = format!(
         "{} run: {} users, {} activities, {} round(s) of {} s per side and row, feed page of {PAGE}\n\n",
         if plan.quick { "Quick" } else { "Full" },
