@@ -301,7 +301,7 @@ impl Settings {
 /// parse is an [`Error::DotEnv`] naming the file and the line number (never
 /// the line, which may hold a password), and then no variable of the file
 /// is set. A missing file is normal.
-pub fn load_dotenv() -> Result<()> {
+pub(crate) fn load_dotenv() -> Result<()> {
     let Some(path) = find_dotenv() else {
         return Ok(());
     };

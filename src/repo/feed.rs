@@ -11,7 +11,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::LoadQuery;
 use diesel::sql_types::Text;
 use uuid::Uuid;
@@ -156,10 +156,8 @@ fn feed_base(limit: i64) -> _ {
 
 /// The typed query of the first page: every activity joined with its
 /// author, newest first, `limit` rows. [`home_feed`] runs exactly this
-/// query; it is public so that its SQL can be printed
-/// (`diesel::debug_query::<Pg, _>(&first_page_query(20))`) and compared,
-/// e.g. run verbatim by `pgbench` in the benchmark.
-pub fn first_page_query(
+/// query, and [`home_feed_json`] wraps it.
+pub(crate) fn first_page_query(
     limit: i64,
 ) -> impl RunQueryDsl<PgConnection>
 + for<'a> LoadQuery<'a, PgConnection, FeedItem>
@@ -251,35 +249,6 @@ impl<Q> Query for JsonPage<Q> {
 
 impl<Q> RunQueryDsl<PgConnection> for JsonPage<Q> {}
 
-/// The statement [`home_feed_json`] sends, with its placeholders: `$1` is
-/// the page size; with a cursor, `$1`, `$2` are its `created_at`, `$3` its
-/// uuid and `$4` the page size. Public so that the benchmark can run the
-/// very same statement through pgbench and the Python peer.
-pub fn home_feed_json_sql(with_cursor: bool) -> String {
-    let mut builder = diesel::pg::PgQueryBuilder::default();
-    let built = if with_cursor {
-        let cursor = FeedCursor {
-            created_at: DateTime::UNIX_EPOCH,
-            uuid: Uuid::nil(),
-        };
-        JsonPage {
-            page: page_after_query(DEFAULT_PAGE_SIZE, cursor),
-        }
-        .to_sql(&mut builder, &Pg)
-    } else {
-        JsonPage {
-            page: first_page_query(DEFAULT_PAGE_SIZE),
-        }
-        .to_sql(&mut builder, &Pg)
-    };
-    // Building cannot fail: only identifiers can, and the statement pushes
-    // none. An empty string would fail loudly wherever it is run.
-    match built {
-        Ok(()) => builder.finish(),
-        Err(_) => String::new(),
-    }
-}
-
 /// One page of the home feed as a JSON array built by the server; an empty
 /// feed is `[]`. Byte-identical to `serde_json::to_string(&home_feed(..))`.
 pub fn home_feed_json(conn: &mut PgConnection, page: FeedPage) -> Result<String> {
@@ -301,6 +270,35 @@ pub fn home_feed_json(conn: &mut PgConnection, page: FeedPage) -> Result<String>
 mod tests {
     use super::*;
     use diesel::debug_query;
+    use diesel::query_builder::QueryBuilder;
+
+    /// The statement [`home_feed_json`] sends, with its placeholders: `$1` is
+    /// the page size; with a cursor, `$1`, `$2` are its `created_at`, `$3` its
+    /// uuid and `$4` the page size.
+    fn home_feed_json_sql(with_cursor: bool) -> String {
+        let mut builder = diesel::pg::PgQueryBuilder::default();
+        let built = if with_cursor {
+            let cursor = FeedCursor {
+                created_at: DateTime::UNIX_EPOCH,
+                uuid: Uuid::nil(),
+            };
+            JsonPage {
+                page: page_after_query(DEFAULT_PAGE_SIZE, cursor),
+            }
+            .to_sql(&mut builder, &Pg)
+        } else {
+            JsonPage {
+                page: first_page_query(DEFAULT_PAGE_SIZE),
+            }
+            .to_sql(&mut builder, &Pg)
+        };
+        // Building cannot fail: only identifiers can, and the statement pushes
+        // none. An empty string would fail loudly wherever it is run.
+        match built {
+            Ok(()) => builder.finish(),
+            Err(_) => String::new(),
+        }
+    }
 
     #[test]
     fn cursors_outside_postgres_timestamp_range_are_invalid_cursors() {
