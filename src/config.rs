@@ -110,7 +110,7 @@ impl Config {
 
     /// Like [`Config::from_env`], with variables read from `lookup` (for
     /// callers that hold their own settings, and for tests).
-    pub fn from_lookup(
+    pub(crate) fn from_lookup(
         environment: Environment,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
@@ -157,7 +157,10 @@ impl Config {
     /// `lookup`, for callers that chose the URL themselves. A value outside
     /// its range is an [`Error::InvalidSetting`] naming the variable and the
     /// range.
-    pub fn with_settings_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    pub(crate) fn with_settings_from(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
         let non_empty = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         if let Some(v) = non_empty("CRUDDUR_POOL_SIZE") {
             self.pool_size = parse_setting("CRUDDUR_POOL_SIZE", &v, 1, MAX_POOL_SIZE)?;

@@ -98,8 +98,8 @@ pub enum Error {
         last_error: Option<String>,
     },
     /// A statement ran longer than the statement timeout and was cancelled.
-    #[error("statement cancelled after exceeding the statement timeout: {0}")]
-    StatementTimeout(String),
+    #[error("statement cancelled after exceeding the statement timeout")]
+    StatementTimeout(#[source] diesel::result::Error),
     /// A query failed.
     #[error("database error")]
     Query(#[source] diesel::result::Error),
@@ -144,8 +144,14 @@ pub enum Error {
         rng_seed: u64,
     },
     /// A post-confirmation event could not be used.
-    #[error("invalid post-confirmation event: {0}")]
-    InvalidEvent(String),
+    #[error("invalid post-confirmation event: {reason}")]
+    InvalidEvent {
+        /// What is wrong with it, or what was expected.
+        reason: String,
+        /// The JSON parser's error, when the event is not the JSON expected.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
     /// A page size outside 1..=100.
     #[error("invalid page size {limit}: it must be between 1 and {max}")]
     InvalidPageSize {
@@ -189,7 +195,7 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(DatabaseErrorKind::Unknown, info)
                 if info.message().contains("statement timeout") =>
             {
-                Error::StatementTimeout(info.message().to_owned())
+                Error::StatementTimeout(e)
             }
             _ => Error::Query(e),
         }

@@ -104,7 +104,7 @@ proptest! {
                         prop_assert!(!field.trim().is_empty() && !field.contains('\0'));
                     }
                 }
-                Err(e) => prop_assert!(matches!(e, Error::InvalidEvent(_)), "{e}"),
+                Err(e) => prop_assert!(matches!(e, Error::InvalidEvent { .. }), "{e}"),
             }
         }
     }

@@ -72,8 +72,15 @@ fn malformed_events_are_clear_errors() {
     ];
     for (json, expected) in cases {
         let err = PostConfirmationEvent::parse(json).unwrap_err();
-        assert!(matches!(err, Error::InvalidEvent(_)), "{json}: {err}");
-        assert!(err.to_string().contains(expected), "{json}: {err}");
+        assert!(matches!(err, Error::InvalidEvent { .. }), "{json}: {err}");
+        // The message, then its cause (the JSON parser's, when there is one).
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert!(text.contains(expected), "{json}: {text}");
     }
 }
 

@@ -36,10 +36,9 @@ impl PostConfirmationEvent {
     /// Parses the event JSON; every missing, non-string, blank or NUL-bearing
     /// attribute is named in the error.
     pub fn parse(json: &str) -> Result<Self> {
-        let raw: RawEvent = serde_json::from_str(json).map_err(|e| {
-            Error::InvalidEvent(format!(
-                "{e}; expected {{\"request\": {{\"userAttributes\": {{\"name\", \"email\", \"preferred_username\", \"sub\"}}}}}}"
-            ))
+        let raw: RawEvent = serde_json::from_str(json).map_err(|e| Error::InvalidEvent {
+            reason: "expected {\"request\": {\"userAttributes\": {\"name\", \"email\", \"preferred_username\", \"sub\"}}}".into(),
+            source: Some(e),
         })?;
         let attrs = raw.request.user_attributes;
         let mut problems = Vec::new();
@@ -73,10 +72,10 @@ impl PostConfirmationEvent {
         if problems.is_empty() {
             Ok(event)
         } else {
-            Err(Error::InvalidEvent(format!(
-                "request.userAttributes: {}",
-                problems.join(", ")
-            )))
+            Err(Error::InvalidEvent {
+                reason: format!("request.userAttributes: {}", problems.join(", ")),
+                source: None,
+            })
         }
     }
 }

@@ -1,10 +1,12 @@
-//! The `cruddur-db` command-line tool, as a library module so that the
-//! binary stays a thin `main` and other command groups can plug in.
+//! The `cruddur-db` command-line tool, as a library so that the binary
+//! stays a thin `main` and the tests can drive a command group in process.
 //!
 //! [`Cli`] holds the clap types (their doc comments are the `--help`);
 //! each command group has a handler module with a `run`-style function
-//! taking its arguments and the [`GlobalArgs`]. All SQL lives in the
-//! library modules the handlers call.
+//! taking its arguments and the [`GlobalArgs`], whose
+//! [`settings`](GlobalArgs::settings) are read once by [`run`]. The data
+//! work is the library's (`cruddur_db`); the CLI's own SQL is the catalog
+//! queries of `status` and `sessions`.
 
 pub mod activity;
 pub mod connect;

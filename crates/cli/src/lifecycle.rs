@@ -204,7 +204,9 @@ pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         _ => Ok(()),
     })
     .with_context(|| format!("setting up `{database}`"))?;
-    output::result(&format!("created database `{database}`"));
+    if report.created {
+        output::result(&format!("created database `{database}`"));
+    }
     output::result(&format!(
         "applied {} migration(s)",
         report.migrations_applied.len()

@@ -82,11 +82,29 @@ pub fn success(message: &str) {
 pub fn error(e: &anyhow::Error) {
     let hint = e
         .chain()
-        .find_map(|cause| cause.downcast_ref::<cruddur_db::Error>())
-        .and_then(hint_for)
+        .find_map(|cause| {
+            cause
+                .downcast_ref::<cruddur_db::Error>()
+                .and_then(hint_for)
+                .or_else(|| {
+                    cause
+                        .downcast_ref::<cruddur_db_local::Error>()
+                        .and_then(local_hint_for)
+                })
+        })
         .map(|hint| format!(" ({hint})"))
         .unwrap_or_default();
     anstream::eprintln!("{ERROR}error:{ERROR:#} {}{hint}", scrub(&format!("{e:#}")));
+}
+
+/// The command that fixes a local-cluster error, when there is one.
+fn local_hint_for(e: &cruddur_db_local::Error) -> Option<&'static str> {
+    match e {
+        cruddur_db_local::Error::NothingAnswers { .. } => Some(
+            "start the local cluster with `cruddur-db local start` or `cruddur-db prepare`, or set DATABASE_URL",
+        ),
+        _ => None,
+    }
 }
 
 /// The command that fixes a library error, when there is one.

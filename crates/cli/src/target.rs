@@ -62,11 +62,6 @@ impl Target {
             }
         } else {
             let resolved = cruddur_db_local::resolve(explicit, settings, fallback)
-                .map_err(|e| match e {
-                    cruddur_db_local::Error::NothingAnswers { .. } => anyhow::Error::new(e)
-                        .context("start the local cluster with `cruddur-db local start` or `cruddur-db prepare`, or set DATABASE_URL"),
-                    e => anyhow::Error::new(e),
-                })
                 .context("choosing the database")?;
             let source = match resolved.source {
                 UrlSource::Explicit => "--database-url",

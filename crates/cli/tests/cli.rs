@@ -306,6 +306,33 @@ fn drop_without_yes_on_a_non_terminal_stdin_is_refused() {
 }
 
 #[test]
+fn errors_end_with_the_command_that_fixes_them() {
+    let missing = with_password(&server_url().with_database(&unique_name("cruddur_missing")));
+    run(&missing, &["status"])
+        .failure()
+        .stderr_has("does not exist on the server of")
+        .stderr_has("(create it with `cruddur-db create`)");
+    let db = TestDb::new();
+    run(&with_password(&db.url), &["feed"])
+        .failure()
+        .stderr_has("3 migration(s) pending")
+        .stderr_has("(run `cruddur-db migrate run` first)");
+    // No URL, nothing at the default URL, the local cluster not running.
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cmd = cli();
+    cmd.env("CRUDDUR_DEFAULT_URL", "postgres://localhost:1/cruddur")
+        .env("CRUDDUR_LOCAL_DIR", scratch.path().join("pg"));
+    run_cmd(cmd, &["status"])
+        .failure()
+        .stderr_has("nothing answers at the default URL")
+        .stderr_has("(start the local cluster with `cruddur-db local start` or `cruddur-db prepare`, or set DATABASE_URL)");
+    assert!(
+        !scratch.path().join("pg").exists(),
+        "status started a cluster"
+    );
+}
+
+#[test]
 fn bad_connections_fail_fast_and_name_what_failed() {
     let missing = server_url().with_database(&unique_name("cruddur_missing"));
     let unknown_role = DatabaseUrl::parse(&with_password(&server_url()))
@@ -323,7 +350,8 @@ fn bad_connections_fail_fast_and_name_what_failed() {
             format!("postgres://root:{PASSWORD}@127.0.0.1:1/cruddur"),
             "cannot reach the database server",
         ),
-        (with_password(&missing), "does not exist"),
+        // The library says what failed; the CLI adds the command that fixes it.
+        (with_password(&missing), "does not exist on the server of"),
         (unknown_role, "authentication failed"),
     ];
     for (url, expected) in &cases {

@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::cli::{PASSWORD, Run, clean, cli, run, run_cmd};
 use common::{TestDb, user};
-use cruddur_db::DatabaseUrl;
 use cruddur_db::{ActivityDraft, create_activity};
 use diesel::prelude::*;
 
@@ -239,40 +236,6 @@ fn global_options_are_refused_by_local_with_a_usage_error() {
 }
 
 /// The `home_feed` example, built by `cargo test` beside the test binaries.
-fn example() -> Option<PathBuf> {
-    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
-    let path = deps.parent()?.join("examples").join("home_feed");
-    path.exists().then_some(path)
-}
-
-#[test]
-fn the_example_names_its_database_on_every_run() {
-    let Some(example) = example() else {
-        panic!("the home_feed example is not built; run the tests with `cargo test`");
-    };
-    let db = TestDb::new();
-    let url = url_of(&db);
-    let shown = DatabaseUrl::parse(&url).expect("url").to_string();
-    for run in ["first", "second"] {
-        let mut cmd = clean(assert_cmd::Command::new(&example));
-        cmd.env("DATABASE_URL", &url);
-        let out = run_cmd(cmd, &[]);
-        assert_eq!(out.code, 0, "{run} run: {}", out.stderr);
-        let note = format!("note: using {shown} (from DATABASE_URL)");
-        assert_eq!(
-            out.stderr.lines().filter(|l| *l == note).count(),
-            1,
-            "{run} run lacks {note:?}:\n{}",
-            out.stderr
-        );
-        assert!(
-            out.stdout.contains("This was imported as seed data!"),
-            "{}",
-            out.stdout
-        );
-    }
-}
-
 #[test]
 fn a_missing_production_url_is_a_sentence_not_a_debug_dump() {
     let out = run_cmd(cli(), &["--prod", "status"]);

@@ -354,7 +354,11 @@ fn project_cluster_lives_under_the_project() {
     // Only constructs it: nothing is started in the working tree.
     let cluster = LocalCluster::project(common::settings()).unwrap();
     let expected = common::settings().get("CRUDDUR_LOCAL_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".cruddur/pg"),
+        // The workspace root, two levels above this crate.
+        || {
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            crate_dir.ancestors().nth(2).unwrap().join(".cruddur/pg")
+        },
         Into::into,
     );
     assert_eq!(cluster.dir(), std::path::absolute(expected).unwrap());

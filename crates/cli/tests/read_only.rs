@@ -134,7 +134,10 @@ fn as_server(cluster: &cruddur_db_local::LocalCluster, tool: &str) -> Command {
         m.uid() == 0
     });
     if root {
-        let user = std::env::var("CRUDDUR_PG_USER").unwrap_or_else(|_| "postgres".into());
+        let user = common::settings()
+            .get("CRUDDUR_PG_USER")
+            .unwrap_or(cruddur_db_local::DEFAULT_SERVER_USER)
+            .to_owned();
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", &user, "--"]).arg(program);
         cmd

@@ -48,10 +48,22 @@ pub(crate) fn server_user(settings: &Settings) -> Result<Option<ServerUser>> {
 }
 
 /// The nearest directory from `start` upwards that holds `.cruddur`, else
-/// `Cargo.toml`, else `start`.
+/// the outermost one whose `Cargo.toml` declares a `[workspace]` (so that
+/// every member of a workspace finds the same cluster), else the nearest
+/// one with a `Cargo.toml`, else `start`.
 pub(crate) fn project_root(start: &Path) -> PathBuf {
     let find = |marker: &str| start.ancestors().find(|d| d.join(marker).exists());
+    let workspace = || {
+        start
+            .ancestors()
+            .filter(|d| {
+                std::fs::read_to_string(d.join("Cargo.toml"))
+                    .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
+            })
+            .last()
+    };
     find(".cruddur")
+        .or_else(workspace)
         .or_else(|| find("Cargo.toml"))
         .unwrap_or(start)
         .to_path_buf()
@@ -100,10 +112,16 @@ pub fn process_alive(pid: u32) -> bool {
     if Path::new("/proc/self").exists() {
         return proc_dir.exists() && !is_zombie(&proc_dir);
     }
-    Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    // No /proc (macOS, BSD): signal 0 asks whether it exists; EPERM means
+    // it does, as another user's.
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
 }

@@ -442,7 +442,10 @@ impl LocalCluster {
         }
     }
 
-    pub(crate) fn io_error(&self, what: &str, e: std::io::Error) -> Error {
-        self.error(format!("{what}: {e}"))
+    pub(crate) fn io_error(&self, what: &str, cause: std::io::Error) -> Error {
+        Error::Io {
+            context: format!("local PostgreSQL cluster in {}: {what}", self.dir.display()),
+            cause,
+        }
     }
 }

@@ -89,15 +89,25 @@ fn unknown_server_user_is_reported_when_root() {
 }
 
 #[test]
-fn project_root_prefers_a_cruddur_dir_then_cargo_toml() {
+fn project_root_prefers_a_cruddur_dir_then_the_workspace_then_cargo_toml() {
     let base = std::env::temp_dir().join(format!("cruddur-root-{}", uuid::Uuid::new_v4().simple()));
     let nested = base.join("a/b");
     fs::create_dir_all(&nested).unwrap();
     assert_eq!(project_root(&nested), nested, "no marker: the start");
-    fs::write(base.join("Cargo.toml"), "").unwrap();
-    assert_eq!(project_root(&nested), base);
+    fs::write(base.join("a/Cargo.toml"), "[package]\nname = \"member\"\n").unwrap();
+    assert_eq!(
+        project_root(&nested),
+        base.join("a"),
+        "the nearest Cargo.toml"
+    );
+    fs::write(base.join("Cargo.toml"), "[workspace]\nmembers = [\"a\"]\n").unwrap();
+    assert_eq!(project_root(&nested), base, "the workspace root wins");
     fs::create_dir_all(base.join("a/.cruddur")).unwrap();
-    assert_eq!(project_root(&nested), base.join("a"));
+    assert_eq!(
+        project_root(&nested),
+        base.join("a"),
+        "an existing .cruddur wins"
+    );
     fs::remove_dir_all(&base).unwrap();
 }
 

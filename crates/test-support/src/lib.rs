@@ -52,7 +52,10 @@ fn choose_server() -> DatabaseUrl {
     };
     // A short timeout: when nothing listens, the private cluster should
     // not wait behind libpq's default.
-    let probe = default.with_default_param("connect_timeout", "2");
+    let probe = default.with_default_param(
+        "connect_timeout",
+        &cruddur_db_local::PROBE_TIMEOUT_SECS.to_string(),
+    );
     match establish(&probe) {
         Err(Error::Unreachable { .. }) => {
             let cluster = shared_cluster();

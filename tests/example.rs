@@ -1,0 +1,62 @@
+//! The `home_feed` example, run as a user runs it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::TestDb;
+use cruddur_db::DatabaseUrl;
+
+/// The password put in the URL: the test server's trust authentication
+/// ignores it; the point is that it never shows up in any output.
+const PASSWORD: &str = "S3cretPw";
+
+/// The example's binary, which `cargo test` builds beside the tests.
+fn example() -> Option<PathBuf> {
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    let path = deps.parent()?.join("examples").join("home_feed");
+    path.exists().then_some(path)
+}
+
+#[test]
+fn the_example_names_its_database_on_every_run() {
+    let Some(example) = example() else {
+        panic!("the home_feed example is not built; run the tests with `cargo test`");
+    };
+    let db = TestDb::new();
+    let url = common::with_password(&db.url, PASSWORD);
+    let shown = url.to_string();
+    assert!(!shown.contains(PASSWORD), "{shown}");
+    for run in ["first", "second"] {
+        let out = Command::new(&example)
+            .env("DATABASE_URL", url.expose())
+            .env_remove("CONNECTION_URL")
+            .env_remove("PGPASSWORD")
+            .env("NO_COLOR", "1")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run the example");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{run} run: {stderr}");
+        for text in [&stdout, &stderr] {
+            assert!(
+                !text.contains(PASSWORD),
+                "{run} run printed the password: {text}"
+            );
+        }
+        let note = format!("note: using {shown} (from DATABASE_URL)");
+        assert_eq!(
+            stderr.lines().filter(|l| *l == note).count(),
+            1,
+            "{run} run lacks {note:?}:\n{stderr}"
+        );
+        assert!(
+            stdout.contains("This was imported as seed data!"),
+            "{stdout}"
+        );
+    }
+    // The URL shown is libpq's reading, redacted.
+    assert_eq!(DatabaseUrl::parse(url.expose()).unwrap().to_string(), shown);
+}
