@@ -242,9 +242,12 @@ impl fmt::Debug for Settings {
 }
 
 impl Settings {
-    /// Loads `.env` (see [`load_dotenv`]) and reads every variable of
-    /// [`VARIABLES`] from the environment. A malformed `.env` is an
-    /// [`Error::DotEnv`] and applies nothing.
+    /// Loads the `.env` file of the current directory or its nearest parent
+    /// that has one into the process environment (variables already set
+    /// win), then reads every variable of [`VARIABLES`] from the
+    /// environment. The whole file is parsed before any of it is applied:
+    /// a malformed `.env` is an [`Error::DotEnv`] naming the line (never
+    /// its content) and applies nothing.
     pub fn from_env() -> Result<Self> {
         load_dotenv()?;
         Ok(Self::from_lookup(|k| std::env::var(k).ok()))
