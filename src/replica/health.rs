@@ -152,6 +152,9 @@ pub struct ReplicaState {
     pub last_probe: Option<Instant>,
     /// Why it is out, when it is.
     pub last_error: Option<String>,
+    /// How many times it went down: the connections pooled before an
+    /// outage died with the server, so the router opens new ones after it.
+    pub outages: u64,
 }
 
 impl Default for ReplicaState {
@@ -165,6 +168,7 @@ impl Default for ReplicaState {
             receive_lsn: None,
             last_probe: None,
             last_error: None,
+            outages: 0,
         }
     }
 }
@@ -234,6 +238,9 @@ impl ReplicaState {
         };
         match bad {
             Some((status, message)) => {
+                if status == ReplicaStatus::Down && self.status != ReplicaStatus::Down {
+                    self.outages += 1;
+                }
                 self.status = status;
                 self.good_probes = 0;
                 self.last_error = Some(message);
@@ -302,6 +309,11 @@ mod tests {
             good(),
         ]);
         assert_eq!(statuses, [Up, Down, Down, Down, Down, Down, Down, Up, Up]);
+        let mut state = ReplicaState::default();
+        for probe in [Probe::Failed("a".into()), Probe::Failed("b".into()), good()] {
+            state.record(probe, &ReplicaOptions::default(), Instant::now());
+        }
+        assert_eq!(state.outages, 1, "one outage, however many failed probes");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! of a connection for each read by its [`Consistency`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub struct Router {
 }
 
 struct Inner {
+    /// For the replicas' pools (rebuilt after an outage).
+    config: Config,
     primary: PgPool,
     primary_url: DatabaseUrl,
     replicas: Vec<Replica>,
@@ -49,7 +51,8 @@ struct Inner {
 
 struct Replica {
     url: DatabaseUrl,
-    pool: PgPool,
+    /// The pool, with the number of outages it was built after.
+    pool: RwLock<(u64, PgPool)>,
     state: SharedState,
 }
 
@@ -99,7 +102,8 @@ impl Router {
 
     /// A router over an existing primary pool, without replicas.
     pub fn primary_only(primary: PgPool, primary_url: DatabaseUrl) -> Self {
-        Self::build(primary, primary_url, Vec::new(), ReplicaOptions::default())
+        let config = Config::new(primary_url);
+        Self::build(primary, config, Vec::new(), ReplicaOptions::default())
     }
 
     fn with_replicas(primary: PgPool, config: &Config, options: ReplicaOptions) -> Result<Self> {
@@ -108,11 +112,11 @@ impl Router {
             .iter()
             .map(|url| Replica {
                 url: url.clone(),
-                pool: build_replica_pool(config, url),
+                pool: RwLock::new((0, build_replica_pool(config, url))),
                 state: SharedState::default(),
             })
             .collect();
-        let router = Self::build(primary, config.database_url.clone(), replicas, options);
+        let router = Self::build(primary, config.clone(), replicas, options);
         for (index, replica) in router.inner.replicas.iter().enumerate() {
             let prober = Prober {
                 index,
@@ -139,14 +143,15 @@ impl Router {
 
     fn build(
         primary: PgPool,
-        primary_url: DatabaseUrl,
+        config: Config,
         replicas: Vec<Replica>,
         options: ReplicaOptions,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 primary,
-                primary_url,
+                primary_url: config.database_url.clone(),
+                config,
                 replicas,
                 options,
                 counters: Counters::default(),
@@ -247,8 +252,7 @@ impl Router {
                     bump(&counters.primary_reads_not_current);
                     return self.on_primary(&mut f);
                 }
-                let replica = &self.inner.replicas[index];
-                let mut conn = match replica.pool.get() {
+                let mut conn = match self.replica_pool(index).get() {
                     Ok(conn) => conn,
                     Err(e) => return self.after_replica_failure(index, e.to_string(), &mut f),
                 };
@@ -286,7 +290,7 @@ impl Router {
         let replica = &self.inner.replicas[index];
         let mut conn = match conn {
             Some(conn) => conn,
-            None => match replica.pool.get() {
+            None => match self.replica_pool(index).get() {
                 Ok(conn) => conn,
                 Err(e) => return self.after_replica_failure(index, e.to_string(), f),
             },
@@ -334,6 +338,29 @@ impl Router {
         lock(&replica.state).record(Probe::Failed(message), &self.inner.options, Instant::now());
         bump(&self.inner.counters.replica_failure_retries);
         self.on_primary(f)
+    }
+
+    /// Replica `index`'s pool; a new one after an outage, since the
+    /// connections pooled before it died with the server (each would fail
+    /// once and take the replica out again).
+    fn replica_pool(&self, index: usize) -> PgPool {
+        let replica = &self.inner.replicas[index];
+        let outages = lock(&replica.state).outages;
+        let read = |pool: &RwLock<(u64, PgPool)>| {
+            let guard = pool.read().unwrap_or_else(PoisonError::into_inner);
+            (guard.0 == outages).then(|| guard.1.clone())
+        };
+        if let Some(pool) = read(&replica.pool) {
+            return pool;
+        }
+        let mut guard = replica.pool.write().unwrap_or_else(PoisonError::into_inner);
+        if guard.0 != outages {
+            *guard = (
+                outages,
+                build_replica_pool(&self.inner.config, &replica.url),
+            );
+        }
+        guard.1.clone()
     }
 
     /// A replica that is up and satisfies `extra`, starting the search at
