@@ -27,6 +27,7 @@
 
 mod counters;
 mod health;
+mod positions;
 mod prober;
 mod router;
 mod token;
@@ -37,6 +38,7 @@ pub use health::{
     DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_STATEMENT_TIMEOUT, DEFAULT_RECOVER_AFTER,
     DEFAULT_TOKEN_WAIT, Probe, ReplicaOptions, ReplicaState, ReplicaStatus,
 };
+pub use positions::{current_position, replay_position};
 pub use prober::PROBE_APPLICATION_NAME;
-pub use router::{Router, current_position, replay_position};
+pub use router::Router;
 pub use token::{Consistency, WriteToken};

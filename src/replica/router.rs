@@ -4,25 +4,19 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{Nullable, Text};
 
 use super::counters::{Counters, RoutingCounters, bump};
 use super::health::{Probe, ReplicaOptions, ReplicaState};
+use super::positions::{connection_lost, current_position, wait_for};
 use super::prober::{Prober, SharedState, Stop, lock};
 use super::token::{Consistency, WriteToken};
 use crate::config::{Config, DatabaseUrl};
 use crate::error::{Error, Result};
 use crate::pool::{PgPool, PgPooledConnection, build_pool, build_replica_pool, checkout};
-
-/// How often a read with a token re-reads a replica's replay position while
-/// it waits: every 2 ms (a round trip on a local network is well under
-/// that, and the wait is bounded by [`ReplicaOptions::token_wait`]).
-const TOKEN_POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The primary's pool and one pool per read replica, with a background
 /// prober per replica. Cheap to clone (shared); the probers stop when the
@@ -256,7 +250,7 @@ impl Router {
                     Ok(conn) => conn,
                     Err(e) => return self.after_replica_failure(index, e.to_string(), &mut f),
                 };
-                match wait_for(&mut *conn, token, self.inner.options.token_wait) {
+                match wait_for(&mut conn, token, self.inner.options.token_wait) {
                     Ok(true) => {
                         bump(&counters.token_waits_succeeded);
                         self.on_replica(index, Some(conn), &mut f)
@@ -295,7 +289,7 @@ impl Router {
                 Err(e) => return self.after_replica_failure(index, e.to_string(), f),
             },
         };
-        let result = f(&mut *conn);
+        let result = f(&mut conn);
         drop(conn);
         let counters = &self.inner.counters;
         match result {
@@ -388,56 +382,4 @@ impl Router {
             .max_by_key(|&(lsn, i)| (lsn, std::cmp::Reverse(i)))
             .map(|(_, i)| i)
     }
-}
-
-/// Whether a query failed because the connection is gone (the server
-/// stopped or the network failed), rather than because of the query.
-fn connection_lost(e: &DieselError) -> bool {
-    match e {
-        DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        ) => true,
-        // libpq reports a server that ended the session (`pg_ctl stop`,
-        // SQLSTATE 57P01) as an error of no particular kind; Diesel does
-        // not expose the SQLSTATE.
-        DieselError::DatabaseError(_, info) => {
-            let message = info.message();
-            message.contains("terminating connection due to administrator command")
-                || message.contains("server closed the connection")
-        }
-        _ => false,
-    }
-}
-
-/// Polls the replica's replay position until it reaches `token` (true) or
-/// `bound` passes (false).
-fn wait_for(conn: &mut PgConnection, token: WriteToken, bound: Duration) -> Result<bool> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if replay_position(conn)?.is_some_and(|replayed| replayed >= token) {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(TOKEN_POLL_INTERVAL);
-    }
-}
-
-/// The primary's current WAL insert position
-/// (`pg_current_wal_insert_lsn()`): read on the connection that just
-/// committed, it is at or past the end of that commit. Fails on a standby.
-pub fn current_position(conn: &mut PgConnection) -> Result<WriteToken> {
-    let text: String =
-        diesel::select(sql::<Text>("pg_current_wal_insert_lsn()::text")).get_result(conn)?;
-    text.parse()
-}
-
-/// A standby's replay position (`pg_last_wal_replay_lsn()`): every write
-/// whose token is at or below it is visible there. `None` on a primary.
-pub fn replay_position(conn: &mut PgConnection) -> Result<Option<WriteToken>> {
-    let text: Option<String> =
-        diesel::select(sql::<Nullable<Text>>("pg_last_wal_replay_lsn()::text")).get_result(conn)?;
-    text.map(|t| t.parse()).transpose()
 }
