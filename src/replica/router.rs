@@ -20,7 +20,8 @@ use crate::pool::{PgPool, PgPooledConnection, build_pool, build_replica_pool, ch
 
 /// The primary's pool and one pool per read replica, with a background
 /// prober per replica. Cheap to clone (shared); the probers stop when the
-/// last clone is dropped.
+/// last clone is dropped, which waits for a probe under way to end (at most
+/// the probe's connect and statement timeouts, 2 s and 1 s by default).
 ///
 /// Without replicas it is the primary's pool alone: every read goes there,
 /// no thread is started, and nothing costs more than before.
