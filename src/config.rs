@@ -7,6 +7,7 @@
 //! | `PROD_CONNECTION_URL` | the production database, used when production is asked for |
 //! | `CRUDDUR_POOL_SIZE` | maximum connections in the pool (default [`DEFAULT_POOL_SIZE`]) |
 //! | `CRUDDUR_STATEMENT_TIMEOUT_MS` | per-statement timeout in milliseconds (default [`DEFAULT_STATEMENT_TIMEOUT_MS`]) |
+//! | `DATABASE_REPLICA_URLS` | read replicas of the database, comma-separated connection strings (none by default: every read goes to the primary); see [`crate::replica`] |
 //! | `CRUDDUR_DEFAULT_URL` | the URL tried when none is configured (default [`DEFAULT_DATABASE_URL`]); the `cruddur-db-local` crate falls back to its cluster when nothing answers there |
 //!
 //! The project-local cluster has variables of its own, listed in
@@ -83,6 +84,9 @@ pub struct Config {
     /// A note when both `DATABASE_URL` and `CONNECTION_URL` are set and
     /// differ (`DATABASE_URL` is used); callers may show it.
     pub warning: Option<String>,
+    /// Read replicas of the database (`DATABASE_REPLICA_URLS`; default
+    /// none, and then every read goes to the primary).
+    pub replica_urls: Vec<DatabaseUrl>,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ impl Config {
             checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
             statement_timeout_ms: DEFAULT_STATEMENT_TIMEOUT_MS,
             warning: None,
+            replica_urls: Vec::new(),
         }
     }
 
@@ -153,10 +158,10 @@ impl Config {
     }
 
     /// This configuration with the pool and session settings
-    /// (`CRUDDUR_POOL_SIZE`, `CRUDDUR_STATEMENT_TIMEOUT_MS`) read from
-    /// `lookup`, for callers that chose the URL themselves. A value outside
-    /// its range is an [`Error::InvalidSetting`] naming the variable and the
-    /// range.
+    /// (`CRUDDUR_POOL_SIZE`, `CRUDDUR_STATEMENT_TIMEOUT_MS`) and the read
+    /// replicas (`DATABASE_REPLICA_URLS`) read from `lookup`, for callers
+    /// that chose the URL themselves. A value outside its range is an
+    /// [`Error::InvalidSetting`] naming the variable and the range.
     pub(crate) fn with_settings_from(
         mut self,
         lookup: impl Fn(&str) -> Option<String>,
@@ -173,8 +178,51 @@ impl Config {
                 MAX_STATEMENT_TIMEOUT_MS,
             )?;
         }
+        if let Some(v) = non_empty("DATABASE_REPLICA_URLS") {
+            self.replica_urls = parse_replica_urls(&v)?;
+        }
         Ok(self)
     }
+}
+
+/// Parses `DATABASE_REPLICA_URLS`: connection strings separated by commas,
+/// blank entries ignored (a trailing comma is harmless). An entry libpq
+/// refuses is an [`Error::InvalidSetting`] that names the entry by its
+/// position and shows the list redacted (an entry that does not parse is
+/// not shown at all: where its password is cannot be known).
+///
+/// A comma always separates entries, so an entry cannot hold one: a
+/// replica is one host (libpq's host lists are for failover, not for
+/// spreading reads), and a comma in a value is written `%2C` in a URI.
+pub(crate) fn parse_replica_urls(value: &str) -> Result<Vec<DatabaseUrl>> {
+    let entries: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            DatabaseUrl::parse(entry).map_err(|e| Error::InvalidSetting {
+                name: "DATABASE_REPLICA_URLS",
+                value: entries
+                    .iter()
+                    .map(|e| redact(e))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: format!(
+                    "entry {} of {} is not a connection string: {}",
+                    i + 1,
+                    entries.len(),
+                    match e {
+                        Error::InvalidUrl { reason, .. } => reason,
+                        other => other.to_string(),
+                    }
+                ),
+            })
+        })
+        .collect()
 }
 
 /// The largest `CRUDDUR_POOL_SIZE` accepted: 1,000 connections. r2d2 sizes
@@ -213,6 +261,7 @@ pub const VARIABLES: &[&str] = &[
     "PROD_CONNECTION_URL",
     "CRUDDUR_POOL_SIZE",
     "CRUDDUR_STATEMENT_TIMEOUT_MS",
+    "DATABASE_REPLICA_URLS",
     "CRUDDUR_DEFAULT_URL",
     "CRUDDUR_LOCAL_DIR",
     "CRUDDUR_PG_BINDIR",
@@ -409,6 +458,42 @@ mod tests {
             (ok.pool_size, ok.statement_timeout_ms),
             (1000, 2_147_483_647)
         );
+    }
+
+    #[test]
+    fn replica_urls_are_read_and_bad_ones_are_refused_without_their_password() {
+        let url = DatabaseUrl::parse("postgres://h/d").unwrap();
+        let with = |value: &str| {
+            let value = value.to_owned();
+            Config::new(url.clone())
+                .with_settings_from(move |k| (k == "DATABASE_REPLICA_URLS").then(|| value.clone()))
+        };
+        assert!(Config::new(url.clone()).replica_urls.is_empty());
+        assert!(with("").unwrap().replica_urls.is_empty());
+        let two = with(" postgres://u:pw@r1/d , postgresql://r2:5433/d,").unwrap();
+        let hosts: Vec<_> = two.replica_urls.iter().map(|u| u.param("host")).collect();
+        assert_eq!(hosts, [Some("r1"), Some("r2")]);
+        for bad in [
+            "postgres://u:hunter2@r1/d,postgres://u:hunter2@r2/d?nope=1",
+            "postgres://u:hunter2@r1/d,host=r2 password=hunter2 port",
+            "postgres://u:hunter2@r1/d,not a url",
+        ] {
+            let err = with(bad).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::InvalidSetting { .. }), "{bad}: {text}");
+            assert!(
+                text.contains("DATABASE_REPLICA_URLS") && text.contains("entry "),
+                "{bad}: {text}"
+            );
+            assert!(!text.contains("hunter2"), "{bad}: {text}");
+        }
+        let settings = Settings::from_lookup(|k| match k {
+            "DATABASE_URL" => Some("postgres://h/d".into()),
+            "DATABASE_REPLICA_URLS" => Some("postgres://r1/d".into()),
+            _ => None,
+        });
+        let config = settings.config(Environment::Development).unwrap();
+        assert_eq!(config.replica_urls.len(), 1);
     }
 
     #[test]

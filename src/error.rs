@@ -168,6 +168,28 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A write token could not be read.
+    #[error(
+        "invalid write token `{input}`: {reason} (expected a WAL position such as `0/16B3748`)"
+    )]
+    InvalidToken {
+        /// The text given (cut to 40 characters).
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A statement that writes ran on a read replica, whose sessions are
+    /// read-only: writes go through the router's `write`.
+    #[error(
+        "a write was sent to the read replica {url}, whose sessions are read-only; nothing was written (writes must go to the primary)"
+    )]
+    WriteOnReplica {
+        /// The replica's URL, redacted.
+        url: String,
+        /// The server's refusal.
+        #[source]
+        source: diesel::result::Error,
+    },
     /// A safety rule refused the operation; nothing was changed.
     #[error("refusing to {action}: {reason}")]
     Refused {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod migrations;
 pub mod models;
 pub mod pool;
+pub mod replica;
 pub mod repo;
 pub mod repository;
 mod sql;
@@ -26,6 +27,9 @@ pub use error::{Error, Result, ValidationError};
 pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
 pub use models::{Activity, ActivityObject, FeedItem, NewActivity, NewUser, User};
 pub use pool::{PgPool, build_pool, establish};
+pub use replica::{
+    Consistency, ReplicaOptions, ReplicaState, ReplicaStatus, Router, RoutingCounters, WriteToken,
+};
 pub use repo::activities::{ActivityDraft, Ttl, create_activity, create_reply};
 pub use repo::feed::{FeedCursor, FeedPage, home_feed, home_feed_json};
 pub use repo::seed::{SeedReport, seed_reference};

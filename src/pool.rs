@@ -88,7 +88,7 @@ pub(crate) fn establish_with_timeout(
 ) -> Result<PgConnection> {
     let mut conn = PgConnection::establish(effective_url(url).expose())
         .map_err(|e| classify_connection_error(url, &e.to_string()))?;
-    session_settings(statement_timeout_ms)
+    session_settings(statement_timeout_ms, false)
         .on_acquire(&mut conn)
         .map_err(|e| Error::Connection {
             url: url.to_string(),
@@ -175,11 +175,16 @@ fn without_quoted(text: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 struct SessionSettings {
     statement_timeout_ms: u64,
+    /// `default_transaction_read_only = on`, for replica sessions: a write
+    /// routed there by mistake fails loudly even on a server that is not a
+    /// standby (a promoted replica, a misconfigured URL).
+    read_only: bool,
 }
 
-fn session_settings(statement_timeout_ms: u64) -> SessionSettings {
+fn session_settings(statement_timeout_ms: u64, read_only: bool) -> SessionSettings {
     SessionSettings {
         statement_timeout_ms,
+        read_only,
     }
 }
 
@@ -189,11 +194,19 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings 
         // encoding; TimeZone is set again here so the guarantee does not
         // depend on Diesel's internals. plan_cache_mode exists from
         // PostgreSQL 12 on; older servers keep their behaviour.
+        // The read-only default is set here rather than with libpq's
+        // `options=-c ...`: a URL that sets `options` itself would silently
+        // lose it there.
         conn.batch_execute(&format!(
-            "SET TIME ZONE 'UTC'; SET statement_timeout = {}; \
+            "SET TIME ZONE 'UTC'; SET statement_timeout = {}; {}\
              SELECT set_config('plan_cache_mode', 'force_generic_plan', false) \
              WHERE current_setting('server_version_num')::int >= 120000",
-            self.statement_timeout_ms
+            self.statement_timeout_ms,
+            if self.read_only {
+                "SET default_transaction_read_only = on; "
+            } else {
+                ""
+            }
         ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -218,10 +231,32 @@ pub fn build_pool(config: &Config) -> Result<PgPool> {
         .min_idle(Some(0))
         .connection_timeout(config.checkout_timeout)
         .test_on_check_out(false)
-        .connection_customizer(Box::new(session_settings(config.statement_timeout_ms)))
+        .connection_customizer(Box::new(session_settings(
+            config.statement_timeout_ms,
+            false,
+        )))
         .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
         .build_unchecked(manager);
     Ok(pool)
+}
+
+/// Builds the pool of a read replica at `url`, with `config`'s size and
+/// timeouts, whose sessions are read-only (`default_transaction_read_only =
+/// on`). No connection is opened here: a replica that is down when the
+/// application starts is taken out by its prober, not reported as an error.
+pub fn build_replica_pool(config: &Config, url: &DatabaseUrl) -> PgPool {
+    let manager = ConnectionManager::<PgConnection>::new(effective_url(url).expose());
+    diesel::r2d2::Pool::builder()
+        .max_size(config.pool_size)
+        .min_idle(Some(0))
+        .connection_timeout(config.checkout_timeout)
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(session_settings(
+            config.statement_timeout_ms,
+            true,
+        )))
+        .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
+        .build_unchecked(manager)
 }
 
 /// Checks a connection out of `pool`, turning r2d2's timeout into

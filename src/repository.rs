@@ -1,57 +1,132 @@
 //! [`Repository`]: the pool plus the operations of [`crate::repo`], each
 //! checking out one connection. This is what an application holds.
+//!
+//! With read replicas configured, the methods without a suffix keep going
+//! to the primary, as they always did; the `_at` reads choose by
+//! [`Consistency`] and the `_with_token` writes return the [`WriteToken`]
+//! a later read can ask for (see [`crate::replica`]).
 
 use uuid::Uuid;
 
 use crate::config::{Config, DatabaseUrl};
 use crate::error::Result;
 use crate::models::{ActivityObject, FeedItem};
-use crate::pool::{PgPool, PgPooledConnection, build_pool, checkout};
+use crate::pool::{PgPool, PgPooledConnection, checkout};
+use crate::replica::{Consistency, ReplicaOptions, Router, RoutingCounters, WriteToken};
 use crate::repo::activities::ActivityDraft;
 use crate::repo::feed::FeedPage;
 use crate::repo::seed::SeedReport;
 use crate::repo::users::{Confirmed, PostConfirmationEvent};
 use crate::repo::{activities, feed, seed, users};
 
-/// The application's handle on the database: an r2d2 pool and the
-/// repository operations. Cheap to clone (the pool is shared).
-#[derive(Clone)]
+/// The application's handle on the database: an r2d2 pool (and one per
+/// read replica, in a [`Router`]) and the repository operations. Cheap to
+/// clone (the pools are shared).
+#[derive(Clone, Debug)]
 pub struct Repository {
-    pool: PgPool,
-    url: DatabaseUrl,
-}
-
-impl std::fmt::Debug for Repository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository")
-            .field("url", &self.url)
-            .field("pool", &self.pool.state())
-            .finish()
-    }
+    router: Router,
 }
 
 impl Repository {
-    /// Builds the pool for `config` (see [`build_pool`]).
+    /// Builds the pool for `config` (see [`crate::build_pool`]), and a
+    /// [`Router`] over `config.replica_urls` with the default
+    /// [`ReplicaOptions`].
     pub fn connect(config: &Config) -> Result<Self> {
         Ok(Self {
-            pool: build_pool(config)?,
-            url: config.database_url.clone(),
+            router: Router::connect(config)?,
         })
     }
 
-    /// Wraps an existing pool; `url` is only used to name it in errors.
+    /// Like [`Repository::connect`], with these replica thresholds and
+    /// timings.
+    pub fn connect_with(config: &Config, options: ReplicaOptions) -> Result<Self> {
+        Ok(Self {
+            router: Router::connect_with(config, options)?,
+        })
+    }
+
+    /// Wraps an existing pool, without replicas; `url` is only used to
+    /// name it in errors.
     pub fn from_pool(pool: PgPool, url: DatabaseUrl) -> Self {
-        Self { pool, url }
+        Self {
+            router: Router::primary_only(pool, url),
+        }
     }
 
-    /// The underlying pool.
+    /// Wraps a [`Router`].
+    pub fn from_router(router: Router) -> Self {
+        Self { router }
+    }
+
+    /// The router: the pools, the replicas' health and the counters.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The routing counters (see [`Router::counters`]).
+    pub fn counters(&self) -> RoutingCounters {
+        self.router.counters()
+    }
+
+    /// The underlying pool (the primary's).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.router.primary()
     }
 
-    /// Checks out one connection, or [`crate::Error::PoolTimeout`].
+    /// Checks out one connection to the primary, or
+    /// [`crate::Error::PoolTimeout`].
     pub fn conn(&self) -> Result<PgPooledConnection> {
-        checkout(&self.pool, &self.url)
+        checkout(self.router.primary(), self.router.primary_url())
+    }
+
+    /// [`feed::home_feed`] on a server chosen for `consistency` (see
+    /// [`Router::read`]).
+    pub fn home_feed_at(&self, consistency: Consistency, page: FeedPage) -> Result<Vec<FeedItem>> {
+        self.router
+            .read(consistency, |conn| feed::home_feed(conn, page))
+    }
+
+    /// [`feed::home_feed_json`] on a server chosen for `consistency` (see
+    /// [`Router::read`]).
+    pub fn home_feed_json_at(&self, consistency: Consistency, page: FeedPage) -> Result<String> {
+        self.router
+            .read(consistency, |conn| feed::home_feed_json(conn, page))
+    }
+
+    /// [`Repository::create_activity`], with the token of the write.
+    pub fn create_activity_with_token(
+        &self,
+        handle: &str,
+        message: &str,
+        ttl: &str,
+    ) -> Result<(ActivityObject, WriteToken)> {
+        let draft = ActivityDraft::parse(handle, message, ttl)?;
+        self.router
+            .write(|conn| activities::create_activity(conn, &draft))
+    }
+
+    /// [`Repository::create_reply`], with the token of the write.
+    pub fn create_reply_with_token(
+        &self,
+        handle: &str,
+        reply_to: Uuid,
+        message: &str,
+    ) -> Result<(ActivityObject, WriteToken)> {
+        self.router
+            .write(|conn| activities::create_reply(conn, handle, reply_to, message))
+    }
+
+    /// [`Repository::confirm_user`], with the token of the write.
+    pub fn confirm_user_with_token(
+        &self,
+        event: &PostConfirmationEvent,
+    ) -> Result<(Confirmed, WriteToken)> {
+        self.router.write(|conn| users::confirm_user(conn, event))
+    }
+
+    /// [`Repository::seed_reference`], with the token of the write.
+    pub fn seed_reference_with_token(&self) -> Result<(SeedReport, WriteToken)> {
+        self.router.write(seed::seed_reference)
     }
 
     /// See [`feed::home_feed`].

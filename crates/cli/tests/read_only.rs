@@ -116,105 +116,21 @@ fn read_paths_work_for_a_role_that_may_only_select() {
         .unwrap();
 }
 
-/// A free TCP port on the loopback address.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs a PostgreSQL program as the cluster's server user (`postgres` when
-/// the tests run as root).
-fn as_server(cluster: &cruddur_db_local::LocalCluster, tool: &str) -> Command {
-    let program = cluster.binaries().tool(tool);
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    });
-    if root {
-        let user = common::settings()
-            .get("CRUDDUR_PG_USER")
-            .unwrap_or(cruddur_db_local::DEFAULT_SERVER_USER)
-            .to_owned();
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", &user, "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(mut cmd: Command, what: &str) {
-    let out = cmd.output().expect(what);
-    assert!(
-        out.status.success(),
-        "{what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn read_paths_work_on_a_hot_standby() {
-    let primary = common::private_cluster();
+    let pair = common::StreamingPair::start();
     let name = "feed";
-    let url = primary.url_for(name).unwrap();
-    cruddur_db::prepare(&url).unwrap();
+    cruddur_db::prepare(&pair.primary_url(name)).unwrap();
+    assert!(
+        pair.caught_up(std::time::Duration::from_secs(30)),
+        "the standby did not replay the new database within 30 s"
+    );
 
-    let standby = primary.dir().join("standby");
-    let data = standby.join("data");
-    // pg_basebackup creates `standby` for the server user; the standby's
-    // socket goes there too.
-    let socket = standby.clone();
-    let mut backup = as_server(&primary, "pg_basebackup");
-    backup
-        .arg("--host")
-        .arg(primary.socket_dir())
-        .arg("--port")
-        .arg(primary.port().unwrap().to_string())
-        .args(["--username", "postgres", "--pgdata"])
-        .arg(&data)
-        .args([
-            "--write-recovery-conf",
-            "--wal-method=stream",
-            "--checkpoint=fast",
-        ]);
-    run(backup, "pg_basebackup");
-    let port = free_port();
-    let mut start = as_server(&primary, "pg_ctl");
-    start
-        .arg("start")
-        .arg("--pgdata")
-        .arg(&data)
-        .arg("--log")
-        .arg(standby.join("server.log"))
-        .args(["--wait", "--timeout", "60", "-o"])
-        .arg(format!(
-            "-p {port} -k {} -c listen_addresses=''",
-            socket.display()
-        ));
-    run(start, "starting the standby");
-    let stop = || {
-        let mut stop = as_server(&primary, "pg_ctl");
-        stop.arg("stop")
-            .arg("--pgdata")
-            .arg(&data)
-            .args(["-m", "immediate"]);
-        let _ = stop.output();
-    };
-
-    let replica = url
-        .with_param("host", &socket.to_string_lossy())
-        .with_param("port", &port.to_string());
+    let replica = pair.standby_url(name);
     let mut conn = cruddur_db::establish(&replica).expect("connect to the standby");
     let identity = cruddur_db::admin::identify(&mut conn).unwrap();
     assert!(identity.in_recovery, "the standby is in recovery");
     let before = counts(&mut conn);
-    let result = std::panic::catch_unwind(|| every_read_path_works(&replica));
-    let after = counts(&mut conn);
-    stop();
-    result.unwrap();
-    assert_eq!(after, before);
+    every_read_path_works(&replica);
+    assert_eq!(counts(&mut conn), before);
 }

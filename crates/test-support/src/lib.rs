@@ -13,12 +13,16 @@
 //!   tests. The shared database is dropped when the test binary exits.
 //!
 //! Tests that need a server they may stop and restart take their own
-//! [`private_cluster`]; they never stop the shared server.
+//! [`private_cluster`]; they never stop the shared server. Tests of
+//! replication take a [`StreamingPair`]: a private primary and a hot
+//! standby.
 
 use std::sync::{Once, OnceLock};
 
+mod standby;
 mod temp_cluster;
 
+pub use standby::{StreamingPair, as_server, free_port, run};
 pub use temp_cluster::{TempCluster, TempClusterBuilder};
 
 use cruddur_db::{DatabaseUrl, Error, Settings, admin, establish, run_migrations};

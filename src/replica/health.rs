@@ -1,0 +1,382 @@
+//! Replica health: the thresholds ([`ReplicaOptions`]) and the state a
+//! prober keeps for each replica ([`ReplicaState`]), with hysteresis.
+//!
+//! The state machine is plain data, fed one probe result at a time, so that
+//! it is tested without a server.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::token::WriteToken;
+
+/// Default byte lag beyond which a replica may be taken out: 8 MiB (GitLab's
+/// `max_replication_difference`).
+pub const DEFAULT_MAX_LAG_BYTES: u64 = 8 * 1024 * 1024;
+/// Default time lag beyond which a replica may be taken out: 60 s (GitLab's
+/// `max_replication_lag_time`).
+pub const DEFAULT_MAX_LAG_TIME: Duration = Duration::from_secs(60);
+/// Default number of consecutive good probes a replica that was taken out
+/// needs to come back: 3 (so that one lucky probe does not flap it in).
+pub const DEFAULT_RECOVER_AFTER: u32 = 3;
+/// Default time between two probes of one replica: 1 s, jittered by ±25% so
+/// that the probers of many processes do not hit a replica in step.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default statement timeout of a probe: 1 s (a replica that cannot answer
+/// four catalog functions in a second is not one to send reads to).
+pub const DEFAULT_PROBE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default `connect_timeout` of a prober's connection, in seconds: 2 (libpq
+/// counts whole seconds; its minimum is 2).
+pub const DEFAULT_PROBE_CONNECT_TIMEOUT_SECS: u32 = 2;
+/// Default bound on the wait for a replica to replay past a token before
+/// the read goes to the primary: 50 ms.
+pub const DEFAULT_TOKEN_WAIT: Duration = Duration::from_millis(50);
+
+/// How replicas are probed and when they are used. Every field has a
+/// documented default ([`ReplicaOptions::default`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaOptions {
+    /// Byte lag (the primary's WAL position minus the replica's replay
+    /// position) beyond which a replica is lagging, when its time lag is
+    /// beyond [`max_lag_time`](Self::max_lag_time) too (default
+    /// [`DEFAULT_MAX_LAG_BYTES`]). Both must be exceeded: time lag alone
+    /// grows on an idle primary, where there is nothing to replay.
+    pub max_lag_bytes: u64,
+    /// Time since the replica last replayed a transaction beyond which it
+    /// is lagging, when its byte lag is beyond the byte threshold too
+    /// (default [`DEFAULT_MAX_LAG_TIME`]).
+    pub max_lag_time: Duration,
+    /// Consecutive good probes a replica that was out needs to come back
+    /// (default [`DEFAULT_RECOVER_AFTER`]; at least 1).
+    pub recover_after: u32,
+    /// Time between two probes, before jitter (default
+    /// [`DEFAULT_PROBE_INTERVAL`]).
+    pub probe_interval: Duration,
+    /// Statement timeout of the probe's queries (default
+    /// [`DEFAULT_PROBE_STATEMENT_TIMEOUT`]).
+    pub probe_statement_timeout: Duration,
+    /// `connect_timeout` of the prober's connection, in seconds (default
+    /// [`DEFAULT_PROBE_CONNECT_TIMEOUT_SECS`]).
+    pub probe_connect_timeout_secs: u32,
+    /// How long a read with [`Consistency::AtLeast`](super::Consistency)
+    /// polls a replica for the token before it goes to the primary
+    /// (default [`DEFAULT_TOKEN_WAIT`]; zero sends it to the primary at once).
+    pub token_wait: Duration,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        Self {
+            max_lag_bytes: DEFAULT_MAX_LAG_BYTES,
+            max_lag_time: DEFAULT_MAX_LAG_TIME,
+            recover_after: DEFAULT_RECOVER_AFTER,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            probe_statement_timeout: DEFAULT_PROBE_STATEMENT_TIMEOUT,
+            probe_connect_timeout_secs: DEFAULT_PROBE_CONNECT_TIMEOUT_SECS,
+            token_wait: DEFAULT_TOKEN_WAIT,
+        }
+    }
+}
+
+/// What the last probe found a replica to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaStatus {
+    /// Not probed yet: not used until the first probe answers.
+    Unknown,
+    /// Answering, in recovery, within the lag thresholds: used.
+    Up,
+    /// Beyond both lag thresholds: not used.
+    Lagging,
+    /// Could not be reached or did not answer the probe: not used.
+    Down,
+    /// Answering but not a standby (promoted, or a primary by mistake):
+    /// not used, since it no longer follows the primary.
+    NotInRecovery,
+}
+
+impl fmt::Display for ReplicaStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReplicaStatus::Unknown => "unknown",
+            ReplicaStatus::Up => "up",
+            ReplicaStatus::Lagging => "lagging",
+            ReplicaStatus::Down => "down",
+            ReplicaStatus::NotInRecovery => "not in recovery",
+        })
+    }
+}
+
+/// What one probe read from a replica (and from the primary, for its WAL
+/// position).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// The replica could not be reached, or the probe failed; the message
+    /// holds no password.
+    Failed(String),
+    /// The replica answered.
+    Answered {
+        /// `pg_is_in_recovery()`.
+        in_recovery: bool,
+        /// `pg_last_wal_replay_lsn()`.
+        replay: Option<WriteToken>,
+        /// `pg_last_wal_receive_lsn()`.
+        receive: Option<WriteToken>,
+        /// The primary's `pg_current_wal_lsn()`, when it could be read.
+        primary: Option<WriteToken>,
+        /// Time since the last replayed transaction committed on the
+        /// primary (`now() - pg_last_xact_replay_timestamp()`), if any.
+        replay_age: Option<Duration>,
+    },
+}
+
+/// A replica's health, as its prober last saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaState {
+    /// What the probes say; only [`ReplicaStatus::Up`] is routed to.
+    pub status: ReplicaStatus,
+    /// Consecutive good probes so far (a replica that was out comes back
+    /// after [`ReplicaOptions::recover_after`] of them).
+    pub good_probes: u32,
+    /// Bytes of WAL the replica has not replayed: the primary's position
+    /// minus its replay position (or, when the primary could not be read,
+    /// its receive position minus its replay position).
+    pub lag_bytes: Option<u64>,
+    /// Time since the last transaction it replayed committed on the
+    /// primary. Large on an idle primary even when nothing is behind.
+    pub lag_time: Option<Duration>,
+    /// Its replay position at the last probe: a token at or below it is
+    /// visible there.
+    pub replay_lsn: Option<WriteToken>,
+    /// Its receive position at the last probe.
+    pub receive_lsn: Option<WriteToken>,
+    /// When it was last probed (or found failing by a request).
+    pub last_probe: Option<Instant>,
+    /// Why it is out, when it is.
+    pub last_error: Option<String>,
+    /// How many times it went down: the connections pooled before an
+    /// outage died with the server, so the router opens new ones after it.
+    pub outages: u64,
+}
+
+impl Default for ReplicaState {
+    fn default() -> Self {
+        Self {
+            status: ReplicaStatus::Unknown,
+            good_probes: 0,
+            lag_bytes: None,
+            lag_time: None,
+            replay_lsn: None,
+            receive_lsn: None,
+            last_probe: None,
+            last_error: None,
+            outages: 0,
+        }
+    }
+}
+
+impl ReplicaState {
+    /// Whether reads may be sent to it.
+    pub fn is_up(&self) -> bool {
+        self.status == ReplicaStatus::Up
+    }
+
+    /// Takes in one probe result taken at `at`.
+    ///
+    /// A failing probe takes the replica out at once (a dead replica must
+    /// not cost requests a connect timeout); a good one brings it back only
+    /// after `recover_after` in a row, except for the first probe of a
+    /// replica never seen failing, which needs no history.
+    pub fn record(&mut self, probe: Probe, options: &ReplicaOptions, at: Instant) {
+        self.last_probe = Some(at);
+        let bad = match probe {
+            Probe::Failed(message) => {
+                self.replay_lsn = None;
+                self.receive_lsn = None;
+                self.lag_bytes = None;
+                self.lag_time = None;
+                Some((ReplicaStatus::Down, message))
+            }
+            Probe::Answered {
+                in_recovery,
+                replay,
+                receive,
+                primary,
+                replay_age,
+            } => {
+                // The latest reading, not the highest ever seen: a standby
+                // restarted after a crash may accept connections before it
+                // has replayed again as far as it had.
+                self.replay_lsn = replay;
+                self.receive_lsn = receive;
+                let ahead = primary.or(receive);
+                self.lag_bytes = match (ahead, replay) {
+                    (Some(a), Some(r)) => Some(a.lsn().saturating_sub(r.lsn())),
+                    _ => None,
+                };
+                self.lag_time = replay_age;
+                let too_far = self.lag_bytes.is_some_and(|b| b > options.max_lag_bytes)
+                    && replay_age.is_none_or(|t| t > options.max_lag_time);
+                if !in_recovery {
+                    Some((
+                        ReplicaStatus::NotInRecovery,
+                        "the server is not in recovery (not a standby)".to_owned(),
+                    ))
+                } else if too_far {
+                    Some((
+                        ReplicaStatus::Lagging,
+                        format!(
+                            "{} bytes and {:?} behind (thresholds {} bytes and {:?})",
+                            self.lag_bytes.unwrap_or_default(),
+                            replay_age.unwrap_or_default(),
+                            options.max_lag_bytes,
+                            options.max_lag_time
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        match bad {
+            Some((status, message)) => {
+                if status == ReplicaStatus::Down && self.status != ReplicaStatus::Down {
+                    self.outages += 1;
+                }
+                self.status = status;
+                self.good_probes = 0;
+                self.last_error = Some(message);
+            }
+            None => {
+                self.good_probes = self.good_probes.saturating_add(1);
+                if matches!(self.status, ReplicaStatus::Up | ReplicaStatus::Unknown)
+                    || self.good_probes >= options.recover_after.max(1)
+                {
+                    self.status = ReplicaStatus::Up;
+                    self.last_error = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(replay: u64, primary: u64, age_s: u64) -> Probe {
+        Probe::Answered {
+            in_recovery: true,
+            replay: Some(WriteToken::from_lsn(replay)),
+            receive: Some(WriteToken::from_lsn(replay)),
+            primary: Some(WriteToken::from_lsn(primary)),
+            replay_age: Some(Duration::from_secs(age_s)),
+        }
+    }
+
+    fn run(probes: Vec<Probe>) -> Vec<ReplicaStatus> {
+        let options = ReplicaOptions::default();
+        let mut state = ReplicaState::default();
+        probes
+            .into_iter()
+            .map(|p| {
+                state.record(p, &options, Instant::now());
+                state.status
+            })
+            .collect()
+    }
+
+    const MB: u64 = 1024 * 1024;
+
+    #[test]
+    fn a_first_good_probe_brings_an_unknown_replica_up() {
+        assert_eq!(run(vec![answered(100, 100, 0)]), [ReplicaStatus::Up]);
+        assert_eq!(ReplicaState::default().status, ReplicaStatus::Unknown);
+        assert!(!ReplicaState::default().is_up());
+    }
+
+    #[test]
+    fn a_failure_takes_it_out_at_once_and_three_good_probes_bring_it_back() {
+        use ReplicaStatus::*;
+        let good = || answered(100, 100, 0);
+        let statuses = run(vec![
+            good(),
+            Probe::Failed("refused".into()),
+            good(),
+            good(),
+            Probe::Failed("refused".into()),
+            good(),
+            good(),
+            good(),
+            good(),
+        ]);
+        assert_eq!(statuses, [Up, Down, Down, Down, Down, Down, Down, Up, Up]);
+        let mut state = ReplicaState::default();
+        for probe in [Probe::Failed("a".into()), Probe::Failed("b".into()), good()] {
+            state.record(probe, &ReplicaOptions::default(), Instant::now());
+        }
+        assert_eq!(state.outages, 1, "one outage, however many failed probes");
+    }
+
+    #[test]
+    fn lag_needs_both_the_byte_and_the_time_threshold() {
+        use ReplicaStatus::*;
+        // An idle primary: an hour since the last replayed commit, nothing
+        // behind. A burst: 100 MB behind, replayed a second ago.
+        assert_eq!(run(vec![answered(100, 100, 3600)]), [Up]);
+        assert_eq!(run(vec![answered(0, 100 * MB, 1)]), [Up]);
+        assert_eq!(run(vec![answered(0, 100 * MB, 120)]), [Lagging]);
+        // Unknown time lag does not keep a replica far behind in.
+        let far = Probe::Answered {
+            in_recovery: true,
+            replay: Some(WriteToken::from_lsn(0)),
+            receive: None,
+            primary: Some(WriteToken::from_lsn(100 * MB)),
+            replay_age: None,
+        };
+        assert_eq!(run(vec![far]), [Lagging]);
+    }
+
+    #[test]
+    fn a_lagging_replica_comes_back_after_three_probes_within_thresholds() {
+        use ReplicaStatus::*;
+        let statuses = run(vec![
+            answered(0, 100 * MB, 120),
+            answered(99 * MB, 100 * MB, 1),
+            answered(100 * MB, 100 * MB, 1),
+            answered(100 * MB, 100 * MB, 1),
+        ]);
+        assert_eq!(statuses, [Lagging, Lagging, Lagging, Up]);
+    }
+
+    #[test]
+    fn a_promoted_server_is_out() {
+        let promoted = Probe::Answered {
+            in_recovery: false,
+            replay: None,
+            receive: None,
+            primary: Some(WriteToken::from_lsn(5)),
+            replay_age: None,
+        };
+        let options = ReplicaOptions::default();
+        let mut state = ReplicaState::default();
+        state.record(answered(5, 5, 0), &options, Instant::now());
+        state.record(promoted, &options, Instant::now());
+        assert_eq!(state.status, ReplicaStatus::NotInRecovery);
+        assert!(state.last_error.unwrap().contains("not in recovery"));
+        assert_eq!(state.replay_lsn, None);
+    }
+
+    #[test]
+    fn byte_lag_falls_back_to_the_receive_position_without_the_primary() {
+        let probe = Probe::Answered {
+            in_recovery: true,
+            replay: Some(WriteToken::from_lsn(10)),
+            receive: Some(WriteToken::from_lsn(30)),
+            primary: None,
+            replay_age: None,
+        };
+        let mut state = ReplicaState::default();
+        state.record(probe, &ReplicaOptions::default(), Instant::now());
+        assert_eq!(state.lag_bytes, Some(20));
+        assert!(state.is_up());
+    }
+}
