@@ -181,6 +181,29 @@ impl Router {
             .collect()
     }
 
+    /// Waits until every replica has answered or failed its first probe,
+    /// for at most `bound`, and returns whether all have. Until then a
+    /// replica is not used, which suits a long-lived service but would send
+    /// every read of a short-lived caller (a command line) to the primary.
+    /// Polls every 10 ms.
+    pub fn wait_for_probes(&self, bound: std::time::Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            let probed = self
+                .inner
+                .replicas
+                .iter()
+                .all(|r| lock(&r.state).status != super::health::ReplicaStatus::Unknown);
+            if probed {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// A snapshot of the routing counters.
     pub fn counters(&self) -> RoutingCounters {
         self.inner.counters.snapshot()

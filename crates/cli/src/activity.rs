@@ -10,6 +10,7 @@ use crate::GlobalArgs;
 use crate::output;
 use crate::target::Target;
 use cruddur_db::migrations::ensure_current;
+use cruddur_db::replica::current_position;
 use cruddur_db::repo::activities::{ActivityDraft, Ttl, create_activity};
 
 /// What `activity` does.
@@ -84,6 +85,10 @@ pub fn run(command: ActivityCommand, global: &GlobalArgs) -> anyhow::Result<Exit
     let conn = &mut target.connect()?;
     ensure_current(conn).context("activity not created")?;
     let activity = create_activity(conn, &draft).context("activity not created")?;
+    // Read on the same connection after the commit: a read carrying it
+    // (`feed --after-token`) sees this activity, on a replica or the primary.
+    let token = current_position(conn).context("reading the write token")?;
     output::json(&activity)?;
+    output::note(&format!("write token: {token}"));
     Ok(ExitCode::SUCCESS)
 }

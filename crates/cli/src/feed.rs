@@ -8,11 +8,14 @@ use clap::Args;
 use crate::GlobalArgs;
 use crate::output::{self, HEADING};
 use crate::target::Target;
+use cruddur_db::FeedItem;
 use cruddur_db::migrations::ensure_current;
 use cruddur_db::models::{TIMESTAMP_FORMAT, escape_controls};
+use cruddur_db::replica::{Consistency, WriteToken};
 use cruddur_db::repo::feed::{
     DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, MAX_PAGE_SIZE, home_feed, home_feed_json,
 };
+use diesel::PgConnection;
 
 /// Options of `feed`.
 #[derive(Debug, Args)]
@@ -29,6 +32,21 @@ pub struct FeedArgs {
     /// Print the page as the API's JSON array, built by PostgreSQL.
     #[arg(long)]
     pub json: bool,
+
+    /// With read replicas: read from one that has replayed this write
+    /// token (printed by `activity create`), else from the primary.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "primary")]
+    pub after_token: Option<WriteToken>,
+
+    /// With read replicas: read from the primary.
+    #[arg(long)]
+    pub primary: bool,
+}
+
+/// One page, as the caller asked for it.
+enum Page {
+    Typed(Vec<FeedItem>),
+    Json(String),
 }
 
 /// A usage error (exit 2) for a cursor that does not decode.
@@ -44,17 +62,43 @@ pub fn run(args: FeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let target = Target::resolve(global)?;
     let database = target.database()?;
-    let conn = &mut target.connect()?;
-    ensure_current(conn).with_context(|| format!("reading the feed of `{database}`"))?;
-    if args.json {
-        let json = home_feed_json(conn, page).context("reading the feed")?;
-        // Not through anstream: off a terminal it strips what looks like an
-        // escape sequence, and DEL and C1 characters (U+0080..U+009F), which
-        // JSON carries unescaped, would be cut out of the data.
-        println!("{json}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let feed = home_feed(conn, page).context("reading the feed")?;
+    let consistency = if args.primary {
+        Consistency::Primary
+    } else {
+        Consistency::after(args.after_token)
+    };
+    let read = |conn: &mut PgConnection| -> cruddur_db::Result<Page> {
+        ensure_current(conn)?;
+        Ok(if args.json {
+            Page::Json(home_feed_json(conn, page)?)
+        } else {
+            Page::Typed(home_feed(conn, page)?)
+        })
+    };
+    let context = || format!("reading the feed of `{database}`");
+    let result = match target.router()? {
+        None => read(&mut target.connect()?).with_context(context)?,
+        Some(router) => {
+            let result = router.read(consistency, read).with_context(context)?;
+            let counters = router.counters();
+            output::note(if counters.replica_reads > 0 {
+                "note: read from a replica"
+            } else {
+                "note: read from the primary"
+            });
+            result
+        }
+    };
+    let feed = match result {
+        Page::Typed(feed) => feed,
+        Page::Json(json) => {
+            // Not through anstream: off a terminal it strips what looks like
+            // an escape sequence, and DEL and C1 characters (U+0080..U+009F),
+            // which JSON carries unescaped, would be cut out of the data.
+            println!("{json}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     // Text is shown escaped (see `escape_controls`): a newline in a display
     // name would otherwise print a fake row, and escape sequences in a
     // message would reach the terminal as commands.

@@ -42,6 +42,10 @@ pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
         .filter(|m| !m.applied)
         .map(|m| m.name.as_str())
         .collect();
+    let replicas = target
+        .router()?
+        .map(|router| router.replicas())
+        .unwrap_or_default();
     let marked_production = mark.as_ref().is_some_and(|m| m.is_production());
     let environment = if marked_production || target.production_reason.is_some() {
         "production"
@@ -61,6 +65,13 @@ pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
             "tls_cipher": server.tls_cipher,
             "migrations_applied": applied,
             "migrations_pending": pending,
+            "replicas": replicas.iter().map(|(url, state)| serde_json::json!({
+                "url": url.to_string(),
+                "state": state.status.to_string(),
+                "lag_bytes": state.lag_bytes,
+                "lag_seconds": state.lag_time.map(|t| t.as_secs_f64()),
+                "error": state.last_error.as_deref().map(output::scrub),
+            })).collect::<Vec<_>>(),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -105,6 +116,26 @@ pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
         )
     };
     row("migrations", &migrations_text);
+    for (k, (url, state)) in replicas.iter().enumerate() {
+        let bytes = state
+            .lag_bytes
+            .map_or_else(|| "? bytes".to_owned(), |b| format!("{b} bytes"));
+        let time = state
+            .lag_time
+            .map_or_else(|| "?".to_owned(), |t| format!("{:.1} s", t.as_secs_f64()));
+        let why = state
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        row(
+            &format!("replica {}", k + 1),
+            &format!(
+                "{url}: {}, {bytes} behind, last replayed commit {time} ago{why}",
+                state.status
+            ),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -42,6 +42,7 @@ use cruddur_db::config::DatabaseUrl;
     propagate_version = true,
     after_help = "Environment:\n  \
         DATABASE_URL         the database (the diesel convention); wins over CONNECTION_URL\n  \
+        DATABASE_REPLICA_URLS  read replicas, comma-separated (see --replica-url)\n  \
         CONNECTION_URL       the same, under the original project's name\n  \
         PROD_CONNECTION_URL  the production database, used with --prod\n  \
         NO_COLOR             turns colours off (they are off when output is not a terminal)\n  \
@@ -86,6 +87,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub allow_production: bool,
 
+    /// A read replica of the database (repeatable); replaces
+    /// DATABASE_REPLICA_URLS. `feed` and `status` use replicas.
+    #[arg(long = "replica-url", global = true, value_name = "URL")]
+    pub replica_urls: Vec<String>,
+
     /// The environment and `.env`, read once by [`run`].
     #[arg(skip)]
     pub settings: cruddur_db::Settings,
@@ -101,6 +107,14 @@ impl fmt::Debug for GlobalArgs {
             .field("prod", &self.prod)
             .field("yes", &self.yes)
             .field("allow_production", &self.allow_production)
+            .field(
+                "replica_urls",
+                &self
+                    .replica_urls
+                    .iter()
+                    .map(|u| cruddur_db::config::redact(u))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -268,11 +282,20 @@ fn known_passwords(global: &GlobalArgs) -> Vec<String> {
     let from_env = ["DATABASE_URL", "CONNECTION_URL", "PROD_CONNECTION_URL"]
         .into_iter()
         .filter_map(|k| global.settings.get(k).map(str::to_owned));
+    // Replica lists are comma-separated; a password with a comma is
+    // percent-encoded in a URL, so splitting cannot cut one in two.
+    let replicas = global
+        .settings
+        .get("DATABASE_REPLICA_URLS")
+        .into_iter()
+        .flat_map(|list| list.split(',').map(str::to_owned).collect::<Vec<_>>());
     global
         .database_url
         .clone()
         .into_iter()
+        .chain(global.replica_urls.iter().cloned())
         .chain(from_env)
+        .chain(replicas)
         .filter_map(|raw| password_of(&raw))
         .collect()
 }

@@ -10,8 +10,13 @@ use crate::GlobalArgs;
 use crate::output;
 use cruddur_db::admin::{DatabaseIdentity, identify};
 use cruddur_db::environment::{EnvironmentMark, read_mark};
+use cruddur_db::replica::Router;
 use cruddur_db::{Config, DatabaseUrl, Environment, Settings};
 use cruddur_db_local::{Fallback, UrlSource};
+
+/// How long a command waits for the first probe of its replicas: the
+/// probe's connect and statement timeouts (2 s and 1 s), with a margin.
+pub const FIRST_PROBE_BOUND: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// The database a command works on.
 #[derive(Debug, Clone)]
@@ -77,6 +82,14 @@ impl Target {
             }
             (resolved.config, source)
         };
+        let mut config = config;
+        if !global.replica_urls.is_empty() {
+            config.replica_urls = global
+                .replica_urls
+                .iter()
+                .map(|raw| DatabaseUrl::parse(raw).context("reading --replica-url"))
+                .collect::<anyhow::Result<_>>()?;
+        }
         if let Some(warning) = &config.warning {
             output::warning(warning);
         }
@@ -98,6 +111,18 @@ impl Target {
     /// Its connection string.
     pub fn url(&self) -> &DatabaseUrl {
         &self.config.database_url
+    }
+
+    /// A router over the target and its read replicas, each replica probed
+    /// once (for at most [`FIRST_PROBE_BOUND`]) so that a one-shot command
+    /// can use them; `None` when no replica is configured.
+    pub fn router(&self) -> anyhow::Result<Option<Router>> {
+        if self.config.replica_urls.is_empty() {
+            return Ok(None);
+        }
+        let router = Router::connect(&self.config)?;
+        router.wait_for_probes(FIRST_PROBE_BOUND);
+        Ok(Some(router))
     }
 
     /// The database name in the URL.
