@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use cruddur_db::DatabaseUrl;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 
 use crate::cluster::*;
 use crate::error::{Error, Result};
@@ -283,19 +283,27 @@ impl LocalCluster {
                 status.in_recovery = diesel::select(sql::<Bool>("pg_is_in_recovery()"))
                     .get_result(&mut conn)
                     .ok();
-                let replayed = cruddur_db::replica::replay_position(&mut conn)
-                    .ok()
-                    .flatten();
+                let replayed: Option<String> =
+                    diesel::select(sql::<Nullable<Text>>("pg_last_wal_replay_lsn()::text"))
+                        .get_result(&mut conn)
+                        .ok()
+                        .flatten();
                 // Read after the replica's position, so the lag is not
-                // understated.
-                let current = self
-                    .url_for("postgres")
-                    .and_then(|url| Ok(cruddur_db::establish(&url)?))
-                    .ok()
-                    .and_then(|mut p| cruddur_db::replica::current_position(&mut p).ok());
-                if let (Some(replayed), Some(current)) = (replayed, current) {
-                    status.replay_lag_bytes = Some(current.lsn().saturating_sub(replayed.lsn()));
-                }
+                // understated. The primary's write position, not its insert
+                // position: that one runs ahead by a page header at a page
+                // boundary, which an idle replica never replays.
+                status.replay_lag_bytes = replayed.and_then(|replayed| {
+                    let url = self.url_for("postgres").ok()?;
+                    let mut primary = cruddur_db::establish(&url).ok()?;
+                    let lag: i64 = diesel::select(
+                        sql::<BigInt>("greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), ")
+                            .bind::<Text, _>(replayed)
+                            .sql("::pg_lsn), 0)::bigint"),
+                    )
+                    .get_result(&mut primary)
+                    .ok()?;
+                    u64::try_from(lag).ok()
+                });
             }
             found.push(status);
         }
