@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
-use cruddur_db_local::{LocalCluster, StartOutcome};
+use cruddur_db_local::{LocalCluster, MAX_REPLICAS, ReplicaOutcome, StartOutcome};
 
 /// Exit status of `local status` when the cluster is not running, as
 /// `pg_ctl status` uses.
@@ -26,22 +26,33 @@ pub struct LocalArgs {
 pub enum LocalCommand {
     /// Start the local cluster (creating it on first use) and create the
     /// `cruddur` database in it; does nothing when it already runs.
-    Start,
-    /// Stop the local cluster (fast shutdown); no server process is left.
+    Start {
+        /// Also start hot standbys 1..=N of it on 127.0.0.1 (each copied from
+        /// the cluster with pg_basebackup at first, streaming through a
+        /// replication slot); a replica whose slot is gone is copied again.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_REPLICAS)))]
+        replicas: Option<u8>,
+    },
+    /// Stop the local cluster and its replicas (fast shutdown); no server
+    /// process is left.
     Stop,
-    /// Say whether the local cluster runs, where, and its URL; exits with 3
-    /// when it is not running.
+    /// Say whether the local cluster runs, where, and its URL, and list its
+    /// replicas; exits with 3 when it is not running.
     Status,
     /// Print the URL of the `cruddur` database on the local cluster, for
     /// DATABASE_URL, psql and diesel (it holds no password).
-    Url,
+    Url {
+        /// Print replica K's URL instead (a read-only hot standby, from 1).
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(1..))]
+        replica: Option<u8>,
+    },
 }
 
 /// Runs `cruddur-db local …`.
 pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<ExitCode> {
     let cluster = LocalCluster::project(settings)?;
     match args.command {
-        LocalCommand::Start => {
+        LocalCommand::Start { replicas } => {
             match cluster.start()? {
                 StartOutcome::Started { initialized: true } => {
                     eprintln!(
@@ -61,6 +72,11 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
             }
             let url = cluster.url()?;
             cruddur_db::admin::create_database(&url)?;
+            // After `cruddur` exists, so that the replicas' copies have it.
+            match replicas {
+                Some(n) => start_replicas(&cluster, n)?,
+                None => note_stopped_replicas(&cluster),
+            }
             println!("{url}");
         }
         LocalCommand::Stop => {
@@ -76,6 +92,9 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
         LocalCommand::Status => {
             let status = cluster.status()?;
             print!("{status}");
+            for replica in cluster.replicas()? {
+                println!("{replica}");
+            }
             if !status.initialized {
                 eprintln!("(`cruddur-db local start` creates and starts it)");
             }
@@ -83,10 +102,15 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
                 return Ok(ExitCode::from(NOT_RUNNING));
             }
         }
-        LocalCommand::Url => {
-            let url = cluster
-                .url()
-                .context("no URL yet (start the cluster with `cruddur-db local start`)")?;
+        LocalCommand::Url { replica } => {
+            let url = match replica {
+                None => cluster
+                    .url()
+                    .context("no URL yet (start the cluster with `cruddur-db local start`)")?,
+                Some(k) => cluster.replica_url(k).with_context(|| {
+                    format!("no URL for replica {k} (make and start it with `cruddur-db local start --replicas {k}`)")
+                })?,
+            };
             if url.password().is_some() {
                 // Never print a secret; the project cluster's URL has none.
                 bail!(
@@ -98,6 +122,48 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts replicas 1..=`n` and says on stderr what was done to each.
+fn start_replicas(cluster: &LocalCluster, n: u8) -> anyhow::Result<()> {
+    for started in cluster.start_replicas(n)? {
+        let k = started.number;
+        let dir = cluster.replica_dir(k);
+        match started.outcome {
+            ReplicaOutcome::Created => {
+                eprintln!("created and started replica {k} in {}", dir.display());
+            }
+            ReplicaOutcome::Rebuilt(reason) => {
+                eprintln!(
+                    "note: replica {k} was removed and copied again from the primary because {reason}; started it in {}",
+                    dir.display()
+                );
+            }
+            ReplicaOutcome::Started => {
+                eprintln!("started replica {k} in {}", dir.display());
+            }
+            ReplicaOutcome::AlreadyRunning { pid } => {
+                eprintln!("replica {k} is already running (pid {pid})");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A plain `start` leaves replicas alone; say so when some are stopped,
+/// because their slots keep WAL on the primary until they stream again.
+fn note_stopped_replicas(cluster: &LocalCluster) {
+    let Ok(replicas) = cluster.replicas() else {
+        return;
+    };
+    let stopped = replicas.iter().filter(|r| !r.running).count();
+    if let Some(highest) = replicas.iter().map(|r| r.number).max()
+        && stopped > 0
+    {
+        eprintln!(
+            "note: {stopped} replica(s) stopped; their slots keep WAL on the primary (start them with `cruddur-db local start --replicas {highest}`)"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -126,14 +192,49 @@ mod tests {
 
     #[test]
     fn parses_every_subcommand() {
-        let cases = [
-            ("start", LocalCommand::Start),
-            ("stop", LocalCommand::Stop),
-            ("status", LocalCommand::Status),
-            ("url", LocalCommand::Url),
+        let cases: [(&[&str], LocalCommand); 7] = [
+            (&["start"], LocalCommand::Start { replicas: None }),
+            (
+                &["start", "--replicas", "2"],
+                LocalCommand::Start { replicas: Some(2) },
+            ),
+            (
+                &["start", "--replicas=8"],
+                LocalCommand::Start { replicas: Some(8) },
+            ),
+            (&["stop"], LocalCommand::Stop),
+            (&["status"], LocalCommand::Status),
+            (&["url"], LocalCommand::Url { replica: None }),
+            (
+                &["url", "--replica", "3"],
+                LocalCommand::Url { replica: Some(3) },
+            ),
         ];
-        for (arg, expected) in cases {
-            assert_eq!(parse(&["local", arg]).unwrap(), expected, "local {arg}");
+        for (args, expected) in cases {
+            let argv: Vec<&str> = std::iter::once("local")
+                .chain(args.iter().copied())
+                .collect();
+            assert_eq!(parse(&argv).unwrap(), expected, "local {args:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_replica_counts_and_numbers_out_of_range() {
+        for args in [
+            &["local", "start", "--replicas", "0"][..],
+            &["local", "start", "--replicas", "9"],
+            &["local", "start", "--replicas", "-1"],
+            &["local", "start", "--replicas"],
+            &["local", "url", "--replica", "0"],
+            &["local", "url", "--replica", "x"],
+            &["local", "stop", "--replicas", "2"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} should be rejected"));
+            assert_ne!(
+                err.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{args:?}: {err}"
+            );
         }
     }
 
@@ -158,6 +259,7 @@ mod tests {
             "url",
             "already runs",
             ".cruddur/pg",
+            "replicas",
         ] {
             assert!(help.contains(needle), "{needle:?} missing in:\n{help}");
         }

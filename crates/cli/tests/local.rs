@@ -1,10 +1,14 @@
 //! The local cluster: creation, start/stop, a crash's stale pid file, URLs
 //! for the library and psql, password authentication, removal of temporary
-//! clusters, and the embedded default of `cruddur_db_local::resolve`.
+//! clusters, the embedded default of `cruddur_db_local::resolve`, and
+//! replicas (in `local/replicas.rs`).
 //!
 //! Every test runs its own private cluster, never the machine's server.
 
 mod common;
+/// Replicas of the project cluster, driven through the binary.
+#[path = "local/replicas.rs"]
+mod replicas;
 
 use std::path::Path;
 use std::process::Command;

@@ -56,6 +56,14 @@ pub enum Error {
         /// The local cluster's directory.
         dir: std::path::PathBuf,
     },
+    /// A replica that was asked for does not exist (it was never made).
+    #[error("the local PostgreSQL cluster in {} has no replica {number}", .dir.display())]
+    NoReplica {
+        /// The cluster's directory.
+        dir: std::path::PathBuf,
+        /// The replica's number.
+        number: u8,
+    },
     /// The data layer failed (a bad URL or setting, a server that refused).
     #[error(transparent)]
     Db(#[from] cruddur_db::Error),

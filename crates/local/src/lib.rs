@@ -18,7 +18,9 @@
 //! | `port` | the TCP port, picked at the first start and kept afterwards |
 //! | `socket/` | the unix socket directory, mode 0700 (see below) |
 //! | `server.log` | the server's log, appended to at every start |
-//! | `.lock` | serialises `init`, `start` and `stop` between processes |
+//! | `.lock` | serialises `init`, `start`, `stop` and the replicas' starts between processes |
+//! | `replica-K/` | replica K (from 1), laid out like the cluster: `data/`, `password`, `auth`, `port`, `socket/`, `server.log` |
+//! | `replica-K.building/` | a replica being copied; renamed to `replica-K` when complete |
 //!
 //! A unix socket path may be at most about 100 bytes (107 on Linux, 103 on
 //! macOS). When `<dir>/socket/.s.PGSQL.<port>` would be longer, or the path
@@ -39,6 +41,18 @@
 //! local user can reach, always needs the password
 //! ([`LocalCluster::tcp_url_for`]). [`Auth::Password`] asks for the password
 //! on the socket too, for tests of authentication failures.
+//!
+//! # Replicas
+//!
+//! [`LocalCluster::start_replicas`] adds hot standbys on loopback: replica K
+//! is a copy of the primary made with `pg_basebackup --write-recovery-conf`
+//! from the primary's socket as the superuser (so its `primary_conninfo`
+//! names that socket), streaming through the physical slot
+//! `cruddur_replica_K`, which keeps the WAL it still needs on the primary
+//! while it is stopped. Its port is picked like the primary's and kept.
+//! [`LocalCluster::stop`] stops the replicas before the primary. A replica
+//! whose slot is gone, or whose copy was cut short, is removed and copied
+//! again at the next [`start_replicas`](LocalCluster::start_replicas).
 //!
 //! # Running as root
 //!
@@ -63,6 +77,7 @@ mod binaries;
 mod cluster;
 pub mod error;
 mod os;
+mod replicas;
 mod resolve;
 mod server;
 #[cfg(test)]
@@ -74,6 +89,7 @@ pub use binaries::Binaries;
 pub use cluster::{Auth, ClusterOptions, LocalCluster, StartOutcome, Status};
 pub use error::{Error, Result};
 pub use os::process_alive;
+pub use replicas::{MAX_REPLICAS, RebuildReason, ReplicaOutcome, ReplicaStart, ReplicaStatus};
 pub use resolve::{Fallback, Resolved, UrlSource, resolve, resolve_with};
 
 /// The project cluster's directory, relative to the project root.

@@ -112,11 +112,25 @@ impl LocalCluster {
     /// meanwhile, a new one is picked (and the URL changes).
     pub fn start(&self) -> Result<StartOutcome> {
         let _lock = self.lock()?;
+        self.start_locked()
+    }
+
+    pub(crate) fn start_locked(&self) -> Result<StartOutcome> {
         let initialized = self.init_locked()?;
+        Ok(match self.run_server_locked()? {
+            Some(pid) => StartOutcome::AlreadyRunning { pid },
+            None => StartOutcome::Started { initialized },
+        })
+    }
+
+    /// Starts the server of an existing data directory unless it runs;
+    /// returns the postmaster's id when it was running already. The caller
+    /// holds the lock.
+    pub(crate) fn run_server_locked(&self) -> Result<Option<u32>> {
         if let Some(pid) = self.pid() {
             // Possibly still starting (another process started it).
             self.wait_ready()?;
-            return Ok(StartOutcome::AlreadyRunning { pid });
+            return Ok(Some(pid));
         }
         self.clear_stale_pid_file()?;
         let mut attempt = 0;
@@ -157,15 +171,24 @@ impl LocalCluster {
             }
         }
         self.wait_ready()?;
-        Ok(StartOutcome::Started { initialized })
+        Ok(None)
     }
 
     /// Stops the server with a fast shutdown (sessions are ended, nothing
     /// committed is lost) and waits until none of its processes is left;
     /// an immediate shutdown follows when the fast one does not finish
     /// within [`STOP_TIMEOUT`]. Returns whether it was running.
+    ///
+    /// Its [replicas](Self::start_replicas) are stopped first, the same
+    /// way, so that none is left streaming from a server that is gone.
     pub fn stop(&self) -> Result<bool> {
         let _lock = self.lock()?;
+        self.stop_replicas_locked()?;
+        self.stop_locked()
+    }
+
+    /// Stops this server only; the caller holds the lock.
+    pub(crate) fn stop_locked(&self) -> Result<bool> {
         let Some(pid) = self.pid() else {
             return Ok(false);
         };
