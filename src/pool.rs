@@ -225,19 +225,7 @@ pub fn build_pool(config: &Config) -> Result<PgPool> {
     let url = &config.database_url;
     // Probe: typed errors instead of a pool timeout.
     drop(establish_with_timeout(url, config.statement_timeout_ms)?);
-    let manager = ConnectionManager::<PgConnection>::new(effective_url(url).expose());
-    let pool = diesel::r2d2::Pool::builder()
-        .max_size(config.pool_size)
-        .min_idle(Some(0))
-        .connection_timeout(config.checkout_timeout)
-        .test_on_check_out(false)
-        .connection_customizer(Box::new(session_settings(
-            config.statement_timeout_ms,
-            false,
-        )))
-        .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
-        .build_unchecked(manager);
-    Ok(pool)
+    Ok(lazy_pool(config, url, false))
 }
 
 /// Builds the pool of a read replica at `url`, with `config`'s size and
@@ -245,16 +233,22 @@ pub fn build_pool(config: &Config) -> Result<PgPool> {
 /// on`). No connection is opened here: a replica that is down when the
 /// application starts is taken out by its prober, not reported as an error.
 pub fn build_replica_pool(config: &Config, url: &DatabaseUrl) -> PgPool {
+    lazy_pool(config, url, true)
+}
+
+/// A pool for `url` with `config`'s size, timeouts and session settings,
+/// that opens connections only as callers need them.
+fn lazy_pool(config: &Config, url: &DatabaseUrl, read_only: bool) -> PgPool {
     let manager = ConnectionManager::<PgConnection>::new(effective_url(url).expose());
     diesel::r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(0))
         .connection_timeout(config.checkout_timeout)
         .test_on_check_out(false)
-        .connection_customizer(Box::new(session_settings(
-            config.statement_timeout_ms,
-            true,
-        )))
+        .connection_customizer(Box::new(SessionSettings {
+            statement_timeout_ms: config.statement_timeout_ms,
+            read_only,
+        }))
         .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
         .build_unchecked(manager)
 }

@@ -55,7 +55,7 @@ impl Target {
             Some(raw) => Some(DatabaseUrl::parse(raw).context("reading --database-url")?),
             None => None,
         };
-        let (config, source) = if global.prod {
+        let (mut config, source) = if global.prod {
             match explicit {
                 Some(url) => (settings.config_for(url)?, "--database-url"),
                 None => (
@@ -82,7 +82,6 @@ impl Target {
             }
             (resolved.config, source)
         };
-        let mut config = config;
         if !global.replica_urls.is_empty() {
             config.replica_urls = global
                 .replica_urls
