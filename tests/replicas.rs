@@ -286,6 +286,85 @@ fn a_stopped_replica_costs_no_connect_timeout_once_detected_and_comes_back() {
 }
 
 #[test]
+fn a_frozen_replica_is_out_while_its_probe_waits_and_back_once_it_answers_again() {
+    let pair = StreamingPair::start();
+    // A probe may wait 2 × (2 s + 250 ms) = 4.5 s before the replica is out.
+    let options = ReplicaOptions {
+        probe_statement_timeout: Duration::from_millis(250),
+        ..fast_probes()
+    };
+    let repo = repository(&pair, options.clone());
+    let router = repo.router();
+    assert!(router.read(Consistency::Eventual, in_recovery).unwrap());
+    let mut config = Config::new(pair.primary_url(DB));
+    config.replica_urls = vec![pair.standby_url(DB)];
+    let second = Repository::connect_with(&config, options).unwrap();
+    assert!(eventually(Duration::from_secs(10), || replica_status(
+        &second
+    )
+        == ReplicaStatus::Up));
+
+    // Stopped processes: connections are accepted, queries never answered,
+    // and the statement timeout (enforced by the server) never fires.
+    pair.freeze_standby();
+    assert!(
+        eventually(Duration::from_secs(60), || replica_status(&repo)
+            == ReplicaStatus::Stalled),
+        "the frozen replica was not taken out: {:?}",
+        router.replicas()
+    );
+    let reason = router.replicas()[0]
+        .1
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("waited"), "{reason}");
+    // Dropping a router does not wait for its stuck prober.
+    assert!(eventually(Duration::from_secs(60), || replica_status(
+        &second
+    )
+        == ReplicaStatus::Stalled));
+    let (dropped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(second);
+        let _ = dropped.send(());
+    });
+    assert!(
+        done.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "dropping a router waited for the frozen replica"
+    );
+    let before = repo.counters();
+    for _ in 0..20 {
+        let on_standby = router.read(Consistency::Eventual, in_recovery).unwrap();
+        assert!(!on_standby, "a read went to the frozen replica");
+    }
+    let token = repo
+        .create_activity_with_token("andrewbrown", "while the replica is frozen", "1-hour")
+        .unwrap()
+        .1;
+    assert!(
+        !router
+            .read(Consistency::AtLeast(token), in_recovery)
+            .unwrap()
+    );
+    let after = repo.counters();
+    assert_eq!(
+        after.primary_reads_no_healthy_replica - before.primary_reads_no_healthy_replica,
+        21
+    );
+    assert_eq!(after.replica_reads, before.replica_reads);
+
+    pair.thaw_standby();
+    assert!(
+        eventually(Duration::from_secs(30), || replica_status(&repo)
+            == ReplicaStatus::Up),
+        "the thawed replica did not come back: {:?}",
+        router.replicas()
+    );
+    assert!(router.read(Consistency::Eventual, in_recovery).unwrap());
+}
+
+#[test]
 fn a_read_cancelled_by_a_recovery_conflict_is_retried_on_the_primary() {
     let pair = StreamingPair::start_with(&[
         "max_standby_streaming_delay = '1s'",

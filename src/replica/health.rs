@@ -63,6 +63,21 @@ pub struct ReplicaOptions {
     pub token_wait: Duration,
 }
 
+impl ReplicaOptions {
+    /// How long a probe may wait before its replica counts as
+    /// [`ReplicaStatus::Stalled`]: twice the probe's connect timeout plus
+    /// statement timeout (one of each for the primary and for the
+    /// replica), 6 s by default. The statement timeout is enforced by the
+    /// server, so a server that stopped answering would hold a probe (and a
+    /// request) for as long as it stays silent; this bound is what takes
+    /// it out of the routing meanwhile.
+    pub fn stalled_after(&self) -> Duration {
+        (Duration::from_secs(u64::from(self.probe_connect_timeout_secs))
+            + self.probe_statement_timeout)
+            * 2
+    }
+}
+
 impl Default for ReplicaOptions {
     fn default() -> Self {
         Self {
@@ -91,6 +106,11 @@ pub enum ReplicaStatus {
     /// Answering but not a standby (promoted, or a primary by mistake):
     /// not used, since it no longer follows the primary.
     NotInRecovery,
+    /// Its probe has waited longer than
+    /// [`ReplicaOptions::stalled_after`] for an answer: the server (or the
+    /// network to it) accepts but does not answer, e.g. a frozen process
+    /// or a host gone silent. Not used until it answers again.
+    Stalled,
 }
 
 impl fmt::Display for ReplicaStatus {
@@ -101,6 +121,7 @@ impl fmt::Display for ReplicaStatus {
             ReplicaStatus::Lagging => "lagging",
             ReplicaStatus::Down => "down",
             ReplicaStatus::NotInRecovery => "not in recovery",
+            ReplicaStatus::Stalled => "not answering",
         })
     }
 }
@@ -155,6 +176,8 @@ pub struct ReplicaState {
     /// How many times it went down: the connections pooled before an
     /// outage died with the server, so the router opens new ones after it.
     pub outages: u64,
+    /// When the probe under way started, if one is.
+    pub probing_since: Option<Instant>,
 }
 
 impl Default for ReplicaState {
@@ -169,14 +192,40 @@ impl Default for ReplicaState {
             last_probe: None,
             last_error: None,
             outages: 0,
+            probing_since: None,
         }
     }
 }
 
 impl ReplicaState {
-    /// Whether reads may be sent to it.
+    /// Whether reads may be sent to it, as of its last probe. A router
+    /// also asks [`ReplicaState::at`] whether that probe is stuck.
     pub fn is_up(&self) -> bool {
         self.status == ReplicaStatus::Up
+    }
+
+    /// Whether its probe under way has waited past `options`'
+    /// [`stalled_after`](ReplicaOptions::stalled_after) at `now`.
+    pub fn is_stalled(&self, options: &ReplicaOptions, now: Instant) -> bool {
+        self.probing_since
+            .is_some_and(|since| now.saturating_duration_since(since) > options.stalled_after())
+    }
+
+    /// The state as of `now`: [`ReplicaStatus::Stalled`] while its probe
+    /// has waited too long for an answer, else as last recorded.
+    pub fn at(&self, options: &ReplicaOptions, now: Instant) -> ReplicaState {
+        let mut state = self.clone();
+        if let Some(since) = self.probing_since.filter(|_| self.is_stalled(options, now)) {
+            state.status = ReplicaStatus::Stalled;
+            state.good_probes = 0;
+            state.last_error = Some(stalled_message(now.saturating_duration_since(since)));
+        }
+        state
+    }
+
+    /// Notes that a probe starts at `at`.
+    pub fn probe_started(&mut self, at: Instant) {
+        self.probing_since = Some(at);
     }
 
     /// Takes in one probe result taken at `at`.
@@ -185,7 +234,17 @@ impl ReplicaState {
     /// not cost requests a connect timeout); a good one brings it back only
     /// after `recover_after` in a row, except for the first probe of a
     /// replica never seen failing, which needs no history.
+    /// A probe that answers only after it stalled counts as bad: a server
+    /// that froze once has to answer well a few times before it is used
+    /// again.
     pub fn record(&mut self, probe: Probe, options: &ReplicaOptions, at: Instant) {
+        let stalled = self.is_stalled(options, at).then(|| {
+            let waited = self
+                .probing_since
+                .map_or(Duration::ZERO, |since| at.saturating_duration_since(since));
+            (ReplicaStatus::Stalled, stalled_message(waited))
+        });
+        self.probing_since = None;
         self.last_probe = Some(at);
         let bad = match probe {
             Probe::Failed(message) => {
@@ -236,7 +295,7 @@ impl ReplicaState {
                 }
             }
         };
-        match bad {
+        match bad.or(stalled) {
             Some((status, message)) => {
                 if status == ReplicaStatus::Down && self.status != ReplicaStatus::Down {
                     self.outages += 1;
@@ -256,6 +315,13 @@ impl ReplicaState {
             }
         }
     }
+}
+
+fn stalled_message(waited: Duration) -> String {
+    format!(
+        "the probe has waited {:.1} s for an answer",
+        waited.as_secs_f64()
+    )
 }
 
 #[cfg(test)]
@@ -363,6 +429,45 @@ mod tests {
         assert_eq!(state.status, ReplicaStatus::NotInRecovery);
         assert!(state.last_error.unwrap().contains("not in recovery"));
         assert_eq!(state.replay_lsn, None);
+    }
+
+    #[test]
+    fn a_stuck_probe_takes_the_replica_out_and_a_late_answer_does_not_bring_it_back() {
+        let options = ReplicaOptions::default();
+        let bound = options.stalled_after();
+        assert_eq!(bound, Duration::from_secs(6));
+        let start = Instant::now();
+        let mut state = ReplicaState::default();
+        state.record(answered(5, 5, 0), &options, start);
+        state.probe_started(start);
+        let just_in = start + bound;
+        assert!(!state.is_stalled(&options, just_in));
+        assert_eq!(state.at(&options, just_in).status, ReplicaStatus::Up);
+        let late = just_in + Duration::from_millis(1);
+        assert!(state.is_stalled(&options, late));
+        let seen = state.at(&options, late);
+        assert_eq!(seen.status, ReplicaStatus::Stalled);
+        assert!(!seen.is_up());
+        assert!(seen.last_error.unwrap().contains("waited 6.0 s"));
+        // The frozen server answers at last: still out, until three good
+        // probes in a row.
+        state.record(answered(5, 5, 0), &options, late);
+        assert_eq!(state.status, ReplicaStatus::Stalled);
+        assert_eq!(state.probing_since, None);
+        for (round, expected) in [
+            ReplicaStatus::Stalled,
+            ReplicaStatus::Stalled,
+            ReplicaStatus::Up,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = late + Duration::from_secs(round as u64 + 1);
+            state.probe_started(at);
+            state.record(answered(5, 5, 0), &options, at);
+            assert_eq!(state.status, expected, "good probe {}", round + 1);
+        }
+        assert_eq!(state.outages, 0, "a stall is not an outage of the pool");
     }
 
     #[test]

@@ -16,8 +16,11 @@
 //!   so requests pay nothing for health. A replica is out when it is down,
 //!   not in recovery, or behind by more than both a byte and a time
 //!   threshold; it comes back after a few good probes in a row
-//!   ([`ReplicaState`]). A replica that is out is skipped without touching
-//!   its pool, so a dead one costs requests no connect timeout once found.
+//!   ([`ReplicaState`]). A replica whose probe waits longer than
+//!   [`ReplicaOptions::stalled_after`] (a frozen server, a silent network)
+//!   is out while it waits. A replica that is out is skipped without
+//!   touching its pool, so a dead one costs requests no connect timeout
+//!   once found.
 //! - Replica sessions are read-only (`default_transaction_read_only`); a
 //!   read cancelled by a recovery conflict is retried once on the primary.
 //! - [`RoutingCounters`] count each decision.

@@ -80,6 +80,8 @@ impl Prober {
         let mut replica_conn: Option<PgConnection> = None;
         let mut primary_conn: Option<PgConnection> = None;
         while !self.stop.is_stopped() {
+            // The router takes the replica out if this probe gets stuck.
+            lock(&self.state).probe_started(Instant::now());
             let probe = self.probe(&replica, &primary, &mut replica_conn, &mut primary_conn);
             if let Probe::Failed(message) = &probe {
                 tracing::warn!(replica = %self.replica, "replica probe failed: {message}");

@@ -20,8 +20,9 @@ use crate::pool::{PgPool, PgPooledConnection, build_pool, build_replica_pool, ch
 
 /// The primary's pool and one pool per read replica, with a background
 /// prober per replica. Cheap to clone (shared); the probers stop when the
-/// last clone is dropped, which waits for a probe under way to end (at most
-/// the probe's connect and statement timeouts, 2 s and 1 s by default).
+/// last clone is dropped, which waits for a probe under way to end, for at
+/// most [`ReplicaOptions::stalled_after`] (6 s by default): a prober whose
+/// replica stopped answering is left to end with its probe.
 ///
 /// Without replicas it is the primary's pool alone: every read goes there,
 /// no thread is started, and nothing costs more than before.
@@ -54,12 +55,30 @@ struct Replica {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.stop();
-        let probers =
+        let mut probers =
             std::mem::take(&mut *self.probers.lock().unwrap_or_else(PoisonError::into_inner));
-        // A prober finishes its probe first: at most the probe's connect
-        // and statement timeouts.
-        for prober in probers {
-            let _ = prober.join();
+        // A prober finishes its probe first: within its timeouts, unless
+        // the server stopped answering. Such a prober holds only its own
+        // connections and its replica's state; it ends with its probe.
+        let deadline = Instant::now() + self.options.stalled_after();
+        loop {
+            let (finished, running): (Vec<_>, Vec<_>) =
+                probers.into_iter().partition(JoinHandle::is_finished);
+            for prober in finished {
+                let _ = prober.join();
+            }
+            probers = running;
+            if probers.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    probers = probers.len(),
+                    "replica probes still waiting for an answer are left to end on their own"
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }
@@ -172,12 +191,15 @@ impl Router {
         &self.inner.options
     }
 
-    /// Each replica's URL and health, in configuration order.
+    /// Each replica's URL and health, in configuration order (a replica
+    /// whose probe is stuck shows as [`ReplicaStatus::Stalled`](super::ReplicaStatus::Stalled)).
     pub fn replicas(&self) -> Vec<(DatabaseUrl, ReplicaState)> {
+        let now = Instant::now();
+        let options = &self.inner.options;
         let replicas = &self.inner.replicas;
         replicas
             .iter()
-            .map(|r| (r.url.clone(), lock(&r.state).clone()))
+            .map(|r| (r.url.clone(), lock(&r.state).at(options, now)))
             .collect()
     }
 
@@ -389,19 +411,27 @@ impl Router {
             return None;
         }
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         (0..n).map(|i| (start + i) % n).find(|&i| {
             let state = lock(&self.inner.replicas[i].state);
-            state.is_up() && extra(&state)
+            self.usable(&state, now) && extra(&state)
         })
+    }
+
+    /// Whether reads may go to a replica in `state`: up at its last probe,
+    /// and its probe under way (if any) not stuck.
+    fn usable(&self, state: &ReplicaState, now: Instant) -> bool {
+        state.is_up() && !state.is_stalled(&self.inner.options, now)
     }
 
     /// The replica that is up with the highest replay position.
     fn furthest_up(&self) -> Option<usize> {
         let replicas = &self.inner.replicas;
+        let now = Instant::now();
         (0..replicas.len())
             .filter_map(|i| {
                 let state = lock(&replicas[i].state);
-                state.is_up().then_some((state.replay_lsn, i))
+                self.usable(&state, now).then_some((state.replay_lsn, i))
             })
             .max_by_key(|&(lsn, i)| (lsn, std::cmp::Reverse(i)))
             .map(|(_, i)| i)

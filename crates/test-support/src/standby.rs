@@ -170,6 +170,42 @@ impl StreamingPair {
         );
     }
 
+    /// Freezes the standby: SIGSTOP to its postmaster and every process
+    /// it started. The kernel still accepts connections and data for it,
+    /// but nothing answers: a server that hangs, or a host gone silent.
+    pub fn freeze_standby(&self) {
+        self.signal_standby(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen standby run again (SIGCONT).
+    pub fn thaw_standby(&self) {
+        self.signal_standby(libc::SIGCONT);
+    }
+
+    /// Sends `signal` to the standby's postmaster (first, so that it
+    /// starts no new process) and then to its children.
+    fn signal_standby(&self, signal: libc::c_int) {
+        let Some(postmaster) = self.standby_postmaster() else {
+            return;
+        };
+        let mut pids = vec![postmaster];
+        pids.extend(children_of(postmaster));
+        for pid in pids {
+            #[expect(unsafe_code, reason = "kill(2) through libc")]
+            // SAFETY: kill(2) with a pid read from the standby's own
+            // postmaster.pid or /proc; it touches no memory of ours.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+
+    /// The standby's postmaster, from the first line of `postmaster.pid`.
+    fn standby_postmaster(&self) -> Option<libc::pid_t> {
+        let text = std::fs::read_to_string(self.standby_data().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// A new connection to `database` on the standby.
     pub fn standby_conn(&self, database: &str) -> PgConnection {
         cruddur_db::establish(&self.standby_url(database)).expect("connect to the standby")
@@ -211,8 +247,32 @@ impl StreamingPair {
     }
 }
 
+/// The processes whose parent is `parent` (from `/proc/PID/stat`).
+fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces and parens.
+            let ppid: libc::pid_t = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
 impl Drop for StreamingPair {
     fn drop(&mut self) {
+        // A standby left frozen by a failed test would not stop.
+        self.thaw_standby();
         let _ = self.pg_ctl(&["stop", "-m", "immediate", "--wait"]).output();
         // The walsender of the stopped standby exits shortly after it;
         // only then can the slot go.
