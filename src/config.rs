@@ -253,8 +253,11 @@ where
 /// The variables [`Settings`] reads. Besides those of the module docs:
 /// the project-local cluster's (`CRUDDUR_LOCAL_DIR`, `CRUDDUR_PG_BINDIR`,
 /// `CRUDDUR_PG_USER`, with `PATH` to find the server programs),
-/// `TEST_DATABASE_URL` (the server the tests use), `NO_COLOR`, and the AWS
-/// endpoint override `AWS_ENDPOINT_URL_EC2`.
+/// `TEST_DATABASE_URL` (the server the tests use), `NO_COLOR`, the AWS
+/// endpoint override `AWS_ENDPOINT_URL_EC2`, and the HTTP service's
+/// (`CRUDDUR_BIND`, `FRONTEND_URL`, `BACKEND_URL`, `CRUDDUR_JWKS`,
+/// `CRUDDUR_JWT_ISSUER`, `AWS_COGNITO_USER_POOL_ID`,
+/// `AWS_COGNITO_USER_POOL_CLIENT_ID`, `CRUDDUR_DEV_HANDLE`).
 pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "CONNECTION_URL",
@@ -270,6 +273,14 @@ pub const VARIABLES: &[&str] = &[
     "TEST_DATABASE_URL",
     "NO_COLOR",
     "AWS_ENDPOINT_URL_EC2",
+    "CRUDDUR_BIND",
+    "FRONTEND_URL",
+    "BACKEND_URL",
+    "CRUDDUR_JWKS",
+    "CRUDDUR_JWT_ISSUER",
+    "AWS_COGNITO_USER_POOL_ID",
+    "AWS_COGNITO_USER_POOL_CLIENT_ID",
+    "CRUDDUR_DEV_HANDLE",
 ];
 
 /// Every setting of the project, read once: from the environment and the

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, DatabaseUrl};
 use crate::error::Result;
-use crate::models::{ActivityObject, FeedItem};
+use crate::models::{ActivityObject, FeedItem, User};
 use crate::pool::{PgPool, PgPooledConnection, checkout};
 use crate::replica::{Consistency, ReplicaOptions, Router, RoutingCounters, WriteToken};
 use crate::repo::activities::ActivityDraft;
@@ -127,6 +127,20 @@ impl Repository {
     /// [`Repository::seed_reference`], with the token of the write.
     pub fn seed_reference_with_token(&self) -> Result<(SeedReport, WriteToken)> {
         self.router.write(seed::seed_reference)
+    }
+
+    /// Checks that the primary answers: a connection from the pool runs
+    /// `SELECT 1` (pooled connections are not tested on checkout, so a
+    /// checkout alone could hand out one whose server is gone).
+    pub fn ping(&self) -> Result<()> {
+        diesel::connection::SimpleConnection::batch_execute(&mut *self.conn()?, "SELECT 1")?;
+        Ok(())
+    }
+
+    /// The user whose `cognito_user_id` is `sub`, read on the primary (see
+    /// [`users::find_by_cognito_user_id`]).
+    pub fn user_by_cognito_user_id(&self, sub: &str) -> Result<Option<User>> {
+        users::find_by_cognito_user_id(&mut *self.conn()?, sub)
     }
 
     /// See [`feed::home_feed`].

@@ -159,6 +159,19 @@ pub fn confirm_user(conn: &mut PgConnection, event: &PostConfirmationEvent) -> R
     })
 }
 
+/// The user whose `cognito_user_id` is `sub` (the identity provider's
+/// subject, e.g. a verified token's `sub` claim), if there is one. The
+/// column is not unique (the reference seed's users share `MOCK`): of
+/// several, the first by handle.
+pub fn find_by_cognito_user_id(conn: &mut PgConnection, sub: &str) -> Result<Option<User>> {
+    Ok(users::table
+        .filter(users::cognito_user_id.eq(sub))
+        .order(users::handle)
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// Lists every user, by handle.
 pub fn list_users(conn: &mut PgConnection) -> Result<Vec<User>> {
     Ok(users::table

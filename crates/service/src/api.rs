@@ -1,0 +1,313 @@
+//! The routes of the original backend's activity API, and the layers
+//! around them (CORS, request logs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use cruddur_db::repo::feed::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use cruddur_db::{Consistency, FeedCursor, FeedPage, Repository, WriteToken};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+
+/// The response header that carries a post's write token, and the request
+/// header that brings it back: a feed read with it sees that post, from a
+/// replica that has replayed it or else the primary.
+pub const WRITE_TOKEN_HEADER: &str = "x-write-token";
+/// The cookie that carries the same token for same-origin clients.
+pub const WRITE_TOKEN_COOKIE: &str = "cruddur_write_token";
+
+/// What every handler shares: the repository (with its pool and any
+/// replicas) and how authors are found.
+#[derive(Clone)]
+pub struct AppState {
+    repo: Repository,
+    auth: Arc<Auth>,
+}
+
+impl AppState {
+    /// The state for `repo` and `auth`.
+    pub fn new(repo: Repository, auth: Auth) -> Self {
+        Self {
+            repo,
+            auth: Arc::new(auth),
+        }
+    }
+}
+
+/// The service: `GET /api/activities/home`, `POST /api/activities` and
+/// `GET /api/health-check`, with CORS for `allowed_origins` (headers
+/// `Content-Type`, `Authorization` and the write token; methods `OPTIONS`,
+/// `GET`, `HEAD`, `POST`) and one log line per request.
+pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    let token_header = HeaderName::from_static(WRITE_TOKEN_HEADER);
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            token_header.clone(),
+        ])
+        .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST])
+        .expose_headers([token_header]);
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request<Body>| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        })
+        .on_request(())
+        .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
+            tracing::info!(
+                status = response.status().as_u16(),
+                latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                "answered"
+            );
+        })
+        .on_failure(());
+    Router::new()
+        .route("/api/activities/home", get(home))
+        .route("/api/activities", post(create))
+        .route("/api/health-check", get(health))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(cors)
+        .layer(trace)
+}
+
+/// Runs `f` (a call into the synchronous repository) on the blocking pool,
+/// so that the runtime's worker threads never wait on the database.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> cruddur_db::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("a database call panicked: {e}")))?
+        .map_err(ApiError::from)
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// The home feed, as the JSON array PostgreSQL built (served as is).
+async fn home(
+    State(state): State<AppState>,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE_SIZE,
+        Some(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "invalid limit `{}`: expected a whole number from 1 to {MAX_PAGE_SIZE}",
+                    text.chars().take(40).collect::<String>()
+                ))
+            })?,
+    };
+    let before = query
+        .before
+        .as_deref()
+        .map(str::parse::<FeedCursor>)
+        .transpose()?;
+    let token = write_token(&headers)?;
+    let repo = state.repo.clone();
+    let page = FeedPage { limit, before };
+    let json = blocking(move || repo.home_feed_json_at(Consistency::after(token), page)).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json))
+}
+
+/// The write token of the request: its header, else its cookie.
+fn write_token(headers: &HeaderMap) -> Result<Option<WriteToken>, ApiError> {
+    let from_header = headers
+        .get(WRITE_TOKEN_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))
+        })
+        .transpose()?;
+    let text = from_header.or_else(|| cookie(headers, WRITE_TOKEN_COOKIE));
+    Ok(text.map(|t| t.trim().parse()).transpose()?)
+}
+
+/// The value of cookie `name`, if the request has it.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[derive(Deserialize)]
+struct NewCrud {
+    message: String,
+    ttl: String,
+}
+
+/// Creates a crud by the request's author: the 6-key object, with its
+/// write token in a header and a cookie.
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let author = author(&state, &headers).await?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let crud: NewCrud = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"message\": \"...\", \"ttl\": \"...\"}}: {e}"
+        ))
+    })?;
+    let repo = state.repo.clone();
+    let (activity, token) =
+        blocking(move || repo.create_activity_with_token(&author, &crud.message, &crud.ttl))
+            .await?;
+    let token = token.to_string();
+    let cookie = format!("{WRITE_TOKEN_COOKIE}={token}; Path=/; SameSite=Lax; HttpOnly");
+    Ok((
+        [
+            (HeaderName::from_static(WRITE_TOKEN_HEADER), token),
+            (header::SET_COOKIE, cookie),
+        ],
+        axum::Json(activity),
+    ))
+}
+
+/// Whether the body is declared as JSON (`application/json`, with any
+/// parameters such as a charset).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The handle of the request's author.
+async fn author(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let verifier = match &*state.auth {
+        Auth::Development { handle } => return Ok(handle.clone()),
+        Auth::Jwt(verifier) => verifier,
+    };
+    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    let sub = verifier.verify(token).map_err(|e| {
+        tracing::info!("token refused: {e}");
+        ApiError::Unauthorized
+    })?;
+    let repo = state.repo.clone();
+    let user = blocking(move || repo.user_by_cognito_user_id(&sub)).await?;
+    user.map(|u| u.handle)
+        .ok_or_else(|| ApiError::Forbidden("the token is valid but names no Cruddur user".into()))
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// 200 once the database answers.
+async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let repo = state.repo.clone();
+    blocking(move || repo.ping()).await?;
+    Ok(axum::Json(json!({ "success": true, "ver": 1 })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_whatever_the_scheme_case() {
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Bearer abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer(&headers(&[("authorization", "bearer  abc ")])),
+            Some("abc")
+        );
+        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), None);
+        assert_eq!(bearer(&headers(&[("authorization", "Bearer ")])), None);
+        assert_eq!(bearer(&headers(&[])), None);
+    }
+
+    #[test]
+    fn the_write_token_comes_from_the_header_else_the_cookie() {
+        let token = |h: HeaderMap| write_token(&h).map(|t| t.map(|t| t.to_string()));
+        assert_eq!(
+            token(headers(&[("x-write-token", "0/16B3748")])).unwrap(),
+            Some("0/16B3748".into())
+        );
+        assert_eq!(
+            token(headers(&[("cookie", "a=b; cruddur_write_token=1/2")])).unwrap(),
+            Some("1/2".into())
+        );
+        assert_eq!(
+            token(headers(&[
+                ("x-write-token", "0/5"),
+                ("cookie", "cruddur_write_token=0/9")
+            ]))
+            .unwrap(),
+            Some("0/5".into())
+        );
+        assert_eq!(token(headers(&[("cookie", "other=1")])).unwrap(), None);
+        assert!(matches!(
+            token(headers(&[("x-write-token", "not-a-position")])),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn json_bodies_are_recognised_with_parameters() {
+        assert!(is_json(&headers(&[("content-type", "application/json")])));
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=utf-8"
+        )])));
+        assert!(!is_json(&headers(&[("content-type", "text/plain")])));
+        assert!(!is_json(&headers(&[])));
+    }
+}

@@ -1,0 +1,138 @@
+//! `cruddur-db-service`: Cruddur's activity API over HTTP.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use cruddur_db::{Repository, Settings, pending_migrations, prepare, read_mark};
+use cruddur_db_local::{Fallback, UrlSource, resolve};
+use cruddur_db_service::settings::AuthSettings;
+use cruddur_db_service::{AppState, Auth, ServiceSettings, app, serve, shutdown_signal};
+use tracing_subscriber::EnvFilter;
+
+/// Serves Cruddur's activity API (`GET /api/activities/home`,
+/// `POST /api/activities`, `GET /api/health-check`) from the database of
+/// `DATABASE_URL`, else the zero-setup database of the example.
+///
+/// Authors come from Cognito tokens verified against `CRUDDUR_JWKS` (or the
+/// user pool of `AWS_COGNITO_USER_POOL_ID`); without either, every post is
+/// by `CRUDDUR_DEV_HANDLE` (default andrewbrown), unverified. Stops on
+/// Ctrl-C or SIGTERM after answering the requests in flight.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address and port to listen on [default: CRUDDUR_BIND, else
+    /// 127.0.0.1:4567]
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match Settings::from_env()
+        .map_err(anyhow::Error::from)
+        .and_then(|settings| {
+            init_logs(&settings);
+            run(args, &settings)
+        }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Request logs on stderr, filtered by `RUST_LOG` (default `info`), in
+/// colour only on a terminal and without `NO_COLOR`.
+fn init_logs(settings: &Settings) {
+    let colour = std::io::stderr().is_terminal() && settings.get("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+    let service = ServiceSettings::from_settings(settings, args.bind)?;
+    let resolved = resolve(None, settings, Fallback::Start)?;
+    eprintln!("note: {}", resolved.describe());
+    let config = resolved.config;
+    if let Some(warning) = &config.warning {
+        eprintln!("warning: {warning}");
+    }
+    let zero_setup = matches!(
+        resolved.source,
+        UrlSource::Default | UrlSource::LocalCluster { .. }
+    );
+    if zero_setup {
+        // The example's database: made ready on first use.
+        prepare(&config.database_url)?;
+    }
+    let repo = Repository::connect(&config)?;
+    {
+        let mut conn = repo.conn()?;
+        let pending = pending_migrations(&mut conn)?;
+        if !pending.is_empty() {
+            bail!(
+                "{} has {} pending migration(s) ({}); apply them first (`cruddur-db migrate`)",
+                config.database_url,
+                pending.len(),
+                pending.join(", ")
+            );
+        }
+        if let AuthSettings::Development { handle } = &service.auth {
+            if read_mark(&mut conn)?.is_some_and(|mark| mark.is_production()) {
+                bail!(
+                    "refusing the development mode on {}, which is marked production: \
+                     configure token verification (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID)",
+                    config.database_url
+                );
+            }
+            announce_development_mode(handle);
+        }
+    }
+    let auth = Auth::load(&service.auth).context("setting up token verification")?;
+    if let Auth::Jwt(verifier) = &auth {
+        tracing::info!(?verifier, "posts need a verified token");
+    }
+    let state = AppState::new(repo, auth);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(service.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", service.bind))?;
+        let address = listener.local_addr()?;
+        eprintln!("listening on http://{address}");
+        serve(
+            listener,
+            app(state, &service.allowed_origins),
+            shutdown_signal(),
+        )
+        .await
+        .context("serving")?;
+        eprintln!("stopped: every request in flight was answered");
+        Ok(())
+    })
+}
+
+/// Says on stderr, where nobody can miss it, that posts are not verified.
+fn announce_development_mode(handle: &str) {
+    let line = "!".repeat(72);
+    eprintln!(
+        "{line}\n\
+         DEVELOPMENT MODE: no token verification is configured (CRUDDUR_JWKS or\n\
+         AWS_COGNITO_USER_POOL_ID). Every POST /api/activities is posted as `{handle}`,\n\
+         whoever sends it. Do not expose this service to a network.\n\
+         {line}"
+    );
+    tracing::warn!(handle, "development mode: posts are not authenticated");
+}

@@ -1,0 +1,311 @@
+//! The service's own settings, read from the project's [`Settings`] (the
+//! environment and `.env`, read once) and the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use cruddur_db::Settings;
+
+/// Where the service listens unless told otherwise: loopback, on the
+/// original backend's port.
+pub const DEFAULT_BIND: &str = "127.0.0.1:4567";
+
+/// The handle a development-mode service posts as (the original's week 4
+/// hard-coded it).
+pub const DEFAULT_DEV_HANDLE: &str = "andrewbrown";
+
+/// Everything the service needs besides the database.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The address to listen on (`--bind`, else `CRUDDUR_BIND`, else
+    /// [`DEFAULT_BIND`]).
+    pub bind: SocketAddr,
+    /// Origins allowed by CORS: `FRONTEND_URL` and `BACKEND_URL`, as set.
+    pub allowed_origins: Vec<String>,
+    /// Who posts.
+    pub auth: AuthSettings,
+}
+
+/// Who the author of a `POST /api/activities` is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    /// The user whose `cognito_user_id` is the `sub` of a verified token.
+    Jwt {
+        /// Where the signing keys are.
+        jwks: JwksSource,
+        /// The token's required `iss`.
+        issuer: String,
+        /// The app client id: the token's `aud` (ID tokens) or `client_id`
+        /// (access tokens).
+        client_id: String,
+    },
+    /// No verification: every post is by `handle`.
+    Development {
+        /// The author of every post.
+        handle: String,
+    },
+}
+
+/// A JSON Web Key Set, from a file or an HTTP(S) URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A local file.
+    File(PathBuf),
+    /// Fetched once at start-up.
+    Url(String),
+}
+
+impl std::fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksSource::File(path) => write!(f, "{}", path.display()),
+            JwksSource::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// A setting that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+impl ServiceSettings {
+    /// Reads the service's settings from `settings`, with `bind` from the
+    /// command line winning over `CRUDDUR_BIND`.
+    ///
+    /// Authentication is by JWT when `CRUDDUR_JWKS` or
+    /// `AWS_COGNITO_USER_POOL_ID` is set; the issuer is `CRUDDUR_JWT_ISSUER`
+    /// or the user pool's, and the client id `AWS_COGNITO_USER_POOL_CLIENT_ID`
+    /// (required). Otherwise it is the development mode, posting as
+    /// `CRUDDUR_DEV_HANDLE` (default [`DEFAULT_DEV_HANDLE`]); setting both a
+    /// JWKS and a development handle is an error, never a choice.
+    pub fn from_settings(
+        settings: &Settings,
+        bind: Option<SocketAddr>,
+    ) -> Result<Self, SettingsError> {
+        let bind = match bind {
+            Some(bind) => bind,
+            None => parse_bind(settings.get("CRUDDUR_BIND").unwrap_or(DEFAULT_BIND))?,
+        };
+        let allowed_origins = ["FRONTEND_URL", "BACKEND_URL"]
+            .into_iter()
+            .filter_map(|name| settings.get(name).map(|v| (name, v)))
+            .map(|(name, value)| origin(name, value))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            bind,
+            allowed_origins,
+            auth: auth_settings(settings)?,
+        })
+    }
+}
+
+fn parse_bind(value: &str) -> Result<SocketAddr, SettingsError> {
+    value.trim().parse().map_err(|_| {
+        SettingsError(format!(
+            "invalid CRUDDUR_BIND `{value}`: expected an address and port such as {DEFAULT_BIND}"
+        ))
+    })
+}
+
+/// An origin as browsers send it: scheme, host and port, without a path or
+/// a trailing slash (`https://example.com/` names the origin
+/// `https://example.com`).
+fn origin(name: &str, value: &str) -> Result<String, SettingsError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let valid = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+        && !trimmed.split_once("://").is_some_and(|(_, rest)| {
+            rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace)
+        });
+    if valid {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(SettingsError(format!(
+            "invalid {name} `{value}`: expected an origin such as http://localhost:3000"
+        )))
+    }
+}
+
+fn auth_settings(settings: &Settings) -> Result<AuthSettings, SettingsError> {
+    let pool = settings.get("AWS_COGNITO_USER_POOL_ID").map(str::trim);
+    let jwks = match (settings.get("CRUDDUR_JWKS").map(str::trim), pool) {
+        (Some(jwks), _) if jwks.starts_with("http://") || jwks.starts_with("https://") => {
+            Some(JwksSource::Url(jwks.to_owned()))
+        }
+        (Some(jwks), _) => Some(JwksSource::File(PathBuf::from(jwks))),
+        (None, Some(pool)) => Some(JwksSource::Url(format!(
+            "{}/.well-known/jwks.json",
+            pool_issuer(pool)?
+        ))),
+        (None, None) => None,
+    };
+    let dev_handle = settings.get("CRUDDUR_DEV_HANDLE").map(str::trim);
+    let Some(jwks) = jwks else {
+        return Ok(AuthSettings::Development {
+            handle: dev_handle.unwrap_or(DEFAULT_DEV_HANDLE).to_owned(),
+        });
+    };
+    if dev_handle.is_some() {
+        return Err(SettingsError(
+            "CRUDDUR_DEV_HANDLE is set together with a JWKS (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID): \
+             posts are either verified or by a fixed handle, never both; unset one"
+                .into(),
+        ));
+    }
+    let issuer = match (settings.get("CRUDDUR_JWT_ISSUER"), pool) {
+        (Some(issuer), _) => issuer.trim().to_owned(),
+        (None, Some(pool)) => pool_issuer(pool)?,
+        (None, None) => {
+            return Err(SettingsError(
+                "CRUDDUR_JWKS is set without an issuer: set CRUDDUR_JWT_ISSUER or AWS_COGNITO_USER_POOL_ID"
+                    .into(),
+            ));
+        }
+    };
+    let client_id = settings
+        .get("AWS_COGNITO_USER_POOL_CLIENT_ID")
+        .map(|c| c.trim().to_owned())
+        .ok_or_else(|| {
+            SettingsError(
+                "verifying tokens needs the app client id: set AWS_COGNITO_USER_POOL_CLIENT_ID"
+                    .into(),
+            )
+        })?;
+    Ok(AuthSettings::Jwt {
+        jwks,
+        issuer,
+        client_id,
+    })
+}
+
+/// The issuer of a Cognito user pool's tokens. A pool id is
+/// `<region>_<id>` (`us-east-1_AbC123`), so it names its region.
+fn pool_issuer(pool: &str) -> Result<String, SettingsError> {
+    let region = pool
+        .split_once('_')
+        .map(|(region, _)| region)
+        .filter(|region| {
+            !region.is_empty()
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+        .ok_or_else(|| {
+            SettingsError(format!(
+                "invalid AWS_COGNITO_USER_POOL_ID `{pool}`: expected <region>_<id>, e.g. us-east-1_AbC123"
+            ))
+        })?;
+    if !pool
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(SettingsError(format!(
+            "invalid AWS_COGNITO_USER_POOL_ID `{pool}`: expected <region>_<id>, e.g. us-east-1_AbC123"
+        )));
+    }
+    Ok(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        vars.iter()
+            .fold(Settings::default(), |s, (k, v)| s.with(k, *v))
+    }
+
+    #[test]
+    fn without_a_jwks_it_is_the_development_mode_on_loopback() {
+        let s = ServiceSettings::from_settings(&settings(&[]), None).unwrap();
+        assert_eq!(s.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(
+            s.auth,
+            AuthSettings::Development {
+                handle: "andrewbrown".into()
+            }
+        );
+        assert!(s.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn a_user_pool_gives_the_jwks_url_and_the_issuer() {
+        let s = ServiceSettings::from_settings(
+            &settings(&[
+                ("AWS_COGNITO_USER_POOL_ID", "us-east-1_AbC123"),
+                ("AWS_COGNITO_USER_POOL_CLIENT_ID", "client"),
+            ]),
+            None,
+        )
+        .unwrap();
+        let issuer = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123";
+        assert_eq!(
+            s.auth,
+            AuthSettings::Jwt {
+                jwks: JwksSource::Url(format!("{issuer}/.well-known/jwks.json")),
+                issuer: issuer.into(),
+                client_id: "client".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_or_conflicting_settings_are_refused_with_the_variable_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[
+                    ("CRUDDUR_JWKS", "/keys.json"),
+                    ("CRUDDUR_DEV_HANDLE", "bayko"),
+                ],
+                "never both",
+            ),
+            (
+                &[
+                    ("CRUDDUR_JWKS", "/keys.json"),
+                    ("AWS_COGNITO_USER_POOL_CLIENT_ID", "c"),
+                ],
+                "CRUDDUR_JWT_ISSUER",
+            ),
+            (
+                &[
+                    ("CRUDDUR_JWKS", "/keys.json"),
+                    ("CRUDDUR_JWT_ISSUER", "https://issuer"),
+                ],
+                "AWS_COGNITO_USER_POOL_CLIENT_ID",
+            ),
+            (
+                &[("AWS_COGNITO_USER_POOL_ID", "no-region")],
+                "AWS_COGNITO_USER_POOL_ID",
+            ),
+            (
+                &[("AWS_COGNITO_USER_POOL_ID", "us-east-1_a/../b")],
+                "AWS_COGNITO_USER_POOL_ID",
+            ),
+            (&[("CRUDDUR_BIND", "localhost")], "CRUDDUR_BIND"),
+            (&[("FRONTEND_URL", "localhost:3000")], "FRONTEND_URL"),
+            (&[("BACKEND_URL", "http://host/path")], "BACKEND_URL"),
+        ];
+        for (vars, expected) in cases {
+            let err = ServiceSettings::from_settings(&settings(vars), None).unwrap_err();
+            assert!(err.to_string().contains(expected), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn origins_lose_a_trailing_slash_and_the_flag_wins_over_the_variable() {
+        let s = ServiceSettings::from_settings(
+            &settings(&[
+                ("FRONTEND_URL", "https://cruddur.example/"),
+                ("BACKEND_URL", "http://localhost:4567"),
+                ("CRUDDUR_BIND", "0.0.0.0:80"),
+            ]),
+            Some("127.0.0.1:9".parse().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            s.allowed_origins,
+            ["https://cruddur.example", "http://localhost:4567"]
+        );
+        assert_eq!(s.bind.to_string(), "127.0.0.1:9");
+    }
+}

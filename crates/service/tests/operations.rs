@@ -1,0 +1,263 @@
+//! The service in operation: the health check, database trouble answered
+//! with 503 (never a hang), start-up announcements and refusals, and a
+//! graceful shutdown that answers the request in flight.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Service, TestDb, get, seeded_db};
+use cruddur_db::{Config, Environment};
+use cruddur_db_service::Auth;
+use cruddur_db_test_support::eventually;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use serde_json::json;
+
+/// A connection holding `LOCK TABLE activities` in an open transaction:
+/// every feed read waits until it is dropped (which ends the transaction).
+fn lock_activities(db: &TestDb) -> PgConnection {
+    let mut conn = db.conn();
+    conn.batch_execute("BEGIN; LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
+        .expect("lock");
+    conn
+}
+
+/// Whether a query of the service waits for a lock in `db`.
+fn someone_waits_for_a_lock(db: &TestDb) -> bool {
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = '{}' AND wait_event_type = 'Lock'",
+        db.name()
+    ))
+    .get_result::<Waiting>(&mut db.conn())
+    .is_ok_and(|w| w.n > 0)
+}
+
+#[test]
+fn database_trouble_is_a_503_with_a_json_body_and_the_service_recovers() {
+    let db = seeded_db();
+    let mut config = Config::new(db.url.clone());
+    config.checkout_timeout = Duration::from_millis(500);
+    let service = Service::start(
+        &config,
+        Auth::Development {
+            handle: "andrewbrown".into(),
+        },
+        &[],
+    );
+    let health = get(&service.url("/api/health-check"), &[]);
+    assert_eq!(
+        (health.status, health.json()),
+        (200, json!({ "success": true, "ver": 1 }))
+    );
+    assert_eq!(get(&service.url("/api/activities/home"), &[]).status, 200);
+
+    // The database stops taking connections and loses the ones it had.
+    let mut admin = cruddur_db::establish(&db.url.with_database("postgres")).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+            name = db.name()
+        ))
+        .unwrap();
+    for path in [
+        "/api/activities/home",
+        "/api/health-check",
+        "/api/activities/home",
+    ] {
+        let answer = get(&service.url(path), &[]);
+        assert_eq!(
+            (answer.status, answer.json()),
+            (503, json!({ "error": "the database is unavailable" })),
+            "{path}"
+        );
+    }
+    let post = common::post_json(
+        &service.url("/api/activities"),
+        &[],
+        r#"{"message": "while down", "ttl": "1-day"}"#,
+    );
+    assert_eq!(post.status, 503, "{}", post.body);
+
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            db.name()
+        ))
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || get(
+            &service.url("/api/health-check"),
+            &[]
+        )
+        .status
+            == 200),
+        "the service did not recover"
+    );
+    assert_eq!(get(&service.url("/api/activities/home"), &[]).status, 200);
+}
+
+#[test]
+fn an_exhausted_pool_answers_503_within_the_checkout_timeout() {
+    let db = seeded_db();
+    let mut config = Config::new(db.url.clone());
+    config.pool_size = 1;
+    config.checkout_timeout = Duration::from_millis(300);
+    let service = Service::start(
+        &config,
+        Auth::Development {
+            handle: "andrewbrown".into(),
+        },
+        &[],
+    );
+    let lock = lock_activities(&db);
+    let url = service.url("/api/activities/home");
+    let held = std::thread::spawn(move || get(&url, &[]));
+    assert!(
+        eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
+        "the first request never reached the database"
+    );
+    // The only connection is busy: the next request waits 300 ms for it.
+    let second = get(&service.url("/api/activities/home"), &[]);
+    assert_eq!(
+        (second.status, second.json()),
+        (503, json!({ "error": "the database is unavailable" }))
+    );
+    drop(lock);
+    let first = held.join().unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+}
+
+/// The binary, with only these variables (and `PATH`).
+fn service_command(vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cruddur-db-service"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("CRUDDUR_BIND", "127.0.0.1:0")
+        .current_dir(std::env::temp_dir())
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Reads the child's stderr until it says where it listens; returns that
+/// base URL and everything it printed before.
+fn wait_for_listening(child: &mut Child) -> (String, String, BufReader<std::process::ChildStderr>) {
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stderr.read_line(&mut line).expect("read stderr");
+        assert!(read > 0, "the service exited before listening:\n{printed}");
+        printed.push_str(&line);
+        if let Some(base) = line.trim().strip_prefix("listening on ") {
+            return (base.to_owned(), printed, stderr);
+        }
+    }
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
+    let db = seeded_db();
+    let mut child = service_command(&[("DATABASE_URL", db.url.expose())])
+        .spawn()
+        .expect("start the service");
+    let (base, printed, mut stderr) = wait_for_listening(&mut child);
+    assert!(printed.contains("DEVELOPMENT MODE"), "{printed}");
+    assert!(printed.contains("`andrewbrown`"), "{printed}");
+
+    let lock = lock_activities(&db);
+    let url = format!("{base}/api/activities/home");
+    let in_flight = std::thread::spawn(move || get(&url, &[]));
+    assert!(
+        eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
+        "the request never reached the database"
+    );
+    // SAFETY: kill(2) on the child we started.
+    #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read stderr");
+    assert!(line.contains("shutting down"), "{line}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+
+    drop(lock);
+    let answer = in_flight.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json().as_array().is_some_and(|a| !a.is_empty()));
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{status}: {rest}");
+    assert!(
+        rest.contains("every request in flight was answered"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn start_up_refuses_conflicting_auth_a_bad_jwks_and_the_development_mode_on_production() {
+    let db = seeded_db();
+    let url = db.url.expose();
+    type Vars<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(&str, Vars, &str); 3] = [
+        (
+            "a JWKS and a development handle",
+            vec![
+                ("DATABASE_URL", url),
+                ("CRUDDUR_JWKS", "/nonexistent/jwks.json"),
+                ("CRUDDUR_DEV_HANDLE", "bayko"),
+            ],
+            "never both",
+        ),
+        (
+            "an unreadable JWKS",
+            vec![
+                ("DATABASE_URL", url),
+                ("CRUDDUR_JWKS", "/nonexistent/jwks.json"),
+                ("CRUDDUR_JWT_ISSUER", "https://issuer.example"),
+                ("AWS_COGNITO_USER_POOL_CLIENT_ID", "client"),
+            ],
+            "cannot read the JWKS from /nonexistent/jwks.json",
+        ),
+        (
+            "a bad bind address",
+            vec![("DATABASE_URL", url), ("CRUDDUR_BIND", "everywhere")],
+            "invalid CRUDDUR_BIND",
+        ),
+    ];
+    for (what, vars, expected) in cases {
+        let output = service_command(&vars).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{what}");
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+    }
+
+    cruddur_db::mark_environment(&mut db.conn(), Environment::Production).unwrap();
+    let output = service_command(&[("DATABASE_URL", url)]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("refusing the development mode") && stderr.contains("marked production"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}
