@@ -1302,6 +1302,176 @@ mod cli {
     }
 
     #[test]
+    fn create_replica_status_url_audit() {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        let source_password = runtime().block_on(async {
+            let aws = aws_for(&moto);
+            secure_setup(&moto, &aws).await;
+            production_url(&aws, "cruddur-db-instance", "/ca.pem")
+                .await
+                .unwrap()
+                .url
+                .password()
+                .unwrap()
+        });
+        let replica = "cruddur-db-instance-replica-1";
+
+        let out = run(
+            &moto,
+            dir.path(),
+            &["create-replica", "--source", "no-such-db"],
+        );
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "create-replica of a missing source");
+        assert!(
+            stderr.contains("error: refusing to create a read replica of `no-such-db`"),
+            "{stderr}"
+        );
+
+        let out = run(&moto, dir.path(), &["create-replica"]);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "rds create-replica: {stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "created read replica {replica} of cruddur-db-instance"
+            )),
+            "{stdout}"
+        );
+        for line in [
+            "storage encrypted     yes",
+            "publicly accessible   no",
+            "deletion protection   yes",
+            "parameter groups      cruddur-postgres16",
+            "replica of            cruddur-db-instance",
+        ] {
+            assert!(
+                stdout.contains(line),
+                "create-replica lacks {line:?}:\n{stdout}"
+            );
+        }
+        assert!(
+            stdout.contains(&format!("rds url --replica {replica}")),
+            "{stdout}"
+        );
+
+        let out = run(&moto, dir.path(), &["status"]);
+        let (stdout, _) = text(&out);
+        assert!(
+            stdout.contains(&format!("read replicas         {replica}")),
+            "{stdout}"
+        );
+
+        let out = run(&moto, dir.path(), &["url", "--replica", replica]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "rds url --replica: {stderr}");
+        assert!(stdout.contains(&format!(":***@{replica}.")), "{stdout}");
+        assert!(stdout.contains("sslmode=verify-full"), "{stdout}");
+        assert!(
+            !stdout.contains(&source_password),
+            "url --replica printed the password"
+        );
+
+        // Several replicas: one line, as DATABASE_REPLICA_URLS takes them.
+        let out = run(
+            &moto,
+            dir.path(),
+            &["create-replica", "--identifier", "cruddur-db-reader"],
+        );
+        assert!(out.status.success(), "second replica: {}", text(&out).1);
+        let out = run(
+            &moto,
+            dir.path(),
+            &[
+                "url",
+                "--replica",
+                replica,
+                "--replica",
+                "cruddur-db-reader",
+                "--show-password",
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "url with two --replica: {stderr}");
+        let lists: Vec<&str> = stdout
+            .split_whitespace()
+            .filter(|w| w.starts_with("postgresql://"))
+            .collect();
+        assert_eq!(lists.len(), 1, "one line of URLs: {stdout}");
+        let urls: Vec<cruddur_db::DatabaseUrl> = lists[0]
+            .split(',')
+            .map(|u| cruddur_db::DatabaseUrl::parse(u).unwrap())
+            .collect();
+        assert_eq!(urls.len(), 2, "{stdout}");
+        for (url, host) in urls.iter().zip([replica, "cruddur-db-reader"]) {
+            assert_eq!(
+                url.password(),
+                Some(source_password.clone()),
+                "the source's password"
+            );
+            assert!(url.param("host").unwrap().starts_with(host), "{url}");
+            assert_eq!(url.param("sslmode"), Some("verify-full"), "{url}");
+        }
+
+        let out = run(
+            &moto,
+            dir.path(),
+            &["url", "--replica", "cruddur-db-instance"],
+        );
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "url --replica of a primary");
+        assert!(stderr.contains("not a read replica"), "{stderr}");
+        let out = run(
+            &moto,
+            dir.path(),
+            &["url", "--replica", replica, "--write-env"],
+        );
+        assert!(!out.status.success(), "url --replica --write-env");
+        assert!(!dir.path().join(".env").exists(), "nothing written");
+
+        // Everything passes, the replica included.
+        let out = run(&moto, dir.path(), &["audit", "--production"]);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "rds audit: {stdout}");
+        assert!(
+            stdout.contains(&format!("replica {replica} (of cruddur-db-instance):")),
+            "{stdout}"
+        );
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("PASS deletion-protection") && l.contains(replica)),
+            "{stdout}"
+        );
+
+        runtime().block_on(async {
+            aws_for(&moto)
+                .rds
+                .modify_db_instance()
+                .db_instance_identifier(replica)
+                .deletion_protection(false)
+                .apply_immediately(true)
+                .send()
+                .await
+                .unwrap();
+        });
+        let out = run(&moto, dir.path(), &["audit", "--production"]);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "rds audit: {stdout}");
+        assert!(stdout.contains("and its 2 read replicas"), "{stdout}");
+        let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
+        assert_eq!(failures.len(), 1, "{stdout}");
+        assert!(
+            failures[0].starts_with("FAIL deletion-protection")
+                && failures[0].contains(&format!("{replica}: deletion protection: false")),
+            "{stdout}"
+        );
+    }
+
+    #[test]
     fn allow_ip_auto_and_refusals() {
         let moto = Moto::start();
         let dir = tempfile::tempdir().unwrap();
