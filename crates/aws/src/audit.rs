@@ -1,5 +1,6 @@
 //! `rds audit`: the security practices an API can check, each reported as
-//! pass or fail with a short fix.
+//! pass or fail with a short fix, for the instance and each of its read
+//! replicas.
 //!
 //! Practices from the original list that no API can check (choosing a
 //! compliant region, deleting unused databases, organization SCPs) are not
@@ -87,6 +88,9 @@ impl fmt::Display for Practice {
 pub struct PracticeResult {
     /// Which practice.
     pub practice: Practice,
+    /// The instance it is about; `None` for the account-wide practices
+    /// (CloudTrail, GuardDuty).
+    pub instance: Option<String>,
     /// Whether the setup follows it.
     pub pass: bool,
     /// What was found.
@@ -103,89 +107,164 @@ fn result(
 ) -> PracticeResult {
     PracticeResult {
         practice,
+        instance: None,
         pass,
         detail,
         fix: if pass { String::new() } else { fix.into() },
     }
 }
 
+impl Practice {
+    /// Whether the practice is checked on a read replica. Backups,
+    /// snapshots, Multi-AZ and the master secret belong to the source (RDS
+    /// creates replicas without backups, and a replica's users and passwords
+    /// are the source's); the account-wide practices are checked once.
+    pub fn applies_to_replica(self) -> bool {
+        matches!(
+            self,
+            Practice::StorageEncrypted
+                | Practice::NotPubliclyAccessible
+                | Practice::SecurityGroupNotOpenToWorld
+                | Practice::DeletionProtection
+                | Practice::TlsRequired
+        )
+    }
+
+    fn account_wide(self) -> bool {
+        matches!(
+            self,
+            Practice::CloudTrailLogging | Practice::GuardDutyEnabled
+        )
+    }
+}
+
 /// Checks the instance `identifier` and its account against every
-/// [`Practice`]. `production` makes Multi-AZ required. A check whose API
-/// call fails (for example for lack of permission) is reported as a failure
-/// that says so; only a failure to describe the instance is an error.
+/// [`Practice`], then each of its read replicas against the practices that
+/// [apply to a replica](Practice::applies_to_replica); each result names
+/// its instance. `production` makes Multi-AZ required of the instance. An
+/// instance that is itself a replica is checked as a replica. A check whose
+/// API call fails (for example for lack of permission) is reported as a
+/// failure that says so; only a failure to describe `identifier` is an
+/// error.
 pub async fn audit(aws: &Aws, identifier: &str, production: bool) -> Result<Vec<PracticeResult>> {
     let db = instance_status(aws, identifier).await?;
-    let modify = format!("aws rds modify-db-instance --db-instance-identifier {identifier}");
-    let mut out = Vec::with_capacity(Practice::ALL.len());
+    let mut out = instance_results(aws, &db, production).await;
+    out.push(cloudtrail(aws).await);
+    out.push(guardduty(aws).await);
+    for replica in &db.read_replicas {
+        out.extend(replica_results(aws, replica).await);
+    }
+    Ok(out)
+}
 
-    out.push(result(
-        Practice::StorageEncrypted,
-        db.storage_encrypted,
-        format!("storage encrypted: {}", db.storage_encrypted),
-        "encryption cannot be switched on in place: snapshot, copy the snapshot with \
-         --kms-key-id, restore from the copy",
-    ));
-    out.push(result(
-        Practice::NotPubliclyAccessible,
-        !db.publicly_accessible,
-        format!("publicly accessible: {}", db.publicly_accessible),
-        format!("{modify} --no-publicly-accessible --apply-immediately"),
-    ));
-    out.push(open_to_world(aws, &db).await);
-    out.push(result(
-        Practice::DeletionProtection,
-        db.deletion_protection,
-        format!("deletion protection: {}", db.deletion_protection),
-        format!("{modify} --deletion-protection --apply-immediately"),
-    ));
-    out.push(if production {
-        result(
-            Practice::MultiAzForProduction,
+/// A replica's results; when it cannot be described, each of its practices
+/// fails with the reason.
+async fn replica_results(aws: &Aws, identifier: &str) -> Vec<PracticeResult> {
+    match instance_status(aws, identifier).await {
+        Ok(db) => instance_results(aws, &db, false).await,
+        Err(e) => Practice::ALL
+            .into_iter()
+            .filter(|p| p.applies_to_replica())
+            .map(|p| PracticeResult {
+                instance: Some(identifier.to_owned()),
+                ..cannot_check(p, &e, "grant rds:DescribeDBInstances")
+            })
+            .collect(),
+    }
+}
+
+/// The practices of one instance (all but the account-wide ones; for a
+/// replica, those that apply to one), in [`Practice::ALL`]'s order.
+async fn instance_results(aws: &Aws, db: &InstanceStatus, production: bool) -> Vec<PracticeResult> {
+    let replica = db.replica_of.is_some();
+    let mut out = Vec::with_capacity(Practice::ALL.len());
+    for practice in Practice::ALL {
+        if practice.account_wide() || (replica && !practice.applies_to_replica()) {
+            continue;
+        }
+        let r = check(aws, db, practice, production).await;
+        out.push(PracticeResult {
+            instance: Some(db.identifier.clone()),
+            ..r
+        });
+    }
+    out
+}
+
+async fn check(
+    aws: &Aws,
+    db: &InstanceStatus,
+    practice: Practice,
+    production: bool,
+) -> PracticeResult {
+    let identifier = &db.identifier;
+    let modify = format!("aws rds modify-db-instance --db-instance-identifier {identifier}");
+    match practice {
+        Practice::StorageEncrypted => result(
+            practice,
+            db.storage_encrypted,
+            format!("storage encrypted: {}", db.storage_encrypted),
+            "encryption cannot be switched on in place: snapshot, copy the snapshot with \
+             --kms-key-id, restore from the copy",
+        ),
+        Practice::NotPubliclyAccessible => result(
+            practice,
+            !db.publicly_accessible,
+            format!("publicly accessible: {}", db.publicly_accessible),
+            format!("{modify} --no-publicly-accessible --apply-immediately"),
+        ),
+        Practice::SecurityGroupNotOpenToWorld => open_to_world(aws, db).await,
+        Practice::DeletionProtection => result(
+            practice,
+            db.deletion_protection,
+            format!("deletion protection: {}", db.deletion_protection),
+            format!("{modify} --deletion-protection --apply-immediately"),
+        ),
+        Practice::MultiAzForProduction if production => result(
+            practice,
             db.multi_az,
             format!("production instance, multi-az: {}", db.multi_az),
             format!("{modify} --multi-az --apply-immediately"),
-        )
-    } else {
-        result(
-            Practice::MultiAzForProduction,
+        ),
+        Practice::MultiAzForProduction => result(
+            practice,
             true,
             format!(
                 "not required: not audited as production (multi-az: {})",
                 db.multi_az
             ),
             "",
-        )
-    });
-    out.push(result(
-        Practice::BackupRetention,
-        db.backup_retention_days >= MIN_BACKUP_RETENTION_DAYS,
-        format!(
-            "automated backups kept {} days (at least {MIN_BACKUP_RETENTION_DAYS} wanted)",
-            db.backup_retention_days
         ),
-        format!(
-            "{modify} --backup-retention-period {MIN_BACKUP_RETENTION_DAYS} --apply-immediately"
+        Practice::BackupRetention => result(
+            practice,
+            db.backup_retention_days >= MIN_BACKUP_RETENTION_DAYS,
+            format!(
+                "automated backups kept {} days (at least {MIN_BACKUP_RETENTION_DAYS} wanted)",
+                db.backup_retention_days
+            ),
+            format!(
+                "{modify} --backup-retention-period {MIN_BACKUP_RETENTION_DAYS} --apply-immediately"
+            ),
         ),
-    ));
-    out.push(snapshots(aws, identifier).await);
-    out.push(match &db.master_user_secret_arn {
-        Some(arn) => result(
-            Practice::ManagedMasterSecret,
-            true,
-            format!("master password kept and rotated by Secrets Manager: {arn}"),
-            "",
-        ),
-        None => result(
-            Practice::ManagedMasterSecret,
-            false,
-            "the master password is not managed by Secrets Manager".into(),
-            format!("{modify} --manage-master-user-password --apply-immediately"),
-        ),
-    });
-    out.push(tls_required(aws, &db).await);
-    out.push(cloudtrail(aws).await);
-    out.push(guardduty(aws).await);
-    Ok(out)
+        Practice::Snapshots => snapshots(aws, identifier).await,
+        Practice::ManagedMasterSecret => match &db.master_user_secret_arn {
+            Some(arn) => result(
+                practice,
+                true,
+                format!("master password kept and rotated by Secrets Manager: {arn}"),
+                "",
+            ),
+            None => result(
+                practice,
+                false,
+                "the master password is not managed by Secrets Manager".into(),
+                format!("{modify} --manage-master-user-password --apply-immediately"),
+            ),
+        },
+        Practice::TlsRequired => tls_required(aws, db).await,
+        Practice::CloudTrailLogging => cloudtrail(aws).await,
+        Practice::GuardDutyEnabled => guardduty(aws).await,
+    }
 }
 
 fn cannot_check(practice: Practice, err: &Error, fix: &str) -> PracticeResult {
@@ -281,7 +360,9 @@ async fn snapshots(aws: &Aws, identifier: &str) -> PracticeResult {
     )
 }
 
-async fn tls_required(aws: &Aws, db: &InstanceStatus) -> PracticeResult {
+/// Whether the instance's parameter group requires TLS (also used before
+/// and after creating a replica, which shares its source's group).
+pub(crate) async fn tls_required(aws: &Aws, db: &InstanceStatus) -> PracticeResult {
     let practice = Practice::TlsRequired;
     let group = db.parameter_groups.first().cloned().unwrap_or_default();
     let fix = format!(

@@ -16,7 +16,9 @@
 //! | [`rds::instance_status`] | endpoint, status and every security-relevant attribute |
 //! | [`rds::allow_ip`] | points the database port's inbound rule at one address |
 //! | [`rds::production_url`] | the connection URL from the endpoint and the managed secret |
-//! | [`audit::audit`] | checks a running setup against the practices |
+//! | [`replica::create_replica`] | a read replica of the instance, with the same practices, checked after creation |
+//! | [`replica::replica_url`] | a replica's URL, with its source's managed secret |
+//! | [`audit::audit`] | checks a running setup, its read replicas included, against the practices |
 //! | [`rds::create_snapshot`], [`rds::delete_instance`] | snapshot; delete (refused under deletion protection) |
 
 pub mod address;
@@ -25,6 +27,7 @@ pub mod ec2;
 pub mod error;
 mod http;
 pub mod rds;
+pub mod replica;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
@@ -37,6 +40,7 @@ pub use rds::{
     InstanceStatus, ProductionUrl, Snapshot, allow_ip, create_instance, create_snapshot,
     delete_instance, instance_status, production_url,
 };
+pub use replica::{CreatedReplica, ReplicaOptions, create_replica, replica_url};
 
 /// Where to find AWS; every field falls back to the standard chain.
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,5 @@
 //! The RDS instance's lifecycle: create, status, allow-ip, url, snapshot,
-//! delete.
+//! delete. Read replicas are in [`crate::replica`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -260,6 +260,10 @@ pub struct InstanceStatus {
     pub ca_certificate: Option<String>,
     /// IAM database authentication.
     pub iam_auth: bool,
+    /// The instance this one is a read replica of (`None`: not a replica).
+    pub replica_of: Option<String>,
+    /// This instance's read replicas, sorted, each named once.
+    pub read_replicas: Vec<String>,
 }
 
 impl InstanceStatus {
@@ -301,6 +305,14 @@ impl InstanceStatus {
                 .collect(),
             ca_certificate: s(db.ca_certificate_identifier()),
             iam_auth: db.iam_database_authentication_enabled().unwrap_or(false),
+            replica_of: s(db.read_replica_source_db_instance_identifier()),
+            read_replicas: {
+                // Sorted and deduplicated: emulators may repeat a name.
+                let mut ids = db.read_replica_db_instance_identifiers().to_vec();
+                ids.sort();
+                ids.dedup();
+                ids
+            },
         }
     }
 
@@ -324,7 +336,7 @@ impl fmt::Display for InstanceStatus {
             (Some(false), _) => "off".into(),
             (None, _) => "not reported".into(),
         };
-        let rows: [(&str, String); 20] = [
+        let rows: [(&str, String); 22] = [
             ("identifier", self.identifier.clone()),
             ("status", self.status.clone()),
             ("endpoint", opt(&self.endpoint)),
@@ -366,6 +378,15 @@ impl fmt::Display for InstanceStatus {
             ("parameter groups", self.parameter_groups.join(", ")),
             ("ca certificate", opt(&self.ca_certificate)),
             ("iam auth", yes_no(self.iam_auth).into()),
+            ("replica of", opt(&self.replica_of)),
+            (
+                "read replicas",
+                if self.read_replicas.is_empty() {
+                    "none".into()
+                } else {
+                    self.read_replicas.join(", ")
+                },
+            ),
         ];
         for (name, value) in rows {
             writeln!(f, "{name:<21} {value}")?;
@@ -440,7 +461,7 @@ pub async fn create_instance(aws: &Aws, options: &CreateOptions) -> Result<Creat
 /// Refuses unless every inbound rule that reaches `port` in `groups` admits
 /// a single address (`/32`, `/128`) or another security group, and at least
 /// one admits a single address.
-async fn check_groups_restricted(aws: &Aws, groups: &[String], port: u16) -> Result<()> {
+pub(crate) async fn check_groups_restricted(aws: &Aws, groups: &[String], port: u16) -> Result<()> {
     let mut single = 0;
     let mut wide = Vec::new();
     for group in groups {
@@ -533,6 +554,14 @@ async fn ensure_tls_parameter_group(aws: &Aws, name: &str, family: &str) -> Resu
 
 /// Describes the instance `identifier`.
 pub async fn instance_status(aws: &Aws, identifier: &str) -> Result<InstanceStatus> {
+    describe_instance(aws, identifier)
+        .await
+        .map(|db| InstanceStatus::from_sdk(&db))
+}
+
+/// The SDK's description of the instance `identifier`; a missing instance
+/// is an [`Error::Api`] with the code `DBInstanceNotFound`.
+pub(crate) async fn describe_instance(aws: &Aws, identifier: &str) -> Result<DbInstance> {
     validate_identifier("instance identifier", identifier, 63)?;
     let output = aws
         .rds
@@ -544,13 +573,18 @@ pub async fn instance_status(aws: &Aws, identifier: &str) -> Result<InstanceStat
     output
         .db_instances()
         .first()
-        .map(InstanceStatus::from_sdk)
+        .cloned()
         .ok_or_else(|| Error::Api {
             source: None,
             operation: "DescribeDBInstances".into(),
             code: Some("DBInstanceNotFound".into()),
             message: format!("no instance `{identifier}`"),
         })
+}
+
+/// Whether `err` says that an instance does not exist.
+pub(crate) fn is_not_found(err: &Error) -> bool {
+    matches!(err, Error::Api { code: Some(c), .. } if c == "DBInstanceNotFound")
 }
 
 /// What [`allow_ip`] is asked to do.
@@ -713,10 +747,12 @@ pub async fn allow_ip(aws: &Aws, request: &AllowIp) -> Result<AllowIpOutcome> {
 pub struct ProductionUrl {
     /// The URL; its `Display` hides the password.
     pub url: DatabaseUrl,
-    /// The instance.
+    /// The instance whose endpoint the URL names.
     pub identifier: String,
     /// The secret the credentials came from.
     pub secret_arn: String,
+    /// For a read replica, its source, whose secret and database it uses.
+    pub replica_of: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -728,53 +764,59 @@ struct MasterSecret {
 /// Builds `postgresql://USER:PASSWORD@ENDPOINT:PORT/DB?sslmode=verify-full&sslrootcert=...`
 /// from the instance's endpoint and its Secrets Manager master secret
 /// (`{"username", "password"}`). `sslrootcert` is the path of the RDS CA
-/// bundle (`global-bundle.pem`), written into the URL as given.
+/// bundle (`global-bundle.pem`), written into the URL as given. A read
+/// replica is refused: its URL is [`replica_url`](crate::replica::replica_url).
 pub async fn production_url(
     aws: &Aws,
     identifier: &str,
     sslrootcert: &str,
 ) -> Result<ProductionUrl> {
     let status = instance_status(aws, identifier).await?;
-    let host = status.endpoint.clone().ok_or_else(|| Error::Api {
+    if let Some(source) = &status.replica_of {
+        return Err(Error::Refused {
+            action: format!("build a primary URL for `{identifier}`"),
+            reason: format!(
+                "it is a read replica of `{source}`, whose credentials it shares; its URL is \
+                 `cruddur-db rds url --replica {identifier}`"
+            ),
+        });
+    }
+    url_with_credentials_of(aws, &status, &status, sslrootcert).await
+}
+
+/// The URL of `endpoint`'s address with the master credentials and the
+/// database of `owner` (the same instance, or a replica's source).
+pub(crate) async fn url_with_credentials_of(
+    aws: &Aws,
+    endpoint: &InstanceStatus,
+    owner: &InstanceStatus,
+    sslrootcert: &str,
+) -> Result<ProductionUrl> {
+    let identifier = &endpoint.identifier;
+    let host = endpoint.endpoint.clone().ok_or_else(|| Error::Api {
         source: None,
         operation: "DescribeDBInstances".into(),
         code: None,
         message: format!(
             "instance `{identifier}` is {} and has no endpoint yet; retry when it is available",
-            status.status
+            endpoint.status
         ),
     })?;
-    let port = status.port.unwrap_or(i32::from(DEFAULT_PORT));
-    let secret_arn = status
+    let port = endpoint.port.unwrap_or(i32::from(DEFAULT_PORT));
+    let secret_arn = owner
         .master_user_secret_arn
         .clone()
         .ok_or_else(|| Error::Refused {
             action: format!("build a URL for `{identifier}`"),
-            reason: "its master password is not managed by Secrets Manager; turn that on with \
-                 `aws rds modify-db-instance --manage-master-user-password --apply-immediately`"
-                .into(),
+            reason: format!(
+                "the master password of `{}` is not managed by Secrets Manager; turn that on \
+                 with `aws rds modify-db-instance --db-instance-identifier {} \
+                 --manage-master-user-password --apply-immediately`",
+                owner.identifier, owner.identifier
+            ),
         })?;
-    let value = aws
-        .secrets
-        .get_secret_value()
-        .secret_id(&secret_arn)
-        .send()
-        .await
-        .map_err(|e| sdk_error("GetSecretValue", e))?;
-    let text = value.secret_string().ok_or_else(|| Error::Api {
-        source: None,
-        operation: "GetSecretValue".into(),
-        code: None,
-        message: format!("secret {secret_arn} has no string value"),
-    })?;
-    // The parse error is not shown: it could quote the secret.
-    let secret: MasterSecret = serde_json::from_str(text).map_err(|_| Error::Api {
-        source: None,
-        operation: "GetSecretValue".into(),
-        code: None,
-        message: format!("secret {secret_arn} is not JSON with `username` and `password`"),
-    })?;
-    let database = status.db_name.clone().unwrap_or_else(|| "postgres".into());
+    let secret = master_secret(aws, &secret_arn).await?;
+    let database = owner.db_name.clone().unwrap_or_else(|| "postgres".into());
     let port = port.to_string();
     let url = DatabaseUrl::from_params(&[
         ("host", &host),
@@ -787,8 +829,32 @@ pub async fn production_url(
     ])?;
     Ok(ProductionUrl {
         url,
-        identifier: identifier.to_owned(),
+        identifier: identifier.clone(),
         secret_arn,
+        replica_of: (endpoint.identifier != owner.identifier).then(|| owner.identifier.clone()),
+    })
+}
+
+async fn master_secret(aws: &Aws, secret_arn: &str) -> Result<MasterSecret> {
+    let value = aws
+        .secrets
+        .get_secret_value()
+        .secret_id(secret_arn)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetSecretValue", e))?;
+    let text = value.secret_string().ok_or_else(|| Error::Api {
+        source: None,
+        operation: "GetSecretValue".into(),
+        code: None,
+        message: format!("secret {secret_arn} has no string value"),
+    })?;
+    // The parse error is not shown: it could quote the secret.
+    serde_json::from_str(text).map_err(|_| Error::Api {
+        source: None,
+        operation: "GetSecretValue".into(),
+        code: None,
+        message: format!("secret {secret_arn} is not JSON with `username` and `password`"),
     })
 }
 
@@ -911,7 +977,7 @@ pub async fn delete_instance(aws: &Aws, options: &DeleteOptions) -> Result<Delet
     })
 }
 
-fn invalid(what: &'static str, input: &str, reason: &str) -> Error {
+pub(crate) fn invalid(what: &'static str, input: &str, reason: &str) -> Error {
     Error::InvalidInput {
         what,
         input: input.chars().take(80).collect(),
@@ -921,7 +987,7 @@ fn invalid(what: &'static str, input: &str, reason: &str) -> Error {
 
 /// RDS identifiers: a letter, then letters, digits and single hyphens, no
 /// trailing hyphen, at most `max` characters.
-fn validate_identifier(what: &'static str, id: &str, max: usize) -> Result<()> {
+pub(crate) fn validate_identifier(what: &'static str, id: &str, max: usize) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= max
         && id.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -958,7 +1024,7 @@ fn validate_name(what: &'static str, name: &str) -> Result<()> {
     }
 }
 
-fn validate_group_id(id: &str) -> Result<()> {
+pub(crate) fn validate_group_id(id: &str) -> Result<()> {
     validate_prefixed_id("security group id", id, "sg-")
 }
 

@@ -45,15 +45,21 @@ pub enum RdsCommand {
     /// Create the instance: encrypted, private, deletion-protected, master
     /// password in Secrets Manager, backups kept, TLS required.
     Create(CreateArgs),
+    /// Create a read replica of the instance: encrypted like it, private,
+    /// deletion-protected, TLS required (its parameter group), its security
+    /// groups and tags; checked after creation.
+    CreateReplica(CreateReplicaArgs),
     /// Show the endpoint, status and every security-relevant attribute.
     Status(InstanceArg),
     /// Point the security group's inbound rule for the database port at one
     /// address (the current public one by default).
     AllowIp(AllowIpArgs),
     /// Print (or store in .env) the production connection URL, built from
-    /// the endpoint and the managed secret, with sslmode=verify-full.
+    /// the endpoint and the managed secret, with sslmode=verify-full; with
+    /// --replica, the read replicas' URLs.
     Url(UrlArgs),
-    /// Check the setup against the security practices; exits 1 on any failure.
+    /// Check the setup, its read replicas included, against the security
+    /// practices; exits 1 on any failure.
     Audit(AuditArgs),
     /// Take a manual snapshot.
     Snapshot(SnapshotArgs),
@@ -123,6 +129,32 @@ pub struct CreateArgs {
     pub availability_zone: Option<String>,
 }
 
+/// `rds create-replica`.
+#[derive(Debug, Args)]
+pub struct CreateReplicaArgs {
+    /// The instance to replicate (it must be encrypted, keep backups and
+    /// require TLS, and not be a replica itself).
+    #[arg(long, default_value = DEFAULT_IDENTIFIER, value_name = "ID")]
+    pub source: String,
+    /// The replica's identifier (default: SOURCE-replica-N, with the lowest
+    /// N the source has no replica of).
+    #[arg(long, value_name = "ID")]
+    pub identifier: Option<String>,
+    /// Instance class (default: the source's).
+    #[arg(long)]
+    pub instance_class: Option<String>,
+    /// Make the replica publicly accessible. Requires security groups whose
+    /// inbound rules for the port admit one address only.
+    #[arg(long)]
+    pub public: bool,
+    /// VPC security group (repeat for several; default: the source's).
+    #[arg(long = "security-group-id", value_name = "ID")]
+    pub security_group_ids: Vec<String>,
+    /// Availability zone (default: chosen by RDS).
+    #[arg(long)]
+    pub availability_zone: Option<String>,
+}
+
 /// `rds allow-ip`.
 #[derive(Debug, Args)]
 pub struct AllowIpArgs {
@@ -153,6 +185,11 @@ pub struct UrlArgs {
     /// Instance identifier.
     #[arg(long, default_value = DEFAULT_IDENTIFIER)]
     pub identifier: String,
+    /// A read replica (repeat for several): print its URL, with its
+    /// source's credentials; several are printed comma-separated, the form
+    /// DATABASE_REPLICA_URLS takes.
+    #[arg(long = "replica", value_name = "ID", conflicts_with_all = ["identifier", "write_env"])]
+    pub replicas: Vec<String>,
     /// The RDS CA bundle; the URL names it by absolute path.
     #[arg(long, default_value = "global-bundle.pem")]
     pub sslrootcert: PathBuf,
@@ -160,6 +197,8 @@ pub struct UrlArgs {
     #[arg(long)]
     pub show_password: bool,
     /// Store the URL as PROD_CONNECTION_URL in the env file (mode 0600).
+    /// Not with --replica: DATABASE_REPLICA_URLS in .env would also apply
+    /// to commands run without --prod.
     #[arg(long)]
     pub write_env: bool,
     /// The env file --write-env writes.
@@ -225,6 +264,7 @@ async fn run_async(args: RdsArgs, settings: &cruddur_db::Settings) -> anyhow::Re
     let aws = Aws::from_env(&options).await?;
     match args.command {
         RdsCommand::Create(a) => create(&aws, a).await,
+        RdsCommand::CreateReplica(a) => create_replica(&aws, a).await,
         RdsCommand::Status(a) => {
             print!(
                 "{}",
@@ -309,6 +349,40 @@ async fn create(aws: &Aws, a: CreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn create_replica(aws: &Aws, a: CreateReplicaArgs) -> anyhow::Result<ExitCode> {
+    let options = cruddur_db_aws::ReplicaOptions {
+        source: a.source,
+        identifier: a.identifier,
+        instance_class: a.instance_class,
+        public: a.public,
+        security_group_ids: a.security_group_ids,
+        availability_zone: a.availability_zone,
+    };
+    let created = cruddur_db_aws::create_replica(aws, &options).await?;
+    let replica = &created.instance;
+    println!(
+        "created read replica {} of {} (parameter group {}, requiring TLS; performance \
+         insights {} days; tags copied: {})",
+        replica.identifier,
+        created.source,
+        replica.parameter_groups.join(", "),
+        created.performance_insights_retention_days,
+        if created.tags_copied.is_empty() {
+            "none".to_owned()
+        } else {
+            created.tags_copied.join(", ")
+        }
+    );
+    print!("{replica}");
+    println!();
+    println!(
+        "next: wait until `cruddur-db rds status --identifier {id}` says available, then \
+         `cruddur-db rds url --replica {id}`",
+        id = replica.identifier
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn allow_ip(aws: &Aws, a: AllowIpArgs) -> anyhow::Result<ExitCode> {
     let address: IpAddr = if a.ip == "auto" {
         aws.public_ip(&a.ip_endpoint).await?
@@ -351,6 +425,9 @@ async fn url(aws: &Aws, a: UrlArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let root_text = root.to_string_lossy();
+    if !a.replicas.is_empty() {
+        return replica_urls(aws, &a.replicas, &root_text, a.show_password).await;
+    }
     let production = cruddur_db_aws::production_url(aws, &a.identifier, &root_text).await?;
     if a.show_password {
         println!("{}", production.url.expose());
@@ -372,6 +449,27 @@ async fn url(aws: &Aws, a: UrlArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line: the replicas' URLs, comma-separated (redacted unless
+/// `show_password`), as `DATABASE_REPLICA_URLS` takes them.
+async fn replica_urls(
+    aws: &Aws,
+    replicas: &[String],
+    sslrootcert: &str,
+    show_password: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut urls = Vec::with_capacity(replicas.len());
+    for id in replicas {
+        let url = cruddur_db_aws::replica_url(aws, id, sslrootcert).await?;
+        urls.push(if show_password {
+            url.url.expose().to_owned()
+        } else {
+            url.url.to_string()
+        });
+    }
+    println!("{}", urls.join(","));
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn audit(aws: &Aws, a: AuditArgs) -> anyhow::Result<ExitCode> {
     let results = cruddur_db_aws::audit(aws, &a.identifier, a.production).await?;
     let width = cruddur_db_aws::Practice::ALL
@@ -379,12 +477,27 @@ async fn audit(aws: &Aws, a: AuditArgs) -> anyhow::Result<ExitCode> {
         .map(|p| p.name().len())
         .max()
         .unwrap_or(0);
+    // The audited instance's and the account's results as ever; each
+    // replica's under a heading, every line naming the replica.
+    let mut heading: Option<&str> = None;
+    let mut replicas = 0;
     for r in &results {
+        let other = r.instance.as_deref().filter(|i| *i != a.identifier);
+        if let Some(instance) = other
+            && heading != Some(instance)
+        {
+            println!("replica {instance} (of {}):", a.identifier);
+            heading = Some(instance);
+            replicas += 1;
+        }
+        let detail = match other {
+            Some(instance) => format!("{instance}: {}", r.detail),
+            None => r.detail.clone(),
+        };
         println!(
-            "{} {:<width$}  {}",
+            "{} {:<width$}  {detail}",
             if r.pass { "PASS" } else { "FAIL" },
             r.practice.name(),
-            r.detail
         );
         if !r.pass {
             println!("     {:<width$}  fix: {}", "", r.fix);
@@ -392,9 +505,14 @@ async fn audit(aws: &Aws, a: AuditArgs) -> anyhow::Result<ExitCode> {
     }
     let failed = results.iter().filter(|r| !r.pass).count();
     println!(
-        "{} of {} practices pass",
+        "{} of {} practices pass{}",
         results.len() - failed,
-        results.len()
+        results.len(),
+        match replicas {
+            0 => String::new(),
+            1 => format!(" ({} and its read replica)", a.identifier),
+            n => format!(" ({} and its {n} read replicas)", a.identifier),
+        }
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS

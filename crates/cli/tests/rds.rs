@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_rds::types::Tag;
 use cruddur_db_aws::Error;
 use cruddur_db_aws::rds::DeleteOptions;
 use cruddur_db_aws::{
-    AllowIp, Aws, CreateOptions, IngressRule, Practice, SecurityGroupRule, allow_ip, audit,
-    create_instance, create_snapshot, delete_instance, instance_status, production_url,
+    AllowIp, Aws, CreateOptions, IngressRule, Practice, PracticeResult, ReplicaOptions,
+    SecurityGroupRule, allow_ip, audit, create_instance, create_replica, create_snapshot,
+    delete_instance, instance_status, production_url, replica_url,
 };
 
 /// A `moto_server` on 127.0.0.1, stopped when dropped.
@@ -567,42 +569,50 @@ fn url_comes_from_the_managed_secret() {
     });
 }
 
+/// A production `cruddur-db-instance` restricted to one address, with a
+/// manual snapshot, a logging trail and an enabled detector: every
+/// practice passes. Returns the instance's options.
+async fn secure_setup(moto: &Moto, aws: &Aws) -> CreateOptions {
+    let group = group_with_rule(aws, "db", 5432, "203.0.113.7/32").await;
+    let options = CreateOptions {
+        production: true,
+        security_group_ids: vec![group],
+        ..CreateOptions::default()
+    };
+    create_instance(aws, &options).await.unwrap();
+    create_snapshot(aws, "cruddur-db-instance", Some("cruddur-first"))
+        .await
+        .unwrap();
+    moto.create_bucket("cruddur-trail-logs");
+    aws.cloudtrail
+        .create_trail()
+        .name("cruddur-trail")
+        .s3_bucket_name("cruddur-trail-logs")
+        .is_multi_region_trail(true)
+        .send()
+        .await
+        .unwrap();
+    aws.cloudtrail
+        .start_logging()
+        .name("cruddur-trail")
+        .send()
+        .await
+        .unwrap();
+    aws.guardduty
+        .create_detector()
+        .enable(true)
+        .send()
+        .await
+        .unwrap();
+    options
+}
+
 #[test]
 fn audit_of_a_secure_setup_passes_every_practice() {
     let moto = Moto::start();
     runtime().block_on(async {
         let aws = aws_for(&moto);
-        let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
-        let options = CreateOptions {
-            production: true,
-            security_group_ids: vec![group],
-            ..CreateOptions::default()
-        };
-        create_instance(&aws, &options).await.unwrap();
-        create_snapshot(&aws, "cruddur-db-instance", Some("cruddur-first"))
-            .await
-            .unwrap();
-        moto.create_bucket("cruddur-trail-logs");
-        aws.cloudtrail
-            .create_trail()
-            .name("cruddur-trail")
-            .s3_bucket_name("cruddur-trail-logs")
-            .is_multi_region_trail(true)
-            .send()
-            .await
-            .unwrap();
-        aws.cloudtrail
-            .start_logging()
-            .name("cruddur-trail")
-            .send()
-            .await
-            .unwrap();
-        aws.guardduty
-            .create_detector()
-            .enable(true)
-            .send()
-            .await
-            .unwrap();
+        let options = secure_setup(&moto, &aws).await;
 
         let results = audit(&aws, "cruddur-db-instance", true).await.unwrap();
         let practices: Vec<Practice> = results.iter().map(|r| r.practice).collect();
@@ -685,6 +695,369 @@ fn audit_of_an_insecure_setup_reports_each_failure() {
             .find(|r| r.practice == Practice::MultiAzForProduction)
             .unwrap();
         assert!(multi_az.pass, "{}", multi_az.detail);
+    });
+}
+
+/// An instance made with the SDK directly, so that it can lack what
+/// `create_instance` always sets.
+async fn raw_instance(aws: &Aws, identifier: &str, encrypted: bool, backup_days: i32, group: &str) {
+    aws.rds
+        .create_db_instance()
+        .db_instance_identifier(identifier)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .engine_version("16")
+        .master_username("cruddurroot")
+        .manage_master_user_password(true)
+        .allocated_storage(20)
+        .backup_retention_period(backup_days)
+        .storage_encrypted(encrypted)
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn tags_of(aws: &Aws, identifier: &str) -> Vec<(String, String)> {
+    aws.rds
+        .describe_db_instances()
+        .db_instance_identifier(identifier)
+        .send()
+        .await
+        .unwrap()
+        .db_instances()[0]
+        .tag_list()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn replica_of(source: &str) -> ReplicaOptions {
+    ReplicaOptions {
+        source: source.into(),
+        ..ReplicaOptions::default()
+    }
+}
+
+#[test]
+fn create_replica_keeps_the_practices() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
+        let source = create_instance(
+            &aws,
+            &CreateOptions {
+                security_group_ids: vec![group.clone()],
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+        .instance;
+        aws.rds
+            .add_tags_to_resource()
+            .resource_name("arn:aws:rds:us-east-1:123456789012:db:cruddur-db-instance")
+            .tags(
+                Tag::builder()
+                    .key("environment")
+                    .value("production")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+
+        let options = replica_of("cruddur-db-instance");
+        let created = create_replica(&aws, &options).await.unwrap();
+        assert_eq!(created.source, "cruddur-db-instance");
+        assert_eq!(created.tags_copied, ["environment"]);
+        let r = instance_status(&aws, "cruddur-db-instance-replica-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            r, created.instance,
+            "the reported replica is the one read back"
+        );
+        let checks: [(&str, String, String); 7] = [
+            (
+                "replica of",
+                format!("{:?}", r.replica_of),
+                "Some(\"cruddur-db-instance\")".into(),
+            ),
+            ("encrypted", r.storage_encrypted.to_string(), "true".into()),
+            ("public", r.publicly_accessible.to_string(), "false".into()),
+            (
+                "deletion protection",
+                r.deletion_protection.to_string(),
+                "true".into(),
+            ),
+            (
+                "parameter groups",
+                r.parameter_groups.join(","),
+                "cruddur-postgres16".into(),
+            ),
+            (
+                "security groups",
+                r.security_group_ids.join(","),
+                group.clone(),
+            ),
+            (
+                "class",
+                r.instance_class.clone(),
+                source.instance_class.clone(),
+            ),
+        ];
+        for (attribute, got, want) in checks {
+            assert_eq!(
+                got, want,
+                "{attribute} of a replica created with {options:?}"
+            );
+        }
+        assert_eq!(
+            force_ssl(&aws, &r.parameter_groups[0]).await.as_deref(),
+            Some("1"),
+            "the replica's parameter group must require TLS"
+        );
+        assert!(
+            tags_of(&aws, &r.identifier)
+                .await
+                .contains(&("environment".into(), "production".into())),
+            "the source's tags are copied"
+        );
+
+        // The next default name, and a class of its own.
+        let second = create_replica(
+            &aws,
+            &ReplicaOptions {
+                instance_class: Some("db.t3.small".into()),
+                ..replica_of("cruddur-db-instance")
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(second.instance.identifier, "cruddur-db-instance-replica-2");
+        assert_eq!(second.instance.instance_class, "db.t3.small");
+        let source = instance_status(&aws, "cruddur-db-instance").await.unwrap();
+        assert_eq!(
+            source.read_replicas,
+            [
+                "cruddur-db-instance-replica-1",
+                "cruddur-db-instance-replica-2"
+            ]
+        );
+
+        // A taken identifier is refused (moto would make a second one).
+        let taken = ReplicaOptions {
+            identifier: Some("cruddur-db-instance-replica-1".into()),
+            ..replica_of("cruddur-db-instance")
+        };
+        let err = create_replica(&aws, &taken).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { reason, .. } if reason.contains("exists already")),
+            "{taken:?}: {err}"
+        );
+    });
+}
+
+#[test]
+fn create_replica_refuses_an_unfit_source() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        create_instance(&aws, &CreateOptions::default())
+            .await
+            .unwrap();
+        create_replica(&aws, &replica_of("cruddur-db-instance"))
+            .await
+            .unwrap();
+        aws.rds
+            .create_db_parameter_group()
+            .db_parameter_group_name("plain-postgres16")
+            .db_parameter_group_family("postgres16")
+            .description("no TLS requirement")
+            .send()
+            .await
+            .unwrap();
+        raw_instance(&aws, "unencrypted-db", false, 7, "cruddur-postgres16").await;
+        raw_instance(&aws, "no-backups-db", true, 0, "cruddur-postgres16").await;
+        raw_instance(&aws, "plain-tls-db", true, 7, "plain-postgres16").await;
+        let open = group_with_rule(&aws, "open", 5432, "0.0.0.0/0").await;
+
+        let cases: [(ReplicaOptions, &str); 6] = [
+            (
+                replica_of("no-such-db"),
+                "there is no instance `no-such-db`",
+            ),
+            (
+                replica_of("cruddur-db-instance-replica-1"),
+                "itself a read replica of `cruddur-db-instance`",
+            ),
+            (replica_of("unencrypted-db"), "not encrypted"),
+            (replica_of("no-backups-db"), "no automated backups"),
+            (replica_of("plain-tls-db"), "does not require TLS"),
+            (
+                ReplicaOptions {
+                    public: true,
+                    security_group_ids: vec![open],
+                    ..replica_of("cruddur-db-instance")
+                },
+                "admit more than one address",
+            ),
+        ];
+        for (options, why) in cases {
+            let before = aws.rds.describe_db_instances().send().await.unwrap();
+            let err = create_replica(&aws, &options).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::Refused { reason, .. } if reason.contains(why)),
+                "{options:?}: expected a refusal saying {why:?}, got {err}"
+            );
+            let after = aws.rds.describe_db_instances().send().await.unwrap();
+            assert_eq!(
+                before.db_instances().len(),
+                after.db_instances().len(),
+                "{options:?}: nothing may be created"
+            );
+        }
+    });
+}
+
+#[test]
+fn replica_url_uses_the_source_secret() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        create_instance(&aws, &CreateOptions::default())
+            .await
+            .unwrap();
+        let replica = create_replica(&aws, &replica_of("cruddur-db-instance"))
+            .await
+            .unwrap()
+            .instance;
+        let primary = production_url(&aws, "cruddur-db-instance", "/ca.pem")
+            .await
+            .unwrap();
+        let url = replica_url(&aws, &replica.identifier, "/ca.pem")
+            .await
+            .unwrap();
+        let host = replica.endpoint.clone().unwrap();
+        assert!(host.starts_with("cruddur-db-instance-replica-1."), "{host}");
+        let shown = url.url.to_string();
+        for part in [
+            format!(":***@{host}:5432/cruddur?"),
+            "sslmode=verify-full".to_owned(),
+            "sslrootcert=/ca.pem".to_owned(),
+        ] {
+            assert!(shown.contains(&part), "{shown} lacks {part}");
+        }
+        assert_eq!(url.url.param("host"), Some(host.as_str()));
+        assert_eq!(
+            url.url.param("user"),
+            primary.url.param("user"),
+            "the source's user"
+        );
+        assert_eq!(
+            url.url.password(),
+            primary.url.password(),
+            "the source's password"
+        );
+        assert_eq!(url.secret_arn, primary.secret_arn, "the source's secret");
+        assert_eq!(url.replica_of.as_deref(), Some("cruddur-db-instance"));
+        assert_eq!(primary.replica_of, None);
+
+        let err = replica_url(&aws, "cruddur-db-instance", "/ca.pem")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { reason, .. } if reason.contains("not a read replica")),
+            "{err}"
+        );
+        let err = production_url(&aws, &replica.identifier, "/ca.pem")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { reason, .. } if reason.contains("--replica")),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn audit_checks_each_replica() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        secure_setup(&moto, &aws).await;
+        let replica = create_replica(&aws, &replica_of("cruddur-db-instance"))
+            .await
+            .unwrap()
+            .instance
+            .identifier;
+
+        let results = audit(&aws, "cruddur-db-instance", true).await.unwrap();
+        let about = |r: &PracticeResult| r.instance.clone();
+        let of_replica: Vec<Practice> = results
+            .iter()
+            .filter(|r| about(r).as_deref() == Some(replica.as_str()))
+            .map(|r| r.practice)
+            .collect();
+        let applicable: Vec<Practice> = Practice::ALL
+            .into_iter()
+            .filter(|p| p.applies_to_replica())
+            .collect();
+        assert_eq!(of_replica, applicable, "the replica's practices");
+        assert_eq!(results.len(), Practice::ALL.len() + applicable.len());
+        for r in &results {
+            assert!(
+                r.pass,
+                "{} of {:?} should pass: {}",
+                r.practice, r.instance, r.detail
+            );
+        }
+
+        // The replica made public and unprotected: its results fail, and
+        // name it.
+        aws.rds
+            .modify_db_instance()
+            .db_instance_identifier(&replica)
+            .publicly_accessible(true)
+            .deletion_protection(false)
+            .apply_immediately(true)
+            .send()
+            .await
+            .unwrap();
+        let results = audit(&aws, "cruddur-db-instance", true).await.unwrap();
+        let failed: Vec<(Practice, Option<String>)> = results
+            .iter()
+            .filter(|r| !r.pass)
+            .map(|r| (r.practice, about(r)))
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                (Practice::NotPubliclyAccessible, Some(replica.clone())),
+                (Practice::DeletionProtection, Some(replica.clone())),
+            ]
+        );
+        for r in results.iter().filter(|r| !r.pass) {
+            assert!(
+                r.fix.contains(&replica),
+                "the fix names the replica: {}",
+                r.fix
+            );
+        }
+
+        // Audited by itself, a replica is checked as one.
+        let alone = audit(&aws, &replica, false).await.unwrap();
+        let practices: Vec<Practice> = alone.iter().map(|r| r.practice).collect();
+        let mut want = applicable.clone();
+        want.extend([Practice::CloudTrailLogging, Practice::GuardDutyEnabled]);
+        assert_eq!(practices, want);
     });
 }
 
@@ -926,6 +1299,176 @@ mod cli {
         assert!(stderr.contains("deletion protection is on"), "{stderr}");
         let out = run(&moto, dir.path(), &["delete", "--confirm", "other"]);
         assert!(!out.status.success(), "rds delete with a wrong --confirm");
+    }
+
+    #[test]
+    fn create_replica_status_url_audit() {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        let source_password = runtime().block_on(async {
+            let aws = aws_for(&moto);
+            secure_setup(&moto, &aws).await;
+            production_url(&aws, "cruddur-db-instance", "/ca.pem")
+                .await
+                .unwrap()
+                .url
+                .password()
+                .unwrap()
+        });
+        let replica = "cruddur-db-instance-replica-1";
+
+        let out = run(
+            &moto,
+            dir.path(),
+            &["create-replica", "--source", "no-such-db"],
+        );
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "create-replica of a missing source");
+        assert!(
+            stderr.contains("error: refusing to create a read replica of `no-such-db`"),
+            "{stderr}"
+        );
+
+        let out = run(&moto, dir.path(), &["create-replica"]);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "rds create-replica: {stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "created read replica {replica} of cruddur-db-instance"
+            )),
+            "{stdout}"
+        );
+        for line in [
+            "storage encrypted     yes",
+            "publicly accessible   no",
+            "deletion protection   yes",
+            "parameter groups      cruddur-postgres16",
+            "replica of            cruddur-db-instance",
+        ] {
+            assert!(
+                stdout.contains(line),
+                "create-replica lacks {line:?}:\n{stdout}"
+            );
+        }
+        assert!(
+            stdout.contains(&format!("rds url --replica {replica}")),
+            "{stdout}"
+        );
+
+        let out = run(&moto, dir.path(), &["status"]);
+        let (stdout, _) = text(&out);
+        assert!(
+            stdout.contains(&format!("read replicas         {replica}")),
+            "{stdout}"
+        );
+
+        let out = run(&moto, dir.path(), &["url", "--replica", replica]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "rds url --replica: {stderr}");
+        assert!(stdout.contains(&format!(":***@{replica}.")), "{stdout}");
+        assert!(stdout.contains("sslmode=verify-full"), "{stdout}");
+        assert!(
+            !stdout.contains(&source_password),
+            "url --replica printed the password"
+        );
+
+        // Several replicas: one line, as DATABASE_REPLICA_URLS takes them.
+        let out = run(
+            &moto,
+            dir.path(),
+            &["create-replica", "--identifier", "cruddur-db-reader"],
+        );
+        assert!(out.status.success(), "second replica: {}", text(&out).1);
+        let out = run(
+            &moto,
+            dir.path(),
+            &[
+                "url",
+                "--replica",
+                replica,
+                "--replica",
+                "cruddur-db-reader",
+                "--show-password",
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "url with two --replica: {stderr}");
+        let lists: Vec<&str> = stdout
+            .split_whitespace()
+            .filter(|w| w.starts_with("postgresql://"))
+            .collect();
+        assert_eq!(lists.len(), 1, "one line of URLs: {stdout}");
+        let urls: Vec<cruddur_db::DatabaseUrl> = lists[0]
+            .split(',')
+            .map(|u| cruddur_db::DatabaseUrl::parse(u).unwrap())
+            .collect();
+        assert_eq!(urls.len(), 2, "{stdout}");
+        for (url, host) in urls.iter().zip([replica, "cruddur-db-reader"]) {
+            assert_eq!(
+                url.password(),
+                Some(source_password.clone()),
+                "the source's password"
+            );
+            assert!(url.param("host").unwrap().starts_with(host), "{url}");
+            assert_eq!(url.param("sslmode"), Some("verify-full"), "{url}");
+        }
+
+        let out = run(
+            &moto,
+            dir.path(),
+            &["url", "--replica", "cruddur-db-instance"],
+        );
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "url --replica of a primary");
+        assert!(stderr.contains("not a read replica"), "{stderr}");
+        let out = run(
+            &moto,
+            dir.path(),
+            &["url", "--replica", replica, "--write-env"],
+        );
+        assert!(!out.status.success(), "url --replica --write-env");
+        assert!(!dir.path().join(".env").exists(), "nothing written");
+
+        // Everything passes, the replica included.
+        let out = run(&moto, dir.path(), &["audit", "--production"]);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "rds audit: {stdout}");
+        assert!(
+            stdout.contains(&format!("replica {replica} (of cruddur-db-instance):")),
+            "{stdout}"
+        );
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("PASS deletion-protection") && l.contains(replica)),
+            "{stdout}"
+        );
+
+        runtime().block_on(async {
+            aws_for(&moto)
+                .rds
+                .modify_db_instance()
+                .db_instance_identifier(replica)
+                .deletion_protection(false)
+                .apply_immediately(true)
+                .send()
+                .await
+                .unwrap();
+        });
+        let out = run(&moto, dir.path(), &["audit", "--production"]);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "rds audit: {stdout}");
+        assert!(stdout.contains("and its 2 read replicas"), "{stdout}");
+        let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
+        assert_eq!(failures.len(), 1, "{stdout}");
+        assert!(
+            failures[0].starts_with("FAIL deletion-protection")
+                && failures[0].contains(&format!("{replica}: deletion protection: false")),
+            "{stdout}"
+        );
     }
 
     #[test]
