@@ -314,6 +314,9 @@ impl Run {
     }
 }
 
+/// Calls of `op` each thread of [`run_ours`] makes before the clock starts.
+const WARMUP: usize = 200;
+
 /// Runs `op` on `clients` threads for `seconds`, after a warm-up in which
 /// every thread has done `WARMUP` calls (so the pool holds its connections
 /// and each has prepared its statements, as pgbench does before it counts).
@@ -322,7 +325,6 @@ fn run_ours(
     seconds: u64,
     op: &(dyn Fn() -> BenchResult<()> + Sync),
 ) -> BenchResult<Run> {
-    const WARMUP: usize = 200;
     // Two barriers: the clock starts once every thread has warmed up, and
     // the threads read it only after it is set.
     let warmed = Barrier::new(clients + 1);

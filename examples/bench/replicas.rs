@@ -10,7 +10,12 @@
 //!   settings (`build_replica_pool`) and points straight at the standby: the
 //!   same server on both sides, so the ratio is the router's own cost. A
 //!   fourth side, the same plain pool pointed at the primary, shows whether
-//!   the standby serves the page as fast as the primary does. Unpinned.
+//!   the standby serves the page as fast as the primary does. Both servers
+//!   run on one CPU and the bench's threads on the other, so that every
+//!   page crosses between the same two CPUs on every side (unpinned, a
+//!   1-client round trip is about twice as fast when the scheduler happens
+//!   to put client and backend on one CPU). The bench process's CPU per
+//!   page, the router's cost on the client, is reported too.
 //! - **Standby under writes**: the primary's processes pinned to one CPU and
 //!   the standby's to the other, writers creating activities on the primary
 //!   at a fixed rate, and readers reading the feed through the router with
@@ -36,7 +41,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::{
-    BenchResult, Measured, PAGE, Plan, RNG_SEED, Row, Run, Target, USERS, check_stop, dash,
+    BenchResult, Measured, PAGE, Plan, RNG_SEED, Row, Run, Target, USERS, WARMUP, check_stop, dash,
     execute, fail, human, run_ours, stopped, throughput_cells,
 };
 
@@ -221,10 +226,38 @@ const ROUTER_SIDES: [&str; 4] = [
     "plain pool -> primary",
 ];
 
+/// The router rows cut each side's time into slices of at most this many
+/// seconds, and rotate the four sides slice by slice: at 1 client a page's
+/// round trip is shorter when the scheduler puts the client thread on the
+/// server backend's CPU, which it does for a while and then stops, so one
+/// long run per side is often a different draw from the next.
+const ROUTER_SLICE_SECONDS: u64 = 2;
+
 /// The router's Eventual and AtLeast(token) reads against the same pool
 /// settings straight at the standby, and that pool at the primary, at 1
 /// and 4 clients; the four sides rotate which goes first.
 fn router_rows(plan: Plan, pair: &Pair) -> BenchResult<Measured> {
+    let pinned = pin_for_router_rows(pair);
+    match &pinned {
+        Ok((bench, servers)) => eprintln!(
+            "replica router: both servers pinned to CPU {servers}, the bench's threads to CPU {bench}"
+        ),
+        Err(why) => eprintln!("replica router: not pinned: {why}"),
+    }
+    let pinning = match &pinned {
+        Ok((bench, servers)) => format!("servers on CPU {servers}, bench threads on CPU {bench}"),
+        Err(why) => format!("not pinned: {why}"),
+    };
+    let measured = router_rows_measured(plan, pair, &pinning);
+    if pinned.is_ok()
+        && let Err(why) = unpin_bench()
+    {
+        return fail(format!("could not unpin the bench's threads: {why}"));
+    }
+    measured
+}
+
+fn router_rows_measured(plan: Plan, pair: &Pair, pinning: &str) -> BenchResult<Measured> {
     let config = pair.routed_config();
     let routed = routed(pair)?;
     let plain =
@@ -240,22 +273,51 @@ fn router_rows(plan: Plan, pair: &Pair) -> BenchResult<Measured> {
         &|| full_page(to_primary.home_feed(page)),
     ];
     let before = routed.counters();
+    let slice = plan.seconds.min(ROUTER_SLICE_SECONDS);
+    let slices = plan.rounds * (plan.seconds / slice).max(1) as usize;
     let mut measured = Measured::default();
     for clients in [1usize, 4] {
         let mut sides: [Run; 4] = Default::default();
-        for round in 0..plan.rounds {
+        // The bench process's CPU seconds and pages (warm-up included) per
+        // side: what the router adds on the client, free of the scheduling
+        // noise in the wall-clock figures.
+        let mut cpu = [(0.0, 0u64); 4];
+        // Eventual against the plain pool, slice by slice: their spread
+        // shows how much of a ratio is noise.
+        let mut slice_ratios = Vec::with_capacity(slices);
+        for round in 0..slices {
+            let mut tps = [0.0; 4];
             for k in 0..ROUTER_SIDES.len() {
                 check_stop()?;
                 let side = (round + k) % ROUTER_SIDES.len();
-                sides[side].absorb(run_ours(clients, plan.seconds, ops[side])?);
+                let cpu_before = process_cpu_seconds(std::process::id());
+                let run = run_ours(clients, slice, ops[side])?;
+                cpu[side].0 += process_cpu_seconds(std::process::id()) - cpu_before;
+                cpu[side].1 += run.transactions + (WARMUP * clients) as u64;
+                tps[side] = run.tps();
+                sides[side].absorb(run);
             }
+            slice_ratios.push(tps[1] / tps[0]);
         }
+        slice_ratios.sort_by(f64::total_cmp);
         eprintln!(
-            "replica router, {clients} client(s): {}",
+            "replica router, {clients} client(s): {}; Eventual / plain pool by slice {:.2} to {:.2}",
             ROUTER_SIDES
                 .iter()
                 .zip(&sides)
                 .map(|(name, run)| format!("{name} {:.0}", run.tps()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            slice_ratios[0],
+            slice_ratios[slice_ratios.len() - 1]
+        );
+        let us_per_page = cpu.map(|(seconds, pages)| seconds * 1e6 / pages.max(1) as f64);
+        eprintln!(
+            "replica router, {clients} client(s): bench CPU per page {}",
+            ROUTER_SIDES
+                .iter()
+                .zip(&us_per_page)
+                .map(|(name, us)| format!("{name} {us:.1} µs"))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -277,7 +339,7 @@ fn router_rows(plan: Plan, pair: &Pair) -> BenchResult<Measured> {
         let peer = "plain pool (same settings) -> standby";
         measured.rows.extend([
             Row {
-                what: "replica router: feed, Eventual (served by the standby)".into(),
+                what: format!("replica router: feed, Eventual (served by the standby; {pinning})"),
                 clients: clients.to_string(),
                 ours: throughput_cells(&eventual),
                 peer: peer.into(),
@@ -293,6 +355,19 @@ fn router_rows(plan: Plan, pair: &Pair) -> BenchResult<Measured> {
                 theirs: throughput_cells(&straight),
                 ratio: Some(token_ratio),
                 target: Target::AtLeast(0.95),
+            },
+            Row {
+                what: "replica router: the bench's CPU per page, Eventual / AtLeast(token)".into(),
+                clients: clients.to_string(),
+                ours: [
+                    format!("{:.1} µs", us_per_page[1]),
+                    format!("{:.1} µs", us_per_page[2]),
+                    "–".into(),
+                ],
+                peer: peer.into(),
+                theirs: [format!("{:.1} µs", us_per_page[0]), "–".into(), "–".into()],
+                ratio: Some(us_per_page[1] / us_per_page[0]),
+                target: Target::None,
             },
             Row {
                 what: "plain pool -> standby (feed, no router)".into(),
@@ -734,38 +809,81 @@ fn process_cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / TICKS_PER_SECOND
 }
 
-/// Pins every process of the primary to the first CPU this process may run
-/// on and every process of the standby to the second (`taskset -a -p -c`).
-/// Backends started later fork from the pinned postmasters and inherit the
-/// CPU. Returns the two CPUs, or why the servers were left unpinned.
-fn pin_servers(pair: &Pair) -> Result<(u32, u32), String> {
-    let cpus = allowed_cpus(std::process::id())
-        .ok_or("cannot read this process's CPUs from /proc/self/status")?;
-    let [p, s, ..] = cpus[..] else {
-        return Err(format!("only CPU {cpus:?} available; two are needed"));
-    };
-    for (cluster, cpu) in [(&*pair.primary, p), (&pair.standby, s)] {
-        let pids = cluster.processes();
-        if pids.is_empty() {
-            return Err(format!("no processes of {}", cluster.dir().display()));
-        }
-        for pid in pids {
-            let out = Command::new("taskset")
-                .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("taskset could not run: {e}"))?;
-            // A backend that exited meanwhile needs no pinning.
-            let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
-            if !out.status.success() && !gone {
-                return Err(format!(
-                    "taskset on {pid} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
+/// The first two CPUs this process may run on (read before any pinning of
+/// its own), or why there are not two.
+fn two_cpus() -> Result<(u32, u32), String> {
+    let cpus = bench_cpus()?;
+    match cpus[..] {
+        [a, b, ..] => Ok((a, b)),
+        _ => Err(format!("only CPU {cpus:?} available; two are needed")),
     }
+}
+
+/// The CPUs this process was allowed when first asked (before the router
+/// rows pin it), to give them back afterwards.
+fn bench_cpus() -> Result<Vec<u32>, String> {
+    static CPUS: std::sync::OnceLock<Option<Vec<u32>>> = std::sync::OnceLock::new();
+    CPUS.get_or_init(|| allowed_cpus(std::process::id()))
+        .clone()
+        .ok_or_else(|| "cannot read this process's CPUs from /proc/self/status".into())
+}
+
+/// For the router rows: both servers on the second CPU, every thread of
+/// this process (and those it starts later, which inherit it) on the
+/// first, so that each page crosses between the same two CPUs on every
+/// side. Returns (the bench's CPU, the servers').
+fn pin_for_router_rows(pair: &Pair) -> Result<(u32, u32), String> {
+    let (bench, servers) = two_cpus()?;
+    pin_cluster(&pair.primary, servers)?;
+    pin_cluster(&pair.standby, servers)?;
+    taskset(std::process::id(), &bench.to_string())?;
+    Ok((bench, servers))
+}
+
+/// Gives this process's threads back the CPUs it started with.
+fn unpin_bench() -> Result<(), String> {
+    let all: Vec<String> = bench_cpus()?.iter().map(u32::to_string).collect();
+    taskset(std::process::id(), &all.join(","))
+}
+
+/// Pins every process of the primary to the first CPU this process may run
+/// on and every process of the standby to the second. Backends started
+/// later fork from the pinned postmasters and inherit the CPU. Returns the
+/// two CPUs, or why the servers were left unpinned.
+fn pin_servers(pair: &Pair) -> Result<(u32, u32), String> {
+    let (p, s) = two_cpus()?;
+    pin_cluster(&pair.primary, p)?;
+    pin_cluster(&pair.standby, s)?;
     Ok((p, s))
+}
+
+/// Pins every live process of `cluster` to `cpu`.
+fn pin_cluster(cluster: &LocalCluster, cpu: u32) -> Result<(), String> {
+    let pids = cluster.processes();
+    if pids.is_empty() {
+        return Err(format!("no processes of {}", cluster.dir().display()));
+    }
+    pids.into_iter()
+        .try_for_each(|pid| taskset(pid, &cpu.to_string()))
+}
+
+/// `taskset -a -p -c <cpus> <pid>`: every thread of `pid` on `cpus`.
+fn taskset(pid: u32, cpus: &str) -> Result<(), String> {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("taskset could not run: {e}"))?;
+    // A backend that exited meanwhile needs no pinning.
+    let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    if out.status.success() || gone {
+        Ok(())
+    } else {
+        Err(format!(
+            "taskset on {pid} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// Checks that every live process of `cluster` may run on `cpu` alone;
