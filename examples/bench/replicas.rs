@@ -335,6 +335,10 @@ fn router_rows_measured(plan: Plan, pair: &Pair, pinning: &str) -> BenchResult<M
                 format!("replica_standby_vs_primary_c{clients}"),
                 standby_ratio,
             ),
+            (
+                format!("replica_router_client_cpu_ratio_c{clients}"),
+                us_per_page[1] / us_per_page[0],
+            ),
         ]);
         let peer = "plain pool (same settings) -> standby";
         measured.rows.extend([
