@@ -3,7 +3,7 @@
 psycopg_pool ConnectionPool, with PostgreSQL building the JSON (the
 original's query_array_json), one page per request.
 
-Run by examples/bench.rs as the Python peer, with the same statement, the
+Run by examples/bench/main.rs as the Python peer, with the same statement, the
 same page size, the same number of client threads and the same duration as
 the Rust side. The connection string comes from BENCH_PYTHON_DSN (it may
 hold a password, so not argv); the statement from --sql-file, with %s where

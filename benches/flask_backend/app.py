@@ -1,5 +1,5 @@
 """The original Cruddur backend's activity API (week 4), re-created as the
-peer of the HTTP benchmark (examples/bench.rs, phase `http`).
+peer of the HTTP benchmark (examples/bench, phase `http`).
 
 Faithful to how the original served it: Flask, flask-cors, a
 psycopg_pool ConnectionPool with the library's defaults, each request reading

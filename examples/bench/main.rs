@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --release --example bench            # 10k users, 1M activities (a few minutes)
 //! cargo run --release --example bench -- --quick # 100k activities, short runs (under a minute)
+//! cargo run --release --example bench -- --no-replicas    # without the replica rows
+//! cargo run --release --example bench -- --replicas-only  # the replica rows alone
 //! ```
 //!
 //! It creates its own databases (random names, `cruddur_bench_…`) on the
@@ -18,6 +20,12 @@
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
 //! | Python | `home_feed_json` | `benches/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
+//! | replica router | `home_feed_at(Eventual)` / `AtLeast(token)`, routed to a standby | `home_feed` on the same pool settings straight at that standby |
+//! | standby under writes | `home_feed_at(Eventual)` served by a standby on a CPU of its own, writers on the primary | the same readers on the primary alone, same writers |
+//!
+//! The replica rows run on a private primary and hot standby made for the
+//! run (see `replicas.rs`); without `initdb` and `pg_basebackup` they are
+//! skipped, with the reason in the table.
 //!
 //! Every feed row runs for the same number of seconds with the same client
 //! threads on both sides, alternating which side goes first. The table is
@@ -32,6 +40,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
+
+mod replicas;
 
 use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
@@ -120,19 +130,25 @@ fn main() -> ExitCode {
     }
     let mut quick = false;
     let mut seconds = None;
+    let mut replicas = Replicas::Measure;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--no-replicas" => replicas = Replicas::Skip,
+            "--replicas-only" => replicas = Replicas::Only,
             "--seconds" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
                 Some(s) if s > 0 => seconds = Some(s),
                 _ => return report(fail("--seconds takes a whole number of seconds > 0")),
             },
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\n\
-                     --quick      100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
-                     --seconds N  length of each measured run\n\n\
+                    "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\
+                     \x20      [--no-replicas | --replicas-only]\n\n\
+                     --quick          100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
+                     --seconds N      length of each measured run\n\
+                     --no-replicas    skip the rows on a private primary and standby\n\
+                     --replicas-only  those rows alone (the server below is not used)\n\n\
                      Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
                      else postgres://localhost/postgres"
                 );
@@ -147,7 +163,7 @@ fn main() -> ExitCode {
     }) {
         eprintln!("warning: no Ctrl-C handler ({e}); an interrupted run leaves its databases");
     }
-    report(run(Plan::new(quick, seconds)))
+    report(run(Plan::new(quick, seconds), replicas))
 }
 
 fn report(result: BenchResult<()>) -> ExitCode {
@@ -298,6 +314,9 @@ impl Run {
     }
 }
 
+/// Calls of `op` each thread of [`run_ours`] makes before the clock starts.
+const WARMUP: usize = 200;
+
 /// Runs `op` on `clients` threads for `seconds`, after a warm-up in which
 /// every thread has done `WARMUP` calls (so the pool holds its connections
 /// and each has prepared its statements, as pgbench does before it counts).
@@ -306,7 +325,6 @@ fn run_ours(
     seconds: u64,
     op: &(dyn Fn() -> BenchResult<()> + Sync),
 ) -> BenchResult<Run> {
-    const WARMUP: usize = 200;
     // Two barriers: the clock starts once every thread has warmed up, and
     // the threads read it only after it is set.
     let warmed = Barrier::new(clients + 1);
@@ -844,35 +862,50 @@ struct Measured {
 }
 
 /// The phases in order, each returning what it measured; then the report.
-fn run(plan: Plan) -> BenchResult<()> {
+fn run(plan: Plan, replicas: Replicas) -> BenchResult<()> {
     // Read once (with the `.env` file); everything below takes its
     // variables from here.
     let settings = Settings::from_env()?;
-    let server = server_url(&settings)?;
-    let mut tools = find_tools(&settings)?;
-    let dbs = Databases::new(server.clone());
-    let spec = plan.spec();
-    eprintln!(
-        "benchmark databases {}_* on {server}; {} users, {} activities; {} round(s) of {} s per side",
-        dbs.prefix, spec.users, spec.activities, plan.rounds, plan.seconds
-    );
-    let (main_db, seed) = seed_phase(plan, &dbs, &tools)?;
-    let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
-    let phases = [
-        seed,
-        pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Typed)?,
-        pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Json)?,
-        scale_phase(plan, &feed)?,
-        python_phase(plan, &feed, &tools)?,
-    ];
-    drop(feed);
+    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&bench_dir)?;
+    let mut phases = Vec::new();
+    if replicas != Replicas::Only {
+        let server = server_url(&settings)?;
+        let mut tools = find_tools(&settings, &bench_dir)?;
+        let dbs = Databases::new(server.clone());
+        let spec = plan.spec();
+        eprintln!(
+            "benchmark databases {}_* on {server}; {} users, {} activities; {} round(s) of {} s per side",
+            dbs.prefix, spec.users, spec.activities, plan.rounds, plan.seconds
+        );
+        let (main_db, seed) = seed_phase(plan, &dbs, &tools)?;
+        let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
+        phases.extend([
+            seed,
+            pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Typed)?,
+            pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Json)?,
+            scale_phase(plan, &feed)?,
+            python_phase(plan, &feed, &tools)?,
+        ]);
+    }
+    let skip = (replicas == Replicas::Skip).then_some("--no-replicas");
+    phases.push(replicas::replica_phase(plan, &settings, skip)?);
     let mut rows = Vec::new();
     let mut summary = BTreeMap::<String, f64>::new();
     for phase in phases {
         rows.extend(phase.rows);
         summary.extend(phase.ratios);
     }
-    write_report(plan, &tools.bench_dir, &rows, summary)
+    write_report(plan, replicas, &bench_dir, &rows, summary)
+}
+
+/// Whether the run measures the replica rows (on a private primary and
+/// standby of its own), skips them, or measures them alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replicas {
+    Measure,
+    Skip,
+    Only,
 }
 
 /// The peers' programs, looked up once; a missing one skips its rows.
@@ -887,9 +920,8 @@ struct Tools {
 
 /// Finds pgbench, psql and a Python with psycopg (installing psycopg into a
 /// virtualenv if need be).
-fn find_tools(settings: &Settings) -> BenchResult<Tools> {
-    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&bench_dir)?;
+fn find_tools(settings: &Settings, bench_dir: &Path) -> BenchResult<Tools> {
+    let bench_dir = bench_dir.to_path_buf();
     let pgbench = pg_tool(settings, "pgbench").map(|program| Pgbench {
         program,
         dir: bench_dir.clone(),
@@ -1351,17 +1383,28 @@ fn python_phase(plan: Plan, feed: &FeedSetup, tools: &Tools) -> BenchResult<Meas
 /// rounded to three decimals).
 fn write_report(
     plan: Plan,
+    replicas: Replicas,
     bench_dir: &Path,
     rows: &[Row],
     summary: BTreeMap<String, f64>,
 ) -> BenchResult<()> {
     let spec = plan.spec();
     let table = render(rows);
+    let data = match replicas {
+        Replicas::Only => String::from("replica rows only"),
+        _ => format!("{} users, {} activities", spec.users, spec.activities),
+    };
+    let pair = match replicas {
+        Replicas::Skip => String::new(),
+        _ => format!(
+            "; the replica rows on a private primary and standby with {} users, {} activities",
+            spec.users,
+            replicas::pair_activities(plan)
+        ),
+    };
     let header = format!(
-        "{} run: {} users, {} activities, {} round(s) of {} s per side and row, feed page of {PAGE}\n\n",
+        "{} run: {data}, {} round(s) of {} s per side and row, feed page of {PAGE}{pair}\n\n",
         if plan.quick { "Quick" } else { "Full" },
-        spec.users,
-        spec.activities,
         plan.rounds,
         plan.seconds
     );
