@@ -20,6 +20,7 @@
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
 //! | Python | `home_feed_json` | `benches/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
+//! | HTTP | `cruddur-db-service` under `wrk` at 1, 16 and 64 connections, both endpoints | the original Flask backend (`benches/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
 //! | replica router | `home_feed_at(Eventual)` / `AtLeast(token)`, routed to a standby | `home_feed` on the same pool settings straight at that standby |
 //! | standby under writes | `home_feed_at(Eventual)` served by a standby on a CPU of its own, writers on the primary | the same readers on the primary alone, same writers |
 //!
@@ -41,6 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+mod http;
 mod replicas;
 
 use cruddur_db::repo::synthetic::{
@@ -381,16 +383,20 @@ fn run_ours(
 
 /// Finds a PostgreSQL client program on PATH or in `pg_config --bindir`.
 fn pg_tool(settings: &Settings, name: &str) -> Option<PathBuf> {
-    let on_path = settings.get("PATH").and_then(|paths| {
-        std::env::split_paths(paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
+    on_path(settings, name).or_else(|| {
         let out = Command::new("pg_config").arg("--bindir").output().ok()?;
         let dir = String::from_utf8(out.stdout).ok()?;
         let p = Path::new(dir.trim()).join(name);
         p.is_file().then_some(p)
+    })
+}
+
+/// `name` in a directory of `PATH`.
+fn on_path(settings: &Settings, name: &str) -> Option<PathBuf> {
+    settings.get("PATH").and_then(|paths| {
+        std::env::split_paths(paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     })
 }
 
@@ -672,12 +678,16 @@ fn seed_psql(psql: &Path, url: &DatabaseUrl, dir: &Path) -> BenchResult<f64> {
 // ---------------------------------------------------------------------------
 // Python peer
 
-/// A Python with psycopg 3 and psycopg_pool: the system's if it has them,
-/// else a virtualenv under target/bench with `benches/requirements.txt`.
+/// A Python with psycopg 3 and psycopg_pool, and Flask, flask-cors and
+/// gunicorn for the HTTP peer: the system's if it has them all, else a
+/// virtualenv under target/bench with `benches/requirements.txt`.
 fn python_with_psycopg(bench_dir: &Path) -> Result<PathBuf, String> {
     let has_psycopg = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import psycopg, psycopg_pool"])
+            .args([
+                "-c",
+                "import psycopg, psycopg_pool, flask, flask_cors, gunicorn",
+            ])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -886,6 +896,7 @@ fn run(plan: Plan, replicas: Replicas) -> BenchResult<()> {
             pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Json)?,
             scale_phase(plan, &feed)?,
             python_phase(plan, &feed, &tools)?,
+            http::http_phase(plan, &feed.main_db, &tools)?,
         ]);
     }
     let skip = (replicas == Replicas::Skip).then_some("--no-replicas");
@@ -914,8 +925,10 @@ struct Tools {
     bench_dir: PathBuf,
     pgbench: Option<Pgbench>,
     psql: Option<PathBuf>,
-    /// A Python with psycopg, or why there is none.
+    /// A Python with psycopg (and Flask), or why there is none.
     python: Result<PathBuf, String>,
+    /// `wrk`, the HTTP load generator, if installed.
+    wrk: Option<PathBuf>,
 }
 
 /// Finds pgbench, psql and a Python with psycopg (installing psycopg into a
@@ -929,12 +942,14 @@ fn find_tools(settings: &Settings, bench_dir: &Path) -> BenchResult<Tools> {
     });
     let psql = pg_tool(settings, "psql");
     let python = python_with_psycopg(&bench_dir);
+    let wrk = on_path(settings, "wrk");
     check_stop()?;
     Ok(Tools {
         bench_dir,
         pgbench,
         psql,
         python,
+        wrk,
     })
 }
 

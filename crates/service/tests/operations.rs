@@ -213,6 +213,70 @@ fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     );
 }
 
+/// Serves `body` as JSON to every request on a free loopback port, from a
+/// thread of its own; returns the base URL.
+fn serve_json_forever(body: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0_u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+#[test]
+fn a_jwks_url_is_read_at_start_up_and_its_keys_verify_posts() {
+    let db = seeded_db();
+    cruddur_db::repo::users::confirm_user(
+        &mut db.conn(),
+        &cruddur_db::repo::users::PostConfirmationEvent {
+            name: "Url Key".into(),
+            email: "url@example.com".into(),
+            preferred_username: "urlkey".into(),
+            sub: "sub-url".into(),
+        },
+    )
+    .unwrap();
+    let keys = common::Keys::generate("url-key");
+    let jwks_url = format!(
+        "{}/.well-known/jwks.json",
+        serve_json_forever(keys.jwks.clone())
+    );
+    let issuer = "https://issuer.example/pool";
+    let mut child = service_command(&[
+        ("DATABASE_URL", db.url.expose()),
+        ("CRUDDUR_JWKS", &jwks_url),
+        ("CRUDDUR_JWT_ISSUER", issuer),
+        ("AWS_COGNITO_USER_POOL_CLIENT_ID", "url-client"),
+    ])
+    .spawn()
+    .unwrap();
+    let (base, printed, _stderr) = wait_for_listening(&mut child);
+    assert!(!printed.contains("DEVELOPMENT MODE"), "{printed}");
+    let token = keys.sign(&json!({
+        "sub": "sub-url", "iss": issuer, "client_id": "url-client", "token_use": "access",
+        "exp": common::now() + 600,
+    }));
+    let url = format!("{base}/api/activities");
+    let body = r#"{"message": "via a fetched key", "ttl": "1-day"}"#;
+    let signed = common::post_json(&url, &[("Authorization", &format!("Bearer {token}"))], body);
+    let anonymous = common::post_json(&url, &[], body);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    assert_eq!(signed.json()["handle"], "urlkey");
+    assert_eq!((anonymous.status, anonymous.json()), (401, json!({})));
+}
+
 #[test]
 fn start_up_refuses_conflicting_auth_a_bad_jwks_and_the_development_mode_on_production() {
     let db = seeded_db();
