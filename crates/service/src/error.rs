@@ -26,6 +26,9 @@ pub enum ApiError {
     /// 503 `{"error": "the database is unavailable"}`; the cause is logged,
     /// not sent (it names hosts).
     Unavailable(cruddur_db::Error),
+    /// 503 `{"error": "the database is busy"}`: no connection freed up
+    /// within the pool's checkout timeout.
+    Busy,
     /// 500 `{"error": "internal error"}`; the cause is logged.
     Internal(String),
 }
@@ -65,6 +68,13 @@ impl IntoResponse for ApiError {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({ "error": "the database is unavailable" }),
+                )
+            }
+            ApiError::Busy => {
+                tracing::warn!("no database connection freed up within the checkout timeout");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "the database is busy" }),
                 )
             }
             ApiError::Internal(cause) => {

@@ -131,7 +131,7 @@ fn an_exhausted_pool_answers_503_within_the_checkout_timeout() {
     let second = get(&service.url("/api/activities/home"), &[]);
     assert_eq!(
         (second.status, second.json()),
-        (503, json!({ "error": "the database is unavailable" }))
+        (503, json!({ "error": "the database is busy" }))
     );
     drop(lock);
     let first = held.join().unwrap();
