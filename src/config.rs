@@ -254,7 +254,8 @@ where
 /// the project-local cluster's (`CRUDDUR_LOCAL_DIR`, `CRUDDUR_PG_BINDIR`,
 /// `CRUDDUR_PG_USER`, with `PATH` to find the server programs),
 /// `TEST_DATABASE_URL` (the server the tests use), `NO_COLOR`, the AWS
-/// endpoint override `AWS_ENDPOINT_URL_EC2`, and the HTTP service's
+/// endpoint override `AWS_ENDPOINT_URL_EC2`, the regions `rds audit` allows
+/// (`CRUDDUR_RDS_ALLOWED_REGIONS`), and the HTTP service's
 /// (`CRUDDUR_BIND`, `FRONTEND_URL`, `BACKEND_URL`, `CRUDDUR_JWKS`,
 /// `CRUDDUR_JWT_ISSUER`, `AWS_COGNITO_USER_POOL_ID`,
 /// `AWS_COGNITO_USER_POOL_CLIENT_ID`, `CRUDDUR_DEV_HANDLE`).
@@ -273,6 +274,7 @@ pub const VARIABLES: &[&str] = &[
     "TEST_DATABASE_URL",
     "NO_COLOR",
     "AWS_ENDPOINT_URL_EC2",
+    "CRUDDUR_RDS_ALLOWED_REGIONS",
     "CRUDDUR_BIND",
     "FRONTEND_URL",
     "BACKEND_URL",

@@ -4,15 +4,8 @@
 //! The `aws-sdk-ec2` crate would do the same, but takes about 15 minutes and
 //! 8 GB to build; these four calls are a few dozen lines each.
 
-use std::time::SystemTime;
-
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_xml::decode::{Document, ScopedDecoder, XmlDecodeError, try_data};
-use bytes::Bytes;
-use http_body_util::Full;
 
 use super::http::HttpClient;
 use crate::error::{Error, Result};
@@ -283,52 +276,18 @@ impl Ec2Client {
         let body = form.finish();
         let uri = format!("{}/", self.endpoint.trim_end_matches('/'));
         let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-
-        let credentials = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| Error::Config(format!("no AWS credentials for EC2: {e}")))?;
-        let identity: Identity = credentials.into();
-        let signing_params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("ec2")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| Error::Config(format!("cannot sign the EC2 request: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            uri.as_str(),
-            [("content-type", content_type)].into_iter(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| invalid_endpoint(&self.endpoint, &e.to_string()))?;
-        let (instructions, _signature) = sign(signable, &signing_params)
-            .map_err(|e| Error::Config(format!("cannot sign the EC2 request: {e}")))?
-            .into_parts();
-        let mut request = http::Request::post(uri.as_str())
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| invalid_endpoint(&self.endpoint, &e.to_string()))?;
-        instructions.apply_to_request_http1x(&mut request);
-
-        let response = self.http.send(request).await.map_err(|e| match e {
-            Error::Api {
-                message,
-                code,
-                source,
-                ..
-            } => Error::Api {
-                source,
-                operation: action.to_owned(),
-                code,
-                message,
-            },
-            other => other,
-        })?;
+        let response = self
+            .http
+            .signed_post(
+                action,
+                &self.credentials,
+                &self.region,
+                "ec2",
+                &uri,
+                &[("content-type", content_type)],
+                body,
+            )
+            .await?;
         if (200..300).contains(&response.status) {
             return Ok(response.body);
         }
@@ -339,14 +298,6 @@ impl Ec2Client {
             message: find_text(&response.body, "Message")
                 .unwrap_or_else(|| response.body.chars().take(200).collect()),
         })
-    }
-}
-
-fn invalid_endpoint(endpoint: &str, reason: &str) -> Error {
-    Error::InvalidInput {
-        what: "EC2 endpoint",
-        input: endpoint.chars().take(80).collect(),
-        reason: reason.to_owned(),
     }
 }
 

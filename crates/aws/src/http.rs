@@ -1,10 +1,17 @@
-//! The one small HTTP client used outside the SDK: signed EC2 Query API calls
-//! and the "what is my IP" lookup of `allow-ip --ip auto`.
+//! The one small HTTP client used outside the SDK: signed calls to the few
+//! services reached without an SDK crate (EC2's Query API, the JSON APIs of
+//! CloudWatch and Organizations) and the "what is my IP" lookup of
+//! `allow-ip --ip auto`.
 //!
 //! It is built from the crates the SDK already compiles (hyper, rustls with
 //! aws-lc-rs, the system's root certificates), so it adds nothing to the build.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -98,6 +105,76 @@ impl HttpClient {
                 message: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
             }),
         }
+    }
+
+    /// `POST body` to `uri` with `headers`, signed with SigV4 for `service`
+    /// in `region` with `credentials`. Any answer is returned; a transport
+    /// failure is an [`Error::Api`] naming `operation`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one signed request, each part named"
+    )]
+    pub(crate) async fn signed_post(
+        &self,
+        operation: &str,
+        credentials: &SharedCredentialsProvider,
+        region: &str,
+        service: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Result<Response> {
+        let credentials = credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::Config(format!("no AWS credentials for {service}: {e}")))?;
+        let identity: Identity = credentials.into();
+        let signing_params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| Error::Config(format!("cannot sign the {service} request: {e}")))?
+            .into();
+        let invalid = |reason: String| Error::InvalidInput {
+            what: "endpoint",
+            input: uri.chars().take(80).collect(),
+            reason,
+        };
+        let signable = SignableRequest::new(
+            "POST",
+            uri,
+            headers.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let (instructions, _signature) = sign(signable, &signing_params)
+            .map_err(|e| Error::Config(format!("cannot sign the {service} request: {e}")))?
+            .into_parts();
+        let mut request = http::Request::post(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| invalid(e.to_string()))?;
+        instructions.apply_to_request_http1x(&mut request);
+        self.send(request).await.map_err(|e| match e {
+            Error::Api {
+                message,
+                code,
+                source,
+                ..
+            } => Error::Api {
+                source,
+                operation: operation.to_owned(),
+                code,
+                message,
+            },
+            other => other,
+        })
     }
 
     /// `GET url`, returning the body of a 2xx answer.

@@ -18,23 +18,30 @@
 //! | [`rds::production_url`] | the connection URL from the endpoint and the managed secret |
 //! | [`replica::create_replica`] | a read replica of the instance, with the same practices, checked after creation |
 //! | [`replica::replica_url`] | a replica's URL, with its source's managed secret |
-//! | [`audit::audit`] | checks a running setup, its read replicas included, against the practices |
+//! | [`audit::audit`] | checks a running setup, its read replicas included, against the 15 practices |
+//! | [`fix::apply_fix`] | applies one of the audit's safe, reversible fixes and reads it back |
+//! | [`scp::template`] | an SCP that denies changing the production instance, other regions, unencrypted instances |
 //! | [`rds::create_snapshot`], [`rds::delete_instance`] | snapshot; delete (refused under deletion protection) |
 
 pub mod address;
 pub mod audit;
 pub mod ec2;
 pub mod error;
+pub mod fix;
 mod http;
+pub mod json_api;
 pub mod rds;
 pub mod replica;
+pub mod scp;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use address::{parse_single_address, single_address_cidr};
-pub use audit::{Practice, PracticeResult, audit};
+pub use audit::{AuditOptions, AutoFix, Outcome, Practice, PracticeResult, audit};
 pub use ec2::{Ec2Client, IngressRule, SecurityGroupRule};
 pub use error::{Error, Result};
+pub use fix::{Applied, apply_fix};
+pub use json_api::JsonApiClient;
 pub use rds::{
     AllowIp, AllowIpOutcome, CreateOptions, CreatedInstance, DeleteOptions, DeletedInstance,
     InstanceStatus, ProductionUrl, Snapshot, allow_ip, create_instance, create_snapshot,
@@ -74,6 +81,13 @@ pub struct Aws {
     pub guardduty: aws_sdk_guardduty::Client,
     /// EC2 security groups, signed by hand.
     pub ec2: Ec2Client,
+    /// CloudWatch (audit: whether the instance is used).
+    pub cloudwatch: JsonApiClient,
+    /// Organizations (audit: the SCPs that apply to the instance's
+    /// account). Readable only from the organization's management account
+    /// or a delegated administrator: see
+    /// [`JsonApiClient::with_credentials`].
+    pub organizations: JsonApiClient,
     http: http::HttpClient,
 }
 
@@ -117,11 +131,23 @@ impl Aws {
         let credentials = config.credentials_provider().ok_or_else(|| {
             Error::Config("no credentials provider in the AWS configuration".into())
         })?;
+        let endpoint = config.endpoint_url().map(str::to_owned);
         let ec2_endpoint = ec2_endpoint
-            .or_else(|| config.endpoint_url().map(str::to_owned))
+            .or_else(|| endpoint.clone())
             .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
         let http = http::HttpClient::new()?;
         Ok(Self {
+            cloudwatch: JsonApiClient::cloudwatch(
+                endpoint.clone(),
+                &region,
+                credentials.clone(),
+                http.clone(),
+            ),
+            organizations: JsonApiClient::organizations(
+                endpoint,
+                credentials.clone(),
+                http.clone(),
+            ),
             rds: aws_sdk_rds::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             cloudtrail: aws_sdk_cloudtrail::Client::new(config),

@@ -264,6 +264,10 @@ pub struct InstanceStatus {
     pub replica_of: Option<String>,
     /// This instance's read replicas, sorted, each named once.
     pub read_replicas: Vec<String>,
+    /// The instance's ARN (`arn:aws:rds:REGION:ACCOUNT:db:ID`).
+    pub arn: Option<String>,
+    /// The instance's tags, as key and value.
+    pub tags: Vec<(String, String)>,
 }
 
 impl InstanceStatus {
@@ -313,7 +317,36 @@ impl InstanceStatus {
                 ids.dedup();
                 ids
             },
+            arn: s(db.db_instance_arn()),
+            tags: db
+                .tag_list()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect(),
         }
+    }
+
+    /// The account the instance belongs to, from its ARN.
+    pub fn account_id(&self) -> Option<&str> {
+        self.arn
+            .as_deref()?
+            .split(':')
+            .nth(4)
+            .filter(|a| !a.is_empty())
+    }
+
+    /// The region the instance is in, from its ARN.
+    pub fn region(&self) -> Option<&str> {
+        self.arn
+            .as_deref()?
+            .split(':')
+            .nth(3)
+            .filter(|r| !r.is_empty())
     }
 
     /// The major engine version as a number (`16` for `16.4`).

@@ -217,7 +217,7 @@ async fn check_source(aws: &Aws, source: &InstanceStatus) -> Result<()> {
         ));
     }
     let tls = tls_required(aws, source).await;
-    if !tls.pass {
+    if !tls.passed() {
         return Err(refused(
             id,
             format!(
@@ -317,7 +317,7 @@ async fn verify(
         problems.push("deletion protection is off".to_owned());
     }
     let tls = tls_required(aws, replica).await;
-    if !tls.pass {
+    if !tls.passed() {
         problems.push(tls.detail);
     }
     if problems.is_empty() {

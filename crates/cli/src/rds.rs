@@ -58,9 +58,17 @@ pub enum RdsCommand {
     /// the endpoint and the managed secret, with sslmode=verify-full; with
     /// --replica, the read replicas' URLs.
     Url(UrlArgs),
-    /// Check the setup, its read replicas included, against the security
-    /// practices; exits 1 on any failure.
+    /// Check the setup, its read replicas included, against the 15 security
+    /// practices of the original list: each PASS, FAIL (with the fix) or
+    /// UNKNOWN (with the reason), or INFO where a practice is not a setting;
+    /// exits 1 on any FAIL (with --strict, also on UNKNOWN). --fix applies
+    /// the safe, reversible fixes.
     Audit(AuditArgs),
+    /// Print an SCP that keeps practice 10 for the instance: deleting and
+    /// modifying it denied, every region but the allowed ones denied,
+    /// unencrypted instances denied; for `aws organizations create-policy
+    /// --content file://...`.
+    ScpTemplate(ScpTemplateArgs),
     /// Take a manual snapshot.
     Snapshot(SnapshotArgs),
     /// Delete the instance (refused under deletion protection; takes a final
@@ -215,6 +223,49 @@ pub struct AuditArgs {
     /// Audit as production: Multi-AZ is required.
     #[arg(long)]
     pub production: bool,
+    /// The regions the data may be stored in, comma-separated (default:
+    /// CRUDDUR_RDS_ALLOWED_REGIONS; without either, region-allowed is UNKNOWN).
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    pub allowed_regions: Vec<String>,
+    /// An instance with no connection in this many days fails in-use.
+    #[arg(long, default_value_t = cruddur_db_aws::audit::DEFAULT_IDLE_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=455))]
+    pub idle_days: u32,
+    /// Exit 1 on UNKNOWN too, not only on FAIL.
+    #[arg(long)]
+    pub strict: bool,
+    /// One JSON object per practice (an array), for CI pipelines.
+    #[arg(long, conflicts_with = "fix")]
+    pub json: bool,
+    /// Apply the safe, reversible fixes (manual snapshot, GuardDuty
+    /// detector, deletion protection, Multi-AZ for production, secret
+    /// rotation) after listing them and asking; then audit again. Anything
+    /// destructive or costly is listed, never applied.
+    #[arg(long)]
+    pub fix: bool,
+    /// With --fix: apply without asking.
+    #[arg(short = 'y', long, requires = "fix")]
+    pub yes: bool,
+    /// A shared-config profile of the organization's management account (or
+    /// a delegated administrator) for reading its SCPs; SCPs cannot be read
+    /// from a member account.
+    #[arg(long, value_name = "PROFILE")]
+    pub organizations_profile: Option<String>,
+}
+
+/// `rds scp-template`.
+#[derive(Debug, Args)]
+pub struct ScpTemplateArgs {
+    /// The production instance (its ARN goes into the policy).
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+    /// Protect every instance with this tag instead of the one ARN.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub tag: Option<String>,
+    /// The regions to allow, comma-separated (default:
+    /// CRUDDUR_RDS_ALLOWED_REGIONS).
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    pub allowed_regions: Vec<String>,
 }
 
 /// `rds snapshot`.
@@ -261,7 +312,14 @@ async fn run_async(args: RdsArgs, settings: &cruddur_db::Settings) -> anyhow::Re
         profile: args.profile,
         ec2_endpoint_url: settings.get("AWS_ENDPOINT_URL_EC2").map(str::to_owned),
     };
-    let aws = Aws::from_env(&options).await?;
+    let mut aws = Aws::from_env(&options).await?;
+    if let RdsCommand::Audit(AuditArgs {
+        organizations_profile: Some(profile),
+        ..
+    }) = &args.command
+    {
+        aws.organizations = organizations_as(&aws, profile).await?;
+    }
     match args.command {
         RdsCommand::Create(a) => create(&aws, a).await,
         RdsCommand::CreateReplica(a) => create_replica(&aws, a).await,
@@ -274,7 +332,14 @@ async fn run_async(args: RdsArgs, settings: &cruddur_db::Settings) -> anyhow::Re
         }
         RdsCommand::AllowIp(a) => allow_ip(&aws, a).await,
         RdsCommand::Url(a) => url(&aws, a).await,
-        RdsCommand::Audit(a) => audit(&aws, a).await,
+        RdsCommand::Audit(a) => {
+            let regions = allowed_regions(&a.allowed_regions, settings)?;
+            audit(&aws, a, regions).await
+        }
+        RdsCommand::ScpTemplate(a) => {
+            let regions = allowed_regions(&a.allowed_regions, settings)?;
+            scp_template(&aws, a, regions).await
+        }
         RdsCommand::Snapshot(a) => {
             let s = cruddur_db_aws::create_snapshot(&aws, &a.identifier, a.snapshot_id.as_deref())
                 .await?;
@@ -470,23 +535,111 @@ async fn replica_urls(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit(aws: &Aws, a: AuditArgs) -> anyhow::Result<ExitCode> {
-    let results = cruddur_db_aws::audit(aws, &a.identifier, a.production).await?;
+/// Organizations with the credentials of `profile` (the management
+/// account's), at the same endpoint.
+async fn organizations_as(
+    aws: &Aws,
+    profile: &str,
+) -> anyhow::Result<cruddur_db_aws::JsonApiClient> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .profile_name(profile)
+        .region(aws_config::Region::new(aws.region.clone()))
+        .load()
+        .await;
+    let credentials = config
+        .credentials_provider()
+        .with_context(|| format!("profile `{profile}` gives no credentials"))?;
+    Ok(aws.organizations.with_credentials(credentials))
+}
+
+/// The allowed regions: the flag's, else CRUDDUR_RDS_ALLOWED_REGIONS's;
+/// each must look like a region name (`eu-west-1`).
+fn allowed_regions(
+    flag: &[String],
+    settings: &cruddur_db::Settings,
+) -> anyhow::Result<Vec<String>> {
+    let (raw, source): (Vec<String>, &str) = if flag.is_empty() {
+        (
+            settings
+                .get("CRUDDUR_RDS_ALLOWED_REGIONS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            "CRUDDUR_RDS_ALLOWED_REGIONS",
+        )
+    } else {
+        (flag.to_vec(), "--allowed-regions")
+    };
+    let mut regions = Vec::new();
+    for r in raw.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+        let parts: Vec<&str> = r.split('-').collect();
+        let ok = parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+        anyhow::ensure!(
+            ok,
+            "{source}: `{}` is not a region name like eu-west-1",
+            r.chars().take(40).collect::<String>()
+        );
+        if !regions.iter().any(|x| x == r) {
+            regions.push(r.to_owned());
+        }
+    }
+    Ok(regions)
+}
+
+async fn scp_template(
+    aws: &Aws,
+    a: ScpTemplateArgs,
+    regions: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !regions.is_empty(),
+        "name the regions to allow: --allowed-regions eu-west-1,... or CRUDDUR_RDS_ALLOWED_REGIONS"
+    );
+    let tag = match &a.tag {
+        None => None,
+        Some(t) => Some(
+            t.split_once('=')
+                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                .with_context(|| format!("--tag `{t}` is not KEY=VALUE"))?,
+        ),
+    };
+    let db = cruddur_db_aws::instance_status(aws, &a.identifier).await?;
+    let arn = db
+        .arn
+        .as_deref()
+        .with_context(|| format!("RDS reports no ARN for {}", a.identifier))?;
+    let policy = cruddur_db_aws::scp::template(arn, tag, &regions);
+    println!("{}", serde_json::to_string_pretty(&policy)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the results as lines, each replica's under a heading.
+fn print_results(results: &[cruddur_db_aws::PracticeResult], identifier: &str) {
+    use cruddur_db_aws::Outcome;
     let width = cruddur_db_aws::Practice::ALL
         .iter()
         .map(|p| p.name().len())
         .max()
         .unwrap_or(0);
-    // The audited instance's and the account's results as ever; each
+    // The audited instance's and the account's results first; each
     // replica's under a heading, every line naming the replica.
     let mut heading: Option<&str> = None;
     let mut replicas = 0;
-    for r in &results {
-        let other = r.instance.as_deref().filter(|i| *i != a.identifier);
+    for r in results {
+        let other = r.instance.as_deref().filter(|i| *i != identifier);
         if let Some(instance) = other
             && heading != Some(instance)
         {
-            println!("replica {instance} (of {}):", a.identifier);
+            println!("replica {instance} (of {identifier}):");
             heading = Some(instance);
             replicas += 1;
         }
@@ -496,27 +649,135 @@ async fn audit(aws: &Aws, a: AuditArgs) -> anyhow::Result<ExitCode> {
         };
         println!(
             "{} {:<width$}  {detail}",
-            if r.pass { "PASS" } else { "FAIL" },
+            r.outcome.label(),
             r.practice.name(),
         );
-        if !r.pass {
-            println!("     {:<width$}  fix: {}", "", r.fix);
+        match r.outcome {
+            Outcome::Fail => println!("     {:<width$}  fix: {}", "", r.fix),
+            Outcome::Unknown => println!("     {:<width$}  to tell: {}", "", r.fix),
+            Outcome::Pass | Outcome::Info => {}
         }
     }
-    let failed = results.iter().filter(|r| !r.pass).count();
+    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
     println!(
-        "{} of {} practices pass{}",
-        results.len() - failed,
-        results.len(),
+        "{} pass, {} fail, {} unknown, {} informational, of the 15 practices{}",
+        count(Outcome::Pass),
+        count(Outcome::Fail),
+        count(Outcome::Unknown),
+        count(Outcome::Info),
         match replicas {
             0 => String::new(),
-            1 => format!(" ({} and its read replica)", a.identifier),
-            n => format!(" ({} and its {n} read replicas)", a.identifier),
+            1 => format!(" ({identifier} and its read replica)"),
+            n => format!(" ({identifier} and its {n} read replicas)"),
         }
     );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
+}
+
+/// 1 on any FAIL, and with `strict` on any UNKNOWN.
+fn audit_code(results: &[cruddur_db_aws::PracticeResult], strict: bool) -> ExitCode {
+    use cruddur_db_aws::Outcome;
+    let bad = results
+        .iter()
+        .any(|r| r.outcome == Outcome::Fail || (strict && r.outcome == Outcome::Unknown));
+    if bad {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn audit(aws: &Aws, a: AuditArgs, allowed_regions: Vec<String>) -> anyhow::Result<ExitCode> {
+    let options = cruddur_db_aws::AuditOptions {
+        production: a.production,
+        allowed_regions,
+        idle_days: a.idle_days,
+    };
+    let results = cruddur_db_aws::audit(aws, &a.identifier, &options).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(audit_code(&results, a.strict));
+    }
+    print_results(&results, &a.identifier);
+    if !a.fix {
+        return Ok(audit_code(&results, a.strict));
+    }
+
+    let mut fixes: Vec<&cruddur_db_aws::AutoFix> = Vec::new();
+    for f in results.iter().filter_map(|r| r.auto_fix.as_ref()) {
+        if !fixes.contains(&f) {
+            fixes.push(f);
+        }
+    }
+    let by_hand: Vec<&cruddur_db_aws::PracticeResult> = results
+        .iter()
+        .filter(|r| r.outcome == cruddur_db_aws::Outcome::Fail && r.auto_fix.is_none())
+        .collect();
+    println!();
+    if !by_hand.is_empty() {
+        println!(
+            "not applied by --fix (destructive, costly, or a decision to make; see each fix above):"
+        );
+        for r in &by_hand {
+            match &r.instance {
+                Some(i) => println!("  - {} of {i}", r.practice),
+                None => println!("  - {}", r.practice),
+            }
+        }
+    }
+    if fixes.is_empty() {
+        println!("no fix to apply");
+        return Ok(audit_code(&results, a.strict));
+    }
+    println!("fixes to apply (safe, reversible):");
+    for f in &fixes {
+        println!("  - {f}");
+    }
+    if !a.yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            println!(
+                "nothing applied: standard input is not a terminal to ask on; pass -y to apply \
+                 the fixes above"
+            );
+            return Ok(audit_code(&results, a.strict));
+        }
+        print!("apply these {} fixes? [y/N] ", fixes.len());
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the answer")?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            println!("nothing applied: not confirmed");
+            return Ok(audit_code(&results, a.strict));
+        }
+    }
+    let mut failed = 0;
+    for f in &fixes {
+        match cruddur_db_aws::apply_fix(aws, f).await {
+            Ok(applied) => println!(
+                "applied: {}{}",
+                applied.read_back,
+                if applied.in_effect {
+                    ""
+                } else {
+                    " (not yet in effect)"
+                }
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("not applied: {f}: {e}");
+            }
+        }
+    }
+    println!();
+    println!("audit after the fixes:");
+    let after = cruddur_db_aws::audit(aws, &a.identifier, &options).await?;
+    print_results(&after, &a.identifier);
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        audit_code(&after, a.strict)
     })
 }

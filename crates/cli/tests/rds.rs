@@ -17,10 +17,12 @@ use aws_sdk_rds::types::Tag;
 use cruddur_db_aws::Error;
 use cruddur_db_aws::rds::DeleteOptions;
 use cruddur_db_aws::{
-    AllowIp, Aws, CreateOptions, IngressRule, Practice, PracticeResult, ReplicaOptions,
-    SecurityGroupRule, allow_ip, audit, create_instance, create_replica, create_snapshot,
-    delete_instance, instance_status, production_url, replica_url,
+    AllowIp, AuditOptions, AutoFix, Aws, CreateOptions, IngressRule, Outcome, Practice,
+    PracticeResult, ReplicaOptions, SecurityGroupRule, allow_ip, apply_fix, audit, create_instance,
+    create_replica, create_snapshot, delete_instance, instance_status, production_url, replica_url,
+    scp,
 };
+use serde_json::json;
 
 /// A `moto_server` on 127.0.0.1, stopped when dropped.
 struct Moto {
@@ -61,18 +63,31 @@ impl Moto {
 
     /// One plain HTTP request; returns the whole answer ("" when refused).
     fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+        self.raw_with_body(method, path, headers, "")
+    }
+
+    /// [`Moto::raw`] with a body.
+    fn raw_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> String {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return String::new();
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n",
-            self.port
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.port,
+            body.len()
         );
         for (k, v) in headers {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str("\r\n");
+        request.push_str(body);
         if stream.write_all(request.as_bytes()).is_err() {
             return String::new();
         }
@@ -81,18 +96,15 @@ impl Moto {
         answer
     }
 
-    /// Creates an S3 bucket (CloudTrail needs one). moto routes by the
-    /// credential scope and does not check the signature.
-    fn create_bucket(&self, name: &str) {
-        let answer = self.raw(
-            "PUT",
-            &format!("/{name}"),
-            &[(
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
-                 SignedHeaders=host, Signature=0",
-            )],
+    /// Creates an S3 bucket (CloudTrail needs one) in the account of
+    /// `access_key`. moto routes by the credential scope and does not check
+    /// the signature.
+    fn create_bucket(&self, name: &str, access_key: &str) {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={access_key}/20260101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=0"
         );
+        let answer = self.raw("PUT", &format!("/{name}"), &[("Authorization", &auth)]);
         assert!(
             answer.starts_with("HTTP/1.1 200"),
             "create bucket {name}: {answer}"
@@ -569,10 +581,122 @@ fn url_comes_from_the_managed_secret() {
     });
 }
 
+/// Audit options: production or not, and the allowed regions.
+fn opts(production: bool, regions: &[&str]) -> AuditOptions {
+    AuditOptions {
+        production,
+        allowed_regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+        ..AuditOptions::default()
+    }
+}
+
+/// Clients for `moto` with the given credentials.
+fn aws_with(moto: &Moto, credentials: Credentials) -> Aws {
+    let config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .endpoint_url(moto.endpoint())
+        .build();
+    Aws::from_sdk_config(&config).unwrap()
+}
+
+/// An organization whose management account is moto's default one, and a
+/// member account `prod` in it. Returns clients for the member account that
+/// read Organizations as the management account, the member's account id
+/// and its access key (moto keeps each account's resources apart, by the
+/// access key of an assumed role).
+async fn member_account(moto: &Moto) -> (Aws, String, String) {
+    let management = aws_for(moto);
+    management
+        .organizations
+        .call("CreateOrganization", &json!({ "FeatureSet": "ALL" }))
+        .await
+        .unwrap();
+    let created = management
+        .organizations
+        .call(
+            "CreateAccount",
+            &json!({ "Email": "prod@example.com", "AccountName": "prod" }),
+        )
+        .await
+        .unwrap();
+    let account = created
+        .pointer("/CreateAccountStatus/AccountId")
+        .and_then(|a| a.as_str())
+        .unwrap_or_else(|| panic!("CreateAccount: {created}"))
+        .to_owned();
+    let body = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleSessionName=audit&RoleArn=\
+         arn%3Aaws%3Aiam%3A%3A{account}%3Arole%2Fadmin"
+    );
+    let answer = moto.raw_with_body(
+        "POST",
+        "/",
+        &[
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sts/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            ),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &body,
+    );
+    let field = |name: &str| {
+        answer
+            .split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|rest| rest.split(&format!("</{name}>")).next())
+            .unwrap_or_else(|| panic!("AssumeRole lacks {name}: {answer}"))
+            .to_owned()
+    };
+    let key = field("AccessKeyId");
+    let credentials = Credentials::new(
+        key.clone(),
+        field("SecretAccessKey"),
+        Some(field("SessionToken")),
+        None,
+        "tests",
+    );
+    let mut aws = aws_with(moto, credentials);
+    aws.organizations = management.organizations.clone();
+    (aws, account, key)
+}
+
+/// `value` connections of `identifier` at `seconds_ago`, in CloudWatch.
+async fn put_connections(aws: &Aws, identifier: &str, seconds_ago: i64, value: f64) {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - seconds_ago;
+    aws.cloudwatch
+        .call(
+            "PutMetricData",
+            &json!({
+                "Namespace": "AWS/RDS",
+                "MetricData": [{
+                    "MetricName": "DatabaseConnections",
+                    "Dimensions": [{ "Name": "DBInstanceIdentifier", "Value": identifier }],
+                    "Timestamp": at,
+                    "Value": value,
+                }],
+            }),
+        )
+        .await
+        .unwrap();
+}
+
+const DAY: i64 = 86_400;
+
 /// A production `cruddur-db-instance` restricted to one address, with a
-/// manual snapshot, a logging trail and an enabled detector: every
-/// practice passes. Returns the instance's options.
-async fn secure_setup(moto: &Moto, aws: &Aws) -> CreateOptions {
+/// manual snapshot, a logging trail, an enabled detector, IAM
+/// authentication, rotation of its master secret and connections
+/// yesterday: every practice that does not depend on the organization or
+/// the allowed regions passes. `access_key` names the account of `aws`.
+/// Returns the instance's options.
+async fn secure_setup(moto: &Moto, aws: &Aws, access_key: &str) -> CreateOptions {
     let group = group_with_rule(aws, "db", 5432, "203.0.113.7/32").await;
     let options = CreateOptions {
         production: true,
@@ -583,7 +707,7 @@ async fn secure_setup(moto: &Moto, aws: &Aws) -> CreateOptions {
     create_snapshot(aws, "cruddur-db-instance", Some("cruddur-first"))
         .await
         .unwrap();
-    moto.create_bucket("cruddur-trail-logs");
+    moto.create_bucket("cruddur-trail-logs", access_key);
     aws.cloudtrail
         .create_trail()
         .name("cruddur-trail")
@@ -604,34 +728,159 @@ async fn secure_setup(moto: &Moto, aws: &Aws) -> CreateOptions {
         .send()
         .await
         .unwrap();
+    aws.rds
+        .modify_db_instance()
+        .db_instance_identifier("cruddur-db-instance")
+        .enable_iam_database_authentication(true)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let secret_arn = instance_status(aws, "cruddur-db-instance")
+        .await
+        .unwrap()
+        .master_user_secret_arn
+        .unwrap();
+    apply_fix(aws, &AutoFix::EnableRotation { secret_arn })
+        .await
+        .unwrap();
+    put_connections(aws, "cruddur-db-instance", DAY, 3.0).await;
     options
 }
 
+fn find(results: &[PracticeResult], practice: Practice) -> &PracticeResult {
+    results
+        .iter()
+        .find(|r| r.practice == practice)
+        .unwrap_or_else(|| panic!("{practice} is not reported"))
+}
+
+const INFORMATIONAL: [Practice; 2] = [Practice::MasterUserAndDatabase, Practice::EndpointAndPort];
+const SCPS: [Practice; 3] = [
+    Practice::ScpProtectsProduction,
+    Practice::ScpRegionLock,
+    Practice::ScpRequiresEncryption,
+];
+
+/// The secure setup in a member account of an organization: the SCPs fail
+/// until the template's policy is attached, then every practice passes
+/// (the informational ones are stated). Read from the member account
+/// itself, Organizations cannot tell; without allowed regions, neither
+/// can the region; without a window of metrics, neither can use.
 #[test]
 fn audit_of_a_secure_setup_passes_every_practice() {
     let moto = Moto::start();
     runtime().block_on(async {
-        let aws = aws_for(&moto);
-        let options = secure_setup(&moto, &aws).await;
+        let (aws, account, key) = member_account(&moto).await;
+        let options = secure_setup(&moto, &aws, &key).await;
+        let regions = opts(true, &["us-east-1"]);
 
-        let results = audit(&aws, "cruddur-db-instance", true).await.unwrap();
+        let before = audit(&aws, "cruddur-db-instance", &regions).await.unwrap();
+        for p in SCPS {
+            let r = find(&before, p);
+            assert_eq!(
+                r.outcome,
+                Outcome::Fail,
+                "{p} without a policy: {}",
+                r.detail
+            );
+            assert!(r.fix.contains("rds scp-template"), "{p}: {}", r.fix);
+        }
+
+        let status = instance_status(&aws, "cruddur-db-instance").await.unwrap();
+        let arn = status.arn.clone().unwrap();
+        assert!(arn.contains(&format!(":{account}:db:")), "{arn}");
+        let policy = scp::template(&arn, None, &["us-east-1".to_owned()]);
+        let created = aws
+            .organizations
+            .call(
+                "CreatePolicy",
+                &json!({
+                    "Content": policy.to_string(),
+                    "Description": "cruddur RDS guard",
+                    "Name": "cruddur-rds-guard",
+                    "Type": "SERVICE_CONTROL_POLICY",
+                }),
+            )
+            .await
+            .unwrap();
+        let policy_id = created
+            .pointer("/Policy/PolicySummary/Id")
+            .and_then(|i| i.as_str())
+            .unwrap()
+            .to_owned();
+        aws.organizations
+            .call(
+                "AttachPolicy",
+                &json!({ "PolicyId": policy_id, "TargetId": account }),
+            )
+            .await
+            .unwrap();
+
+        let results = audit(&aws, "cruddur-db-instance", &regions).await.unwrap();
         let practices: Vec<Practice> = results.iter().map(|r| r.practice).collect();
         assert_eq!(practices, Practice::ALL.to_vec());
         for r in &results {
-            assert!(
-                r.pass,
-                "{} should pass for {options:?}: {}",
+            let want = if INFORMATIONAL.contains(&r.practice) {
+                Outcome::Info
+            } else {
+                Outcome::Pass
+            };
+            assert_eq!(
+                r.outcome, want,
+                "{} for {options:?}: {}",
                 r.practice, r.detail
             );
-            assert!(
-                r.fix.is_empty(),
-                "{}: a passing practice needs no fix",
-                r.practice
-            );
+            assert!(r.fix.is_empty(), "{}: no fix when passing", r.practice);
+            assert!(r.auto_fix.is_none(), "{}", r.practice);
         }
+        assert!(
+            find(&results, Practice::ScpProtectsProduction)
+                .detail
+                .contains("cruddur-rds-guard"),
+            "{results:?}"
+        );
+
+        // The UNKNOWN forms.
+        let mut member_only = aws.clone();
+        member_only.organizations = aws_with(
+            &moto,
+            Credentials::new(key.clone(), "unused", None, None, "tests"),
+        )
+        .organizations;
+        let results = audit(&member_only, "cruddur-db-instance", &opts(true, &[]))
+            .await
+            .unwrap();
+        for p in SCPS.into_iter().chain([Practice::RegionAllowed]) {
+            let r = find(&results, p);
+            assert_eq!(r.outcome, Outcome::Unknown, "{p}: {}", r.detail);
+            assert!(!r.fix.is_empty(), "{p} says what would tell");
+        }
+        assert!(
+            find(&results, Practice::ScpRegionLock)
+                .fix
+                .contains("--organizations-profile"),
+            "{results:?}"
+        );
+        raw_instance(&aws, "fresh-db", true, 7, "default.postgres16").await;
+        let results = audit(&aws, "fresh-db", &regions).await.unwrap();
+        let in_use = find(&results, Practice::InUse);
+        assert_eq!(in_use.outcome, Outcome::Unknown, "{}", in_use.detail);
+        put_connections(&aws, "fresh-db", 2 * DAY, 0.0).await;
+        let results = audit(&aws, "fresh-db", &regions).await.unwrap();
+        let in_use = find(&results, Practice::InUse);
+        assert_eq!(in_use.outcome, Outcome::Unknown, "{}", in_use.detail);
+        assert!(
+            in_use.detail.contains("data only since"),
+            "{}",
+            in_use.detail
+        );
     });
 }
 
+/// The original command's instance, in the organization's management
+/// account, unused for the whole window, outside the allowed regions: every
+/// practice that is checked fails, each with a fix.
 #[test]
 fn audit_of_an_insecure_setup_reports_each_failure() {
     let moto = Moto::start();
@@ -669,32 +918,67 @@ fn audit_of_an_insecure_setup_reports_each_failure() {
             .send()
             .await
             .unwrap();
+        aws.organizations
+            .call("CreateOrganization", &json!({ "FeatureSet": "ALL" }))
+            .await
+            .unwrap();
+        put_connections(&aws, "insecure-db", 13 * DAY + DAY / 2, 0.0).await;
+        put_connections(&aws, "insecure-db", DAY, 0.0).await;
 
-        let results = audit(&aws, "insecure-db", true).await.unwrap();
+        let results = audit(&aws, "insecure-db", &opts(true, &["eu-west-1"]))
+            .await
+            .unwrap();
+        let practices: Vec<Practice> = results.iter().map(|r| r.practice).collect();
+        assert_eq!(
+            practices,
+            Practice::ALL.to_vec(),
+            "every practice is reported"
+        );
         for r in &results {
-            assert!(
-                !r.pass,
+            if INFORMATIONAL.contains(&r.practice) {
+                assert_eq!(r.outcome, Outcome::Info, "{}", r.practice);
+                continue;
+            }
+            assert_eq!(
+                r.outcome,
+                Outcome::Fail,
                 "{} should fail for insecure-db: {}",
-                r.practice, r.detail
+                r.practice,
+                r.detail
             );
             assert!(!r.fix.is_empty(), "{} needs a fix", r.practice);
         }
-        let failed: Vec<Practice> = results.iter().map(|r| r.practice).collect();
-        assert_eq!(failed, Practice::ALL.to_vec(), "every practice is reported");
-        let open = results
-            .iter()
-            .find(|r| r.practice == Practice::SecurityGroupNotOpenToWorld)
-            .unwrap();
+        let open = find(&results, Practice::SecurityGroupNotOpenToWorld);
         assert!(open.detail.contains("0.0.0.0/0"), "{}", open.detail);
         assert!(open.fix.contains("rds allow-ip"), "{}", open.fix);
+        let idle = find(&results, Practice::InUse);
+        assert!(idle.fix.starts_with("snapshot and delete"), "{}", idle.fix);
+        assert!(idle.auto_fix.is_none(), "deleting is never applied");
+        let region = find(&results, Practice::RegionAllowed);
+        assert!(region.detail.contains("us-east-1"), "{}", region.detail);
+        let iam = find(&results, Practice::IamAuthentication);
+        assert!(
+            iam.fix.contains("--enable-iam-database-authentication") && iam.fix.contains("Cost"),
+            "{}",
+            iam.fix
+        );
+        for p in SCPS {
+            let r = find(&results, p);
+            assert!(r.detail.contains("management account"), "{p}: {}", r.detail);
+        }
+        let rotation = find(&results, Practice::SecretRotation);
+        assert!(
+            rotation.detail.contains("no managed master secret"),
+            "{}",
+            rotation.detail
+        );
 
         // Not audited as production, Multi-AZ is not required.
-        let relaxed = audit(&aws, "insecure-db", false).await.unwrap();
-        let multi_az = relaxed
-            .iter()
-            .find(|r| r.practice == Practice::MultiAzForProduction)
+        let relaxed = audit(&aws, "insecure-db", &opts(false, &["eu-west-1"]))
+            .await
             .unwrap();
-        assert!(multi_az.pass, "{}", multi_az.detail);
+        let multi_az = find(&relaxed, Practice::MultiAzForProduction);
+        assert!(multi_az.passed(), "{}", multi_az.detail);
     });
 }
 
@@ -992,14 +1276,15 @@ fn audit_checks_each_replica() {
     let moto = Moto::start();
     runtime().block_on(async {
         let aws = aws_for(&moto);
-        secure_setup(&moto, &aws).await;
+        secure_setup(&moto, &aws, "testing").await;
+        let options = opts(true, &["us-east-1"]);
         let replica = create_replica(&aws, &replica_of("cruddur-db-instance"))
             .await
             .unwrap()
             .instance
             .identifier;
 
-        let results = audit(&aws, "cruddur-db-instance", true).await.unwrap();
+        let results = audit(&aws, "cruddur-db-instance", &options).await.unwrap();
         let about = |r: &PracticeResult| r.instance.clone();
         let of_replica: Vec<Practice> = results
             .iter()
@@ -1012,11 +1297,15 @@ fn audit_checks_each_replica() {
             .collect();
         assert_eq!(of_replica, applicable, "the replica's practices");
         assert_eq!(results.len(), Practice::ALL.len() + applicable.len());
+        // No organization here: the SCPs are unknown, all else passes.
         for r in &results {
-            assert!(
-                r.pass,
-                "{} of {:?} should pass: {}",
-                r.practice, r.instance, r.detail
+            assert_ne!(
+                r.outcome,
+                Outcome::Fail,
+                "{} of {:?} should not fail: {}",
+                r.practice,
+                r.instance,
+                r.detail
             );
         }
 
@@ -1031,10 +1320,10 @@ fn audit_checks_each_replica() {
             .send()
             .await
             .unwrap();
-        let results = audit(&aws, "cruddur-db-instance", true).await.unwrap();
+        let results = audit(&aws, "cruddur-db-instance", &options).await.unwrap();
         let failed: Vec<(Practice, Option<String>)> = results
             .iter()
-            .filter(|r| !r.pass)
+            .filter(|r| r.outcome == Outcome::Fail)
             .map(|r| (r.practice, about(r)))
             .collect();
         assert_eq!(
@@ -1044,7 +1333,7 @@ fn audit_checks_each_replica() {
                 (Practice::DeletionProtection, Some(replica.clone())),
             ]
         );
-        for r in results.iter().filter(|r| !r.pass) {
+        for r in results.iter().filter(|r| r.outcome == Outcome::Fail) {
             assert!(
                 r.fix.contains(&replica),
                 "the fix names the replica: {}",
@@ -1053,10 +1342,14 @@ fn audit_checks_each_replica() {
         }
 
         // Audited by itself, a replica is checked as one.
-        let alone = audit(&aws, &replica, false).await.unwrap();
+        let alone = audit(&aws, &replica, &opts(false, &["us-east-1"]))
+            .await
+            .unwrap();
         let practices: Vec<Practice> = alone.iter().map(|r| r.practice).collect();
-        let mut want = applicable.clone();
-        want.extend([Practice::CloudTrailLogging, Practice::GuardDutyEnabled]);
+        let want: Vec<Practice> = Practice::ALL
+            .into_iter()
+            .filter(|p| p.applies_to_replica() || p.account_wide())
+            .collect();
         assert_eq!(practices, want);
     });
 }
@@ -1162,16 +1455,13 @@ mod cli {
         std::process::exit(code);
     }
 
-    fn run(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+    /// The child running `rds --endpoint-url MOTO ARGS` through `program`
+    /// (the test binary itself, or `script` around it).
+    fn command(moto: &Moto, dir: &Path, args: &[&str], program: &str, pre: &[String]) -> Command {
         let mut full: Vec<String> = vec!["rds".into(), "--endpoint-url".into(), moto.endpoint()];
         full.extend(args.iter().map(|a| a.to_string()));
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "cli::child_runs_the_cli",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let mut cmd = Command::new(program);
+        cmd.args(pre)
             .env(ARGS_VAR, serde_json::to_string(&full).unwrap())
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -1188,9 +1478,48 @@ mod cli {
             .env_remove("DB_SG_ID")
             .env_remove("DB_SG_RULE_ID")
             .env_remove("CRUDDUR_IP_ENDPOINT")
-            .current_dir(dir)
+            .env_remove("CRUDDUR_RDS_ALLOWED_REGIONS")
+            .current_dir(dir);
+        cmd
+    }
+
+    const CHILD_ARGS: [&str; 4] = [
+        "--exact",
+        "cli::child_runs_the_cli",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+
+    fn run(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+        let exe = std::env::current_exe().unwrap();
+        let pre: Vec<String> = CHILD_ARGS.iter().map(|a| a.to_string()).collect();
+        command(moto, dir, args, &exe.to_string_lossy(), &pre)
             .output()
             .unwrap()
+    }
+
+    /// [`run`] on a pseudo-terminal (`script`), typing `input`.
+    fn run_on_terminal(moto: &Moto, dir: &Path, args: &[&str], input: &str) -> Output {
+        let exe = std::env::current_exe().unwrap();
+        let line = std::iter::once(exe.to_string_lossy().into_owned())
+            .chain(CHILD_ARGS.iter().map(|a| a.to_string()))
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let pre = vec!["-qec".to_owned(), line, "/dev/null".to_owned()];
+        let mut child = command(moto, dir, args, "script", &pre)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) runs the command on a pseudo-terminal");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     fn text(output: &Output) -> (String, String) {
@@ -1307,7 +1636,7 @@ mod cli {
         let dir = tempfile::tempdir().unwrap();
         let source_password = runtime().block_on(async {
             let aws = aws_for(&moto);
-            secure_setup(&moto, &aws).await;
+            secure_setup(&moto, &aws, "testing").await;
             production_url(&aws, "cruddur-db-instance", "/ca.pem")
                 .await
                 .unwrap()
@@ -1436,6 +1765,16 @@ mod cli {
         let out = run(&moto, dir.path(), &["audit", "--production"]);
         let (stdout, _) = text(&out);
         assert_eq!(out.status.code(), Some(0), "rds audit: {stdout}");
+        // No organization and no allowed regions: UNKNOWN, which --strict fails on.
+        assert!(stdout.contains("UNKNOWN scp-region-lock"), "{stdout}");
+        assert!(stdout.contains("UNKNOWN region-allowed"), "{stdout}");
+        let out = run(&moto, dir.path(), &["audit", "--production", "--strict"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "rds audit --strict: {}",
+            text(&out).0
+        );
         assert!(
             stdout.contains(&format!("replica {replica} (of cruddur-db-instance):")),
             "{stdout}"
@@ -1467,6 +1806,197 @@ mod cli {
         assert!(
             failures[0].starts_with("FAIL deletion-protection")
                 && failures[0].contains(&format!("{replica}: deletion protection: false")),
+            "{stdout}"
+        );
+    }
+
+    fn deletion_protection(moto: &Moto, on: Option<bool>) -> bool {
+        runtime().block_on(async {
+            let aws = aws_for(moto);
+            if let Some(on) = on {
+                aws.rds
+                    .modify_db_instance()
+                    .db_instance_identifier("cruddur-db-instance")
+                    .deletion_protection(on)
+                    .apply_immediately(true)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            instance_status(&aws, "cruddur-db-instance")
+                .await
+                .unwrap()
+                .deletion_protection
+        })
+    }
+
+    #[test]
+    fn audit_fix_json_and_scp_template() {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(async {
+            create_instance(&aws_for(&moto), &CreateOptions::default())
+                .await
+                .unwrap();
+        });
+        deletion_protection(&moto, Some(false));
+        let fix = ["audit", "--production", "--fix"];
+
+        // No terminal and no -y: listed, nothing applied.
+        let out = run(&moto, dir.path(), &fix);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        for want in [
+            "fixes to apply (safe, reversible):",
+            "turn deletion protection on for cruddur-db-instance",
+            "make cruddur-db-instance Multi-AZ (doubles the instance's cost",
+            "take a manual snapshot of cruddur-db-instance",
+            "enable a GuardDuty detector",
+            "every 7 days",
+            "not applied by --fix",
+            "  - cloudtrail-logging",
+            "  - iam-authentication of cruddur-db-instance",
+            "nothing applied: standard input is not a terminal",
+        ] {
+            assert!(stdout.contains(want), "lacks {want:?}:\n{stdout}");
+        }
+        assert!(!deletion_protection(&moto, None), "nothing was applied");
+
+        // On a terminal: asked; "n" applies nothing, "y" applies and re-audits.
+        let out = run_on_terminal(&moto, dir.path(), &fix, "n\n");
+        let (stdout, stderr) = text(&out);
+        assert!(
+            stdout.contains("apply these 5 fixes? [y/N]"),
+            "{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("nothing applied: not confirmed"),
+            "{stdout}"
+        );
+        assert!(!deletion_protection(&moto, None), "nothing was applied");
+
+        let out = run_on_terminal(&moto, dir.path(), &fix, "y\n");
+        let (stdout, stderr) = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cloudtrail still fails: {stdout}\n{stderr}"
+        );
+        for want in [
+            "applied: deletion protection of cruddur-db-instance is on",
+            "applied: cruddur-db-instance is Multi-AZ",
+            "is available",
+            "applied: detector",
+            "applied: rotation of arn:aws:secretsmanager:",
+            "audit after the fixes:",
+        ] {
+            assert!(stdout.contains(want), "lacks {want:?}:\n{stdout}");
+        }
+        let after = stdout.split("audit after the fixes:").nth(1).unwrap();
+        for practice in [
+            "deletion-protection",
+            "multi-az-for-production",
+            "snapshots",
+            "guardduty-enabled",
+            "secret-rotation",
+        ] {
+            assert!(
+                after.contains(&format!("PASS {practice}")),
+                "{practice} after the fix:\n{after}"
+            );
+        }
+        assert!(after.contains("FAIL cloudtrail-logging"), "{after}");
+        assert!(deletion_protection(&moto, None));
+
+        // -y: applied without asking (only what fails now).
+        deletion_protection(&moto, Some(false));
+        let out = run(&moto, dir.path(), &["audit", "--production", "--fix", "-y"]);
+        let (stdout, _) = text(&out);
+        assert!(!stdout.contains("[y/N]"), "{stdout}");
+        assert!(stdout.contains("applied: deletion protection"), "{stdout}");
+        assert!(!stdout.contains("Multi-AZ ("), "already Multi-AZ: {stdout}");
+        assert!(deletion_protection(&moto, None));
+
+        // JSON: one object per practice, every item of the original list.
+        let out = run(&moto, dir.path(), &["audit", "--json"]);
+        let (stdout, stderr) = text(&out);
+        let start = stdout
+            .find('[')
+            .unwrap_or_else(|| panic!("{stdout}\n{stderr}"));
+        let end = stdout.rfind(']').unwrap();
+        let results: Vec<serde_json::Value> = serde_json::from_str(&stdout[start..=end]).unwrap();
+        assert_eq!(results.len(), Practice::ALL.len(), "{stdout}");
+        let mut items: Vec<u64> = results
+            .iter()
+            .map(|r| r["item"].as_u64().unwrap())
+            .collect();
+        items.dedup();
+        assert_eq!(items, (1..=15).collect::<Vec<u64>>());
+        for r in &results {
+            assert!(
+                ["pass", "fail", "unknown", "info"].contains(&r["outcome"].as_str().unwrap()),
+                "{r}"
+            );
+        }
+        assert_eq!(out.status.code(), Some(1), "cloudtrail fails");
+
+        // The allowed regions from the setting, or the flag; bad names refused.
+        std::fs::write(
+            dir.path().join(".env"),
+            "CRUDDUR_RDS_ALLOWED_REGIONS=us-east-1\n",
+        )
+        .unwrap();
+        let out = run(&moto, dir.path(), &["audit"]);
+        assert!(
+            text(&out).0.contains("PASS region-allowed"),
+            "{}",
+            text(&out).0
+        );
+        let out = run(
+            &moto,
+            dir.path(),
+            &["audit", "--allowed-regions", "eu-west-1"],
+        );
+        assert!(
+            text(&out).0.contains("FAIL region-allowed"),
+            "{}",
+            text(&out).0
+        );
+        let out = run(&moto, dir.path(), &["audit", "--allowed-regions", "Moon-1"]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out).1.contains("not a region name"),
+            "{}",
+            text(&out).1
+        );
+
+        // The SCP template: the instance's ARN, or a tag; the allowed regions.
+        let out = run(
+            &moto,
+            dir.path(),
+            &["scp-template", "--allowed-regions", "us-east-1,eu-west-1"],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let start = stdout.find('{').unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&stdout[start..]).unwrap();
+        assert_eq!(
+            policy["Statement"][0]["Resource"],
+            "arn:aws:rds:us-east-1:123456789012:db:cruddur-db-instance"
+        );
+        assert_eq!(
+            policy["Statement"][1]["Condition"]["StringNotEquals"]["aws:RequestedRegion"],
+            json!(["us-east-1", "eu-west-1"])
+        );
+        let out = run(
+            &moto,
+            dir.path(),
+            &["scp-template", "--tag", "environment=production"],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "regions from .env: {stderr}");
+        assert!(
+            stdout.contains("\"aws:ResourceTag/environment\": \"production\""),
             "{stdout}"
         );
     }
