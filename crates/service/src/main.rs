@@ -34,7 +34,8 @@ fn main() -> ExitCode {
     match Settings::from_env()
         .map_err(anyhow::Error::from)
         .and_then(|settings| {
-            init_logs(&settings);
+            // Flushes the log lines still queued when it drops.
+            let _logs = init_logs(&settings);
             run(args, &settings)
         }) {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,16 +47,24 @@ fn main() -> ExitCode {
 }
 
 /// Request logs on stderr, filtered by `RUST_LOG` (default `info`), in
-/// colour only on a terminal and without `NO_COLOR`.
-fn init_logs(settings: &Settings) {
+/// colour only on a terminal and without `NO_COLOR`. They are written by a
+/// thread of their own, so that a write that waits (stderr redirected to a
+/// file on a busy disk, a slow pipe) does not stall the requests of the
+/// worker that logged. None is dropped: when 128k lines are queued,
+/// workers wait again.
+fn init_logs(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
     let colour = std::io::stderr().is_terminal() && settings.get("NO_COLOR").is_none();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_ansi(colour)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
+    guard
 }
 
 fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
