@@ -20,7 +20,7 @@
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
 //! | Python | `home_feed_json` | `benches/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
-//! | HTTP | `cruddur-db-service` under `wrk` at 1, 16 and 64 connections, both endpoints | the original Flask backend (`benches/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
+//! | HTTP | `cruddur-db-service` under `oha` at 1, 16 and 64 connections, both endpoints | the original Flask backend (`benches/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
 //! | replica router | `home_feed_at(Eventual)` / `AtLeast(token)`, routed to a standby | `home_feed` on the same pool settings straight at that standby |
 //! | standby under writes | `home_feed_at(Eventual)` served by a standby on a CPU of its own, writers on the primary | the same readers on the primary alone, same writers |
 //!
@@ -927,8 +927,8 @@ struct Tools {
     psql: Option<PathBuf>,
     /// A Python with psycopg (and Flask), or why there is none.
     python: Result<PathBuf, String>,
-    /// `wrk`, the HTTP load generator, if installed.
-    wrk: Option<PathBuf>,
+    /// `oha`, the HTTP load generator, if installed.
+    oha: Option<PathBuf>,
 }
 
 /// Finds pgbench, psql and a Python with psycopg (installing psycopg into a
@@ -942,14 +942,14 @@ fn find_tools(settings: &Settings, bench_dir: &Path) -> BenchResult<Tools> {
     });
     let psql = pg_tool(settings, "psql");
     let python = python_with_psycopg(&bench_dir);
-    let wrk = on_path(settings, "wrk");
+    let oha = on_path(settings, "oha");
     check_stop()?;
     Ok(Tools {
         bench_dir,
         pgbench,
         psql,
         python,
-        wrk,
+        oha,
     })
 }
 
