@@ -350,6 +350,10 @@ fn typed_timestamps_decode_as_diesels_own_across_the_range() {
             "{chain:?}"
         );
         assert!(
+            chain.contains(&"Error deserializing field 'created_at'".to_owned()),
+            "the error names the column, as Diesel's does: {chain:?}"
+        );
+        assert!(
             activities::table
                 .select(activities::created_at)
                 .load::<DateTime<Utc>>(conn)
