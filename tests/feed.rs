@@ -269,3 +269,95 @@ fn both_paths_are_prepared_and_planned_once_per_connection_with_the_published_sq
         }
     });
 }
+
+#[test]
+fn typed_timestamps_decode_as_diesels_own_across_the_range() {
+    common::with_rollback(|conn| {
+        let user = common::user(conn, "Times");
+        let micros = |us: i64| DateTime::from_timestamp_micros(us).unwrap();
+        let first = chrono::NaiveDate::from_ymd_opt(-4713, 11, 24)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        let last = chrono::NaiveDate::from_ymd_opt(262_142, 12, 31)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 999_999)
+            .unwrap()
+            .and_utc();
+        let instants = [
+            first,                           // PostgreSQL's first day
+            micros(-1),                      // just before the Unix epoch
+            DateTime::UNIX_EPOCH,            // the Unix epoch
+            micros(946_684_800_000_000 - 1), // just before PostgreSQL's epoch
+            micros(946_684_800_000_000),     // PostgreSQL's epoch
+            micros(946_684_800_000_001),
+            micros(-62_135_596_800_000_001), // the last microsecond of 1 BC
+            micros(951_782_400_123_456),     // 2000-02-29, a leap day
+            micros(1_800_000_000_654_321),
+            last, // near chrono's last year
+        ];
+        for (i, t) in instants.iter().enumerate() {
+            diesel::insert_into(activities::table)
+                .values(NewActivity {
+                    user_uuid: user.uuid,
+                    message: &format!("t{i}"),
+                    reply_to_activity_uuid: None,
+                    // Every other row has no expiry: both shapes of the
+                    // nullable column.
+                    expires_at: (i % 2 == 0).then_some(*t),
+                    created_at: *t,
+                })
+                .execute(conn)
+                .unwrap();
+        }
+        let page = home_feed(conn, FeedPage::first(MAX_PAGE_SIZE)).unwrap();
+        // Diesel's own FromSql for the same columns.
+        let theirs: Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)> = activities::table
+            .select((
+                activities::message,
+                activities::created_at,
+                activities::expires_at,
+            ))
+            .load(conn)
+            .unwrap();
+        assert_eq!(page.len(), instants.len());
+        for item in &page {
+            let (_, created_at, expires_at) =
+                theirs.iter().find(|(m, ..)| *m == item.message).unwrap();
+            assert_eq!(item.created_at, *created_at, "{}", item.message);
+            assert_eq!(item.expires_at, *expires_at, "{}", item.message);
+        }
+        let mut ours: Vec<_> = page.iter().map(|i| i.created_at).collect();
+        ours.sort();
+        let mut expected = instants.to_vec();
+        expected.sort();
+        assert_eq!(ours, expected);
+
+        // A value chrono cannot hold fails to decode, as with Diesel's own.
+        diesel::sql_query("UPDATE activities SET created_at = 'infinity' WHERE message = 't1'")
+            .execute(conn)
+            .unwrap();
+        let err = home_feed(conn, FeedPage::first(MAX_PAGE_SIZE)).unwrap_err();
+        let mut chain = vec![err.to_string()];
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        assert!(
+            chain.iter().any(|c| c.contains("too large for Chrono")),
+            "{chain:?}"
+        );
+        assert!(
+            chain.contains(&"Error deserializing field 'created_at'".to_owned()),
+            "the error names the column, as Diesel's does: {chain:?}"
+        );
+        assert!(
+            activities::table
+                .select(activities::created_at)
+                .load::<DateTime<Utc>>(conn)
+                .is_err()
+        );
+    });
+}

@@ -196,10 +196,24 @@ pub(crate) fn page_after_query(
 /// uuid, descending).
 pub fn home_feed(conn: &mut PgConnection, page: FeedPage) -> Result<Vec<FeedItem>> {
     let limit = page.checked_limit()?;
-    let items = match page.before {
-        None => first_page_query(limit).load(conn)?,
-        Some(c) => page_after_query(limit, c).load(conn)?,
-    };
+    match page.before {
+        None => collect_page(first_page_query(limit).load_iter(conn)?, limit),
+        Some(c) => collect_page(page_after_query(limit, c).load_iter(conn)?, limit),
+    }
+}
+
+/// The rows of a page in a vector allocated once for `limit` items:
+/// `load` collects through an iterator of `Result`s whose size hint is
+/// zero, so the vector grew four times per page of 20, each time moving
+/// the items already read.
+fn collect_page(
+    rows: impl Iterator<Item = QueryResult<FeedItem>>,
+    limit: i64,
+) -> Result<Vec<FeedItem>> {
+    let mut items = Vec::with_capacity(usize::try_from(limit).unwrap_or_default());
+    for row in rows {
+        items.push(row?);
+    }
     Ok(items)
 }
 
