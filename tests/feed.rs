@@ -55,18 +55,7 @@ fn newest_first_with_author_names_and_exact_keys() {
         let text = home_feed_json(conn, FeedPage::default()).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let first = json[0].as_object().unwrap();
-        let keys = [
-            "uuid",
-            "display_name",
-            "handle",
-            "message",
-            "replies_count",
-            "reposts_count",
-            "likes_count",
-            "reply_to_activity_uuid",
-            "expires_at",
-            "created_at",
-        ];
+        let keys = common::FEED_KEYS;
         assert_eq!(first.len(), keys.len(), "{text}");
         let first_text = &text[..text.find('}').unwrap()];
         let positions: Vec<usize> = keys

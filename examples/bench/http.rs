@@ -219,18 +219,10 @@ fn cells(run: &LoadRun) -> [String; 3] {
 }
 
 fn skipped(why: &str) -> Measured {
-    Measured {
-        rows: vec![Row {
-            what: "HTTP: cruddur-db-service vs the original Flask backend".into(),
-            clients: "–".into(),
-            ours: dash(),
-            peer: format!("skipped: {why}"),
-            theirs: dash(),
-            ratio: None,
-            target: Target::None,
-        }],
-        ratios: Vec::new(),
-    }
+    Measured::skipped(
+        "HTTP: cruddur-db-service vs the original Flask backend",
+        why,
+    )
 }
 
 /// What the HTTP rows need: `oha`, our service's binary (built here, in

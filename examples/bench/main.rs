@@ -871,6 +871,24 @@ struct Measured {
     ratios: Vec<(String, f64)>,
 }
 
+impl Measured {
+    /// One row saying that the rows of `what` were skipped, and why.
+    fn skipped(what: &str, why: &str) -> Self {
+        Self {
+            rows: vec![Row {
+                what: what.into(),
+                clients: "–".into(),
+                ours: dash(),
+                peer: format!("skipped: {why}"),
+                theirs: dash(),
+                ratio: None,
+                target: Target::None,
+            }],
+            ratios: Vec::new(),
+        }
+    }
+}
+
 /// The phases in order, each returning what it measured; then the report.
 fn run(plan: Plan, replicas: Replicas) -> BenchResult<()> {
     // Read once (with the `.env` file); everything below takes its
@@ -1319,18 +1337,7 @@ fn python_phase(plan: Plan, feed: &FeedSetup, tools: &Tools) -> BenchResult<Meas
         Ok(python) => python,
         Err(why) => {
             eprintln!("skipping the Python peer: {why}");
-            return Ok(Measured {
-                rows: vec![Row {
-                    what: "feed, JSON path vs Python".into(),
-                    clients: "–".into(),
-                    ours: dash(),
-                    peer: format!("skipped: {why}"),
-                    theirs: dash(),
-                    ratio: None,
-                    target: Target::None,
-                }],
-                ratios: Vec::new(),
-            });
+            return Ok(Measured::skipped("feed, JSON path vs Python", why));
         }
     };
     let typed_json = || typed_page_as_json(&feed.repo);

@@ -41,7 +41,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::{
-    BenchResult, Measured, PAGE, Plan, RNG_SEED, Row, Run, Target, USERS, WARMUP, check_stop, dash,
+    BenchResult, Measured, PAGE, Plan, RNG_SEED, Row, Run, Target, USERS, WARMUP, check_stop,
     execute, fail, human, run_ours, stopped, throughput_cells,
 };
 
@@ -109,18 +109,7 @@ pub(super) fn pair_activities(plan: Plan) -> u64 {
 }
 
 fn skipped(why: &str) -> Measured {
-    Measured {
-        rows: vec![Row {
-            what: "feed through the replica router; standby under writes".into(),
-            clients: "–".into(),
-            ours: dash(),
-            peer: format!("skipped: {why}"),
-            theirs: dash(),
-            ratio: None,
-            target: Target::None,
-        }],
-        ratios: Vec::new(),
-    }
+    Measured::skipped("feed through the replica router; standby under writes", why)
 }
 
 // ---------------------------------------------------------------------------

@@ -7,20 +7,8 @@ use common::{Keys, Service, TestDb, activities, get, now, post_json, seeded_db, 
 use cruddur_db::{Config, FeedPage};
 use cruddur_db_service::Auth;
 use cruddur_db_service::auth::Verifier;
+use cruddur_db_test_support::FEED_KEYS;
 use serde_json::json;
-
-const FEED_KEYS: [&str; 10] = [
-    "uuid",
-    "display_name",
-    "handle",
-    "message",
-    "replies_count",
-    "reposts_count",
-    "likes_count",
-    "reply_to_activity_uuid",
-    "expires_at",
-    "created_at",
-];
 
 #[test]
 fn the_home_feed_is_the_servers_json_with_ten_keys_in_order_whatever_the_token() {

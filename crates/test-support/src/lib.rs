@@ -96,6 +96,20 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The keys of a feed item, in the order SPEC §3 gives them.
+pub const FEED_KEYS: [&str; 10] = [
+    "uuid",
+    "display_name",
+    "handle",
+    "message",
+    "replies_count",
+    "reposts_count",
+    "likes_count",
+    "reply_to_activity_uuid",
+    "expires_at",
+    "created_at",
+];
+
 /// A database owned by one test, dropped with it.
 pub struct TestDb {
     /// The URL of the throwaway database.
