@@ -191,10 +191,34 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
-#[derive(Deserialize)]
+/// A post's body: `{"message": "...", "ttl": "..."}`, both strings (other
+/// keys are ignored).
 struct NewCrud {
     message: String,
     ttl: String,
+}
+
+impl NewCrud {
+    /// The body, or what is wrong with it, in the client's terms.
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        const SHAPE: &str = r#"expected a JSON object {"message": "...", "ttl": "..."}"#;
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("{SHAPE}: the body is not JSON ({e})")))?;
+        let serde_json::Value::Object(mut object) = value else {
+            return Err(ApiError::BadRequest(SHAPE.into()));
+        };
+        let mut text = |key: &str| match object.remove(key) {
+            Some(serde_json::Value::String(text)) => Ok(text),
+            Some(_) => Err(ApiError::BadRequest(format!(
+                "{SHAPE}: `{key}` is not a string"
+            ))),
+            None => Err(ApiError::BadRequest(format!("{SHAPE}: `{key}` is missing"))),
+        };
+        Ok(Self {
+            message: text("message")?,
+            ttl: text("ttl")?,
+        })
+    }
 }
 
 /// Creates a crud by the request's author: the 6-key object, with its
@@ -209,11 +233,8 @@ async fn create(
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let crud: NewCrud = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected {{\"message\": \"...\", \"ttl\": \"...\"}}: {e}"
-        ))
-    })?;
+    let crud = NewCrud::parse(&body)?;
+
     let (activity, token) = state
         .blocking(move |repo| repo.create_activity_with_token(&author, &crud.message, &crud.ttl))
         .await?;

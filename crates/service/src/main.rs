@@ -23,10 +23,14 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address and port to listen on [default: CRUDDUR_BIND, else
-    /// 127.0.0.1:4567]
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Address (or host name) and port to listen on [default:
+    /// CRUDDUR_BIND, else 127.0.0.1:4567]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
     bind: Option<SocketAddr>,
+}
+
+fn parse_bind(value: &str) -> Result<SocketAddr, String> {
+    cruddur_db_service::settings::resolve_bind(value).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -34,15 +38,31 @@ fn main() -> ExitCode {
     match Settings::from_env()
         .map_err(anyhow::Error::from)
         .and_then(|settings| {
-            // Flushes the log lines still queued when it drops.
-            let _logs = init_logs(&settings);
-            run(args, &settings)
+            let logs = init_logs(&settings);
+            let result = run(args, &settings);
+            // The log lines still queued come out before the last word.
+            drop(logs);
+            result
         }) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            eprintln!("stopped: every request in flight was answered");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e:#}{}", hint(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What to do about a database that is not ready, for the errors that
+/// have a remedy.
+fn hint(error: &anyhow::Error) -> &'static str {
+    match error.downcast_ref::<cruddur_db::Error>() {
+        Some(cruddur_db::Error::DatabaseMissing { .. }) => {
+            " (create and migrate it with `cruddur-db prepare`, or `cargo run -- prepare` in this repository)"
+        }
+        _ => "",
     }
 }
 
@@ -84,12 +104,17 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         prepare(&config.database_url)?;
     }
     let repo = Repository::connect(&config)?;
+    if service.allowed_origins.is_empty() {
+        eprintln!(
+            "note: no CORS origin configured (FRONTEND_URL, BACKEND_URL): browser pages on other origins are refused"
+        );
+    }
     {
         let mut conn = repo.conn()?;
         let pending = pending_migrations(&mut conn)?;
         if !pending.is_empty() {
             bail!(
-                "{} has {} pending migration(s) ({}); apply them first (`cruddur-db migrate`)",
+                "{} has {} pending migration(s) ({}); apply them first (`cruddur-db migrate run`, or `cargo run -- migrate run` in this repository)",
                 config.database_url,
                 pending.len(),
                 pending.join(", ")
@@ -128,7 +153,6 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         )
         .await
         .context("serving")?;
-        eprintln!("stopped: every request in flight was answered");
         Ok(())
     })
 }

@@ -101,11 +101,34 @@ impl ServiceSettings {
 }
 
 fn parse_bind(value: &str) -> Result<SocketAddr, SettingsError> {
-    value.trim().parse().map_err(|_| {
+    resolve_bind(value).map_err(|e| SettingsError(format!("invalid CRUDDUR_BIND `{value}`: {e}")))
+}
+
+/// The address to listen on for `value`: an address and port
+/// (`127.0.0.1:4567`, `[::1]:4567`) or a host name and port
+/// (`localhost:4567`, resolved now; its first address is used).
+pub fn resolve_bind(value: &str) -> Result<SocketAddr, SettingsError> {
+    use std::net::ToSocketAddrs;
+    let value = value.trim();
+    if let Ok(address) = value.parse() {
+        return Ok(address);
+    }
+    let expected = || {
         SettingsError(format!(
-            "invalid CRUDDUR_BIND `{value}`: expected an address and port such as {DEFAULT_BIND}"
+            "expected an address or host name and a port, such as {DEFAULT_BIND} or localhost:4567"
         ))
-    })
+    };
+    if value
+        .rsplit_once(':')
+        .is_none_or(|(host, _)| host.is_empty())
+    {
+        return Err(expected());
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|_| expected())?
+        .next()
+        .ok_or_else(expected)
 }
 
 /// An origin as browsers send it: scheme, host and port, without a path or
@@ -282,6 +305,7 @@ mod tests {
                 "AWS_COGNITO_USER_POOL_ID",
             ),
             (&[("CRUDDUR_BIND", "localhost")], "CRUDDUR_BIND"),
+            (&[("CRUDDUR_BIND", ":4567")], "CRUDDUR_BIND"),
             (&[("FRONTEND_URL", "localhost:3000")], "FRONTEND_URL"),
             (&[("BACKEND_URL", "http://host/path")], "BACKEND_URL"),
         ];
@@ -289,6 +313,15 @@ mod tests {
             let err = ServiceSettings::from_settings(&settings(vars), None).unwrap_err();
             assert!(err.to_string().contains(expected), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_host_name_binds_to_its_address() {
+        let s =
+            ServiceSettings::from_settings(&settings(&[("CRUDDUR_BIND", "localhost:4599")]), None)
+                .unwrap();
+        assert!(s.bind.ip().is_loopback(), "{}", s.bind);
+        assert_eq!(s.bind.port(), 4599);
     }
 
     #[test]

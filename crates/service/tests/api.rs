@@ -188,7 +188,7 @@ fn bad_posts_get_4xx_with_a_json_body_and_write_nothing() {
         let answer = post_json(&url, &[], &body);
         assert_eq!((answer.status, answer.json()), (422, expected), "{what}");
     }
-    let malformed: [(&str, &str, &str, u16); 6] = [
+    let malformed: [(&str, &str, &str, u16); 7] = [
         (
             "a missing key",
             "application/json",
@@ -203,6 +203,12 @@ fn bad_posts_get_4xx_with_a_json_body_and_write_nothing() {
             400,
         ),
         ("an array", "application/json", "[]", 400),
+        (
+            "the two values as an array",
+            "application/json",
+            r#"["hi", "1-day"]"#,
+            400,
+        ),
         (
             "form encoding",
             "application/x-www-form-urlencoded",
