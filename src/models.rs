@@ -58,6 +58,11 @@ pub(crate) mod timestamp {
     use chrono::{DateTime, Datelike, Timelike, Utc};
     use serde::Serializer;
 
+    /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC):
+    /// the offset of a binary `timestamptz`, read in `feed_row` and written
+    /// by the synthetic seed's binary COPY.
+    pub(crate) const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
     /// [`TIMESTAMP_FORMAT`] written by hand for the years 0 to 9999: chrono's
     /// `format` interprets the format string on every call, which made
     /// timestamps two thirds of the cost of serializing a feed page (40 per
@@ -147,6 +152,7 @@ mod feed_row {
     use diesel::sql_types::{Integer, Nullable, Text, Timestamptz, Uuid};
 
     use super::FeedItem;
+    use super::timestamp::PG_EPOCH_UNIX_MICROS;
 
     /// The SQL types of [`FeedItem`]'s columns, in its field order (the
     /// order of its `Selectable` expression).
@@ -231,9 +237,6 @@ mod feed_row {
             Some(&*self.source)
         }
     }
-
-    /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
-    const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
     /// The instant of a binary `timestamptz`; an error for a value chrono
     /// cannot hold (such as `infinity`), as Diesel's own decoding gives.

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::migrations::ensure_current;
+use crate::models::timestamp::PG_EPOCH_UNIX_MICROS;
 use crate::repo::seed::{SEED_LOCK_KEY, SeedReport};
 use crate::schema::{activities, users};
 use crate::sql::quote_ident;
@@ -290,9 +291,6 @@ fn binary_header(out: &mut impl Write) -> std::io::Result<()> {
 fn binary_trailer(out: &mut impl Write) -> std::io::Result<()> {
     out.write_all(&(-1i16).to_be_bytes())
 }
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
-const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
 /// One binary COPY tuple, built in a reused buffer: a field count, then
 /// each field as a length and the type's binary (`*_send`) form.

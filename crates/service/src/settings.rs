@@ -55,11 +55,19 @@ pub enum JwksSource {
     Url(String),
 }
 
+/// Shows a URL's user information (a password, say) as `***`.
 impl std::fmt::Display for JwksSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JwksSource::File(path) => write!(f, "{}", path.display()),
-            JwksSource::Url(url) => f.write_str(url),
+            JwksSource::Url(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+                let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                match rest[..authority_end].rfind('@') {
+                    Some(at) => write!(f, "{scheme}://***{}", &rest[at..]),
+                    None => f.write_str(url),
+                }
+            }
         }
     }
 }
@@ -313,6 +321,19 @@ mod tests {
             let err = ServiceSettings::from_settings(&settings(vars), None).unwrap_err();
             assert!(err.to_string().contains(expected), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_jwks_url_is_shown_without_its_user_information() {
+        let shown = |url: &str| JwksSource::Url(url.into()).to_string();
+        assert_eq!(
+            shown("https://user:pw@keys.example/a@b/jwks.json"),
+            "https://***@keys.example/a@b/jwks.json"
+        );
+        assert_eq!(
+            shown("https://keys.example/jwks.json?x=a@b"),
+            "https://keys.example/jwks.json?x=a@b"
+        );
     }
 
     #[test]
