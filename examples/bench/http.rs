@@ -241,7 +241,7 @@ impl Setup {
             .clone()
             .ok_or("oha is not installed (cargo install oha --locked)")?;
         let python = tools.python.clone()?;
-        let service = build_service()?;
+        let service = super::build_member("cruddur-db-service", "cruddur-db-service")?;
         Ok(Self {
             oha,
             service,
@@ -354,41 +354,6 @@ impl Setup {
             ));
         }
         parse_oha(&out.stdout).map_err(|e| format!("cannot read oha's report: {e}").into())
-    }
-}
-
-/// Builds `cruddur-db-service` in the profile this bench was built in and
-/// returns its path (beside the bench's own directory).
-fn build_service() -> Result<PathBuf, String> {
-    let release = !cfg!(debug_assertions);
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-        "build",
-        "--quiet",
-        "--locked",
-        "-p",
-        "cruddur-db-service",
-    ]);
-    if release {
-        cargo.arg("--release");
-    }
-    let status = cargo
-        .status()
-        .map_err(|e| format!("cannot run cargo to build cruddur-db-service: {e}"))?;
-    if !status.success() {
-        return Err(format!("building cruddur-db-service failed ({status})"));
-    }
-    // target/<profile>/examples/bench -> target/<profile>/cruddur-db-service
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("the bench's own path has no profile directory")?;
-    let service = dir.join("cruddur-db-service");
-    if service.is_file() {
-        Ok(service)
-    } else {
-        Err(format!("{} is missing after the build", service.display()))
     }
 }
 

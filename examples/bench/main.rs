@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 mod http;
 mod replicas;
+mod rust_clients;
 
 use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
@@ -132,13 +133,14 @@ fn main() -> ExitCode {
     }
     let mut quick = false;
     let mut seconds = None;
-    let mut replicas = Replicas::Measure;
+    let mut scope = Scope::All;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => quick = true,
-            "--no-replicas" => replicas = Replicas::Skip,
-            "--replicas-only" => replicas = Replicas::Only,
+            "--no-replicas" => scope = Scope::NoReplicas,
+            "--replicas-only" => scope = Scope::ReplicasOnly,
+            "--rust-clients-only" => scope = Scope::RustClientsOnly,
             "--seconds" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
                 Some(s) if s > 0 => seconds = Some(s),
                 _ => return report(fail("--seconds takes a whole number of seconds > 0")),
@@ -146,11 +148,12 @@ fn main() -> ExitCode {
             "-h" | "--help" => {
                 println!(
                     "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\
-                     \x20      [--no-replicas | --replicas-only]\n\n\
+                     \x20      [--no-replicas | --replicas-only | --rust-clients-only]\n\n\
                      --quick          100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
                      --seconds N      length of each measured run\n\
                      --no-replicas    skip the rows on a private primary and standby\n\
-                     --replicas-only  those rows alone (the server below is not used)\n\n\
+                     --replicas-only  those rows alone (the server below is not used)\n\
+                     --rust-clients-only  the typed feed against the other Rust clients alone\n\n\
                      Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
                      else postgres://localhost/postgres"
                 );
@@ -165,7 +168,7 @@ fn main() -> ExitCode {
     }) {
         eprintln!("warning: no Ctrl-C handler ({e}); an interrupted run leaves its databases");
     }
-    report(run(Plan::new(quick, seconds), replicas))
+    report(run(Plan::new(quick, seconds), scope))
 }
 
 fn report(result: BenchResult<()>) -> ExitCode {
@@ -379,6 +382,37 @@ fn run_ours(
     run.seconds = (end - begin).as_secs_f64();
     check_stop()?;
     Ok(run)
+}
+
+/// Builds `package` of this workspace in the profile this bench was built
+/// in and returns the path of its binary `bin` (beside the bench's own
+/// directory).
+fn build_member(package: &str, bin: &str) -> Result<PathBuf, String> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--locked", "-p", package, "--bin", bin]);
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    let status = cargo
+        .status()
+        .map_err(|e| format!("cannot run cargo to build {package}: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {package} failed ({status})"));
+    }
+    // target/<profile>/examples/bench -> target/<profile>/<bin>
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("the bench's own path has no profile directory")?;
+    let path = dir.join(bin);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing after the build", path.display()))
+    }
 }
 
 /// Finds a PostgreSQL client program on PATH or in `pg_config --bindir`.
@@ -872,6 +906,12 @@ struct Measured {
 }
 
 impl Measured {
+    /// Adds `other`'s rows and ratios after this one's.
+    fn absorb(&mut self, other: Measured) {
+        self.rows.extend(other.rows);
+        self.ratios.extend(other.ratios);
+    }
+
     /// One row saying that the rows of `what` were skipped, and why.
     fn skipped(what: &str, why: &str) -> Self {
         Self {
@@ -890,14 +930,14 @@ impl Measured {
 }
 
 /// The phases in order, each returning what it measured; then the report.
-fn run(plan: Plan, replicas: Replicas) -> BenchResult<()> {
+fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
     // Read once (with the `.env` file); everything below takes its
     // variables from here.
     let settings = Settings::from_env()?;
     let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&bench_dir)?;
     let mut phases = Vec::new();
-    if replicas != Replicas::Only {
+    if scope != Scope::ReplicasOnly {
         let server = server_url(&settings)?;
         let mut tools = find_tools(&settings, &bench_dir)?;
         let dbs = Databases::new(server.clone());
@@ -908,33 +948,49 @@ fn run(plan: Plan, replicas: Replicas) -> BenchResult<()> {
         );
         let (main_db, seed) = seed_phase(plan, &dbs, &tools)?;
         let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
-        phases.extend([
-            seed,
-            pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Typed)?,
-            pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Json)?,
-            scale_phase(plan, &feed)?,
-            python_phase(plan, &feed, &tools)?,
-            http::http_phase(plan, &feed.main_db, &tools)?,
-        ]);
+        if scope == Scope::RustClientsOnly {
+            phases.push(rust_clients::rust_clients_phase(plan, &feed, &bench_dir)?);
+        } else {
+            phases.extend([
+                seed,
+                pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Typed)?,
+                pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Json)?,
+                rust_clients::rust_clients_phase(plan, &feed, &bench_dir)?,
+                scale_phase(plan, &feed)?,
+                python_phase(plan, &feed, &tools)?,
+                http::http_phase(plan, &feed.main_db, &tools)?,
+            ]);
+        }
     }
-    let skip = (replicas == Replicas::Skip).then_some("--no-replicas");
-    phases.push(replicas::replica_phase(plan, &settings, skip)?);
+    match scope {
+        Scope::RustClientsOnly => {}
+        Scope::NoReplicas => phases.push(replicas::replica_phase(
+            plan,
+            &settings,
+            Some("--no-replicas"),
+        )?),
+        Scope::All | Scope::ReplicasOnly => {
+            phases.push(replicas::replica_phase(plan, &settings, None)?);
+        }
+    }
     let mut rows = Vec::new();
     let mut summary = BTreeMap::<String, f64>::new();
     for phase in phases {
         rows.extend(phase.rows);
         summary.extend(phase.ratios);
     }
-    write_report(plan, replicas, &bench_dir, &rows, summary)
+    write_report(plan, scope, &bench_dir, &rows, summary)
 }
 
-/// Whether the run measures the replica rows (on a private primary and
-/// standby of its own), skips them, or measures them alone.
+/// Which rows the run measures: all of them; all but the replica rows (on
+/// a private primary and standby of their own); those alone; or the Rust
+/// clients' rows alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Replicas {
-    Measure,
-    Skip,
-    Only,
+enum Scope {
+    All,
+    NoReplicas,
+    ReplicasOnly,
+    RustClientsOnly,
 }
 
 /// The peers' programs, looked up once; a missing one skips its rows.
@@ -1405,19 +1461,19 @@ fn python_phase(plan: Plan, feed: &FeedSetup, tools: &Tools) -> BenchResult<Meas
 /// rounded to three decimals).
 fn write_report(
     plan: Plan,
-    replicas: Replicas,
+    scope: Scope,
     bench_dir: &Path,
     rows: &[Row],
     summary: BTreeMap<String, f64>,
 ) -> BenchResult<()> {
     let spec = plan.spec();
     let table = render(rows);
-    let data = match replicas {
-        Replicas::Only => String::from("replica rows only"),
+    let data = match scope {
+        Scope::ReplicasOnly => String::from("replica rows only"),
         _ => format!("{} users, {} activities", spec.users, spec.activities),
     };
-    let pair = match replicas {
-        Replicas::Skip => String::new(),
+    let pair = match scope {
+        Scope::NoReplicas | Scope::RustClientsOnly => String::new(),
         _ => format!(
             "; the replica rows on a private primary and standby with {} users, {} activities",
             spec.users,

@@ -41,31 +41,21 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use client_cost::{AnyResult, PAGE, PeerItem, capture_typed_statement, fail, full_page};
 use cruddur_db::{
     Config, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin, establish,
     home_feed, run_migrations, seed_synthetic,
 };
-use diesel::RunQueryDsl;
-use diesel::connection::{Connection as _, InstrumentationEvent, SimpleConnection};
+use diesel::connection::SimpleConnection;
 use uuid::Uuid;
-
-type AnyResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// How `fetch` learns its database.
 const URL_VAR: &str = "CRUDDUR_CLIENT_COST_URL";
-/// Items per page: the feed's default page.
-const PAGE: i64 = 20;
 const RNG_SEED: u64 = 20_260_101;
 const USERS: u64 = 10_000;
 
 static STOP: AtomicBool = AtomicBool::new(false);
-
-fn fail<T>(message: impl Into<String>) -> AnyResult<T> {
-    Err(message.into().into())
-}
 
 /// The ways of fetching a page that are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,16 +219,6 @@ fn fetch_command(args: &[String]) -> AnyResult<()> {
     fetch(client, pages, &DatabaseUrl::parse(&raw)?)
 }
 
-fn full_page(len: usize) -> AnyResult<()> {
-    if len == PAGE as usize {
-        Ok(())
-    } else {
-        fail(format!(
-            "a page of {len} items, not {PAGE}: is the database seeded?"
-        ))
-    }
-}
-
 /// Fetches the feed's first page `pages` times, on one connection, the way
 /// `client` does.
 fn fetch(client: Client, pages: u64, url: &DatabaseUrl) -> AnyResult<()> {
@@ -274,40 +254,6 @@ fn fetch(client: Client, pages: u64, url: &DatabaseUrl) -> AnyResult<()> {
     Ok(())
 }
 
-/// The feed item as a rust-postgres user would decode it: the same ten
-/// fields, in the order of the statement's columns.
-#[derive(Debug)]
-#[expect(dead_code, reason = "decoded to be paid for, never read")]
-struct PeerItem {
-    uuid: Uuid,
-    display_name: String,
-    handle: String,
-    message: String,
-    replies_count: i32,
-    reposts_count: i32,
-    likes_count: i32,
-    reply_to_activity_uuid: Option<Uuid>,
-    expires_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-}
-
-impl PeerItem {
-    fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
-        Ok(Self {
-            uuid: row.try_get(0)?,
-            display_name: row.try_get(1)?,
-            handle: row.try_get(2)?,
-            message: row.try_get(3)?,
-            replies_count: row.try_get(4)?,
-            reposts_count: row.try_get(5)?,
-            likes_count: row.try_get(6)?,
-            reply_to_activity_uuid: row.try_get(7)?,
-            expires_at: row.try_get(8)?,
-            created_at: row.try_get(9)?,
-        })
-    }
-}
-
 /// The peer: the statement the typed path sends, with the session settings
 /// our pool sets, prepared once and executed `pages` times.
 fn rust_postgres(pages: u64, url: &DatabaseUrl) -> AnyResult<()> {
@@ -325,53 +271,6 @@ fn rust_postgres(pages: u64, url: &DatabaseUrl) -> AnyResult<()> {
         black_box(page);
     }
     Ok(())
-}
-
-/// The statement `home_feed` sends for the first page, as Diesel's
-/// instrumentation sees it (its one bind must be the page size), and the
-/// `SET` statements that give another client the session our pool's
-/// connections have (`plan_cache_mode`, `TimeZone`).
-fn capture_typed_statement(url: &DatabaseUrl) -> AnyResult<(String, String)> {
-    let mut conn = establish(url)?;
-    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
-    let log = Arc::clone(&sent);
-    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::StartQuery { query, .. } = event {
-            log.lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(query.to_string());
-        }
-    });
-    home_feed(&mut conn, FeedPage::first(PAGE))?;
-    let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
-    let found: Vec<&String> = sent
-        .iter()
-        .filter(|s| s.contains("FROM (\"activities\""))
-        .collect();
-    let [shown] = found.as_slice() else {
-        return fail(format!(
-            "the typed feed sent {} statements on `activities`, not one",
-            found.len()
-        ));
-    };
-    // Diesel shows a statement as `SQL -- binds: [..]`.
-    let Some((sql, binds)) = shown.split_once(" -- binds: ") else {
-        return fail(format!("the captured statement shows no binds: {shown}"));
-    };
-    if binds != format!("[{PAGE}]") {
-        return fail(format!(
-            "the typed feed binds {binds}, not the page size alone ([{PAGE}])"
-        ));
-    }
-    let mut settings = String::new();
-    for name in ["plan_cache_mode", "TimeZone"] {
-        let value: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
-            "current_setting('{name}')"
-        )))
-        .get_result(&mut conn)?;
-        settings.push_str(&format!("SET {name} = '{}';", value.replace('\'', "''")));
-    }
-    Ok((sql.to_owned(), settings))
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+//! What the client-cost counter (`client-cost`) and the timed peers
+//! (`rust-peers`) share: the statement the crate's typed feed sends, and the
+//! feed item as the other clients decode it.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use cruddur_db::{DatabaseUrl, FeedPage, establish, home_feed};
+use diesel::RunQueryDsl;
+use diesel::connection::{Connection as _, InstrumentationEvent};
+use uuid::Uuid;
+
+/// Any error, with its message.
+pub type AnyResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Items per page: the feed's default page.
+pub const PAGE: i64 = 20;
+
+/// An error with `message`.
+pub fn fail<T>(message: impl Into<String>) -> AnyResult<T> {
+    Err(message.into().into())
+}
+
+/// Checks that a page is full.
+pub fn full_page(len: usize) -> AnyResult<()> {
+    if len == PAGE as usize {
+        Ok(())
+    } else {
+        fail(format!(
+            "a page of {len} items, not {PAGE}: is the database seeded?"
+        ))
+    }
+}
+
+/// The feed item as a rust-postgres user would decode it: the same ten
+/// fields, in the order of the statement's columns. sqlx's `FromRow`
+/// reads them by name, as `query_as` does.
+#[derive(Debug, sqlx::FromRow)]
+#[expect(dead_code, reason = "decoded to be paid for, never read")]
+pub struct PeerItem {
+    uuid: Uuid,
+    display_name: String,
+    handle: String,
+    message: String,
+    replies_count: i32,
+    reposts_count: i32,
+    likes_count: i32,
+    reply_to_activity_uuid: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl PeerItem {
+    /// Reads a row of the statement, column by column (rust-postgres and
+    /// tokio-postgres share this `Row` type).
+    pub fn from_row(row: &postgres::Row) -> Result<Self, postgres::Error> {
+        Ok(Self {
+            uuid: row.try_get(0)?,
+            display_name: row.try_get(1)?,
+            handle: row.try_get(2)?,
+            message: row.try_get(3)?,
+            replies_count: row.try_get(4)?,
+            reposts_count: row.try_get(5)?,
+            likes_count: row.try_get(6)?,
+            reply_to_activity_uuid: row.try_get(7)?,
+            expires_at: row.try_get(8)?,
+            created_at: row.try_get(9)?,
+        })
+    }
+}
+
+/// The statement `home_feed` sends for the first page, as Diesel's
+/// instrumentation sees it (its one bind must be the page size), and the
+/// `SET` statements that give another client the session our pool's
+/// connections have (`plan_cache_mode`, `TimeZone`).
+pub fn capture_typed_statement(url: &DatabaseUrl) -> AnyResult<(String, String)> {
+    let mut conn = establish(url)?;
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&sent);
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            log.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(query.to_string());
+        }
+    });
+    home_feed(&mut conn, FeedPage::first(PAGE))?;
+    let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
+    let found: Vec<&String> = sent
+        .iter()
+        .filter(|s| s.contains("FROM (\"activities\""))
+        .collect();
+    let [shown] = found.as_slice() else {
+        return fail(format!(
+            "the typed feed sent {} statements on `activities`, not one",
+            found.len()
+        ));
+    };
+    // Diesel shows a statement as `SQL -- binds: [..]`.
+    let Some((sql, binds)) = shown.split_once(" -- binds: ") else {
+        return fail(format!("the captured statement shows no binds: {shown}"));
+    };
+    if binds != format!("[{PAGE}]") {
+        return fail(format!(
+            "the typed feed binds {binds}, not the page size alone ([{PAGE}])"
+        ));
+    }
+    let mut settings = String::new();
+    for name in ["plan_cache_mode", "TimeZone"] {
+        let value: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+            "current_setting('{name}')"
+        )))
+        .get_result(&mut conn)?;
+        settings.push_str(&format!("SET {name} = '{}';", value.replace('\'', "''")));
+    }
+    Ok((sql.to_owned(), settings))
+}

@@ -1,0 +1,296 @@
+//! The Rust clients' rows: the typed feed against rust-postgres,
+//! tokio-postgres, sqlx and diesel-async running the statement it sends,
+//! and the client instructions per page counted with callgrind.
+//!
+//! The peers live in the `cruddur-db-client-cost` member (its `rust-peers`
+//! and `client-cost` binaries), outside the workspace's default members, so
+//! that their crates cost `cargo build` and `cargo test` nothing; this phase
+//! builds it in the bench's profile and runs each peer as a process of its
+//! own. TLS is off on every side of these rows (`sslmode=disable`), ours
+//! included: none of the peers is built with TLS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cruddur_db::{Config, DatabaseUrl, Repository};
+
+use super::{
+    BenchResult, FeedSetup, Measured, Plan, Row, Run, Target, check_stop, fail, run_ours,
+    throughput_cells, typed_page,
+};
+
+/// The peers, as `rust-peers --peer` names them.
+const PEERS: [&str; 4] = ["postgres", "tokio-postgres", "diesel-async", "sqlx"];
+/// How the peer binary learns its database (not on its command line: the
+/// URL may hold a password).
+const URL_VAR: &str = "CRUDDUR_CLIENT_COST_URL";
+
+/// The two sides of a peer: the server's defaults, and the session settings
+/// our pool gives its connections (`plan_cache_mode`, `TimeZone`).
+const SESSIONS: [&str; 2] = ["defaults", "ours"];
+
+/// The database of the feed with TLS off, or why these rows cannot have it.
+fn without_tls(url: &DatabaseUrl) -> Result<DatabaseUrl, String> {
+    match url.param("sslmode") {
+        None | Some("disable" | "allow" | "prefer") => Ok(url.with_param("sslmode", "disable")),
+        Some(mode) => Err(format!(
+            "the server's URL asks for sslmode={mode}; these rows compare clients with TLS off"
+        )),
+    }
+}
+
+/// Runs one peer for `seconds` and reads its report.
+fn run_peer(
+    binary: &Path,
+    url: &DatabaseUrl,
+    peer: &str,
+    session: &str,
+    clients: usize,
+    seconds: u64,
+) -> BenchResult<Run> {
+    let out = Command::new(binary)
+        .env(URL_VAR, url.expose())
+        .args(["--peer", peer, "--session", session])
+        .args(["--clients", &clients.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", binary.display()))?;
+    check_stop()?;
+    if !out.status.success() {
+        return fail(format!("{peer} ({session}) failed: {}", out.status));
+    }
+    parse_report(&out.stdout).map_err(|e| format!("{peer} ({session}): {e}").into())
+}
+
+/// The peer's one line of JSON: pages, seconds, latencies.
+fn parse_report(stdout: &[u8]) -> Result<Run, String> {
+    let report: serde_json::Value =
+        serde_json::from_slice(stdout).map_err(|e| format!("not a report: {e}"))?;
+    let pages = report["pages"].as_u64().ok_or("no `pages`")?;
+    let seconds = report["seconds"].as_f64().ok_or("no `seconds`")?;
+    let latencies_us: Vec<f64> = report["latencies_us"]
+        .as_array()
+        .ok_or("no `latencies_us`")?
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    if latencies_us.len() as u64 != pages || pages == 0 || seconds <= 0.0 {
+        return Err(format!(
+            "{pages} pages, {} latencies in {seconds} s",
+            latencies_us.len()
+        ));
+    }
+    Ok(Run {
+        transactions: pages,
+        seconds,
+        latencies_us,
+    })
+}
+
+/// The key of a ratio in `summary.json`.
+fn ratio_key(peer: &str, session: &str, clients: usize) -> String {
+    let peer = peer.replace('-', "_");
+    match session {
+        "ours" => format!("rust_{peer}_ratio_c{clients}"),
+        _ => format!("rust_{peer}_defaults_ratio_c{clients}"),
+    }
+}
+
+/// The typed feed against each peer at both sessions, for 1 and 4 clients,
+/// then the instructions per page.
+pub(crate) fn rust_clients_phase(
+    plan: Plan,
+    feed: &FeedSetup,
+    bench_dir: &Path,
+) -> BenchResult<Measured> {
+    let url = match without_tls(&feed.main_db) {
+        Ok(url) => url,
+        Err(why) => return Ok(Measured::skipped("feed, typed path vs Rust clients", &why)),
+    };
+    let peers = match super::build_member("cruddur-db-client-cost", "rust-peers") {
+        Ok(path) => path,
+        Err(why) => return Ok(Measured::skipped("feed, typed path vs Rust clients", &why)),
+    };
+    // Ours on the same URL as the peers: TLS off.
+    let repo = Repository::connect(&Config::new(url.clone()))?;
+    let ours = || typed_page(&repo);
+    let mut measured = Measured::default();
+    for clients in [1usize, 4] {
+        for peer in PEERS {
+            // Three sides, rotating which goes first: ours, the peer at
+            // its defaults, the peer with our session settings.
+            let mut sides = [Run::default(), Run::default(), Run::default()];
+            for round in 0..plan.rounds {
+                for k in 0..3 {
+                    check_stop()?;
+                    let side = (round + k) % 3;
+                    let run = match side {
+                        0 => run_ours(clients, plan.seconds, &ours)?,
+                        s => run_peer(&peers, &url, peer, SESSIONS[s - 1], clients, plan.seconds)?,
+                    };
+                    sides[side].absorb(run);
+                }
+            }
+            let [ours_run, defaults, same] = sides;
+            eprintln!(
+                "{peer}, {clients} client(s): ours {:.0} pages/s, {peer} {:.0} (its defaults), {:.0} (our session)",
+                ours_run.tps(),
+                defaults.tps(),
+                same.tps()
+            );
+            for (session, theirs) in [("ours", &same), ("defaults", &defaults)] {
+                let ratio = ours_run.tps() / theirs.tps();
+                measured
+                    .ratios
+                    .push((ratio_key(peer, session, clients), ratio));
+                let settings = match session {
+                    "ours" => "our session settings",
+                    _ => "its defaults",
+                };
+                measured.rows.push(Row {
+                    what: "feed, typed path vs a Rust client (TLS off)".into(),
+                    clients: clients.to_string(),
+                    ours: throughput_cells(&ours_run),
+                    peer: format!("{peer}, {settings}, same SQL"),
+                    theirs: throughput_cells(theirs),
+                    ratio: Some(ratio),
+                    target: Target::AtLeast(1.0),
+                });
+            }
+        }
+    }
+    measured.absorb(instructions(bench_dir));
+    Ok(measured)
+}
+
+/// The client instructions per page of our typed path and rust-postgres
+/// (`client-cost`, under callgrind), as one row and three numbers of
+/// `summary.json`; skipped without valgrind.
+fn instructions(bench_dir: &Path) -> Measured {
+    const WHAT: &str = "client instructions per page, typed path (callgrind)";
+    let counted = (|| -> Result<serde_json::Value, String> {
+        if Command::new("valgrind")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            return Err("valgrind is not installed".into());
+        }
+        let counter = super::build_member("cruddur-db-client-cost", "client-cost")?;
+        let out_dir: PathBuf = bench_dir.join("client-cost");
+        let log = bench_dir.join("client-cost.log");
+        let status = Command::new(&counter)
+            .args([
+                "--client",
+                "ours-typed",
+                "--client",
+                "rust-postgres",
+                "--out",
+            ])
+            .arg(&out_dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|e| format!("running {}: {e}", counter.display()))?;
+        if !status.success() {
+            return Err(format!(
+                "client-cost failed ({status}); see {}",
+                log.display()
+            ));
+        }
+        let json = std::fs::read(out_dir.join("client-cost.json")).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&json).map_err(|e| e.to_string())
+    })();
+    let counts = match counted {
+        Ok(counts) => counts,
+        Err(why) => {
+            eprintln!("skipping the instruction count: {why}");
+            return Measured::skipped(WHAT, &why);
+        }
+    };
+    let (Some(ours), Some(peer)) = (
+        counts["client_ir_per_page_ours_typed"].as_f64(),
+        counts["client_ir_per_page_rust_postgres"].as_f64(),
+    ) else {
+        return Measured::skipped(WHAT, "client-cost.json lacks the two counts");
+    };
+    let ratio = ours / peer;
+    eprintln!("instructions per page: ours {ours:.0}, rust-postgres {peer:.0} ({ratio:.3}x)");
+    let count = |n: f64| [format!("{n:.0} Ir"), "–".into(), "–".into()];
+    Measured {
+        rows: vec![Row {
+            what: WHAT.into(),
+            clients: "1".into(),
+            ours: count(ours),
+            peer: "rust-postgres, same statement".into(),
+            theirs: count(peer),
+            ratio: Some(ratio),
+            target: Target::AtMost(1.0),
+        }],
+        ratios: vec![
+            ("client_ir_per_page_ours_typed".into(), ours),
+            ("client_ir_per_page_rust_postgres".into(), peer),
+            ("client_ir_ratio_typed_vs_rust_postgres".into(), ratio),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_report_becomes_a_run() {
+        let run =
+            parse_report(br#"{"pages": 3, "seconds": 1.5, "latencies_us": [10.0, 20.0, 30.0]}"#)
+                .unwrap();
+        assert_eq!(run.transactions, 3);
+        assert!((run.tps() - 2.0).abs() < 1e-9);
+        assert!((run.percentile_ms(0.5) - 0.02).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_report_that_does_not_add_up_is_refused() {
+        for bad in [
+            &br#"{"pages": 2, "seconds": 1.0, "latencies_us": [1.0]}"#[..],
+            br#"{"pages": 0, "seconds": 1.0, "latencies_us": []}"#,
+            br#"{"pages": 1, "seconds": 0, "latencies_us": [1.0]}"#,
+            br#"{"seconds": 1.0}"#,
+            b"error: connection refused",
+        ] {
+            assert!(
+                parse_report(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn ratio_keys_name_the_peer_and_its_session() {
+        assert_eq!(
+            ratio_key("tokio-postgres", "ours", 4),
+            "rust_tokio_postgres_ratio_c4"
+        );
+        assert_eq!(
+            ratio_key("sqlx", "defaults", 1),
+            "rust_sqlx_defaults_ratio_c1"
+        );
+    }
+
+    #[test]
+    fn rows_run_without_tls_or_not_at_all() {
+        let plain = DatabaseUrl::parse("postgres://u@db.example/feed").unwrap();
+        assert_eq!(
+            without_tls(&plain).unwrap().param("sslmode"),
+            Some("disable")
+        );
+        let strict =
+            DatabaseUrl::parse("postgres://u@db.example/feed?sslmode=verify-full").unwrap();
+        assert!(without_tls(&strict).unwrap_err().contains("verify-full"));
+    }
+}
