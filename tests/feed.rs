@@ -284,6 +284,12 @@ fn typed_timestamps_decode_as_diesels_own_across_the_range() {
             micros(-62_135_596_800_000_001), // the last microsecond of 1 BC
             micros(951_782_400_123_456),     // 2000-02-29, a leap day
             micros(1_800_000_000_654_321),
+            // The same day an hour earlier, and either side of a midnight:
+            // the day decoded last is kept, and must be left when it ends.
+            micros(1_800_000_000_654_321 - 3_600_000_000),
+            micros(86_400_000_000 - 1),
+            micros(86_400_000_000),
+            micros(-86_400_000_000 - 1),
             last, // near chrono's last year
         ];
         for (i, t) in instants.iter().enumerate() {
