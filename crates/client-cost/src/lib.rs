@@ -106,7 +106,7 @@ pub fn capture_typed_statement(url: &DatabaseUrl) -> AnyResult<(String, String)>
         ));
     }
     let mut settings = String::new();
-    for name in ["plan_cache_mode", "TimeZone"] {
+    for name in ["plan_cache_mode", "TimeZone", "statement_timeout"] {
         let value: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
             "current_setting('{name}')"
         )))
