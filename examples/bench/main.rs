@@ -946,11 +946,15 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
             "benchmark databases {}_* on {server}; {} users, {} activities; {} round(s) of {} s per side",
             dbs.prefix, spec.users, spec.activities, plan.rounds, plan.seconds
         );
-        let (main_db, seed) = seed_phase(plan, &dbs, &tools)?;
-        let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
         if scope == Scope::RustClientsOnly {
+            // The data alone: no seed rows.
+            let main_db = dbs.create("feed")?;
+            seed_ours(&main_db, spec)?;
+            let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
             phases.push(rust_clients::rust_clients_phase(plan, &feed, &bench_dir)?);
         } else {
+            let (main_db, seed) = seed_phase(plan, &dbs, &tools)?;
+            let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
             phases.extend([
                 seed,
                 pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Typed)?,

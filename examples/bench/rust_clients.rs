@@ -1,6 +1,7 @@
 //! The Rust clients' rows: the typed feed against rust-postgres,
 //! tokio-postgres, sqlx and diesel-async running the statement it sends,
-//! and the client instructions per page counted with callgrind.
+//! and the client instructions per page counted with callgrind. Every side,
+//! ours included, runs in a process of its own under the same harness.
 //!
 //! The peers live in the `cruddur-db-client-cost` member (its `rust-peers`
 //! and `client-cost` binaries), outside the workspace's default members, so
@@ -12,13 +13,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use cruddur_db::{Config, DatabaseUrl, Repository};
+use cruddur_db::DatabaseUrl;
 
 use super::{
-    BenchResult, FeedSetup, Measured, Plan, Row, Run, Target, check_stop, fail, run_ours,
-    throughput_cells, typed_page,
+    BenchResult, FeedSetup, Measured, Plan, Row, Run, Target, check_stop, fail, throughput_cells,
 };
 
+/// Ours, as `rust-peers --peer` names it: the typed feed through the pool,
+/// timed by the same harness as the peers, in a process of its own like
+/// theirs.
+const OURS: &str = "cruddur-db";
 /// The peers, as `rust-peers --peer` names them.
 const PEERS: [&str; 4] = ["postgres", "tokio-postgres", "diesel-async", "sqlx"];
 /// How the peer binary learns its database (not on its command line: the
@@ -89,6 +93,26 @@ fn parse_report(stdout: &[u8]) -> Result<Run, String> {
     })
 }
 
+/// Rounds and seconds per side and round: more and shorter slices than the
+/// other rows (6 of 2 s; 2 of 1 s in a quick run), as the sides are close
+/// and the machine's speed drifts. Each round measures the three sides back
+/// to back, so a round's ratios compare sides measured within seconds of
+/// each other.
+fn slices(plan: Plan) -> (usize, u64) {
+    if plan.quick { (2, 1) } else { (6, 2) }
+}
+
+/// The median of per-round ratios: a round disturbed by something else on
+/// the machine moves it less than it moves the pooled pages/s.
+fn median(mut ratios: Vec<f64>) -> f64 {
+    ratios.sort_by(f64::total_cmp);
+    match ratios.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => ratios[n / 2],
+        n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+    }
+}
+
 /// The key of a ratio in `summary.json`.
 fn ratio_key(peer: &str, session: &str, clients: usize) -> String {
     let peer = peer.replace('-', "_");
@@ -113,35 +137,46 @@ pub(crate) fn rust_clients_phase(
         Ok(path) => path,
         Err(why) => return Ok(Measured::skipped("feed, typed path vs Rust clients", &why)),
     };
-    // Ours on the same URL as the peers: TLS off.
-    let repo = Repository::connect(&Config::new(url.clone()))?;
-    let ours = || typed_page(&repo);
     let mut measured = Measured::default();
+    let (rounds, seconds) = slices(plan);
+    eprintln!(
+        "Rust clients: {rounds} rounds of {seconds} s per side, TLS off; ratios are medians over rounds"
+    );
     for clients in [1usize, 4] {
         for peer in PEERS {
-            // Three sides, rotating which goes first: ours, the peer at
-            // its defaults, the peer with our session settings.
+            // Three sides per round, back to back, rotating which goes
+            // first: ours, the peer at its defaults, the peer with our
+            // session settings.
             let mut sides = [Run::default(), Run::default(), Run::default()];
-            for round in 0..plan.rounds {
+            let mut per_round = [Vec::new(), Vec::new()];
+            for round in 0..rounds {
+                let mut tps = [0.0; 3];
                 for k in 0..3 {
                     check_stop()?;
                     let side = (round + k) % 3;
                     let run = match side {
-                        0 => run_ours(clients, plan.seconds, &ours)?,
-                        s => run_peer(&peers, &url, peer, SESSIONS[s - 1], clients, plan.seconds)?,
+                        0 => run_peer(&peers, &url, OURS, "ours", clients, seconds)?,
+                        s => run_peer(&peers, &url, peer, SESSIONS[s - 1], clients, seconds)?,
                     };
+                    tps[side] = run.tps();
                     sides[side].absorb(run);
                 }
+                per_round[0].push(tps[0] / tps[1]);
+                per_round[1].push(tps[0] / tps[2]);
             }
             let [ours_run, defaults, same] = sides;
+            let [vs_defaults, vs_same] = per_round.map(median);
             eprintln!(
-                "{peer}, {clients} client(s): ours {:.0} pages/s, {peer} {:.0} (its defaults), {:.0} (our session)",
+                "{peer}, {clients} client(s): ours {:.0} pages/s, {peer} {:.0} (its defaults), {:.0} (our session); \
+                 median ratios {vs_defaults:.3}, {vs_same:.3}",
                 ours_run.tps(),
                 defaults.tps(),
                 same.tps()
             );
-            for (session, theirs) in [("ours", &same), ("defaults", &defaults)] {
-                let ratio = ours_run.tps() / theirs.tps();
+            for (session, theirs, ratio) in [
+                ("ours", &same, vs_same),
+                ("defaults", &defaults, vs_defaults),
+            ] {
                 measured
                     .ratios
                     .push((ratio_key(peer, session, clients), ratio));
@@ -268,6 +303,13 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn the_median_ratio_ignores_one_disturbed_round() {
+        assert_eq!(median(vec![1.02, 0.60, 1.04]), 1.02);
+        assert_eq!(median(vec![1.0, 1.1, 0.9, 1.2]), 1.05);
+        assert!(median(Vec::new()).is_nan());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The other Rust PostgreSQL clients fetching the feed's first page, timed
-//! the way the bench times cruddur-db, for the bench's "Rust clients" rows.
+//! The Rust PostgreSQL clients fetching the feed's first page, cruddur-db
+//! among them, each timed by the same harness in a process of its own, for
+//! the bench's "Rust clients" rows.
 //!
 //! ```text
 //! CRUDDUR_CLIENT_COST_URL=postgres://… rust-peers --peer NAME --session defaults|ours \
@@ -14,6 +15,7 @@
 //!
 //! | peer | clients are |
 //! |---|---|
+//! | `cruddur-db` | threads sharing one `Repository` (the crate's r2d2 pool), `home_feed` |
 //! | `postgres` | threads, one `postgres::Client` each |
 //! | `tokio-postgres` | tasks on a default multi-threaded runtime, one connection each |
 //! | `sqlx` | tasks sharing a `PgPool` of N connections, otherwise at sqlx's defaults; `query_as` into a `FromRow` struct |
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use client_cost::{AnyResult, PAGE, PeerItem, capture_typed_statement, fail, full_page};
 use cruddur_db::schema::{activities, users};
-use cruddur_db::{DatabaseUrl, FeedItem};
+use cruddur_db::{Config, DatabaseUrl, FeedItem, FeedPage, Repository};
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
 
 /// Where the URL comes from.
@@ -50,11 +52,14 @@ Fetches the feed's first page with one of the other Rust clients, on the
 migrated, seeded database in CRUDDUR_CLIENT_COST_URL, and prints pages,
 seconds and latencies as one line of JSON.
 
-Peers: postgres, tokio-postgres, sqlx, diesel-async";
+Peers: postgres, tokio-postgres, sqlx, diesel-async, and cruddur-db itself
+(its typed feed through its pool, which sets its own session: --session ours)";
 
 /// The clients compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
+    /// cruddur-db itself, timed by the same harness as the others.
+    Ours,
     Postgres,
     TokioPostgres,
     Sqlx,
@@ -62,7 +67,8 @@ enum Peer {
 }
 
 impl Peer {
-    const ALL: [Peer; 4] = [
+    const ALL: [Peer; 5] = [
+        Peer::Ours,
         Peer::Postgres,
         Peer::TokioPostgres,
         Peer::Sqlx,
@@ -71,6 +77,7 @@ impl Peer {
 
     fn name(self) -> &'static str {
         match self {
+            Peer::Ours => "cruddur-db",
             Peer::Postgres => "postgres",
             Peer::TokioPostgres => "tokio-postgres",
             Peer::Sqlx => "sqlx",
@@ -182,6 +189,10 @@ fn run(plan: &Plan) -> AnyResult<()> {
     });
     let clock = Arc::new(Clock::new(plan));
     let tallies = match plan.peer {
+        Peer::Ours if !plan.ours => {
+            return fail("cruddur-db's pool sets its own session: --session ours");
+        }
+        Peer::Ours => run_ours(plan, &url, &clock)?,
         Peer::Postgres => run_threads(plan, &job, &clock)?,
         Peer::TokioPostgres | Peer::Sqlx | Peer::DieselAsync => run_tasks(plan, &job, &clock)?,
     };
@@ -259,6 +270,41 @@ fn timed(deadline: Instant, mut page: impl FnMut() -> AnyResult<()>) -> AnyResul
 }
 
 // ---------------------------------------------------------------------------
+// cruddur-db: threads sharing one `Repository` (its r2d2 pool)
+
+fn run_ours(plan: &Plan, url: &DatabaseUrl, clock: &Arc<Clock>) -> AnyResult<Vec<Tally>> {
+    let repo = Arc::new(Repository::connect(&Config::new(url.clone()))?);
+    let page = |repo: &Repository| -> AnyResult<()> {
+        let page = repo.home_feed(FeedPage::first(PAGE))?;
+        full_page(page.len())?;
+        std::hint::black_box(page);
+        Ok(())
+    };
+    let handles: Vec<_> = (0..plan.clients)
+        .map(|_| {
+            let (repo, clock) = (Arc::clone(&repo), Arc::clone(clock));
+            std::thread::spawn(move || -> AnyResult<Tally> {
+                let warmed = (0..clock.warmup).try_for_each(|_| page(&repo));
+                let deadline = clock.start_line();
+                warmed?;
+                timed(deadline, || page(&repo))
+            })
+        })
+        .collect();
+    join(handles)
+}
+
+fn join(handles: Vec<std::thread::JoinHandle<AnyResult<Tally>>>) -> AnyResult<Vec<Tally>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| fail("a client thread panicked"))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
 // postgres: one thread and one connection per client
 
 fn run_threads(plan: &Plan, job: &Arc<Job>, clock: &Arc<Clock>) -> AnyResult<Vec<Tally>> {
@@ -333,7 +379,7 @@ fn run_tasks(plan: &Plan, job: &Arc<Job>, clock: &Arc<Clock>) -> AnyResult<Vec<T
             Peer::DieselAsync => {
                 spawn_clients(plan, clock, || DieselAsync::connect(Arc::clone(job))).await
             }
-            Peer::Postgres => fail("postgres runs on threads"),
+            Peer::Ours | Peer::Postgres => fail("this client runs on threads"),
         }
     })
 }
