@@ -2,6 +2,7 @@
 //! (`rust-peers`) share: the statement the crate's typed feed sends, and the
 //! feed item as the other clients decode it.
 
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,17 @@ pub const PAGE: i64 = 20;
 /// An error with `message`.
 pub fn fail<T>(message: impl Into<String>) -> AnyResult<T> {
     Err(message.into().into())
+}
+
+/// A program's exit: success, or the error on stderr and failure.
+pub fn exit_code(result: AnyResult<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Checks that a page is full.
@@ -67,6 +79,18 @@ impl PeerItem {
             created_at: row.try_get(9)?,
         })
     }
+}
+
+/// Decodes a page of rust-postgres (or tokio-postgres) rows into
+/// [`PeerItem`]s, checks that it is full, and hands it to `black_box`.
+pub fn decode_page(rows: &[postgres::Row]) -> AnyResult<()> {
+    let page = rows
+        .iter()
+        .map(PeerItem::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    full_page(page.len())?;
+    std::hint::black_box(page);
+    Ok(())
 }
 
 /// The statement `home_feed` sends for the first page, as Diesel's

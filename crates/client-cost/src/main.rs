@@ -42,7 +42,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use client_cost::{AnyResult, PAGE, PeerItem, capture_typed_statement, fail, full_page};
+use client_cost::{
+    AnyResult, PAGE, capture_typed_statement, decode_page, exit_code, fail, full_page,
+};
 use cruddur_db::{
     Config, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin, establish,
     home_feed, run_migrations, seed_synthetic,
@@ -134,13 +136,7 @@ fn main() -> ExitCode {
             None => Ok(()),
         })
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(result)
 }
 
 fn number(value: Option<&String>, flag: &str) -> AnyResult<u64> {
@@ -262,13 +258,7 @@ fn rust_postgres(pages: u64, url: &DatabaseUrl) -> AnyResult<()> {
     client.batch_execute(&settings)?;
     let statement = client.prepare(&sql)?;
     for _ in 0..pages {
-        let rows = client.query(&statement, &[&PAGE])?;
-        let page = rows
-            .iter()
-            .map(PeerItem::from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        full_page(page.len())?;
-        black_box(page);
+        decode_page(&client.query(&statement, &[&PAGE])?)?;
     }
     Ok(())
 }

@@ -37,7 +37,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use client_cost::{AnyResult, PAGE, PeerItem, capture_typed_statement, fail, full_page};
+use client_cost::{
+    AnyResult, PAGE, PeerItem, capture_typed_statement, decode_page, exit_code, fail, full_page,
+};
 use cruddur_db::schema::{activities, users};
 use cruddur_db::{Config, DatabaseUrl, FeedItem, FeedPage, Repository};
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
@@ -155,17 +157,10 @@ fn parse(args: &[String]) -> AnyResult<Option<Plan>> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = parse(&args).and_then(|plan| match plan {
+    exit_code(parse(&args).and_then(|plan| match plan {
         Some(plan) => run(&plan),
         None => Ok(()),
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    }))
 }
 
 /// What the peers are given: the URL, the statement and the `SET`s.
@@ -193,7 +188,7 @@ fn run(plan: &Plan) -> AnyResult<()> {
             return fail("cruddur-db's pool sets its own session: --session ours");
         }
         Peer::Ours => run_ours(plan, &url, &clock)?,
-        Peer::Postgres => run_threads(plan, &job, &clock)?,
+        Peer::Postgres => run_postgres(plan, &job, &clock)?,
         Peer::TokioPostgres | Peer::Sqlx | Peer::DieselAsync => run_tasks(plan, &job, &clock)?,
     };
     let begin = clock.start.get().copied().unwrap_or_else(Instant::now);
@@ -294,6 +289,7 @@ fn run_ours(plan: &Plan, url: &DatabaseUrl, clock: &Arc<Clock>) -> AnyResult<Vec
     join(handles)
 }
 
+/// Every client thread's tally, or the first failure.
 fn join(handles: Vec<std::thread::JoinHandle<AnyResult<Tally>>>) -> AnyResult<Vec<Tally>> {
     handles
         .into_iter()
@@ -307,7 +303,7 @@ fn join(handles: Vec<std::thread::JoinHandle<AnyResult<Tally>>>) -> AnyResult<Ve
 // ---------------------------------------------------------------------------
 // postgres: one thread and one connection per client
 
-fn run_threads(plan: &Plan, job: &Arc<Job>, clock: &Arc<Clock>) -> AnyResult<Vec<Tally>> {
+fn run_postgres(plan: &Plan, job: &Arc<Job>, clock: &Arc<Clock>) -> AnyResult<Vec<Tally>> {
     let handles: Vec<_> = (0..plan.clients)
         .map(|_| {
             let (job, clock) = (Arc::clone(job), Arc::clone(clock));
@@ -328,24 +324,11 @@ fn run_threads(plan: &Plan, job: &Arc<Job>, clock: &Arc<Clock>) -> AnyResult<Vec
             })
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .unwrap_or_else(|_| fail("a client thread panicked"))
-        })
-        .collect()
+    join(handles)
 }
 
 fn postgres_page(client: &mut postgres::Client, statement: &postgres::Statement) -> AnyResult<()> {
-    let rows = client.query(statement, &[&PAGE])?;
-    let page = rows
-        .iter()
-        .map(PeerItem::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    full_page(page.len())?;
-    std::hint::black_box(page);
-    Ok(())
+    decode_page(&client.query(statement, &[&PAGE])?)
 }
 
 // ---------------------------------------------------------------------------
@@ -456,14 +439,7 @@ impl TokioPostgres {
 
 impl AsyncPage for TokioPostgres {
     async fn page(&mut self) -> AnyResult<()> {
-        let rows = self.client.query(&self.statement, &[&PAGE]).await?;
-        let page = rows
-            .iter()
-            .map(PeerItem::from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        full_page(page.len())?;
-        std::hint::black_box(page);
-        Ok(())
+        decode_page(&self.client.query(&self.statement, &[&PAGE]).await?)
     }
 }
 
