@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,11 +232,19 @@ impl Databases {
 impl Drop for Databases {
     fn drop(&mut self) {
         let urls: Vec<DatabaseUrl> = lock(&self.created).drain(..).collect();
-        for url in urls {
-            match admin::drop_database(&url, true) {
-                Ok(_) => eprintln!("dropped {}", url.database().unwrap_or_default()),
-                Err(e) => eprintln!("warning: could not drop {url}: {e}"),
-            }
+        // Every database first, then what happened, with write errors
+        // ignored: after a Ctrl-C, stderr may be a pipe whose reader (a
+        // `tee`) is gone, and `eprintln!` would panic before the next drop.
+        let outcomes: Vec<String> = urls
+            .iter()
+            .map(|url| match admin::drop_database(url, true) {
+                Ok(_) => format!("dropped {}", url.database().unwrap_or_default()),
+                Err(e) => format!("warning: could not drop {url}: {e}"),
+            })
+            .collect();
+        let mut stderr = std::io::stderr().lock();
+        for line in outcomes {
+            let _ = writeln!(stderr, "{line}");
         }
     }
 }

@@ -196,7 +196,11 @@ pub(crate) fn rust_clients_phase(
             }
         }
     }
-    measured.absorb(instructions(bench_dir));
+    let counted = instructions(bench_dir);
+    // A Ctrl-C reaches the counter too: an interrupted run stops here
+    // rather than reporting the count as skipped.
+    check_stop()?;
+    measured.absorb(counted);
     Ok(measured)
 }
 
