@@ -30,7 +30,8 @@ const PEERS: [&str; 4] = ["postgres", "tokio-postgres", "diesel-async", "sqlx"];
 const URL_VAR: &str = "CRUDDUR_CLIENT_COST_URL";
 
 /// The two sides of a peer: the server's defaults, and the session settings
-/// our pool gives its connections (`plan_cache_mode`, `TimeZone`).
+/// our pool gives its connections (`plan_cache_mode`, `TimeZone`,
+/// `statement_timeout`).
 const SESSIONS: [&str; 2] = ["defaults", "ours"];
 
 /// The database of the feed with TLS off, or why these rows cannot have it.
@@ -185,7 +186,9 @@ pub(crate) fn rust_clients_phase(
                     _ => "its defaults",
                 };
                 measured.rows.push(Row {
-                    what: "feed, typed path vs a Rust client (TLS off)".into(),
+                    what: format!(
+                        "feed, typed path vs a Rust client (TLS off; median of {rounds} rounds of {seconds} s)"
+                    ),
                     clients: clients.to_string(),
                     ours: throughput_cells(&ours_run),
                     peer: format!("{peer}, {settings}, same SQL"),

@@ -96,7 +96,7 @@ pub fn decode_page(rows: &[postgres::Row]) -> AnyResult<()> {
 /// The statement `home_feed` sends for the first page, as Diesel's
 /// instrumentation sees it (its one bind must be the page size), and the
 /// `SET` statements that give another client the session our pool's
-/// connections have (`plan_cache_mode`, `TimeZone`).
+/// connections have (`plan_cache_mode`, `TimeZone`, `statement_timeout`).
 pub fn capture_typed_statement(url: &DatabaseUrl) -> AnyResult<(String, String)> {
     let mut conn = establish(url)?;
     let sent = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -23,7 +23,7 @@
 //!
 //! `--session defaults` leaves the server's settings as they are;
 //! `--session ours` first sets what cruddur-db's pool sets on its
-//! connections (`plan_cache_mode`, `TimeZone`), so that the server does the
+//! connections (`plan_cache_mode`, `TimeZone`, `statement_timeout`), so that the server does the
 //! same work for both sides. Each client connects, fetches `--warmup`
 //! pages (200), waits for the others, then fetches pages for `--seconds`.
 //! The result is one line of JSON on stdout: `pages`, `seconds` and every
