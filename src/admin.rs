@@ -101,6 +101,13 @@ pub fn create_database(url: &DatabaseUrl) -> Result<bool> {
 /// (its `system_identifier`, when the role may read it, the postmaster's
 /// start time and its port) and the database's oid and name agree, however
 /// differently the two connection strings were spelled.
+///
+/// Every field is read as a value, never as the server's rendering of one:
+/// the start time is whole microseconds since the Unix epoch and the port
+/// an integer, so that session settings which change how values print
+/// (`DateStyle`, `TimeZone`, `IntervalStyle`, `extra_float_digits`,
+/// `lc_*`), set per role, per database or in the URL's `options`, cannot
+/// make one server look like two or two look like one.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName, serde::Serialize)]
 pub struct DatabaseIdentity {
     /// `current_database()`.
@@ -109,16 +116,17 @@ pub struct DatabaseIdentity {
     /// The database's oid in `pg_database`.
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub oid: i64,
-    /// `pg_control_system().system_identifier`, as text; `None` when the
-    /// role may not call it.
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-    pub system_identifier: Option<String>,
-    /// `pg_postmaster_start_time()`, as text.
-    #[diesel(sql_type = Text)]
-    pub server_started_at: String,
+    /// `pg_control_system().system_identifier`: chosen by `initdb`, kept by
+    /// every copy of the cluster (a streaming standby has its primary's);
+    /// `None` when the role may not call it.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    pub system_identifier: Option<i64>,
+    /// `pg_postmaster_start_time()`, in microseconds since the Unix epoch.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub server_started_at_us: i64,
     /// The server's `port` setting.
-    #[diesel(sql_type = Text)]
-    pub port: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub port: i32,
     /// `pg_is_in_recovery()`: a hot standby.
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub in_recovery: bool,
@@ -127,11 +135,13 @@ pub struct DatabaseIdentity {
 impl DatabaseIdentity {
     /// Whether both connections reached the same server instance.
     pub fn same_server(&self, other: &Self) -> bool {
-        let ids_agree = match (&self.system_identifier, &other.system_identifier) {
+        let ids_agree = match (self.system_identifier, other.system_identifier) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
-        ids_agree && self.server_started_at == other.server_started_at && self.port == other.port
+        ids_agree
+            && self.server_started_at_us == other.server_started_at_us
+            && self.port == other.port
     }
 
     /// Whether both connections reached the same database of the same server.
@@ -140,20 +150,23 @@ impl DatabaseIdentity {
     }
 }
 
+/// The statement of [`identify`]. `extract(epoch …)` of a `timestamptz` is
+/// the same instant whatever the session's `TimeZone`, and it is exact
+/// (`numeric`) from PostgreSQL 14 on; every column is sent in binary.
+const IDENTIFY_SQL: &str = "SELECT current_database()::text AS database, d.oid::bigint AS oid, \
+     CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') \
+          THEN (SELECT system_identifier FROM pg_control_system()) END \
+          AS system_identifier, \
+     round(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint \
+          AS server_started_at_us, \
+     current_setting('port')::integer AS port, pg_is_in_recovery() AS in_recovery \
+     FROM pg_database d WHERE d.datname = current_database()";
+
 /// Asks the server which server and database `conn` reached. Reads only.
 pub fn identify(conn: &mut PgConnection) -> Result<DatabaseIdentity> {
     // The CASE keeps pg_control_system() uncalled where the role may not
     // call it (its sub-select is evaluated only when needed).
-    Ok(diesel::sql_query(
-        "SELECT current_database() AS database, d.oid::bigint AS oid, \
-         CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') \
-              THEN (SELECT system_identifier::text FROM pg_control_system()) END \
-              AS system_identifier, \
-         pg_postmaster_start_time()::text AS server_started_at, \
-         current_setting('port') AS port, pg_is_in_recovery() AS in_recovery \
-         FROM pg_database d WHERE d.datname = current_database()",
-    )
-    .get_result(conn)?)
+    Ok(diesel::sql_query(IDENTIFY_SQL).get_result(conn)?)
 }
 
 #[derive(QueryableByName)]

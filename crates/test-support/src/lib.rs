@@ -19,9 +19,11 @@
 
 use std::sync::{Once, OnceLock};
 
+pub mod hostile;
 mod standby;
 mod temp_cluster;
 
+pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
 pub use standby::{StreamingPair, as_server, free_port, run};
 pub use temp_cluster::{TempCluster, TempClusterBuilder};
 
