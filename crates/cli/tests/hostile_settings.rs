@@ -6,24 +6,14 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{Hostile, HostileRole, TestDb, counts};
+use common::{Hostile, HostileRole, TestDb, counts, seeded};
 use cruddur_db::DatabaseUrl;
 use cruddur_db::admin::identify_at;
 
 fn cli(args: &[&str], prod_url: Option<&DatabaseUrl>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cruddur-db"));
-    cmd.args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("CONNECTION_URL")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null());
-    match prod_url {
-        Some(url) => cmd.env("PROD_CONNECTION_URL", url.expose()),
-        None => cmd.env_remove("PROD_CONNECTION_URL"),
-    };
-    cmd.output().expect("run cruddur-db")
+    common::cli_with_prod(args, prod_url.map(DatabaseUrl::expose))
 }
 
 const DESTRUCTIVE: &[&[&str]] = &[
@@ -31,12 +21,6 @@ const DESTRUCTIVE: &[&[&str]] = &[
     &["setup", "-y"],
     &["seed", "--synthetic", "2", "3", "-y"],
 ];
-
-fn seeded() -> TestDb {
-    let db = TestDb::migrated();
-    cruddur_db::seed_reference(&mut db.conn()).unwrap();
-    db
-}
 
 /// The oid and the rows: what a refused command must leave as it was.
 fn snapshot(db: &TestDb) -> (i64, (i64, i64)) {

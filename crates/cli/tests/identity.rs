@@ -10,10 +10,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Barrier};
 
-use common::{TestDb, counts, server_url, unique_name};
+use common::{TestDb, counts, seeded, server_url, unique_name};
 use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
 use cruddur_db::{DatabaseUrl, Environment, PostConfirmationEvent, SyntheticSeed};
 use diesel::prelude::*;
@@ -24,17 +24,7 @@ fn percent_encode_all(text: &str) -> String {
 }
 
 fn cli(args: &[&str], prod_url: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cruddur-db"));
-    cmd.args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("CONNECTION_URL")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null());
-    match prod_url {
-        Some(url) => cmd.env("PROD_CONNECTION_URL", url),
-        None => cmd.env_remove("PROD_CONNECTION_URL"),
-    };
-    cmd.output().expect("run cruddur-db")
+    common::cli_with_prod(args, prod_url)
 }
 
 /// Spellings of the database `name` on the test server that libpq resolves
@@ -237,12 +227,6 @@ fn every_spelling_is_refused(db: &TestDb, prod_url: Option<&str>) {
         reaching >= 20,
         "only {reaching} spellings reached the database"
     );
-}
-
-fn seeded() -> TestDb {
-    let db = TestDb::migrated();
-    cruddur_db::seed_reference(&mut db.conn()).unwrap();
-    db
 }
 
 #[test]

@@ -31,3 +31,26 @@ pub fn cli_all_succeed_at_once(count: usize, args: &[&str], what: &str) {
         );
     }
 }
+
+/// Runs the `cruddur-db` binary with `args`, with no database variables
+/// but `PROD_CONNECTION_URL` when `prod_url` is given, stdin closed.
+pub fn cli_with_prod(args: &[&str], prod_url: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cruddur-db"));
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("CONNECTION_URL")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    match prod_url {
+        Some(url) => cmd.env("PROD_CONNECTION_URL", url),
+        None => cmd.env_remove("PROD_CONNECTION_URL"),
+    };
+    cmd.output().expect("run cruddur-db")
+}
+
+/// A migrated database of the test's own with the reference seed.
+pub fn seeded() -> TestDb {
+    let db = TestDb::migrated();
+    cruddur_db::seed_reference(&mut db.conn()).expect("seed the reference data");
+    db
+}
