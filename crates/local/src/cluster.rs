@@ -9,6 +9,7 @@ use cruddur_db::{DatabaseUrl, Settings};
 use crate::binaries::*;
 use crate::error::{Error, Result};
 use crate::os::*;
+use crate::safe_dir::SafeDir;
 use crate::*;
 
 /// How clients authenticate to a local cluster (see the
@@ -169,11 +170,13 @@ impl LocalCluster {
             context: format!("resolving {}", dir.display()),
             cause: e,
         })?;
-        let want = fs::read_to_string(dir.join(DATA).join("PG_VERSION"))
+        let owner = server_user(settings)?;
+        let want = SafeDir::open(&dir, owner.as_ref().map(|u| (u.uid, u.gid)))
+            .and_then(|d| d.dir(DATA))
+            .and_then(|data| data.read_to_string("PG_VERSION"))
             .ok()
             .map(|v| v.trim().to_owned());
         let bins = Binaries::find_version(want.as_deref(), settings)?;
-        let owner = server_user(settings)?;
         Ok(Self {
             dir,
             bins,
@@ -228,17 +231,13 @@ impl LocalCluster {
 
     /// The TCP port, once the first start picked one.
     pub fn port(&self) -> Option<u16> {
-        fs::read_to_string(self.dir.join(PORT_FILE))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        self.read_file(PORT_FILE).ok()?.trim().parse().ok()
     }
 
     /// How clients authenticate: what the cluster was created with, else
     /// what it will be created with.
     pub fn auth(&self) -> Auth {
-        fs::read_to_string(self.dir.join(AUTH_FILE))
+        self.read_file(AUTH_FILE)
             .ok()
             .and_then(|s| Auth::parse(&s))
             .unwrap_or(self.options.auth)
@@ -277,7 +276,8 @@ impl LocalCluster {
     /// out of output: [`DatabaseUrl`] shows it redacted.
     pub fn tcp_url_for(&self, database: &str) -> Result<DatabaseUrl> {
         let port = self.require_port()?;
-        let password = fs::read_to_string(self.dir.join(PASSWORD_FILE))
+        let password = self
+            .read_file(PASSWORD_FILE)
             .map_err(|e| self.io_error("reading the password file", e))?;
         Ok(DatabaseUrl::from_params(&[
             ("host", "127.0.0.1"),
@@ -286,6 +286,12 @@ impl LocalCluster {
             ("password", password.trim()),
             ("dbname", database),
         ])?)
+    }
+
+    /// The file `name` of the cluster's directory, read without following
+    /// a link (see [`SafeDir`]).
+    pub(crate) fn read_file(&self, name: &str) -> std::io::Result<String> {
+        self.open_dir()?.read_to_string(name)
     }
 
     pub(crate) fn require_port(&self) -> Result<u16> {
@@ -298,7 +304,11 @@ impl LocalCluster {
     /// A `postmaster.pid` whose process is gone, or is now another program
     /// (the id was reused after a crash or a reboot), does not count.
     pub fn pid(&self) -> Option<u32> {
-        let text = fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        let text = self
+            .open_dir()
+            .and_then(|d| d.dir(DATA))
+            .and_then(|data| data.read_to_string("postmaster.pid"))
+            .ok()?;
         let pid: u32 = text.lines().next()?.trim().parse().ok()?;
         self.is_our_postmaster(pid).then_some(pid)
     }

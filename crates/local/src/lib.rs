@@ -79,6 +79,7 @@ pub mod error;
 mod os;
 mod replicas;
 mod resolve;
+mod safe_dir;
 mod server;
 #[cfg(test)]
 mod tests;

@@ -77,13 +77,6 @@ pub(crate) fn is_zombie(proc_dir: &Path) -> bool {
     })
 }
 
-pub(crate) fn remove_if_present(path: &Path) -> std::io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
 /// Calls `done` every 50 ms until it is true or `timeout` passes.
 pub(crate) fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

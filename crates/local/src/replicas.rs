@@ -127,7 +127,7 @@ impl LocalCluster {
     /// Replica `number`'s directory: `<cluster dir>/replica-K`, laid out
     /// like the cluster's own (`data/`, `port`, `socket/`, `server.log`).
     pub fn replica_dir(&self, number: u8) -> PathBuf {
-        self.dir.join(format!("{REPLICA_PREFIX}{number}"))
+        self.dir.join(Self::replica_name(number))
     }
 
     /// Replica `number` as a cluster of its own, run by the same programs
@@ -174,10 +174,13 @@ impl LocalCluster {
         let replica = self.replica(number);
         let slot = Self::replica_slot(number);
         let building = self.building_dir(number);
+        let dir = self
+            .open_dir()
+            .map_err(|e| self.io_error("opening the cluster directory", e))?;
         let mut reason = None;
         if building.exists() {
             // A copy was interrupted before it was renamed into place.
-            fs::remove_dir_all(&building)
+            dir.remove_dir_all(&Self::building_name(number))
                 .map_err(|e| self.io_error("removing an interrupted replica copy", e))?;
             reason = Some(RebuildReason::HalfMade);
         }
@@ -197,7 +200,7 @@ impl LocalCluster {
             // Without its slot a running standby cannot stream, and its
             // files go with the directory.
             replica.stop_locked()?;
-            fs::remove_dir_all(&replica.dir)
+            dir.remove_dir_all(&Self::replica_name(number))
                 .map_err(|e| self.io_error("removing a replica to make it again", e))?;
         }
         self.build_replica_locked(primary, number)?;
@@ -206,8 +209,15 @@ impl LocalCluster {
     }
 
     fn building_dir(&self, number: u8) -> PathBuf {
-        self.dir
-            .join(format!("{REPLICA_PREFIX}{number}{BUILDING_SUFFIX}"))
+        self.dir.join(Self::building_name(number))
+    }
+
+    fn building_name(number: u8) -> String {
+        format!("{REPLICA_PREFIX}{number}{BUILDING_SUFFIX}")
+    }
+
+    fn replica_name(number: u8) -> String {
+        format!("{REPLICA_PREFIX}{number}")
     }
 
     /// Copies the running primary into `replica-K.building` with a new
@@ -226,7 +236,10 @@ impl LocalCluster {
         .execute(primary)
         .map_err(cruddur_db::Error::from)?;
         let building = self.building_dir(number);
-        self.private_dir(&building)?;
+        let dir = self.private_dir(&self.dir)?;
+        let copy = dir
+            .create_dir(&Self::building_name(number))
+            .map_err(|e| self.io_error("creating the replica's directory", e))?;
         let port = self.require_port()?;
         let mut cmd = self.command("pg_basebackup");
         cmd.arg("--pgdata")
@@ -241,7 +254,8 @@ impl LocalCluster {
         if self.options.throwaway {
             cmd.arg("--no-sync");
         }
-        let password = fs::read_to_string(self.dir.join(PASSWORD_FILE))
+        let password = self
+            .read_file(PASSWORD_FILE)
             .map_err(|e| self.io_error("reading the password file", e))?;
         if self.auth() == Auth::Password {
             // `--write-recovery-conf` keeps it in the standby's
@@ -251,9 +265,10 @@ impl LocalCluster {
         self.run(cmd, "pg_basebackup")?;
         // The copy has the primary's users and pg_hba.conf, so the same
         // password and authentication.
-        self.write_private(&building.join(PASSWORD_FILE), password.as_bytes())?;
-        self.write_private(&building.join(AUTH_FILE), self.auth().as_str().as_bytes())?;
-        fs::rename(&building, self.replica_dir(number))
+        copy.write(PASSWORD_FILE, password.as_bytes())
+            .and_then(|()| copy.write(AUTH_FILE, self.auth().as_str().as_bytes()))
+            .map_err(|e| self.io_error("writing the replica's password and auth files", e))?;
+        dir.rename(&Self::building_name(number), &Self::replica_name(number))
             .map_err(|e| self.io_error("moving the new replica into place", e))
     }
 

@@ -1,8 +1,8 @@
 //! Creating, starting and stopping a cluster's server.
 
 use std::fs;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Component, Path};
 use std::process::{Command, Output, Stdio};
@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::cluster::*;
 use crate::error::{Error, Result};
 use crate::os::*;
+use crate::safe_dir::SafeDir;
 use crate::*;
 
 impl LocalCluster {
@@ -27,20 +28,26 @@ impl LocalCluster {
             return Ok(false);
         }
         self.check_reachable()?;
-        self.private_dir(&self.dir)?;
+        let dir = self.private_dir(&self.dir)?;
+        // A `data` that is there but cannot be opened as our directory (a
+        // link, another user's) is refused, not built over.
+        match dir.dir(DATA) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_error("opening the data directory", e)),
+            Ok(_) => {}
+        }
         // The cluster is built in a side directory and renamed into place
         // last, so that an interrupted first start (initdb killed, a crash
         // while the configuration is written) leaves no half-made data
         // directory that looks initialised: the next start removes the
         // leftover and begins again.
         let building = self.dir.join(DATA_BUILDING);
-        if building.exists() {
-            fs::remove_dir_all(&building)
-                .map_err(|e| self.io_error("removing an interrupted initdb's directory", e))?;
-        }
+        dir.remove_dir_all(DATA_BUILDING)
+            .map_err(|e| self.io_error("removing an interrupted initdb's directory", e))?;
         let password = uuid::Uuid::new_v4().simple().to_string();
         let password_file = self.dir.join(PASSWORD_FILE);
-        self.write_private(&password_file, password.as_bytes())?;
+        dir.write(PASSWORD_FILE, password.as_bytes())
+            .map_err(|e| self.io_error("writing the password file", e))?;
         let auth = self.options.auth;
         let local_auth = match auth {
             Auth::SocketTrust => "trust",
@@ -78,27 +85,41 @@ impl LocalCluster {
         }
         // Last, so that the port and socket written at each start win.
         conf.push_str(&format!("include_if_exists = '{RUNTIME_CONF}'\n"));
-        let conf_path = building.join("postgresql.conf");
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&conf_path)
-            .and_then(|mut f| f.write_all(conf.as_bytes()))
+        // initdb ran as the server user, who owns what it made.
+        let built = dir
+            .dir(DATA_BUILDING)
+            .map_err(|e| self.io_error("opening the new data directory", e))?;
+        built
+            .append("postgresql.conf", conf.as_bytes())
             .map_err(|e| self.io_error("extending postgresql.conf", e))?;
         for (name, contents) in &self.options.files {
-            let relative = Path::new(name);
-            if !relative
+            let parts: Option<Vec<&str>> = Path::new(name)
                 .components()
-                .all(|c| matches!(c, Component::Normal(_)))
-            {
+                .map(|c| match c {
+                    Component::Normal(part) => part.to_str(),
+                    _ => None,
+                })
+                .collect();
+            let Some((file, parents)) = parts.as_deref().and_then(<[&str]>::split_last) else {
                 return Err(self.error(format!(
                     "the file name `{name}` must be a plain path inside the data directory"
                 )));
+            };
+            let what = format!("writing {}", building.join(name).display());
+            let mut parent = None::<SafeDir>;
+            for part in parents {
+                let next = parent.as_ref().unwrap_or(&built).dir(part);
+                parent = Some(next.map_err(|e| self.io_error(&what, e))?);
             }
-            self.write_private(&building.join(relative), contents)?;
+            parent
+                .as_ref()
+                .unwrap_or(&built)
+                .write(file, contents)
+                .map_err(|e| self.io_error(&what, e))?;
         }
-        fs::write(self.dir.join(AUTH_FILE), auth.as_str())
+        dir.write(AUTH_FILE, auth.as_str().as_bytes())
             .map_err(|e| self.io_error("writing the auth file", e))?;
-        fs::rename(&building, self.data_dir())
+        dir.rename(DATA_BUILDING, DATA)
             .map_err(|e| self.io_error("moving the new cluster into place", e))?;
         Ok(true)
     }
@@ -139,7 +160,11 @@ impl LocalCluster {
             let socket_dir = self.socket_dir();
             self.private_dir(&socket_dir)?;
             self.write_runtime_conf(port, &socket_dir)?;
-            let log_start = fs::metadata(self.log_file()).map_or(0, |m| m.len());
+            let log_start = self
+                .open_dir()
+                .and_then(|d| d.open_read(LOG_FILE))
+                .and_then(|f| f.metadata())
+                .map_or(0, |m| m.len());
             let mut cmd = self.command("pg_ctl");
             cmd.arg("start")
                 .arg("--pgdata")
@@ -242,12 +267,19 @@ impl LocalCluster {
             )));
         }
         tracing::info!("removing the stale {}", pid_file.display());
-        remove_if_present(&pid_file).map_err(|e| self.io_error("removing postmaster.pid", e))?;
+        self.open_dir()
+            .and_then(|d| d.dir(DATA))
+            .and_then(|data| data.remove("postmaster.pid"))
+            .map_err(|e| self.io_error("removing postmaster.pid", e))?;
         if let Some(port) = self.port() {
-            let socket = self.socket_dir().join(format!(".s.PGSQL.{port}"));
-            let lock = self.socket_dir().join(format!(".s.PGSQL.{port}.lock"));
-            for path in [socket, lock] {
-                remove_if_present(&path)
+            let socket_dir = match SafeDir::open(&self.socket_dir(), self.give_to()) {
+                Ok(dir) => dir,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(self.io_error("opening the socket directory", e)),
+            };
+            for name in [format!(".s.PGSQL.{port}"), format!(".s.PGSQL.{port}.lock")] {
+                socket_dir
+                    .remove(&name)
                     .map_err(|e| self.io_error("removing a stale socket file", e))?;
             }
         }
@@ -269,7 +301,8 @@ impl LocalCluster {
             .and_then(|l| l.local_addr())
             .map_err(|e| self.io_error("picking a free TCP port", e))?
             .port();
-        fs::write(self.dir.join(PORT_FILE), format!("{port}\n"))
+        self.open_dir()
+            .and_then(|d| d.write(PORT_FILE, format!("{port}\n").as_bytes()))
             .map_err(|e| self.io_error("writing the port file", e))?;
         Ok(port)
     }
@@ -282,7 +315,10 @@ impl LocalCluster {
              unix_socket_directories = '{}'\n",
             socket_dir.to_string_lossy().replace('\'', "''")
         );
-        self.write_private(&self.data_dir().join(RUNTIME_CONF), text.as_bytes())
+        self.open_dir()
+            .and_then(|d| d.dir(DATA))
+            .and_then(|data| data.write(RUNTIME_CONF, text.as_bytes()))
+            .map_err(|e| self.io_error(&format!("writing {RUNTIME_CONF}"), e))
     }
 
     pub(crate) fn wait_ready(&self) -> Result<()> {
@@ -299,7 +335,7 @@ impl LocalCluster {
     /// The last 20 lines of the log written after byte `from`.
     pub(crate) fn log_since(&self, from: u64) -> String {
         let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(self.log_file()) {
+        if let Ok(mut f) = self.open_dir().and_then(|d| d.open_read(LOG_FILE)) {
             let _ = f.seek(SeekFrom::Start(from));
             let _ = f.read_to_string(&mut text);
         }
@@ -310,13 +346,9 @@ impl LocalCluster {
     /// Holds the cluster's lock file until the returned handle is dropped,
     /// so that two processes do not run `initdb` or `pg_ctl` at once.
     pub(crate) fn lock(&self) -> Result<fs::File> {
-        self.private_dir(&self.dir)?;
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(self.dir.join(LOCK_FILE))
+        let file = self
+            .private_dir(&self.dir)?
+            .lock_file(LOCK_FILE)
             .map_err(|e| self.io_error("opening the lock file", e))?;
         file.lock()
             .map_err(|e| self.io_error("locking the cluster", e))?;
@@ -401,61 +433,27 @@ impl LocalCluster {
     /// by the server's OS user, for files to be put in it before
     /// [`init`](Self::init).
     pub fn create_dir(&self) -> Result<()> {
-        self.private_dir(&self.dir)
+        self.private_dir(&self.dir).map(drop)
     }
 
-    /// Creates `dir` (and parents) with mode 0700, owned by the server user.
-    pub(crate) fn private_dir(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir)
-            .map_err(|e| self.io_error(&format!("creating {}", dir.display()), e))?;
-        let meta = fs::metadata(dir).map_err(|e| self.io_error("inspecting a directory", e))?;
-        let expected = self
-            .owner
-            .as_ref()
-            .map_or_else(|| rustix::process::geteuid().as_raw(), |u| u.uid);
-        // A shared place like /tmp could hold a directory someone else made
-        // to catch our socket; use it only if it is ours to take.
-        let mine = meta.uid() == expected || meta.uid() == rustix::process::geteuid().as_raw();
-        if !mine {
-            return Err(self.error(format!(
-                "{} belongs to another user (uid {}); remove it or choose another directory",
-                dir.display(),
-                meta.uid()
-            )));
-        }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| self.io_error("setting directory permissions", e))?;
-        self.give_to_owner(dir)
+    /// Creates `dir` (and parents) unless it exists and opens it without
+    /// following a link (see [`SafeDir`]): mode 0700, owned by the server
+    /// user. A directory someone else owns is refused: a shared place like
+    /// /tmp could hold one made to catch our socket.
+    pub(crate) fn private_dir(&self, dir: &Path) -> Result<SafeDir> {
+        SafeDir::create(dir, self.give_to())
+            .map_err(|e| self.io_error(&format!("creating {}", dir.display()), e))
     }
 
-    /// Writes `contents` to `path` with mode 0600, owned by the server user.
-    pub(crate) fn write_private(&self, path: &Path, contents: &[u8]) -> Result<()> {
-        let what = format!("writing {}", path.display());
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| self.io_error(&what, e))?;
-        file.write_all(contents)
-            .map_err(|e| self.io_error(&what, e))?;
-        // The mode given at creation does not apply to an existing file.
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| self.io_error(&what, e))?;
-        self.give_to_owner(path)
+    /// The cluster's directory, which must exist, opened without following
+    /// a link.
+    pub(crate) fn open_dir(&self) -> std::io::Result<SafeDir> {
+        SafeDir::open(&self.dir, self.give_to())
     }
 
-    pub(crate) fn give_to_owner(&self, path: &Path) -> Result<()> {
-        if let Some(user) = &self.owner {
-            std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|e| {
-                self.io_error(
-                    &format!("giving {} to the OS user `{}`", path.display(), user.name),
-                    e,
-                )
-            })?;
-        }
-        Ok(())
+    /// The server user's (uid, gid) when we are root.
+    pub(crate) fn give_to(&self) -> Option<(u32, u32)> {
+        self.owner.as_ref().map(|u| (u.uid, u.gid))
     }
 
     pub(crate) fn error(&self, message: impl Into<String>) -> Error {
