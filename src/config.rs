@@ -13,8 +13,15 @@
 //! The project-local cluster has variables of its own, listed in
 //! the `cruddur-db-local` crate.
 //!
-//! A `.env` file in the current directory (or a parent) is read with
-//! [`dotenvy`]; variables already set in the environment win over it.
+//! A `.env` file is read with [`dotenvy`]; variables already set in the
+//! environment win over it. It is looked for in the current directory and
+//! its parents up to the project root, the nearest one that holds `.git`;
+//! outside a git checkout, in the current directory only. So a `.env` in
+//! a shared place above the project (the system temp directory, `/`) is
+//! never read. The file must belong to the current user or to root and
+//! must not be writable by its group or others: it chooses programs that
+//! may be run as root (`CRUDDUR_PG_BINDIR`), so a file another user could
+//! have written is refused ([`Error::DotEnvUnsafe`]).
 //!
 //! Connection URLs are held as [`DatabaseUrl`], whose `Display` and `Debug`
 //! never show the password.
@@ -304,10 +311,12 @@ impl fmt::Debug for Settings {
 }
 
 impl Settings {
-    /// Loads the `.env` file of the current directory or its nearest parent
-    /// that has one into the process environment (variables already set
-    /// win), then reads every variable of [`VARIABLES`] from the
-    /// environment. The whole file is parsed before any of it is applied:
+    /// Loads the `.env` file (of the current directory or its nearest
+    /// parent up to the project root, see the [module docs](self)) into the
+    /// process environment (variables already set win), then reads every
+    /// variable of [`VARIABLES`] from the environment. A `.env` that another
+    /// user could have written is an [`Error::DotEnvUnsafe`] and applies
+    /// nothing. The whole file is parsed before any of it is applied:
     /// a malformed `.env` is an [`Error::DotEnv`] naming the line (never
     /// its content) and applies nothing.
     pub fn from_env() -> Result<Self> {
@@ -363,44 +372,105 @@ impl Settings {
 }
 
 /// Loads the `.env` file of the current directory or its nearest parent
-/// that has one, into the process environment; variables already set win.
+/// up to the project root (see the [module docs](self)) into the process
+/// environment; variables already set win.
 ///
-/// The whole file is read before anything is applied: a line that does not
-/// parse is an [`Error::DotEnv`] naming the file and the line number (never
-/// the line, which may hold a password), and then no variable of the file
-/// is set. A missing file is normal.
+/// The file is opened once; its owner and mode are checked on that handle
+/// and its content read from it, so the check and the read see one file.
+/// The whole file is parsed before anything is applied: a line that does
+/// not parse is an [`Error::DotEnv`] naming the file and the line number
+/// (never the line, which may hold a password), and then no variable of the
+/// file is set. A missing file is normal.
 pub(crate) fn load_dotenv() -> Result<()> {
-    let Some(path) = find_dotenv() else {
+    let Ok(cwd) = std::env::current_dir() else {
         return Ok(());
     };
-    check_dotenv(&path)?;
-    match dotenvy::from_path(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.not_found() => Ok(()),
-        Err(_) => Err(Error::DotEnv { path, line: None }),
-    }
+    let Some(path) = find_dotenv(&cwd) else {
+        return Ok(());
+    };
+    let content = read_dotenv(&path)?;
+    check_dotenv(&path, &content)?;
+    dotenvy::from_read(content.as_slice()).map_err(|_| Error::DotEnv { path, line: None })
 }
 
-fn find_dotenv() -> Option<PathBuf> {
-    let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors()
+/// The `.env` to read from `cwd`: the nearest one in `cwd` and its parents
+/// up to the nearest directory holding `.git`, or, when no parent holds
+/// one, in `cwd` only.
+pub(crate) fn find_dotenv(cwd: &Path) -> Option<PathBuf> {
+    let root = cwd.ancestors().find(|dir| dir.join(".git").exists());
+    let searched: Vec<&Path> = match root {
+        Some(root) => cwd
+            .ancestors()
+            .take_while(|dir| *dir != root)
+            .chain([root])
+            .collect(),
+        None => vec![cwd],
+    };
+    searched
+        .into_iter()
         .map(|dir| dir.join(".env"))
         .find(|candidate| candidate.is_file())
 }
 
-/// Parses every line of the `.env` file at `path` without applying any.
-pub(crate) fn check_dotenv(path: &Path) -> Result<()> {
+/// Opens the `.env` at `path`, checks on the opened file that it belongs
+/// to the current user or root and that neither its group nor others may
+/// write it, and returns its content, read from that same handle.
+pub(crate) fn read_dotenv(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let unreadable = || Error::DotEnv {
+        path: path.to_owned(),
+        line: None,
+    };
+    let mut file = std::fs::File::open(path).map_err(|_| unreadable())?;
+    let meta = file.metadata().map_err(|_| unreadable())?;
+    let unsafe_because = |reason: String| Error::DotEnvUnsafe {
+        path: path.to_owned(),
+        reason,
+    };
+    let me = effective_uid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(unsafe_because(format!(
+            "it belongs to another user (uid {}), not to you (uid {me}) or root",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_because(format!(
+            "its group or other users may write it (mode {:o}); `chmod go-w` it",
+            meta.mode() & 0o7777
+        )));
+    }
+    let mut content = Vec::new();
+    file.read_to_end(&mut content).map_err(|_| unreadable())?;
+    Ok(content)
+}
+
+/// The effective user id of this process.
+fn effective_uid() -> u32 {
+    #[expect(
+        unsafe_code,
+        reason = "geteuid(2) through libc: no arguments, always succeeds"
+    )]
+    // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
+    unsafe {
+        libc::geteuid()
+    }
+}
+
+/// Parses every line of `content`, the `.env` file at `path`, without
+/// applying any.
+pub(crate) fn check_dotenv(path: &Path, content: &[u8]) -> Result<()> {
     let unreadable = |line| Error::DotEnv {
         path: path.to_owned(),
         line,
     };
-    let content = std::fs::read(path).map_err(|_| unreadable(None))?;
-    let items = dotenvy::from_read_iter(content.as_slice());
+    let items = dotenvy::from_read_iter(content);
     for item in items {
         match item {
             Ok(_) => {}
             Err(dotenvy::Error::LineParse(text, _)) => {
-                let line = find_line(&content, text.trim_end_matches(['\n', '\r']));
+                let line = find_line(content, text.trim_end_matches(['\n', '\r']));
                 return Err(unreadable(line));
             }
             Err(_) => return Err(unreadable(None)),
@@ -519,7 +589,8 @@ mod tests {
             "# comment\nA=1\n\nDATABASE_URL=postgres://u:hunter2@h/d x\nB=2\n",
         )
         .unwrap();
-        let err = check_dotenv(&path).unwrap_err().to_string();
+        let content = read_dotenv(&path).unwrap();
+        let err = check_dotenv(&path, &content).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).ok();
         assert!(err.contains("line 4"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");

@@ -36,6 +36,16 @@ pub enum Error {
         /// The 1-based line that does not parse, when known.
         line: Option<usize>,
     },
+    /// A `.env` file that another user could have written (it belongs to
+    /// neither the current user nor root, or its group or others may
+    /// write it); nothing from it was applied.
+    #[error("not reading {}: {reason}; nothing from it was applied", .path.display())]
+    DotEnvUnsafe {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A setting from the environment has a bad value.
     #[error("invalid value `{value}` for {name}: {reason}")]
     InvalidSetting {
