@@ -1,8 +1,9 @@
 //! The local cluster: creation, start/stop, a crash's stale pid file, URLs
 //! for the library and psql, password authentication, removal of temporary
 //! clusters, the embedded default of `cruddur_db_local::resolve`, links
-//! planted in the cluster directory (in `local/links.rs`) and replicas (in
-//! `local/replicas.rs`).
+//! planted in the cluster directory (in `local/links.rs`), server programs
+//! another user could have written (in `local/programs.rs`) and replicas
+//! (in `local/replicas.rs`).
 //!
 //! Every test runs its own private cluster, never the machine's server.
 
@@ -10,6 +11,9 @@ mod common;
 /// Links planted in the cluster directory by the server's OS user.
 #[path = "local/links.rs"]
 mod links;
+/// Server programs another user could have written, never run as root.
+#[path = "local/programs.rs"]
+mod programs;
 /// Replicas of the project cluster, driven through the binary.
 #[path = "local/replicas.rs"]
 mod replicas;

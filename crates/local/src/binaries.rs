@@ -1,6 +1,7 @@
 //! Finding the PostgreSQL server programs installed on the machine.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -93,15 +94,19 @@ impl Binaries {
         };
         let found: Vec<Binaries> = candidates.iter().filter_map(|d| Self::in_dir(d)).collect();
         let Some(want) = want else {
-            return found
+            let bins = found
                 .into_iter()
                 .next()
                 .ok_or_else(|| Error::PostgresNotInstalled {
                     searched: searched(),
-                });
+                })?;
+            bins.check_trusted()?;
+            return Ok(bins);
         };
         let mut seen = Vec::new();
         for bins in found {
+            // `pg_ctl --version` runs as the current user, root included.
+            bins.check_trusted()?;
             match bins.major_version() {
                 Ok(v) if v == want => return Ok(bins),
                 Ok(v) => seen.push(format!("{v} in {}", bins.dir.display())),
@@ -121,6 +126,81 @@ impl Binaries {
             ),
         })
     }
+}
+
+impl Binaries {
+    /// As root, refuses programs another user could have written or
+    /// replaced: see [`untrusted`]. The server programs run as the server
+    /// user, and `pg_ctl --version` as root; either way, whoever may write
+    /// them would choose what runs.
+    pub(crate) fn check_trusted(&self) -> Result<()> {
+        if !rustix::process::geteuid().is_root() {
+            return Ok(());
+        }
+        for tool in TOOLS {
+            let path = self.tool(tool);
+            if !path.exists() && *tool == "pg_basebackup" {
+                continue; // only replicas need it, and `run` reports it missing
+            }
+            if let Some(reason) = untrusted(&path) {
+                return Err(Error::UntrustedPrograms { path, reason });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The programs of an installation that we run.
+const TOOLS: &[&str] = &["pg_ctl", "initdb", "postgres", "pg_basebackup"];
+
+/// Why the program at `path` could have been written by a user other than
+/// root and the current one, or `None` when it could not: the file, and
+/// every directory above it (both as named and with links resolved), must
+/// belong to root or the current user and must not be writable by group
+/// or others. A sticky world-writable directory (`/tmp`) is refused too:
+/// programs that run as root do not belong there.
+pub(crate) fn untrusted(path: &Path) -> Option<String> {
+    let me = rustix::process::geteuid().as_raw();
+    let real = match fs::canonicalize(path) {
+        Ok(real) => real,
+        Err(e) => return Some(format!("it cannot be resolved: {e}")),
+    };
+    let named = path.parent().map(Path::ancestors).into_iter().flatten();
+    for at in std::iter::once(real.as_path())
+        .chain(real.ancestors().skip(1))
+        .chain(named)
+    {
+        if at.as_os_str().is_empty() {
+            continue; // the current directory, met again as `real`'s
+        }
+        let meta = match fs::metadata(at) {
+            Ok(meta) => meta,
+            Err(e) => return Some(format!("{} cannot be inspected: {e}", at.display())),
+        };
+        if meta.uid() != 0 && meta.uid() != me {
+            return Some(format!(
+                "{} belongs to another user (uid {})",
+                at.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Some(format!(
+                "{} may be written by its group or other users (mode {:o})",
+                at.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    None
+}
+
+/// The first `name` on `PATH` (from `settings`), when it exists.
+pub(crate) fn on_path(name: &str, settings: &Settings) -> Option<PathBuf> {
+    let path = settings.get("PATH")?;
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Directories that may hold the server programs, best first, without
@@ -143,11 +223,16 @@ pub(crate) fn candidate_dirs(settings: &Settings) -> Vec<PathBuf> {
             }
         }
     }
-    if let Ok(out) = Command::new("pg_config")
-        .arg("--bindir")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+    // `pg_config` runs as the current user, root included: only a trusted
+    // one (see `untrusted`), found on PATH by us.
+    let pg_config = on_path("pg_config", settings)
+        .filter(|p| !rustix::process::geteuid().is_root() || untrusted(p).is_none());
+    if let Some(pg_config) = pg_config
+        && let Ok(out) = Command::new(pg_config)
+            .arg("--bindir")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
         && out.status.success()
     {
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();

@@ -17,6 +17,19 @@ pub enum Error {
         /// The places that were searched, comma-separated.
         searched: String,
     },
+    /// Running as root, and a server program (chosen by
+    /// `CRUDDUR_PG_BINDIR` or found on `PATH`) could have been written by
+    /// another user: it is not run.
+    #[error(
+        "refusing to run {} as root: {reason}. Whoever may change it would choose what runs; point CRUDDUR_PG_BINDIR at an installation that only root can change (e.g. /usr/lib/postgresql/<version>/bin)",
+        .path.display()
+    )]
+    UntrustedPrograms {
+        /// The program.
+        path: std::path::PathBuf,
+        /// Why it could have been written by another user.
+        reason: String,
+    },
     /// Running as root, and no unprivileged OS user exists to run the
     /// cluster as (PostgreSQL refuses to run as root).
     #[error(

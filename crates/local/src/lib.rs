@@ -64,12 +64,29 @@
 //! private home directory cannot be; set `CRUDDUR_LOCAL_DIR`). When no such
 //! user exists, the error says how to create one.
 //!
+//! That user can then write the cluster directory, and could plant a
+//! symbolic or hard link where root is about to write (`port`,
+//! `data/cruddur.conf`, the socket directory). So root touches nothing
+//! there by path: each directory is opened with `O_DIRECTORY | O_NOFOLLOW`
+//! and its owner checked, and each file is opened relative to it with
+//! `O_NOFOLLOW`, checked on the opened descriptor (owner root or the server
+//! user, a regular file, one link) and changed only through it. A link
+//! where a file of ours belongs is refused with an error naming it (it can
+//! only be there because someone put it there); remove it and start again.
+//!
+//! Root also runs programs: `pg_ctl --version`, `pg_config`, `id`, and the
+//! server programs (as the server user). Each must be, with every
+//! directory above it (as named and with links resolved), owned by root
+//! (or the current user) and writable by nobody else, or it is refused
+//! ([`Error::UntrustedPrograms`]): a `CRUDDUR_PG_BINDIR` in `/tmp` or in a
+//! directory another user owns is never run.
+//!
 //! # Environment
 //!
 //! | variable | meaning |
 //! |---|---|
 //! | `CRUDDUR_LOCAL_DIR` | the project cluster's directory (default `.cruddur/pg` in the project) |
-//! | `CRUDDUR_PG_BINDIR` | the directory with `initdb`, `pg_ctl` and `postgres` (default: searched, see [`Binaries::find`]) |
+//! | `CRUDDUR_PG_BINDIR` | the directory with `initdb`, `pg_ctl` and `postgres` (default: searched, see [`Binaries::find`]); as root, only one that nobody but root can change |
 //! | `CRUDDUR_PG_USER` | the OS user the server runs as when the current user is root (default `postgres`) |
 //! | `CRUDDUR_DEFAULT_URL` | the URL [`resolve`] tries before the local cluster (default [`cruddur_db::config::DEFAULT_DATABASE_URL`]) |
 

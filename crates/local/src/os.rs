@@ -28,9 +28,18 @@ pub(crate) fn server_user(settings: &Settings) -> Result<Option<ServerUser>> {
         .map(|v| v.trim().to_owned())
         .unwrap_or_else(|| DEFAULT_SERVER_USER.to_owned());
     // `id` answers from every user database the system knows (NSS), which
-    // reading /etc/passwd would not.
+    // reading /etc/passwd would not. We are root: only an `id` that no
+    // other user could have put on PATH.
+    let id_program =
+        crate::binaries::on_path("id", settings).unwrap_or_else(|| PathBuf::from("/usr/bin/id"));
+    if let Some(reason) = crate::binaries::untrusted(&id_program) {
+        return Err(Error::UntrustedPrograms {
+            path: id_program,
+            reason,
+        });
+    }
     let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id")
+        let out = Command::new(&id_program)
             .args([flag, "--", &name])
             .stdin(Stdio::null())
             .stderr(Stdio::null())

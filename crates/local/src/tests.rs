@@ -142,3 +142,46 @@ fn auth_names_round_trip() {
     );
     assert_eq!(Auth::parse("md5"), None);
 }
+
+#[test]
+fn programs_others_could_write_are_untrusted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/tmp")
+        .join(format!("cruddur-trust-{}", uuid::Uuid::new_v4().simple()));
+    fs::create_dir_all(&base).unwrap();
+    let base = fs::canonicalize(&base).unwrap();
+    let program = |dir_mode: u32, file_mode: u32| {
+        let dir = base.join(format!("{dir_mode:o}-{file_mode:o}"));
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join("pg_ctl");
+        fs::write(&path, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(file_mode)).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(dir_mode)).unwrap();
+        path
+    };
+    let base_is_safe = base.ancestors().all(|d| {
+        fs::metadata(d).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            (m.uid() == 0 || m.uid() == rustix::process::geteuid().as_raw())
+                && m.mode() & 0o022 == 0
+        })
+    });
+    if base_is_safe {
+        assert_eq!(untrusted(&program(0o755, 0o755)), None);
+    }
+    for (dir_mode, file_mode, needle) in [
+        (0o777, 0o755, "mode 777"),
+        (0o1777, 0o755, "mode 1777"),
+        (0o775, 0o755, "mode 775"),
+        (0o755, 0o775, "mode 775"),
+        (0o755, 0o757, "mode 757"),
+    ] {
+        let path = program(dir_mode, file_mode);
+        let why = untrusted(&path).unwrap_or_else(|| panic!("{} is trusted", path.display()));
+        assert!(why.contains(needle), "{}: {why}", path.display());
+    }
+    assert!(untrusted(&base.join("missing/pg_ctl")).is_some());
+    assert!(untrusted(Path::new("/tmp/../tmp/no-such-pg_ctl")).is_some());
+    fs::remove_dir_all(&base).unwrap();
+}
