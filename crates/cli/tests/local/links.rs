@@ -209,6 +209,46 @@ fn a_cluster_directory_that_is_a_link_is_refused() {
     std::fs::remove_file(&scratch.cluster_dir).unwrap();
 }
 
+/// A cluster whose socket path would be too long lives in
+/// `/tmp/cruddur-<hash>`, where any local user can make the name first: a
+/// link there, or another user's directory, is refused.
+#[test]
+fn a_socket_directory_planted_in_tmp_is_refused() {
+    let mut scratch = Scratch::new();
+    scratch.cluster_dir = scratch
+        .cluster_dir
+        .with_file_name(format!("{}-pg", "x".repeat(90)));
+    let status = scratch.run(&["local", "status"]);
+    let socket_dir = status
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("socket dir:"))
+        .map(|d| PathBuf::from(d.trim()))
+        .unwrap_or_else(|| panic!("no socket dir in:\n{}", status.stdout));
+    assert!(
+        socket_dir.to_string_lossy().starts_with("/tmp/cruddur-"),
+        "{}",
+        socket_dir.display()
+    );
+    let before = snapshot(&scratch.victim);
+    std::os::unix::fs::symlink(&scratch.victim, &socket_dir).unwrap();
+    let run = scratch.run(&["local", "start"]);
+    std::fs::remove_file(&socket_dir).unwrap();
+    assert_eq!(before, snapshot(&scratch.victim), "{}", run.stderr);
+    run.failure()
+        .stderr_has("refusing to use")
+        .stderr_has("symbolic link")
+        .stderr_has(&socket_dir.display().to_string());
+
+    std::fs::create_dir(&socket_dir).unwrap();
+    std::os::unix::fs::chown(&socket_dir, Some(65534), Some(65534)).unwrap();
+    let run = scratch.run(&["local", "start"]);
+    let owner = std::fs::metadata(&socket_dir).unwrap().uid();
+    std::fs::remove_dir(&socket_dir).unwrap();
+    assert_eq!(owner, 65534, "{}", run.stderr);
+    run.failure().stderr_has("another user (uid 65534)");
+}
+
 fn postgres_uid() -> u32 {
     let out = std::process::Command::new("id")
         .args(["-u", "postgres"])
