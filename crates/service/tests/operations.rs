@@ -328,3 +328,88 @@ fn start_up_refuses_conflicting_auth_a_bad_jwks_and_the_development_mode_on_prod
     );
     assert!(!stderr.contains("listening"), "{stderr}");
 }
+
+/// As root, with nothing answering at the default URL, the service falls
+/// back to the local cluster. A `.env` of its project naming programs in a
+/// directory anyone may write, or a `.env` anyone may write, never chooses
+/// a program it runs; a cluster directory that is a link is refused, and
+/// what it points at is left alone.
+#[test]
+fn files_others_could_write_never_choose_what_the_service_runs_or_touches() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        return; // the checks are root's
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mode = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // The fake initdb would run as the server user: it may write the marker.
+    mode(tmp.path(), 0o777);
+    let marker = tmp.path().join("ran");
+    let planted = tmp.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    for tool in ["initdb", "pg_ctl", "postgres"] {
+        let path = planted.join(tool);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", marker.display()),
+        )
+        .unwrap();
+        mode(&path, 0o755);
+    }
+    mode(&planted, 0o777);
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    let env_file = project.join(".env");
+    std::fs::write(
+        &env_file,
+        format!("CRUDDUR_PG_BINDIR={}\n", planted.display()),
+    )
+    .unwrap();
+    mode(&env_file, 0o600);
+    let cluster_dir = tmp.path().join("pg");
+    let cluster_dir = cluster_dir.to_str().unwrap();
+    let vars = [
+        ("CRUDDUR_DEFAULT_URL", "postgres://localhost:1/cruddur"),
+        ("CRUDDUR_LOCAL_DIR", cluster_dir),
+    ];
+    let run = || {
+        let output = service_command(&vars)
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    let stderr = run();
+    assert!(!marker.exists(), "a planted program ran: {stderr}");
+    assert!(
+        stderr.contains("refusing to run") && stderr.contains(&planted.display().to_string()),
+        "{stderr}"
+    );
+
+    mode(&env_file, 0o666);
+    let stderr = run();
+    assert!(!marker.exists(), "a planted program ran: {stderr}");
+    assert!(
+        stderr.contains("not reading") && stderr.contains(&env_file.display().to_string()),
+        "{stderr}"
+    );
+    std::fs::remove_file(&env_file).unwrap();
+
+    // The cluster directory planted as a link to a root-owned directory.
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    mode(&victim, 0o755);
+    std::os::unix::fs::symlink(&victim, cluster_dir).unwrap();
+    let stderr = run();
+    let meta = std::fs::metadata(&victim).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o755), "{stderr}");
+    assert!(
+        std::fs::read_dir(&victim).unwrap().next().is_none(),
+        "{stderr}"
+    );
+    assert!(stderr.contains("refusing to use"), "{stderr}");
+}
