@@ -49,7 +49,11 @@ impl Binaries {
 
     /// The major version (`15`, or `9.6` for old releases), as written in
     /// a data directory's `PG_VERSION`.
+    ///
+    /// As root, only programs nobody else can change are run (see
+    /// [`Error::UntrustedPrograms`]).
     pub fn major_version(&self) -> Result<String> {
+        self.check_trusted()?;
         let out = Command::new(self.tool("pg_ctl"))
             .arg("--version")
             .stdin(Stdio::null())
@@ -105,9 +109,10 @@ impl Binaries {
         };
         let mut seen = Vec::new();
         for bins in found {
-            // `pg_ctl --version` runs as the current user, root included.
-            bins.check_trusted()?;
+            // `pg_ctl --version` runs as the current user, root included:
+            // an untrusted one is refused, not skipped.
             match bins.major_version() {
+                Err(e @ Error::UntrustedPrograms { .. }) => return Err(e),
                 Ok(v) if v == want => return Ok(bins),
                 Ok(v) => seen.push(format!("{v} in {}", bins.dir.display())),
                 Err(_) => {}

@@ -16,6 +16,7 @@
 //! it, rather than replaced: it can only be there because someone put it
 //! there, and the operator should know.
 
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsFd, OwnedFd};
@@ -244,13 +245,12 @@ impl SafeDir {
         }
     }
 
-    /// Removes the directory `name` and everything in it, when present.
-    /// std's `remove_dir_all` opens each level with `O_NOFOLLOW` and
-    /// removes a link rather than what it points to; the path it is given
-    /// is this directory's, whose owner was checked.
+    /// Removes `name` and, when it is a directory, everything in it; a
+    /// missing one is fine. Each level is opened relative to the one above
+    /// with `O_NOFOLLOW`, so a link inside is removed, never followed.
     pub(crate) fn remove_dir_all(&self, name: &str) -> io::Result<()> {
-        let name = plain_name(name)?;
-        match std::fs::remove_dir_all(self.path.join(name)) {
+        let name = std::ffi::CString::new(plain_name(name)?)?;
+        match remove_tree(&self.fd, &name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
@@ -263,6 +263,36 @@ impl SafeDir {
         rustix::fs::renameat(&self.fd, from, &self.fd, to)?;
         Ok(())
     }
+}
+
+/// Removes `name` in `parent`, with everything in it when it is a
+/// directory (see [`SafeDir::remove_dir_all`]).
+fn remove_tree(parent: &impl AsFd, name: &CStr) -> io::Result<()> {
+    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+        Ok(()) => return Ok(()),
+        // Linux says EISDIR for a directory; POSIX allows EPERM.
+        Err(Errno::ISDIR | Errno::PERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let dir = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&dir)? {
+        let entry = entry?;
+        let child = entry.file_name();
+        if child != c"." && child != c".." {
+            names.push(child.to_owned());
+        }
+    }
+    for child in names {
+        remove_tree(&dir, &child)?;
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
+    Ok(())
 }
 
 /// `path`'s parent and last component, which must be a plain name.
@@ -370,6 +400,35 @@ mod tests {
         ] {
             assert!(err.to_string().contains("refusing to use"), "{err}");
         }
+    }
+
+    #[test]
+    fn removing_a_tree_removes_links_in_it_never_their_targets() {
+        let (tmp, dir, victim) = scratch();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "kept").unwrap();
+        let tree = dir.create_dir("replica-1.building").unwrap();
+        let sub = tree.create_dir("data").unwrap();
+        sub.write("f", b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, sub.path.join("to-dir")).unwrap();
+        std::os::unix::fs::symlink(&victim, tree.path.join("to-file")).unwrap();
+        std::fs::hard_link(&victim, tree.path.join("hard")).unwrap();
+        dir.remove_dir_all("replica-1.building").unwrap();
+        assert!(!tree.path.exists());
+        assert_eq!(
+            std::fs::read_to_string(outside.join("keep")).unwrap(),
+            "kept"
+        );
+        unchanged(&victim);
+        // A link in place of the tree: the link goes, its target stays.
+        std::os::unix::fs::symlink(&outside, dir.path.join("data.initdb")).unwrap();
+        dir.remove_dir_all("data.initdb").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join("keep")).unwrap(),
+            "kept"
+        );
+        dir.remove_dir_all("never-there").unwrap();
     }
 
     #[test]
