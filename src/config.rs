@@ -422,12 +422,22 @@ pub(crate) fn read_dotenv(path: &Path) -> Result<Vec<u8>> {
         path: path.to_owned(),
         line: None,
     };
-    let mut file = std::fs::File::open(path).map_err(|_| unreadable())?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Non-blocking, so that a FIFO swapped in for the file cannot hang us;
+    // it is then refused as no regular file.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|_| unreadable())?;
     let meta = file.metadata().map_err(|_| unreadable())?;
     let unsafe_because = |reason: String| Error::DotEnvUnsafe {
         path: path.to_owned(),
         reason,
     };
+    if !meta.is_file() {
+        return Err(unsafe_because("it is not a regular file".into()));
+    }
     let me = effective_uid();
     if meta.uid() != me && meta.uid() != 0 {
         return Err(unsafe_because(format!(
@@ -577,6 +587,54 @@ mod tests {
         });
         let config = settings.config(Environment::Development).unwrap();
         assert_eq!(config.replica_urls.len(), 1);
+    }
+
+    #[test]
+    fn the_env_file_is_looked_for_up_to_the_project_root_only() {
+        let base = std::env::temp_dir().join(format!(
+            "cruddur-find-dotenv-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let deep = base.join("project/a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(base.join(".env"), "A=1\n").unwrap();
+        assert_eq!(
+            find_dotenv(&deep),
+            None,
+            "no .git: the current directory only"
+        );
+        std::fs::write(deep.join(".env"), "A=1\n").unwrap();
+        assert_eq!(find_dotenv(&deep), Some(deep.join(".env")));
+        std::fs::remove_file(deep.join(".env")).unwrap();
+        std::fs::create_dir(base.join("project/.git")).unwrap();
+        assert_eq!(find_dotenv(&deep), None, "not above the project root");
+        std::fs::write(base.join("project/.env"), "A=1\n").unwrap();
+        assert_eq!(find_dotenv(&deep), Some(base.join("project/.env")));
+        // A directory named .env is no file.
+        std::fs::create_dir(base.join("project/a/.env")).unwrap();
+        assert_eq!(find_dotenv(&deep), Some(base.join("project/.env")));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_env_fifo_is_refused_without_waiting_for_a_writer() {
+        let base = std::env::temp_dir().join(format!(
+            "cruddur-dotenv-fifo-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&base).unwrap();
+        let fifo = base.join(".env");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = read_dotenv(&fifo).unwrap_err();
+        std::fs::remove_dir_all(&base).unwrap();
+        assert!(
+            matches!(err, Error::DotEnvUnsafe { .. }) && err.to_string().contains("regular file"),
+            "{err}"
+        );
     }
 
     #[test]

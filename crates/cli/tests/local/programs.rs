@@ -174,6 +174,15 @@ fn programs_another_user_could_have_written_are_never_run_as_root() {
         &world_writable,
     );
 
+    // Other spellings of the same directory: `..`, a trailing slash, `.`.
+    for spelled in [
+        format!("{}/sticky/../world-writable/", scratch.base.display()),
+        format!("{}/./world-writable/.", scratch.base.display()),
+    ] {
+        let run = scratch.start_with(Path::new(&spelled));
+        assert_refused(&scratch, &spelled, &run, Path::new(&spelled));
+    }
+
     // The same programs where only root may change them are run: the
     // refusals above are the check's doing, not the fakes'.
     if root_only(&scratch.base) {
