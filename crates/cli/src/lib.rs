@@ -50,7 +50,9 @@ use cruddur_db::config::DatabaseUrl;
         CRUDDUR_POOL_SIZE, CRUDDUR_STATEMENT_TIMEOUT_MS   pool size; statement timeout (ms)\n  \
         CRUDDUR_DEFAULT_URL  tried when no URL is set (default postgres://localhost/cruddur)\n  \
         CRUDDUR_LOCAL_DIR, CRUDDUR_PG_BINDIR, CRUDDUR_PG_USER   the local cluster (see `local`)\n\
-        A .env file is read; variables already set win over it."
+        A .env file is read from the current directory or a parent up to the project root\n\
+        (the nearest with .git), and only when nobody but you or root can write it;\n\
+        variables already set win over it."
 )]
 pub struct Cli {
     /// Options every command takes.
