@@ -209,6 +209,17 @@ fn setup_rebuilds_a_database_the_url_does_not_name() {
         run_with(&spelling.url, &spelling.env, &["create"])
             .success()
             .stdout_has(&format!("database `{name}` already exists"));
+        // Missing, it is created under the name libpq asks for.
+        run_with(&spelling.url, &spelling.env, &["drop", "-y"])
+            .success()
+            .stdout_has(&format!("dropped database `{name}`"));
+        run_with(&spelling.url, &spelling.env, &["setup", "-y"])
+            .success()
+            .stdout_has(&format!(
+                "database `{name}` does not exist; nothing to drop"
+            ))
+            .stdout_has(&format!("created database `{name}`"));
+        assert_eq!(counts(&mut db.conn()), (2, 1), "{}", spelling.what);
     }
 }
 
