@@ -267,7 +267,8 @@ pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `prepare`: create if missing, migrate, seed a fresh database.
+/// `prepare`: create if missing, migrate, seed a migrated database with no
+/// user (see [`admin::prepare`]).
 pub fn prepare(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve_starting_local(global)?;
     let database = target.database()?;

@@ -412,15 +412,16 @@ fn backend_pid(conn: &mut PgConnection) -> i32 {
 }
 
 /// After a killed first run, the next `prepare` migrates and seeds, and the
-/// one after changes nothing.
+/// ones after change nothing, whichever session settings each run has.
 fn rerun_ends_seeded_once(db: &TestDb) {
     let url = common::with_password(&db.url, PASSWORD);
-    run(url.expose(), &["prepare"])
+    let hostile = url.with_param("options", &common::hostile::options_value());
+    run(hostile.expose(), &["prepare"])
         .success()
         .stdout_has("seeded");
     assert_eq!(counts(&mut db.conn()), (2, 1));
-    for _ in 0..2 {
-        run(url.expose(), &["prepare"])
+    for again in [&url, &hostile] {
+        run(again.expose(), &["prepare"])
             .success()
             .stdout_has("is ready; nothing to do");
     }
