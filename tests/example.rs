@@ -121,3 +121,34 @@ fn the_example_finishes_an_interrupted_first_run_and_reads_a_read_only_database(
     }
     assert_eq!(common::counts(&mut db.conn()), (2, 1));
 }
+
+#[test]
+fn the_example_shows_server_errors_escaped() {
+    let Some(example) = example() else {
+        panic!("the home_feed example is not built; run the tests with `cargo test`");
+    };
+    // A role that does not exist, whose name the server quotes back.
+    let role = format!(
+        "{}\u{1b}]0;p\u{7}\u{1b}[2J\nerror: forged",
+        &common::unique_name("nobody")[..20]
+    );
+    let url = common::server_url().with_param("user", &role);
+    let out = Command::new(&example)
+        .env("DATABASE_URL", url.expose())
+        .env_remove("CONNECTION_URL")
+        .env("NO_COLOR", "1")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run the example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("\\u{1b}]0;p"), "{stderr}");
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "a control character reached the terminal: {stderr:?}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("error: forged")),
+        "{stderr}"
+    );
+}
