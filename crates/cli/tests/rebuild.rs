@@ -588,6 +588,9 @@ fn prepare_of_a_current_database_works_where_nothing_may_be_written() {
         run(url.expose(), &["prepare"])
             .success()
             .stdout_has("is ready; nothing to do");
+        run(url.expose(), &["migrate"])
+            .success()
+            .stdout_has("is up to date; no migration pending");
         assert_eq!(counts(&mut db.conn()), (2, 1), "{what}");
     }
     // Not current: it says the session is read-only, and creates nothing.
