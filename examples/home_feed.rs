@@ -29,7 +29,9 @@ fn main() -> ExitCode {
                 message.push_str(&format!(": {c}"));
                 cause = c.source();
             }
-            eprintln!("error: {message}");
+            // Server text (a role or database name in the message) is shown
+            // escaped, as the feed's cells are.
+            eprintln!("error: {}", escape_controls(&message));
             ExitCode::FAILURE
         }
     }
@@ -40,7 +42,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_env()?;
     let resolved = resolve(None, &settings, Fallback::Start)?;
     // One line on every run says which database this is (redacted).
-    eprintln!("note: {}", resolved.describe());
+    eprintln!("note: {}", escape_controls(&resolved.describe()));
     let config = resolved.config;
     if let Some(warning) = &config.warning {
         eprintln!("warning: {warning}");
@@ -55,7 +57,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         };
         eprintln!(
             "prepared {}: {created}applied {} migration(s){seeded}",
-            config.database_url,
+            escape_controls(&config.database_url.to_string()),
             report.migrations_applied.len(),
         );
     }

@@ -14,10 +14,15 @@ use crate::error::{Error, Result};
 use crate::pool::establish;
 use crate::sql::quote_ident;
 
+/// The database `url` asks for: its `dbname`, else the one libpq fills in
+/// (a service file, `PGDATABASE`, the user name), as
+/// [`DatabaseUrl::requested_database`] reads it.
 fn target_database(url: &DatabaseUrl) -> Result<String> {
-    url.database().ok_or_else(|| Error::InvalidUrl {
+    url.requested_database().ok_or_else(|| Error::InvalidUrl {
         url: url.to_string(),
-        reason: "the URL names no database".into(),
+        reason: "neither the URL nor libpq's defaults (service file, PGDATABASE, user name) \
+                 name a database"
+            .into(),
     })
 }
 
@@ -75,15 +80,25 @@ pub fn database_exists(url: &DatabaseUrl) -> Result<bool> {
     exists_on(&mut connect_maintenance(url)?, &name)
 }
 
-/// Creates the database named in `url` unless it exists; returns whether
-/// it was created. Safe to run concurrently with itself.
+/// Creates the database `url` asks for unless it exists (the URL's
+/// `dbname`, else libpq's default: a service file, `PGDATABASE`, the user
+/// name); returns whether it was created. Safe to run concurrently with
+/// itself.
 pub fn create_database(url: &DatabaseUrl) -> Result<bool> {
-    let name = target_database(url)?;
+    create_named(url, &target_database(url)?)
+}
+
+/// Creates the database `name` on the server of `url` (through its
+/// maintenance database) unless it exists; returns whether it was created.
+/// For rebuilding a database under the name the server gave it
+/// ([`identify`]), which a URL without `dbname` does not spell. Safe to run
+/// concurrently with itself.
+pub fn create_named(url: &DatabaseUrl, name: &str) -> Result<bool> {
     let conn = &mut connect_maintenance(url)?;
-    if exists_on(conn, &name)? {
+    if exists_on(conn, name)? {
         return Ok(false);
     }
-    match diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&name))).execute(conn) {
+    match diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(name))).execute(conn) {
         Ok(_) => Ok(true),
         // Someone else created it between the check and here.
         Err(diesel::result::Error::DatabaseError(
@@ -93,6 +108,40 @@ pub fn create_database(url: &DatabaseUrl) -> Result<bool> {
         Err(e) if e.to_string().contains("already exists") => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(QueryableByName)]
+struct MayCreate {
+    #[diesel(sql_type = Text)]
+    role: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    may_create: bool,
+}
+
+/// Checks, before anything is dropped, that the role of `url` may create a
+/// database on its server again (it is a superuser or has `CREATEDB`, as
+/// `pg_roles` says for `current_user`), through the same maintenance
+/// database a create would use. Refuses ([`Error::Refused`], naming
+/// `action`) when it may not. Reads only.
+pub fn ensure_may_create(url: &DatabaseUrl, action: &str) -> Result<()> {
+    let conn = &mut connect_maintenance(url)?;
+    let found = diesel::sql_query(
+        "SELECT current_user::text AS role, \
+         COALESCE((SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user), \
+                  false) AS may_create",
+    )
+    .get_result::<MayCreate>(conn)?;
+    if found.may_create {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        action: action.to_owned(),
+        reason: format!(
+            "the role `{}` may not create databases (it has neither CREATEDB nor superuser), \
+             so the database could not be created again once dropped",
+            found.role
+        ),
+    })
 }
 
 /// Which server and database a connection reached, as the server says.
@@ -255,30 +304,39 @@ pub struct PrepareReport {
     pub created: bool,
     /// Folder names of the migrations applied by this call.
     pub migrations_applied: Vec<String>,
-    /// The reference seed was loaded (only into a fresh database).
+    /// The reference seed was loaded (into a migrated database with no
+    /// user, as seen under the migration lock).
     pub seeded: bool,
 }
 
 /// Makes the database in `url` ready to use, idempotently: creates it if
-/// missing, applies pending migrations, and loads the reference seed only
-/// into a fresh database (one that had no migrations applied before).
-/// Running it again changes nothing.
+/// missing, applies pending migrations, and loads the reference seed when,
+/// under the migration lock and with every migration applied, the database
+/// holds no user. Running it again changes nothing.
+///
+/// The decision to seed is made from the state under the lock, not from
+/// what this call did: a first `prepare` killed at any point (between two
+/// migrations, before the seed's commit) leaves a database the next one
+/// migrates and seeds, and the seed is loaded exactly once. (A migrated
+/// database whose users were all deleted is seeded again: it cannot be
+/// told apart from an interrupted first run.)
 ///
 /// Everything after `CREATE DATABASE` happens under the migration lock, so
 /// that processes starting at once on a new database all succeed: the first
-/// migrates and seeds, the others then find it migrated and leave it.
+/// migrates and seeds, the others then find it migrated and seeded.
 pub fn prepare(url: &DatabaseUrl) -> Result<PrepareReport> {
-    prepare_checked(url, |_| Ok(()))
+    prepare_checked(url, |_, _| Ok(()))
 }
 
 /// [`prepare`], refusing ([`Error::Refused`], before any migration or seed)
 /// when the connection to `url` reaches another database than the one
-/// `url` names and was just created (a service file, a proxy, a host list),
-/// or when `check` refuses the server's [`DatabaseIdentity`] of it (e.g.
-/// "the same server as the database just dropped").
+/// `url` asks for and was just created (a proxy, a host list), or when
+/// `check` refuses the server's [`DatabaseIdentity`] of it (e.g. "the same
+/// server as the database just dropped"). `check` gets the connection too,
+/// before any migration, e.g. to restore a production mark first.
 pub fn prepare_checked(
     url: &DatabaseUrl,
-    check: impl FnOnce(&DatabaseIdentity) -> Result<()>,
+    check: impl FnOnce(&mut PgConnection, &DatabaseIdentity) -> Result<()>,
 ) -> Result<PrepareReport> {
     let database = target_database(url)?;
     let created = create_database(url)?;
@@ -293,11 +351,13 @@ pub fn prepare_checked(
             ),
         });
     }
-    check(&reached)?;
+    check(conn, &reached)?;
     crate::migrations::with_migration_lock(conn, |conn| {
-        let fresh = crate::migrations::applied_versions(conn)?.is_empty();
         let migrations_applied = crate::migrations::run_pending(conn)?;
-        let seeded = fresh && crate::repo::seed::seed_reference(conn)?.inserted_anything();
+        // Decided from what the lock shows (migrated, no user), so that a
+        // run killed before its seed committed is finished by the next one.
+        let seeded = !crate::repo::seed::has_data(conn)?
+            && crate::repo::seed::seed_reference(conn)?.inserted_anything();
         Ok(PrepareReport {
             created,
             migrations_applied,

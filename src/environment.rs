@@ -124,6 +124,25 @@ pub fn mark_environment(conn: &mut PgConnection, environment: Environment) -> Re
     })
 }
 
+/// Writes `mark` as it was read ([`read_mark`]) on another database: the
+/// same environment, `marked_at` and `marked_by`, for a database rebuilt
+/// under the same name (`setup` drops and creates it again), so that the
+/// rebuilt one is refused where the old one was. Replaces any mark the
+/// database has.
+pub fn restore_mark(conn: &mut PgConnection, mark: &EnvironmentMark) -> Result<()> {
+    conn.transaction(|conn| {
+        mark_environment(conn, mark.environment)?;
+        diesel::update(database_environment::table)
+            .set((
+                database_environment::environment.eq(mark.environment.to_string()),
+                database_environment::marked_at.eq(mark.marked_at),
+                database_environment::marked_by.eq(&mark.marked_by),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
 #[derive(QueryableByName)]
 struct Present {
     #[diesel(sql_type = diesel::sql_types::Bool)]

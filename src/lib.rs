@@ -22,7 +22,7 @@ pub use admin::{
     PrepareReport, create_database, database_exists, drop_database, prepare, prepare_checked,
 };
 pub use config::{Config, DatabaseUrl, Environment, Settings};
-pub use environment::{EnvironmentMark, mark_environment, read_mark};
+pub use environment::{EnvironmentMark, mark_environment, read_mark, restore_mark};
 pub use error::{Error, Result, ValidationError};
 pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
 pub use models::{Activity, ActivityObject, FeedItem, NewActivity, NewUser, User};

@@ -109,7 +109,16 @@ pub fn with_migration_lock<T>(
 
 /// Applies the pending migrations, each in its own transaction; the caller
 /// holds the lock ([`with_migration_lock`]). Returns their folder names.
+///
+/// When nothing is pending it writes nothing: Diesel's harness would first
+/// create `__diesel_schema_migrations` (`CREATE TABLE IF NOT EXISTS`, a
+/// write even when the table exists), which fails on a read-only session
+/// and on a hot standby. Whether every embedded migration is recorded is
+/// read with plain SELECTs ([`pending_migrations`]).
 pub(crate) fn run_pending(conn: &mut PgConnection) -> Result<Vec<String>> {
+    if pending_migrations(conn)?.is_empty() {
+        return Ok(Vec::new());
+    }
     let applied = conn
         .run_pending_migrations(MIGRATIONS)
         .map_err(migration_error)?;
@@ -141,6 +150,38 @@ fn names_of(versions: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
 /// this call applied, by folder name (empty when the schema was current).
 pub fn run_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
     with_migration_lock(conn, run_pending)
+}
+
+/// What [`reload_schema`] did: the folder names reverted (newest first)
+/// and applied (oldest first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaReload {
+    /// The migrations reverted.
+    pub reverted: Vec<String>,
+    /// The migrations applied again.
+    pub applied: Vec<String>,
+}
+
+/// Reverts every applied migration and applies them all again, in one
+/// transaction under the migration lock: a failure or a kill at any point
+/// leaves the schema (and data) as they were, never half-reverted. Each
+/// migration's own transaction becomes a savepoint of the outer one.
+/// Destroys all data in the schema's tables.
+pub fn reload_schema(conn: &mut PgConnection) -> Result<SchemaReload> {
+    with_migration_lock(conn, |conn| {
+        conn.transaction(|conn| {
+            let reverted = if applied_versions(conn)?.is_empty() {
+                Vec::new()
+            } else {
+                let versions = conn
+                    .revert_all_migrations(MIGRATIONS)
+                    .map_err(migration_error)?;
+                names_of(versions.into_iter().map(|v| v.to_string()))?
+            };
+            let applied = run_pending(conn)?;
+            Ok(SchemaReload { reverted, applied })
+        })
+    })
 }
 
 /// Reverts the most recently applied migration under the lock; returns its

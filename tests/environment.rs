@@ -35,3 +35,26 @@ fn the_mark_survives_a_schema_reload_and_keeps_its_first_time() {
     assert_eq!(changed.environment, Environment::Development);
     assert!(changed.marked_at >= first.marked_at);
 }
+
+#[test]
+fn a_restored_mark_is_the_mark_that_was_read() {
+    let old = common::TestDb::migrated();
+    mark_environment(&mut old.conn(), Environment::Production).unwrap();
+    let mark = read_mark(&mut old.conn()).unwrap().expect("marked");
+    // A rebuilt database: unmarked, then given the old one's mark; and one
+    // already marked otherwise.
+    for premark in [None, Some(Environment::Development)] {
+        let rebuilt = common::TestDb::new();
+        if let Some(env) = premark {
+            mark_environment(&mut rebuilt.conn(), env).unwrap();
+        }
+        cruddur_db::restore_mark(&mut rebuilt.conn(), &mark).unwrap();
+        assert_eq!(
+            read_mark(&mut rebuilt.conn()).unwrap().as_ref(),
+            Some(&mark),
+            "{premark:?}"
+        );
+        run_migrations(&mut rebuilt.conn()).unwrap();
+        assert_eq!(read_mark(&mut rebuilt.conn()).unwrap(), Some(mark.clone()));
+    }
+}

@@ -302,3 +302,92 @@ fn concurrent_runners_apply_each_migration_once_and_all_succeed() {
         .unwrap();
     assert_eq!(recorded.n, 3);
 }
+
+/// The error and each of its causes, joined.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+/// `url` with every session read-only, as a read-only replica or a
+/// cautious operator's URL makes them.
+fn read_only(url: &cruddur_db::DatabaseUrl) -> cruddur_db::DatabaseUrl {
+    url.with_param("options", "-c default_transaction_read_only=on")
+}
+
+#[test]
+fn a_current_database_is_migrated_and_prepared_on_a_read_only_session() {
+    let db = TestDb::migrated();
+    cruddur_db::seed_reference(&mut db.conn()).unwrap();
+    let url = read_only(&db.url);
+    let conn = &mut cruddur_db::establish(&url).unwrap();
+    assert!(run_migrations(conn).unwrap().is_empty());
+    let report = cruddur_db::prepare(&url).unwrap();
+    assert!(
+        !report.created && !report.seeded && report.migrations_applied.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+
+    // Missing one migration's record, it is not current: the read-only
+    // session refuses the write instead of pretending.
+    diesel::sql_query(
+        "DELETE FROM __diesel_schema_migrations \
+         WHERE version = (SELECT max(version) FROM __diesel_schema_migrations)",
+    )
+    .execute(&mut db.conn())
+    .unwrap();
+    let err = run_migrations(&mut cruddur_db::establish(&url).unwrap()).unwrap_err();
+    let err = with_causes(&err);
+    assert!(err.contains("read-only"), "{err}");
+}
+
+#[test]
+fn an_unmigrated_database_stays_untouched_on_a_read_only_session() {
+    let db = TestDb::new();
+    let url = read_only(&db.url);
+    assert!(run_migrations(&mut cruddur_db::establish(&url).unwrap()).is_err());
+    let present: bool = diesel::select(diesel::dsl::sql::<Bool>(
+        "to_regclass('__diesel_schema_migrations') IS NOT NULL",
+    ))
+    .get_result(&mut db.conn())
+    .unwrap();
+    assert!(
+        !present,
+        "a failed read-only run created the migrations table"
+    );
+}
+
+#[test]
+fn a_schema_reload_that_fails_half_way_changes_nothing() {
+    let db = TestDb::migrated();
+    cruddur_db::seed_reference(&mut db.conn()).unwrap();
+    // A view on `users` alone: reverting `activities` works, reverting
+    // `users` then fails, half-way through the reload.
+    diesel::sql_query("CREATE VIEW user_handles AS SELECT handle FROM users")
+        .execute(&mut db.conn())
+        .unwrap();
+    let before = schema_dump(&db);
+    let err = cruddur_db::migrations::reload_schema(&mut db.conn()).unwrap_err();
+    let err = with_causes(&err);
+    assert!(err.contains("depend"), "{err}");
+    assert_eq!(
+        schema_dump(&db),
+        before,
+        "a failed reload changed the schema"
+    );
+    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+    assert!(pending_migrations(&mut db.conn()).unwrap().is_empty());
+
+    diesel::sql_query("DROP VIEW user_handles")
+        .execute(&mut db.conn())
+        .unwrap();
+    let reload = cruddur_db::migrations::reload_schema(&mut db.conn()).unwrap();
+    assert_eq!((reload.reverted.len(), reload.applied.len()), (3, 3));
+    assert_eq!(common::counts(&mut db.conn()), (0, 0));
+}

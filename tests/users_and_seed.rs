@@ -206,13 +206,63 @@ fn prepare_creates_migrates_seeds_once() {
     );
     assert_eq!(common::counts(&mut db.conn()), (2, 1));
 
-    // A migrated database the user emptied is not "fresh": prepare leaves it empty.
+    // A database with a user of its own (and not the reference rows) is
+    // not seeded: whether to seed is "migrated and no user".
     diesel::sql_query("TRUNCATE users CASCADE")
         .execute(&mut db.conn())
         .unwrap();
+    common::user(&mut db.conn(), "Only Me");
     let third = prepare(&db.url).unwrap();
-    assert!(!third.seeded);
-    assert_eq!(common::counts(&mut db.conn()), (0, 0));
+    assert!(!third.seeded, "{third:?}");
+    assert_eq!(common::counts(&mut db.conn()), (1, 0));
+
+    // A migrated database with no user cannot be told apart from a first
+    // prepare killed before its seed committed: it is seeded, once.
+    diesel::sql_query("TRUNCATE users CASCADE")
+        .execute(&mut db.conn())
+        .unwrap();
+    let fourth = prepare(&db.url).unwrap();
+    assert!(fourth.seeded, "{fourth:?}");
+    assert!(!prepare(&db.url).unwrap().seeded);
+    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+}
+
+/// Applies the first `count` embedded migrations, as a first `prepare`
+/// killed after its `count`-th migration committed leaves the database.
+fn migrate_first(db: &TestDb, count: usize) {
+    use diesel_migrations::MigrationHarness;
+    let conn = &mut db.conn();
+    let mut migrations =
+        diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&cruddur_db::MIGRATIONS)
+            .unwrap();
+    migrations.sort_by_key(|m| m.name().version().to_string());
+    // Diesel creates its table first (as a run killed right after that
+    // leaves it: present and empty).
+    conn.applied_migrations().unwrap();
+    for migration in migrations.iter().take(count) {
+        conn.run_migration(&**migration).unwrap();
+    }
+}
+
+#[test]
+fn prepare_after_an_interrupted_first_prepare_seeds_exactly_once() {
+    // Killed after Diesel created its table and 0, 1, 2 or 3 of the 3
+    // migrations committed (3: before the seed's commit).
+    for applied in 0..=3 {
+        let db = TestDb::new();
+        migrate_first(&db, applied);
+        let first = prepare(&db.url).unwrap();
+        assert!(first.seeded, "after {applied} migration(s): {first:?}");
+        assert_eq!(first.migrations_applied.len(), 3 - applied, "{applied}");
+        for _ in 0..2 {
+            let again = prepare(&db.url).unwrap();
+            assert!(
+                !again.seeded && again.migrations_applied.is_empty(),
+                "{again:?}"
+            );
+        }
+        assert_eq!(common::counts(&mut db.conn()), (2, 1), "after {applied}");
+    }
 }
 
 fn admin_drop(db: &TestDb) {

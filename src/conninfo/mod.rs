@@ -131,6 +131,17 @@ impl DatabaseUrl {
             .map(str::to_owned)
     }
 
+    /// The database name libpq asks the server for with this string: its
+    /// `dbname`, else what libpq fills in at connect time (a `service`'s
+    /// `dbname`, `PGDATABASE`, the user name). `None` when libpq cannot
+    /// settle it (e.g. a service that is not defined). The name a
+    /// connection reached is still the server's to say
+    /// ([`crate::admin::identify`]).
+    pub fn requested_database(&self) -> Option<String> {
+        self.database()
+            .or_else(|| ffi::requested_database(&self.raw))
+    }
+
     /// The same string with `keyword` set to `value` (replacing any value it
     /// had).
     pub fn with_param(&self, keyword: &str, value: &str) -> Self {

@@ -179,3 +179,27 @@ fn keywords_come_from_libpq() {
         assert!(keywords.iter().any(|x| x == k), "{k} in {keywords:?}");
     }
 }
+
+#[test]
+fn the_requested_database_is_libpqs_choice_when_the_string_names_none() {
+    // A socket directory that does not exist: libpq settles its options and
+    // fails to connect, without any server being involved.
+    let cases = [
+        ("host=/nonexistent/cruddur user=alice", Some("alice")),
+        (
+            "host=/nonexistent/cruddur user=alice dbname=bob",
+            Some("bob"),
+        ),
+        (
+            "postgresql://alice@%2Fnonexistent%2Fcruddur/",
+            Some("alice"),
+        ),
+        (
+            "host=/nonexistent/cruddur user='e\u{1b}[31m'",
+            Some("e\u{1b}[31m"),
+        ),
+    ];
+    for (raw, expected) in cases {
+        assert_eq!(url(raw).requested_database().as_deref(), expected, "{raw}");
+    }
+}

@@ -75,22 +75,39 @@ pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Lines mix the tool's colours with text from the server (names, the
+    // role that marked the database, errors): each such value is escaped
+    // where it is put in (`output::shown`), the colours are not.
     let row =
         |k: &str, v: &str| anstream::println!("{HEADING}{k:<12}{HEADING:#} {}", output::scrub(v));
-    row("url", &format!("{} (from {})", target.url(), target.source));
-    row("server", &format!("PostgreSQL {}", server.server_version));
+    let shown = |v: &str| output::shown(v);
+    row(
+        "url",
+        &format!(
+            "{} (from {})",
+            shown(&target.url().to_string()),
+            target.source
+        ),
+    );
+    row(
+        "server",
+        &format!("PostgreSQL {}", shown(&server.server_version)),
+    );
     row(
         "database",
-        &format!("{} as {}", server.database, server.user),
+        &format!("{} as {}", shown(&server.database), shown(&server.user)),
     );
     let environment_text = match (&mark, &target.production_reason) {
         (Some(m), _) if m.is_production() => format!(
             "{PRODUCTION} production {PRODUCTION:#} (marked since {} by {})",
             m.marked_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            m.marked_by
+            shown(&m.marked_by)
         ),
         (_, Some(reason)) => {
-            format!("{PRODUCTION} production {PRODUCTION:#} ({reason}; not marked)")
+            format!(
+                "{PRODUCTION} production {PRODUCTION:#} ({}; not marked)",
+                shown(reason)
+            )
         }
         (Some(m), None) => format!("{} (marked)", m.environment),
         (None, None) => "development (not marked as production)".to_owned(),
@@ -99,8 +116,8 @@ pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
     let tls = if server.tls {
         format!(
             "{SUCCESS}yes{SUCCESS:#} ({}, {})",
-            server.tls_version.as_deref().unwrap_or("?"),
-            server.tls_cipher.as_deref().unwrap_or("?")
+            shown(server.tls_version.as_deref().unwrap_or("?")),
+            shown(server.tls_cipher.as_deref().unwrap_or("?"))
         )
     } else {
         format!("{WARNING}no{WARNING:#} (the connection is not encrypted)")
@@ -126,12 +143,13 @@ pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
         let why = state
             .last_error
             .as_deref()
-            .map(|e| format!(" ({e})"))
+            .map(|e| format!(" ({})", shown(e)))
             .unwrap_or_default();
         row(
             &format!("replica {}", k + 1),
             &format!(
-                "{url}: {}, {bytes} behind, last replayed commit {time} ago{why}",
+                "{}: {}, {bytes} behind, last replayed commit {time} ago{why}",
+                shown(&url.to_string()),
                 state.status
             ),
         );

@@ -124,7 +124,8 @@ impl fmt::Debug for GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the database named in the URL if it does not exist (safe to
+    /// Create the database the URL asks for (its dbname, else a service
+    /// file's, PGDATABASE or the user name) if it does not exist (safe to
     /// repeat); with --prod, mark it as production.
     Create,
     /// Drop the database; asks first unless -y. Connects to the server's
@@ -132,15 +133,18 @@ pub enum Command {
     Drop(lifecycle::DropArgs),
     /// Apply, list or revert the embedded migrations (default: run).
     Migrate(migrate::MigrateArgs),
-    /// Revert every migration and apply them all again: destroys all data.
+    /// Revert every migration and apply them all again, in one transaction:
+    /// destroys all data.
     SchemaLoad,
     /// Load the reference seed (idempotent), or bulk synthetic data.
     Seed(seed::SeedArgs),
     /// Drop the database if present, create it, migrate and seed: a fresh
-    /// development database in one step.
+    /// development database in one step. Checks that it can create it again
+    /// before dropping it, and keeps its environment mark.
     Setup(lifecycle::SetupArgs),
     /// Create the database if missing, apply pending migrations, and seed it
-    /// only when it was fresh; safe to repeat.
+    /// when it then has no user; safe to repeat, and a rerun finishes a run
+    /// that was killed.
     Prepare,
     /// Server version, database, environment, TLS and migrations.
     Status(inspect::StatusArgs),

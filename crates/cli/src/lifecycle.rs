@@ -10,7 +10,7 @@ use crate::GlobalArgs;
 use crate::output;
 use crate::target::Target;
 use cruddur_db::config::Environment;
-use cruddur_db::environment::mark_environment;
+use cruddur_db::environment::{mark_environment, read_mark, restore_mark};
 use cruddur_db::{admin, migrations};
 
 /// Options of `drop`.
@@ -122,7 +122,7 @@ pub fn drop(args: DropArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let database = checked
         .map(|i| i.database)
-        .or_else(|| target.url().database())
+        .or_else(|| target.url().requested_database())
         .unwrap_or_default();
     if dropped {
         output::success(&format!("dropped database `{database}`"));
@@ -148,64 +148,110 @@ pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let Some((mut conn, identity)) = target.check_and_confirm(global, action, question)? else {
         anyhow::bail!(
             "database `{}` does not exist; create it with `cruddur-db create`",
-            target.url().database().unwrap_or_default()
+            target.url().requested_database().unwrap_or_default()
         );
     };
     let database = identity.database;
-    let conn = &mut conn;
-    let reverted = migrations::revert_all_migrations(conn)
-        .with_context(|| format!("reverting the migrations of `{database}`"))?;
-    let applied = migrations::run_migrations(conn)
-        .with_context(|| format!("applying the migrations to `{database}`"))?;
+    let reload = migrations::reload_schema(&mut conn).with_context(|| {
+        format!("reloading the schema of `{database}` (in one transaction: nothing changed)")
+    })?;
     output::success(&format!(
         "reloaded the schema of `{database}`: {} migration(s) reverted, {} applied",
-        reverted.len(),
-        applied.len()
+        reload.reverted.len(),
+        reload.applied.len()
     ));
     Ok(ExitCode::SUCCESS)
 }
 
 /// `setup`: drop (if present), create, migrate, seed; stops at the first
-/// failure. The database created, migrated and seeded must be the one
-/// dropped: each connection is checked against the server's answer.
+/// failure.
+///
+/// Everything the rebuild needs is established before anything is
+/// dropped: the name to create again (the server's `current_database()`,
+/// which a service file, `PGDATABASE` or libpq's defaults may have chosen,
+/// and which must be the name the URL asks libpq for, or the recreated
+/// database would not be the one the URL reaches), that the role may
+/// create databases, and the database's environment mark, which the
+/// rebuilt database gets back before any migration. The database created,
+/// migrated and seeded must be on the server the old one was dropped from.
 pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve_starting_local(global)?;
     output::step("drop");
     let action = "set up (drop and recreate)";
-    let checked = check_then_confirm(&target, global, action, |database| {
+    let checked = target.check_and_confirm(global, action, |database| {
         format!(
             "Drop database `{database}` ({}) and set it up anew?",
             target.url()
         )
     })?;
-    let database = match &checked {
-        Some(identity) => {
-            drop_checked(&target, identity, args.force)?;
+    let requested = target.url().requested_database();
+    let (database, dropped) = match checked {
+        Some((mut conn, identity)) => {
+            let mark = read_mark(&mut conn).context("reading the environment mark")?;
+            // The checking connection would hold the database open.
+            std::mem::drop(conn);
+            if requested.as_deref() != Some(identity.database.as_str()) {
+                anyhow::bail!(
+                    "refusing to {action} `{}`: {} reaches `{}` but asks libpq for {}, so the \
+                     database created again would not be the one it reaches; nothing was dropped",
+                    identity.database,
+                    target.url(),
+                    identity.database,
+                    requested.map_or_else(|| "no database".to_owned(), |r| format!("`{r}`")),
+                );
+            }
+            admin::ensure_may_create(target.url(), &format!("{action} `{}`", identity.database))
+                .with_context(|| {
+                    format!("checking that `{}` can be created again", identity.database)
+                })
+                .context("nothing was dropped")?;
+            drop_checked(&target, &identity, args.force)?;
             output::result(&format!("dropped database `{}`", identity.database));
-            identity.database.clone()
+            (identity.database.clone(), Some((identity, mark)))
         }
         None => {
-            let database = target.database()?;
+            let database = requested.with_context(|| {
+                format!(
+                    "{} names no database and libpq's defaults name none either",
+                    target.url()
+                )
+            })?;
             output::result(&format!(
                 "database `{database}` does not exist; nothing to drop"
             ));
-            database
+            (database, None)
         }
     };
     output::step("create, migrate, seed");
-    let report = admin::prepare_checked(target.url(), |reached| match &checked {
-        Some(dropped) if !dropped.same_server(reached) => Err(cruddur_db::Error::Refused {
-            action: format!("set up `{database}`"),
-            reason: format!(
-                "{} now reaches another server than the one `{database}` was dropped on",
-                target.url()
-            ),
-        }),
-        _ => Ok(()),
+    let report = admin::prepare_checked(target.url(), |conn, reached| {
+        let Some((old, mark)) = &dropped else {
+            return Ok(());
+        };
+        if !old.same_server(reached) {
+            return Err(cruddur_db::Error::Refused {
+                action: format!("set up `{database}`"),
+                reason: format!(
+                    "{} now reaches another server than the one `{database}` was dropped on",
+                    target.url()
+                ),
+            });
+        }
+        if let Some(mark) = mark {
+            restore_mark(conn, mark)?;
+        }
+        Ok(())
     })
     .with_context(|| format!("setting up `{database}`"))?;
     if report.created {
         output::result(&format!("created database `{database}`"));
+    }
+    if let Some((_, Some(mark))) = &dropped {
+        output::result(&format!(
+            "kept its mark: {} (since {}, by {})",
+            mark.environment,
+            mark.marked_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            mark.marked_by
+        ));
     }
     output::result(&format!(
         "applied {} migration(s)",
@@ -221,7 +267,8 @@ pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `prepare`: create if missing, migrate, seed a fresh database.
+/// `prepare`: create if missing, migrate, seed a migrated database with no
+/// user (see [`admin::prepare`]).
 pub fn prepare(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve_starting_local(global)?;
     let database = target.database()?;
@@ -241,7 +288,7 @@ pub fn prepare(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             if report.seeded {
                 "seeded"
             } else {
-                "not seeded (it was not fresh)"
+                "not seeded (it has users)"
             }
         ));
     }

@@ -4,7 +4,16 @@
 //!
 //! Every line that could carry user text goes through [`scrub`], which
 //! removes the passwords of every connection string the tool was given, a
-//! second line of defence behind the library's redacted URLs.
+//! second line of defence behind the library's redacted URLs, and then
+//! through [`shown`], the one escaper of text that came from the server or
+//! the user (role and database names, the role that marked a database,
+//! server errors): control characters, escape sequences and bidirectional
+//! controls are printed escaped (`\u{1b}`, `\n`), as the feed table shows
+//! them, so that such text can neither run as a terminal command nor forge
+//! a line. The helpers below ([`note`], [`warning`], [`result`],
+//! [`success`], [`error`], [`environment_label`]) apply it to the whole
+//! message; a line that mixes the tool's own colours with server text
+//! (`status`) applies it to each server value.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -53,6 +62,13 @@ pub fn scrub(text: &str) -> String {
     cruddur_db::config::scrub_secrets(text, secrets)
 }
 
+/// `text` as it may reach a terminal: passwords removed ([`scrub`]), then
+/// control characters and escape sequences escaped
+/// ([`cruddur_db::models::escape_controls`], the feed table's escaper).
+pub fn shown(text: &str) -> String {
+    cruddur_db::models::escape_controls(&scrub(text)).into_owned()
+}
+
 /// Prints a step heading (`== create`), as the original scripts did.
 pub fn step(name: &str) {
     anstream::eprintln!("{HEADING}== {name}{HEADING:#}");
@@ -60,22 +76,22 @@ pub fn step(name: &str) {
 
 /// Prints a note on stderr.
 pub fn note(message: &str) {
-    anstream::eprintln!("{}", scrub(message));
+    anstream::eprintln!("{}", shown(message));
 }
 
 /// Prints a warning on stderr.
 pub fn warning(message: &str) {
-    anstream::eprintln!("{WARNING}warning:{WARNING:#} {}", scrub(message));
+    anstream::eprintln!("{WARNING}warning:{WARNING:#} {}", shown(message));
 }
 
 /// Prints a result line on stdout.
 pub fn result(message: &str) {
-    anstream::println!("{}", scrub(message));
+    anstream::println!("{}", shown(message));
 }
 
 /// Prints a result line on stdout, in the success colour.
 pub fn success(message: &str) {
-    anstream::println!("{SUCCESS}{}{SUCCESS:#}", scrub(message));
+    anstream::println!("{SUCCESS}{}{SUCCESS:#}", shown(message));
 }
 
 /// Prints `error: …` with the whole cause chain on stderr.
@@ -94,7 +110,7 @@ pub fn error(e: &anyhow::Error) {
         })
         .map(|hint| format!(" ({hint})"))
         .unwrap_or_default();
-    anstream::eprintln!("{ERROR}error:{ERROR:#} {}{hint}", scrub(&format!("{e:#}")));
+    anstream::eprintln!("{ERROR}error:{ERROR:#} {}{hint}", shown(&format!("{e:#}")));
 }
 
 /// The command that fixes a local-cluster error, when there is one.
@@ -119,9 +135,9 @@ fn hint_for(e: &cruddur_db::Error) -> Option<&'static str> {
 /// Prints the environment label for a target on stderr.
 pub fn environment_label(production: bool, what: &str) {
     if production {
-        anstream::eprintln!("{PRODUCTION} PRODUCTION {PRODUCTION:#} {}", scrub(what));
+        anstream::eprintln!("{PRODUCTION} PRODUCTION {PRODUCTION:#} {}", shown(what));
     } else {
-        anstream::eprintln!("{DEVELOPMENT}development{DEVELOPMENT:#} {}", scrub(what));
+        anstream::eprintln!("{DEVELOPMENT}development{DEVELOPMENT:#} {}", shown(what));
     }
 }
 
@@ -159,6 +175,23 @@ pub fn age(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_is_shown_inert_and_on_one_line() {
+        for (text, expected) in [
+            ("plain", "plain"),
+            (
+                "r\u{1b}[2J\u{1b}]0;pwned\u{7}",
+                "r\\u{1b}[2J\\u{1b}]0;pwned\\u{7}",
+            ),
+            ("two\nlines\r", "two\\nlines\\r"),
+            ("\u{9b}31m csi", "\\u{9b}31m csi"),
+            ("abc\u{202e}fed", "abc\\u{202e}fed"),
+            ("日本 ✓", "日本 ✓"),
+        ] {
+            assert_eq!(shown(text), expected, "{text:?}");
+        }
+    }
 
     #[test]
     fn ages_read_well() {

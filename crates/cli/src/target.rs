@@ -124,11 +124,15 @@ impl Target {
         Ok(Some(router))
     }
 
-    /// The database name in the URL.
+    /// The database name the URL asks for: its `dbname`, else libpq's
+    /// default (a service file, `PGDATABASE`, the user name).
     pub fn database(&self) -> anyhow::Result<String> {
-        self.url()
-            .database()
-            .with_context(|| format!("the URL {} names no database", self.url()))
+        self.url().requested_database().with_context(|| {
+            format!(
+                "{} names no database and libpq's defaults name none either",
+                self.url()
+            )
+        })
     }
 
     /// One connection to the target, with its session settings (see
@@ -167,7 +171,7 @@ impl Target {
                 let missing = e
                     .downcast_ref::<cruddur_db::Error>()
                     .is_some_and(|e| matches!(e, cruddur_db::Error::DatabaseMissing { .. }));
-                if let (true, Some(name)) = (missing, self.url().database()) {
+                if let (true, Some(name)) = (missing, self.url().requested_database()) {
                     self.refuse_production(global, action, &name, None, None)?;
                     return Ok(None);
                 }
@@ -291,7 +295,12 @@ pub fn confirm(global: &GlobalArgs, question: &str, refusal: &str) -> anyhow::Re
     if !std::io::stdin().is_terminal() {
         bail!("{refusal} without confirmation: stdin is not a terminal; pass -y/--yes to confirm");
     }
-    anstream::eprint!("{}{question}{:#} [y/N] ", output::WARNING, output::WARNING);
+    anstream::eprint!(
+        "{}{}{:#} [y/N] ",
+        output::WARNING,
+        output::shown(question),
+        output::WARNING
+    );
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin()

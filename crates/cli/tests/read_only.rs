@@ -1,5 +1,6 @@
-//! Read paths (`status`, `migrate status`, `feed`, `sessions`, the
-//! library's `home_feed` and `home_feed_json`) work where nothing may be
+//! Read paths (`status`, `migrate status`, `feed`, `sessions`, `prepare`
+//! of a current database, the library's `prepare`, `home_feed` and
+//! `home_feed_json`) work where nothing may be
 //! written, and change nothing: a session with
 //! `default_transaction_read_only=on`, a role that may only SELECT, and a
 //! hot standby started from a private cluster with `pg_basebackup -R`.
@@ -36,6 +37,13 @@ fn ok(url: &DatabaseUrl, args: &[&str]) -> String {
 /// Every read path, by the CLI and the library, on a migrated and seeded
 /// database reached through `url`.
 fn every_read_path_works(url: &DatabaseUrl) {
+    // `prepare` of a current database only reads, so it works here too.
+    assert!(
+        ok(url, &["prepare"]).contains("is ready; nothing to do"),
+        "prepare on {url}"
+    );
+    let report = cruddur_db::prepare(url).expect("prepare a current database");
+    assert_eq!(report, cruddur_db::PrepareReport::default());
     assert!(ok(url, &["status"]).contains("3 applied, 0 pending"));
     assert!(ok(url, &["migrate", "status"]).contains("3 applied, 0 pending"));
     assert!(ok(url, &["feed"]).contains("This was imported as seed data!"));

@@ -413,3 +413,26 @@ fn files_others_could_write_never_choose_what_the_service_runs_or_touches() {
     );
     assert!(stderr.contains("refusing to use"), "{stderr}");
 }
+
+#[test]
+fn the_zero_setup_path_seeds_a_database_a_killed_first_start_left_unseeded() {
+    // Migrated with no user: what a first start killed after its last
+    // migration and before the seed's commit leaves behind.
+    let db = TestDb::new();
+    cruddur_db::run_migrations(&mut db.conn()).expect("migrate");
+    // No configured URL: the default URL is the zero-setup path.
+    let mut child = service_command(&[("CRUDDUR_DEFAULT_URL", db.url.expose())])
+        .spawn()
+        .expect("start the service");
+    let (base, printed, _stderr) = wait_for_listening(&mut child);
+    let answer = get(&format!("{base}/api/activities/home"), &[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(answer.status, 200, "{}\n{printed}", answer.body);
+    assert!(
+        answer.body.contains("This was imported as seed data!"),
+        "{}\n{printed}",
+        answer.body
+    );
+    assert_eq!(cruddur_db_test_support::counts(&mut db.conn()), (2, 1));
+}
