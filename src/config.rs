@@ -283,6 +283,10 @@ pub const VARIABLES: &[&str] = &[
     "AWS_COGNITO_USER_POOL_ID",
     "AWS_COGNITO_USER_POOL_CLIENT_ID",
     "CRUDDUR_DEV_HANDLE",
+    "CRUDDUR_HEADER_READ_TIMEOUT_MS",
+    "CRUDDUR_IDLE_TIMEOUT_MS",
+    "CRUDDUR_MAX_CONNECTIONS",
+    "CRUDDUR_SHUTDOWN_DEADLINE_MS",
 ];
 
 /// Every setting of the project, read once: from the environment and the

@@ -17,36 +17,12 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod settings;
-
-use std::future::Future;
-
-use axum::serve::ListenerExt;
+pub mod transport;
 
 pub use api::{AppState, app};
 pub use auth::Auth;
 pub use settings::ServiceSettings;
-
-/// Serves `app` on `listener` until `shutdown` completes, then stops
-/// accepting connections and returns once every request in flight has
-/// been answered.
-///
-/// Every connection is set `TCP_NODELAY`: a response may leave in more
-/// than one write (head, then a feed page), and with Nagle's algorithm a
-/// later write can wait for the client's delayed ACK (40 ms on Linux).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use transport::{Stopped, Transport, serve};
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
 pub async fn shutdown_signal() {

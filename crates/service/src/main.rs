@@ -9,7 +9,7 @@ use clap::Parser;
 use cruddur_db::{Repository, Settings, pending_migrations, prepare, read_mark};
 use cruddur_db_local::{Fallback, UrlSource, resolve};
 use cruddur_db_service::settings::AuthSettings;
-use cruddur_db_service::{AppState, Auth, ServiceSettings, app, serve, shutdown_signal};
+use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
 /// Serves Cruddur's activity API (`GET /api/activities/home`,
@@ -19,7 +19,8 @@ use tracing_subscriber::EnvFilter;
 /// Authors come from Cognito tokens verified against `CRUDDUR_JWKS` (or the
 /// user pool of `AWS_COGNITO_USER_POOL_ID`); without either, every post is
 /// by `CRUDDUR_DEV_HANDLE` (default andrewbrown), unverified. Stops on
-/// Ctrl-C or SIGTERM after answering the requests in flight.
+/// Ctrl-C or SIGTERM after answering the requests in flight, or at the
+/// shutdown deadline (`CRUDDUR_SHUTDOWN_DEADLINE_MS`).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -44,8 +45,14 @@ fn main() -> ExitCode {
             drop(logs);
             result
         }) {
-        Ok(()) => {
+        Ok(Stopped::Drained) => {
             eprintln!("stopped: every request in flight was answered");
+            ExitCode::SUCCESS
+        }
+        Ok(Stopped::Deadline(open)) => {
+            eprintln!(
+                "stopped: {open} connection(s) still open at the shutdown deadline were dropped"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -87,7 +94,7 @@ fn init_logs(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard
     guard
 }
 
-fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     let service = ServiceSettings::from_settings(settings, args.bind)?;
     let resolved = resolve(None, settings, Fallback::Start)?;
     eprintln!("note: {}", resolved.describe());
@@ -149,11 +156,11 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
         serve(
             listener,
             app(state, &service.allowed_origins),
+            service.transport,
             shutdown_signal(),
         )
         .await
-        .context("serving")?;
-        Ok(())
+        .context("serving")
     })
 }
 

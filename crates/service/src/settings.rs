@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use cruddur_db::Settings;
+
+use crate::transport::Transport;
 
 /// Where the service listens unless told otherwise: loopback, on the
 /// original backend's port.
@@ -24,7 +27,16 @@ pub struct ServiceSettings {
     pub allowed_origins: Vec<String>,
     /// Who posts.
     pub auth: AuthSettings,
+    /// The transport's timeouts, connection cap and shutdown deadline.
+    pub transport: Transport,
 }
+
+/// The longest timeout or deadline accepted, in milliseconds: one day.
+pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+/// The largest `CRUDDUR_MAX_CONNECTIONS` accepted: a million (each
+/// connection is a file descriptor; the process limit binds first).
+pub const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// Who the author of a `POST /api/activities` is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +116,56 @@ impl ServiceSettings {
             bind,
             allowed_origins,
             auth: auth_settings(settings)?,
+            transport: transport_settings(settings)?,
         })
     }
+}
+
+/// The transport's limits, each from its variable or its default.
+fn transport_settings(settings: &Settings) -> Result<Transport, SettingsError> {
+    let defaults = Transport::default();
+    let millis = |name: &str, min: u64, default: Duration| -> Result<Duration, SettingsError> {
+        match settings.get(name) {
+            None => Ok(default),
+            Some(value) => number(name, value, min, MAX_TIMEOUT_MS).map(Duration::from_millis),
+        }
+    };
+    Ok(Transport {
+        header_read_timeout: millis(
+            "CRUDDUR_HEADER_READ_TIMEOUT_MS",
+            1,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: millis("CRUDDUR_IDLE_TIMEOUT_MS", 1, defaults.idle_timeout)?,
+        max_connections: match settings.get("CRUDDUR_MAX_CONNECTIONS") {
+            None => defaults.max_connections,
+            Some(value) => number("CRUDDUR_MAX_CONNECTIONS", value, 1, MAX_CONNECTIONS)?,
+        },
+        shutdown_deadline: millis(
+            "CRUDDUR_SHUTDOWN_DEADLINE_MS",
+            0,
+            defaults.shutdown_deadline,
+        )?,
+    })
+}
+
+/// A whole number from `min` to `max`, or an error naming `name` and the
+/// range.
+fn number<T>(name: &str, value: &str, min: T, max: T) -> Result<T, SettingsError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    value
+        .trim()
+        .parse::<T>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            SettingsError(format!(
+                "invalid value `{}` for {name}: must be a whole number from {min} to {max}",
+                value.chars().take(40).collect::<String>()
+            ))
+        })
 }
 
 fn parse_bind(value: &str) -> Result<SocketAddr, SettingsError> {
@@ -320,6 +380,56 @@ mod tests {
         for (vars, expected) in cases {
             let err = ServiceSettings::from_settings(&settings(vars), None).unwrap_err();
             assert!(err.to_string().contains(expected), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_transport_limits_default_and_bad_values_name_the_variable_and_the_range() {
+        let s = ServiceSettings::from_settings(&settings(&[]), None).unwrap();
+        assert_eq!(s.transport, Transport::default());
+        assert_eq!(s.transport.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.transport.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.transport.max_connections, 1024);
+        assert_eq!(s.transport.shutdown_deadline, Duration::from_secs(30));
+        let s = ServiceSettings::from_settings(
+            &settings(&[
+                ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "250"),
+                ("CRUDDUR_IDLE_TIMEOUT_MS", " 1000 "),
+                ("CRUDDUR_MAX_CONNECTIONS", "2"),
+                ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "0"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.transport,
+            Transport {
+                header_read_timeout: Duration::from_millis(250),
+                idle_timeout: Duration::from_millis(1000),
+                max_connections: 2,
+                shutdown_deadline: Duration::ZERO,
+            }
+        );
+        for (name, value) in [
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "0"),
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "-1"),
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "10s"),
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "1e3"),
+            ("CRUDDUR_IDLE_TIMEOUT_MS", "86400001"),
+            ("CRUDDUR_IDLE_TIMEOUT_MS", "18446744073709551616"),
+            ("CRUDDUR_MAX_CONNECTIONS", "0"),
+            ("CRUDDUR_MAX_CONNECTIONS", "1000001"),
+            ("CRUDDUR_MAX_CONNECTIONS", "4294967296"),
+            ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "-0.5"),
+            ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "infinity"),
+        ] {
+            let err = ServiceSettings::from_settings(&settings(&[(name, value)]), None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(name) && err.contains("whole number from"),
+                "{name}={value}: {err}"
+            );
         }
     }
 

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::BufRead;
 use std::time::Duration;
 
-use common::{Service, TestDb, get, seeded_db};
+use common::{Service, TestDb, get, seeded_db, service_command, wait_for_listening};
 use cruddur_db::{Config, Environment};
 use cruddur_db_service::Auth;
 use cruddur_db_test_support::eventually;
@@ -136,38 +135,6 @@ fn an_exhausted_pool_answers_503_within_the_checkout_timeout() {
     drop(lock);
     let first = held.join().unwrap();
     assert_eq!(first.status, 200, "{}", first.body);
-}
-
-/// The binary, with only these variables (and `PATH`).
-fn service_command(vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cruddur-db-service"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .env("CRUDDUR_BIND", "127.0.0.1:0")
-        .current_dir(std::env::temp_dir())
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Reads the child's stderr until it says where it listens; returns that
-/// base URL and everything it printed before.
-fn wait_for_listening(child: &mut Child) -> (String, String, BufReader<std::process::ChildStderr>) {
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        let read = stderr.read_line(&mut line).expect("read stderr");
-        assert!(read > 0, "the service exited before listening:\n{printed}");
-        printed.push_str(&line);
-        if let Some(base) = line.trim().strip_prefix("listening on ") {
-            return (base.to_owned(), printed, stderr);
-        }
-    }
 }
 
 #[test]
