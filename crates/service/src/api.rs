@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -29,6 +29,11 @@ use crate::error::ApiError;
 pub const WRITE_TOKEN_HEADER: &str = "x-write-token";
 /// The cookie that carries the same token for same-origin clients.
 pub const WRITE_TOKEN_COOKIE: &str = "cruddur_write_token";
+
+/// The largest request body read: 64 KiB. A post's JSON is at most a few
+/// kilobytes (280 characters, each at most a 12-byte escape); a larger
+/// body is `413` before it is buffered.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every handler shares: the repository (with its pool and any
 /// replicas), how authors are found, and the queue for the pool.
@@ -122,6 +127,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .layer(trace)
 }
@@ -225,14 +231,30 @@ impl NewCrud {
 /// write token in a header and a cookie.
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request<Body>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let author = author(&state, &headers).await?;
-    if !is_json(&headers) {
+    // The body is read last, by hand: as an extractor it would be read
+    // (up to the limit) before the author is known or the declared length
+    // looked at.
+    let headers = request.headers();
+    let author = author(&state, headers).await?;
+    if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // A length declared over the limit is answered now, not after reading
+    // up to the limit of a body that may never come.
+    if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let body = Bytes::from_request(request, &state)
+        .await
+        .map_err(|e: BytesRejection| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
     let crud = NewCrud::parse(&body)?;
 
     let (activity, token) = state
@@ -247,6 +269,18 @@ async fn create(
         ],
         axum::Json(activity),
     ))
+}
+
+/// The request's `Content-Length`, when it has one that reads as a number
+/// (hyper has refused a malformed or repeated one already).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Whether the body is declared as JSON (`application/json`, with any

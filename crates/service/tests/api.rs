@@ -454,3 +454,56 @@ fn a_jwks_without_a_usable_rsa_key_is_refused_at_start_up() {
         assert!(err.to_string().starts_with("invalid JWKS"), "{what}: {err}");
     }
 }
+
+#[test]
+fn a_body_over_64_kib_is_413_with_a_json_error_and_writes_nothing() {
+    use std::io::Write;
+    let db = seeded_db();
+    let service = Service::development(&db);
+    let url = service.url("/api/activities");
+    let crud = r#"{"message": "padded", "ttl": "1-day"}"#;
+    let limit = 64 * 1024;
+    // Whitespace is JSON: a body at the limit is read and posted.
+    let at_limit = format!("{crud}{}", " ".repeat(limit - crud.len()));
+    let posted = post_json(&url, &[], &at_limit);
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    let before = activities(&db);
+
+    // A length declared over the limit is answered before the body is
+    // read (a client still sending then finds the connection closed).
+    for length in [limit + 1, 10 << 20] {
+        let mut declared = common::connect(&service.base);
+        write!(
+            declared,
+            "POST /api/activities HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        let (status, body) = common::read_response(&mut declared).expect("an answer");
+        assert_eq!(status, 413, "{length}: {body}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string(),
+            "{body}"
+        );
+    }
+    // Chunks without a length, past the limit.
+    let mut chunked = common::connect(&service.base);
+    write!(
+        chunked,
+        "POST /api/activities HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    // One byte past the limit, so that little is left unread when the
+    // service answers and closes.
+    write!(
+        chunked,
+        "{:x}\r\n{}\r\n0\r\n\r\n",
+        limit + 1,
+        " ".repeat(limit + 1)
+    )
+    .unwrap();
+    let answered = common::read_response(&mut chunked).map(|r| r.0);
+    assert_eq!(answered, Some(413));
+    assert_eq!(activities(&db), before, "nothing was written");
+}
