@@ -220,10 +220,7 @@ fn origin(name: &str, value: &str) -> Result<String, SettingsError> {
 fn auth_settings(settings: &Settings) -> Result<AuthSettings, SettingsError> {
     let pool = settings.get("AWS_COGNITO_USER_POOL_ID").map(str::trim);
     let jwks = match (settings.get("CRUDDUR_JWKS").map(str::trim), pool) {
-        (Some(jwks), _) if jwks.starts_with("http://") || jwks.starts_with("https://") => {
-            Some(JwksSource::Url(jwks.to_owned()))
-        }
-        (Some(jwks), _) => Some(JwksSource::File(PathBuf::from(jwks))),
+        (Some(jwks), _) => Some(jwks_source(jwks)?),
         (None, Some(pool)) => Some(JwksSource::Url(format!(
             "{}/.well-known/jwks.json",
             pool_issuer(pool)?
@@ -267,6 +264,32 @@ fn auth_settings(settings: &Settings) -> Result<AuthSettings, SettingsError> {
         issuer,
         client_id,
     })
+}
+
+/// `CRUDDUR_JWKS`: an `https://` URL, or a file. Anything with a scheme
+/// (`://`) is a URL, whatever its case, and only `https` is accepted: keys
+/// fetched over plain HTTP (or another scheme) could be anyone's, and
+/// whoever served them could sign any token. A file whose path contains
+/// `://` is named by another spelling of its path (`./a://b`).
+fn jwks_source(value: &str) -> Result<JwksSource, SettingsError> {
+    let Some((scheme, _)) = value.split_once("://") else {
+        return Ok(JwksSource::File(PathBuf::from(value)));
+    };
+    let is_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if is_scheme && scheme.eq_ignore_ascii_case("https") {
+        return Ok(JwksSource::Url(value.to_owned()));
+    }
+    if !is_scheme {
+        return Ok(JwksSource::File(PathBuf::from(value)));
+    }
+    let shown = JwksSource::Url(value.to_owned());
+    Err(SettingsError(format!(
+        "refusing CRUDDUR_JWKS `{shown}`: the key set must come over https:// (keys over plain \
+         HTTP could be replaced on the way, and they decide who may post) or from a file, named by its path"
+    )))
 }
 
 /// The issuer of a Cognito user pool's tokens. A pool id is
@@ -383,6 +406,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_jwks_is_an_https_url_or_a_file_and_any_other_scheme_is_refused() {
+        let jwks = |value: &str| {
+            ServiceSettings::from_settings(
+                &settings(&[
+                    ("CRUDDUR_JWKS", value),
+                    ("CRUDDUR_JWT_ISSUER", "https://issuer"),
+                    ("AWS_COGNITO_USER_POOL_CLIENT_ID", "c"),
+                ]),
+                None,
+            )
+            .map(|s| match s.auth {
+                AuthSettings::Jwt { jwks, .. } => jwks,
+                other => panic!("{value}: {other:?}"),
+            })
+        };
+        for refused in [
+            "http://keys.example/jwks.json",
+            "HTTP://keys.example/jwks.json",
+            "Http://keys.example/jwks.json",
+            "  http://127.0.0.1:9/jwks.json  ",
+            "http://user:secret@keys.example/jwks.json",
+            "file:///etc/jwks.json",
+            "ftp://keys.example/jwks.json",
+            "ws://keys.example/jwks.json",
+            "https+http://keys.example/jwks.json",
+        ] {
+            let err = jwks(refused).unwrap_err().to_string();
+            assert!(
+                err.contains("CRUDDUR_JWKS") && err.contains("https://"),
+                "{refused}: {err}"
+            );
+            assert!(!err.contains("secret"), "{refused}: {err}");
+        }
+        for url in [
+            "https://keys.example/jwks.json",
+            "HTTPS://keys.example/jwks.json",
+        ] {
+            assert_eq!(jwks(url).unwrap(), JwksSource::Url(url.into()), "{url}");
+        }
+        for file in ["/keys/jwks.json", "keys.json", "./a://b.json"] {
+            assert_eq!(
+                jwks(file).unwrap(),
+                JwksSource::File(PathBuf::from(file)),
+                "{file}"
+            );
+        }
+    }
     #[test]
     fn the_transport_limits_default_and_bad_values_name_the_variable_and_the_range() {
         let s = ServiceSettings::from_settings(&settings(&[]), None).unwrap();

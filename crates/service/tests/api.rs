@@ -507,3 +507,107 @@ fn a_body_over_64_kib_is_413_with_a_json_error_and_writes_nothing() {
     assert_eq!(answered, Some(413));
     assert_eq!(activities(&db), before, "nothing was written");
 }
+
+#[test]
+fn tokens_not_yet_valid_with_crit_or_a_control_character_in_sub_are_401() {
+    let db = seeded_db();
+    let keys = Keys::generate("key-1");
+    let service = jwt_service(&db, &keys);
+    let url = service.url("/api/activities");
+    let body = r#"{"message": "signed", "ttl": "1-hour"}"#;
+    let post =
+        |token: &str| post_json(&url, &[("Authorization", &format!("Bearer {token}"))], body);
+    cruddur_db::repo::users::confirm_user(
+        &mut db.conn(),
+        &cruddur_db::repo::users::PostConfirmationEvent {
+            name: "Token Holder".into(),
+            email: "holder@example.com".into(),
+            preferred_username: "holder".into(),
+            sub: "sub-of-holder".into(),
+        },
+    )
+    .unwrap();
+    let with = |key: &str, value: serde_json::Value| {
+        let mut claims = access_claims("sub-of-holder");
+        claims[key] = value;
+        claims
+    };
+    let header = |extra: &str| {
+        format!(
+            r#"{{"alg":"RS256","typ":"JWT","kid":"{}"{extra}}}"#,
+            keys.kid
+        )
+    };
+    let accepted: Vec<(&str, String)> = vec![
+        (
+            "nbf in the past",
+            keys.sign(&with("nbf", json!(now() - 10))),
+        ),
+        (
+            "nbf within the clock skew",
+            keys.sign(&with("nbf", json!(now() + 30))),
+        ),
+        (
+            "a raw header without crit",
+            keys.sign_raw(&header(""), &access_claims("sub-of-holder")),
+        ),
+    ];
+    for (what, token) in &accepted {
+        let answer = post(token);
+        assert_eq!(answer.status, 200, "{what}: {}", answer.body);
+    }
+    let before = activities(&db);
+    let mut refused: Vec<(String, String)> = vec![
+        (
+            "nbf an hour ahead".into(),
+            keys.sign(&with("nbf", json!(now() + 3600))),
+        ),
+        (
+            "nbf far ahead".into(),
+            keys.sign(&with("nbf", json!(i64::from(i32::MAX) * 4))),
+        ),
+        (
+            "nbf not a number".into(),
+            keys.sign(&with("nbf", json!("soon"))),
+        ),
+    ];
+    for crit in [
+        r#","crit":["exp"]"#,
+        r#","crit":[]"#,
+        r#","crit":"b64""#,
+        r#","crit":null"#,
+        r#","b64":false,"crit":["b64"]"#,
+        r#","cr\u0069t":["x"]"#,
+        r#","crit":["x"],"crit":["y"]"#,
+    ] {
+        refused.push((
+            format!("header {crit}"),
+            keys.sign_raw(&header(crit), &access_claims("sub-of-holder")),
+        ));
+    }
+    for sub in [
+        "sub-of-holder\u{0}",
+        "\u{0}",
+        "a\u{0}b",
+        "sub-of-holder\n",
+        "\t",
+        "\u{7f}",
+        "\u{85}",
+        "",
+        "   ",
+    ] {
+        refused.push((format!("sub {sub:?}"), keys.sign(&access_claims(sub))));
+    }
+    for (what, token) in refused {
+        let answer = post(&token);
+        assert_eq!(
+            (answer.status, answer.json()),
+            (401, json!({})),
+            "{what}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(activities(&db), before, "nothing was written");
+    // The database still answers: nothing reached it to fail.
+    assert_eq!(get(&service.url("/api/health-check"), &[]).status, 200);
+}

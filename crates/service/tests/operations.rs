@@ -203,47 +203,91 @@ fn serve_json_forever(body: String) -> String {
     base
 }
 
+/// Starts the binary with `vars` and `args` and reads its stderr until it
+/// listens or exits; stops it. Returns whether it listened, and what it
+/// printed.
+fn start_up(vars: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let mut child = service_command(vars).args(args).spawn().expect("start");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut printed = String::new();
+    let listened = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read stderr") == 0 {
+            break false;
+        }
+        printed.push_str(&line);
+        if line.starts_with("listening on ") {
+            break true;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    (listened, printed)
+}
+
 #[test]
-fn a_jwks_url_is_read_at_start_up_and_its_keys_verify_posts() {
+fn a_jwks_url_over_plain_http_is_refused_at_start_up_and_a_jwks_file_verifies_posts() {
     let db = seeded_db();
     cruddur_db::repo::users::confirm_user(
         &mut db.conn(),
         &cruddur_db::repo::users::PostConfirmationEvent {
-            name: "Url Key".into(),
-            email: "url@example.com".into(),
-            preferred_username: "urlkey".into(),
-            sub: "sub-url".into(),
+            name: "File Key".into(),
+            email: "file@example.com".into(),
+            preferred_username: "filekey".into(),
+            sub: "sub-file".into(),
         },
     )
     .unwrap();
-    let keys = common::Keys::generate("url-key");
-    let jwks_url = format!(
-        "{}/.well-known/jwks.json",
-        serve_json_forever(keys.jwks.clone())
-    );
+    let keys = common::Keys::generate("file-key");
     let issuer = "https://issuer.example/pool";
+    // A server that would hand out the keys, over plain HTTP.
+    let plain = serve_json_forever(keys.jwks.clone());
+    let address = plain.strip_prefix("http://").unwrap();
+    for jwks in [
+        format!("{plain}/.well-known/jwks.json"),
+        format!("HTTP://{address}/.well-known/jwks.json"),
+        format!(" Http://user:secret@{address}/jwks.json "),
+    ] {
+        let (listened, printed) = start_up(
+            &[
+                ("DATABASE_URL", db.url.expose()),
+                ("CRUDDUR_JWKS", &jwks),
+                ("CRUDDUR_JWT_ISSUER", issuer),
+                ("AWS_COGNITO_USER_POOL_CLIENT_ID", "file-client"),
+            ],
+            &[],
+        );
+        assert!(!listened, "{jwks}: {printed}");
+        assert!(
+            printed.contains("refusing CRUDDUR_JWKS") && printed.contains("https://"),
+            "{jwks}: {printed}"
+        );
+        assert!(!printed.contains("secret"), "{printed}");
+    }
+
+    let (_dir, path) = keys.jwks_file();
     let mut child = service_command(&[
         ("DATABASE_URL", db.url.expose()),
-        ("CRUDDUR_JWKS", &jwks_url),
+        ("CRUDDUR_JWKS", path.to_str().unwrap()),
         ("CRUDDUR_JWT_ISSUER", issuer),
-        ("AWS_COGNITO_USER_POOL_CLIENT_ID", "url-client"),
+        ("AWS_COGNITO_USER_POOL_CLIENT_ID", "file-client"),
     ])
     .spawn()
     .unwrap();
     let (base, printed, _stderr) = wait_for_listening(&mut child);
     assert!(!printed.contains("DEVELOPMENT MODE"), "{printed}");
     let token = keys.sign(&json!({
-        "sub": "sub-url", "iss": issuer, "client_id": "url-client", "token_use": "access",
+        "sub": "sub-file", "iss": issuer, "client_id": "file-client", "token_use": "access",
         "exp": common::now() + 600,
     }));
     let url = format!("{base}/api/activities");
-    let body = r#"{"message": "via a fetched key", "ttl": "1-day"}"#;
+    let body = r#"{"message": "via a key file", "ttl": "1-day"}"#;
     let signed = common::post_json(&url, &[("Authorization", &format!("Bearer {token}"))], body);
     let anonymous = common::post_json(&url, &[], body);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(signed.status, 200, "{}", signed.body);
-    assert_eq!(signed.json()["handle"], "urlkey");
+    assert_eq!(signed.json()["handle"], "filekey");
     assert_eq!((anonymous.status, anonymous.json()), (401, json!({})));
 }
 

@@ -210,6 +210,20 @@ impl Keys {
         jsonwebtoken::encode(&header, claims, &key).expect("sign")
     }
 
+    /// A token signed with this key whose header is `header` as written
+    /// (for members jsonwebtoken's header type cannot carry, or spellings
+    /// it would normalise).
+    pub fn sign_raw(&self, header: &str, claims: &serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", b64.encode(header), b64.encode(claims.to_string()));
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&self.private_pem).expect("pem");
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::RS256)
+                .expect("sign");
+        format!("{message}.{signature}")
+    }
+
     /// The JWKS written to a file in a new directory.
     pub fn jwks_file(&self) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
