@@ -173,27 +173,31 @@ async fn home(
 }
 
 /// The write token of the request: its header, else its cookie.
+///
+/// A bad header is `400`: the client sent it. A cookie that is not a write
+/// token is ignored (the read goes on as if none was sent): any page on
+/// the same host, another port or a sibling subdomain included, can set a
+/// cookie for it, and one bad cookie must not turn every feed read into a
+/// `400`. Of several cookies of that name, the first that parses counts.
 fn write_token(headers: &HeaderMap) -> Result<Option<WriteToken>, ApiError> {
-    let from_header = headers
-        .get(WRITE_TOKEN_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))
-        })
-        .transpose()?;
-    let text = from_header.or_else(|| cookie(headers, WRITE_TOKEN_COOKIE));
-    Ok(text.map(|t| t.trim().parse()).transpose()?)
+    if let Some(value) = headers.get(WRITE_TOKEN_HEADER) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))?;
+        return Ok(Some(text.trim().parse()?));
+    }
+    Ok(cookies(headers, WRITE_TOKEN_COOKIE).find_map(|v| v.trim().parse().ok()))
 }
 
-/// The value of cookie `name`, if the request has it.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// The values of the cookies named `name`, in the order sent.
+fn cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v)
 }
 
@@ -378,6 +382,62 @@ mod tests {
             token(headers(&[("x-write-token", "not-a-position")])),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_bad_write_token_cookie_is_ignored_but_a_bad_header_is_refused() {
+        let token = |h: HeaderMap| write_token(&h).map(|t| t.map(|t| t.to_string()));
+        for cookie in [
+            "cruddur_write_token=not-a-position",
+            "cruddur_write_token=",
+            "cruddur_write_token=%00",
+            "cruddur_write_token=0/",
+            "cruddur_write_token=/5",
+            "cruddur_write_token=1/2/3",
+            "cruddur_write_token=G/1",
+            "cruddur_write_token=FFFFFFFFF/0",
+            "cruddur_write_token=\"0/1\"",
+            "a=b; cruddur_write_token=-1/1; c=d",
+        ] {
+            assert_eq!(
+                token(headers(&[("cookie", cookie)])).unwrap(),
+                None,
+                "{cookie}"
+            );
+        }
+        let long = format!("cruddur_write_token={}", "9".repeat(4000));
+        assert_eq!(token(headers(&[("cookie", &long)])).unwrap(), None);
+        // A bad one set by another page does not hide the service's own.
+        assert_eq!(
+            token(headers(&[(
+                "cookie",
+                "cruddur_write_token=junk; cruddur_write_token=0/7"
+            )]))
+            .unwrap(),
+            Some("0/7".into())
+        );
+        assert_eq!(
+            token(headers(&[
+                ("cookie", "cruddur_write_token=junk"),
+                ("cookie", "cruddur_write_token=0/8")
+            ]))
+            .unwrap(),
+            Some("0/8".into())
+        );
+        // The header is the client's own: a bad one is refused, whatever
+        // the cookie says.
+        for header in ["", "junk", "0/", "0/1 0/2"] {
+            assert!(
+                matches!(
+                    token(headers(&[
+                        ("x-write-token", header),
+                        ("cookie", "cruddur_write_token=0/9")
+                    ])),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{header:?}"
+            );
+        }
     }
 
     #[test]

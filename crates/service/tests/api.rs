@@ -509,6 +509,41 @@ fn a_body_over_64_kib_is_413_with_a_json_error_and_writes_nothing() {
 }
 
 #[test]
+fn a_bad_write_token_cookie_is_ignored_and_a_bad_header_is_400() {
+    let db = seeded_db();
+    let service = Service::development(&db);
+    let url = service.url("/api/activities/home");
+    let plain = get(&url, &[]);
+    assert_eq!(plain.status, 200);
+    for cookie in [
+        "cruddur_write_token=garbage",
+        "cruddur_write_token=",
+        "cruddur_write_token=0/; other=1",
+        "theme=dark; cruddur_write_token=%2e%2e",
+        "cruddur_write_token=\"0/1\"",
+        "cruddur_write_token=garbage; cruddur_write_token=0/1",
+    ] {
+        let answer = get(&url, &[("Cookie", cookie)]);
+        assert_eq!(
+            (answer.status, &answer.body),
+            (200, &plain.body),
+            "{cookie}"
+        );
+    }
+    for header in ["garbage", "0/", "/1", "1/2/3", " "] {
+        let answer = get(
+            &url,
+            &[
+                ("x-write-token", header),
+                ("Cookie", "cruddur_write_token=0/1"),
+            ],
+        );
+        assert_eq!(answer.status, 400, "{header:?}: {}", answer.body);
+        assert!(answer.json()["error"].is_string());
+    }
+}
+
+#[test]
 fn tokens_not_yet_valid_with_crit_or_a_control_character_in_sub_are_401() {
     let db = seeded_db();
     let keys = Keys::generate("key-1");
