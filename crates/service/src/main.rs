@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use cruddur_db::{Repository, Settings, pending_migrations, prepare, read_mark};
+use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
+use cruddur_db::{DatabaseUrl, Repository, Settings, pending_migrations, prepare, read_mark};
 use cruddur_db_local::{Fallback, UrlSource, resolve};
 use cruddur_db_service::settings::AuthSettings;
 use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
@@ -135,6 +136,9 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
                     config.database_url
                 );
             }
+            let identity =
+                identify(&mut conn).context("asking the server which database this is")?;
+            refuse_the_production_database(settings, &identity, &config.database_url)?;
             announce_development_mode(handle);
         }
     }
@@ -162,6 +166,36 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
         .await
         .context("serving")
     })
+}
+
+/// Refuses the development mode on the database `PROD_CONNECTION_URL`
+/// reaches: the same server (compared by its identity as numbers, never by
+/// the URLs' text) and the same database, marked or not. A
+/// `PROD_CONNECTION_URL` that does not parse or cannot be asked is a
+/// refusal too: the database could be it.
+fn refuse_the_production_database(
+    settings: &Settings,
+    identity: &DatabaseIdentity,
+    url: &DatabaseUrl,
+) -> anyhow::Result<()> {
+    let Some(raw) = settings.get("PROD_CONNECTION_URL") else {
+        return Ok(());
+    };
+    let prod = DatabaseUrl::parse(raw).context(
+        "reading PROD_CONNECTION_URL, to tell whether the development mode's database is production",
+    )?;
+    match identify_at(&prod) {
+        Ok(Some(prod_identity)) if prod_identity.same_database(identity) => bail!(
+            "refusing the development mode on {url}: it is the database of PROD_CONNECTION_URL \
+             ({prod}), the same server and database; configure token verification \
+             (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID)"
+        ),
+        Ok(_) => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "refusing the development mode: cannot tell whether {url} is the production database, \
+             because PROD_CONNECTION_URL ({prod}) could not be asked; fix or unset it"
+        ))),
+    }
 }
 
 /// Says on stderr, where nobody can miss it, that posts are not verified.

@@ -112,10 +112,23 @@ impl ServiceSettings {
             .filter_map(|name| settings.get(name).map(|v| (name, v)))
             .map(|(name, value)| origin(name, value))
             .collect::<Result<_, _>>()?;
+        let auth = auth_settings(settings)?;
+        let allow_network = flag(settings, "CRUDDUR_DEV_ALLOW_NETWORK")?;
+        if matches!(auth, AuthSettings::Development { .. })
+            && !bind.ip().to_canonical().is_loopback()
+            && !allow_network
+        {
+            return Err(SettingsError(format!(
+                "refusing to listen on {bind} in the development mode, where every post is \
+                 accepted unverified: bind a loopback address (127.0.0.1, ::1), configure \
+                 token verification (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID), or set \
+                 CRUDDUR_DEV_ALLOW_NETWORK=1 to expose it anyway"
+            )));
+        }
         Ok(Self {
             bind,
             allowed_origins,
-            auth: auth_settings(settings)?,
+            auth,
             transport: transport_settings(settings)?,
         })
     }
@@ -166,6 +179,19 @@ where
                 value.chars().take(40).collect::<String>()
             ))
         })
+}
+
+/// A switch: `1` is on, `0` or unset off; anything else is refused rather
+/// than guessed at.
+fn flag(settings: &Settings, name: &str) -> Result<bool, SettingsError> {
+    match settings.get(name).map(str::trim) {
+        None | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(other) => Err(SettingsError(format!(
+            "invalid value `{}` for {name}: must be 1 or 0",
+            other.chars().take(40).collect::<String>()
+        ))),
+    }
 }
 
 fn parse_bind(value: &str) -> Result<SocketAddr, SettingsError> {
@@ -454,6 +480,72 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_development_mode_listens_only_on_loopback_unless_allowed() {
+        let dev = |bind: &str, extra: &[(&str, &str)]| {
+            let mut vars = vec![("CRUDDUR_BIND", bind)];
+            vars.extend_from_slice(extra);
+            ServiceSettings::from_settings(&settings(&vars), None)
+        };
+        for loopback in [
+            "127.0.0.1:4567",
+            "127.0.0.2:4567",
+            "[::1]:4567",
+            "[::ffff:127.0.0.1]:4567",
+            "localhost:4567",
+        ] {
+            assert!(dev(loopback, &[]).is_ok(), "{loopback}");
+        }
+        for exposed in [
+            "0.0.0.0:4567",
+            "[::]:4567",
+            "192.0.2.10:4567",
+            "[::ffff:0.0.0.0]:4567",
+            "[2001:db8::1]:4567",
+        ] {
+            let err = dev(exposed, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("development mode") && err.contains("CRUDDUR_DEV_ALLOW_NETWORK=1"),
+                "{exposed}: {err}"
+            );
+            for off in ["0", " 0 "] {
+                assert!(
+                    dev(exposed, &[("CRUDDUR_DEV_ALLOW_NETWORK", off)]).is_err(),
+                    "{exposed} with {off:?}"
+                );
+            }
+            assert!(
+                dev(exposed, &[("CRUDDUR_DEV_ALLOW_NETWORK", "1")]).is_ok(),
+                "{exposed}"
+            );
+            for unclear in ["yes", "true", "on", "2", "01", "1 1"] {
+                let err = dev(exposed, &[("CRUDDUR_DEV_ALLOW_NETWORK", unclear)])
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("CRUDDUR_DEV_ALLOW_NETWORK") && err.contains("1 or 0"),
+                    "{unclear}: {err}"
+                );
+            }
+        }
+        // The flag is held to the same rule as the variable.
+        let flag =
+            ServiceSettings::from_settings(&settings(&[]), Some("0.0.0.0:1".parse().unwrap()));
+        assert!(flag.is_err());
+        // With token verification, any address.
+        let verified = ServiceSettings::from_settings(
+            &settings(&[
+                ("CRUDDUR_BIND", "0.0.0.0:4567"),
+                ("CRUDDUR_JWKS", "/keys.json"),
+                ("CRUDDUR_JWT_ISSUER", "https://issuer"),
+                ("AWS_COGNITO_USER_POOL_CLIENT_ID", "c"),
+            ]),
+            None,
+        );
+        assert!(verified.is_ok(), "{verified:?}");
+    }
+
     #[test]
     fn the_transport_limits_default_and_bad_values_name_the_variable_and_the_range() {
         let s = ServiceSettings::from_settings(&settings(&[]), None).unwrap();

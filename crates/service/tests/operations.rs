@@ -292,6 +292,125 @@ fn a_jwks_url_over_plain_http_is_refused_at_start_up_and_a_jwks_file_verifies_po
 }
 
 #[test]
+fn the_development_mode_refuses_the_database_of_prod_connection_url_however_spelled() {
+    let db = seeded_db();
+    let url = db.url.expose();
+    let name = db.name();
+    let refused = [
+        url.to_owned(),
+        db.url.with_param("host", "127.0.0.1").expose().to_owned(),
+        db.url
+            .with_param(
+                "options",
+                "-c DateStyle=SQL,DMY -c TimeZone=Pacific/Chatham",
+            )
+            .expose()
+            .to_owned(),
+        db.url
+            .with_param("application_name", "prod")
+            .expose()
+            .to_owned(),
+        format!("host=127.0.0.1 port=5432 dbname={name}"),
+        format!("postgresql://127.0.0.1:5432/{name}?connect_timeout=5"),
+    ];
+    for prod in &refused {
+        let (listened, printed) =
+            start_up(&[("DATABASE_URL", url), ("PROD_CONNECTION_URL", prod)], &[]);
+        assert!(!listened, "{prod}: {printed}");
+        assert!(
+            printed.contains("refusing the development mode")
+                && printed.contains("it is the database of PROD_CONNECTION_URL"),
+            "{prod}: {printed}"
+        );
+    }
+    // What cannot be asked is a refusal too.
+    for (prod, expected) in [
+        (
+            "postgres://127.0.0.1:1/x?connect_timeout=2",
+            "cannot tell whether",
+        ),
+        ("postgres://[", "reading PROD_CONNECTION_URL"),
+    ] {
+        let (listened, printed) =
+            start_up(&[("DATABASE_URL", url), ("PROD_CONNECTION_URL", prod)], &[]);
+        assert!(!listened, "{prod}: {printed}");
+        assert!(printed.contains(expected), "{prod}: {printed}");
+    }
+    // Another database of the same server is not production.
+    let other = db.url.with_database("postgres");
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("PROD_CONNECTION_URL", other.expose()),
+        ],
+        &[],
+    );
+    assert!(listened, "{printed}");
+    // With token verification the service may serve production.
+    let keys = common::Keys::generate("k");
+    let (_dir, path) = keys.jwks_file();
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("PROD_CONNECTION_URL", url),
+            ("CRUDDUR_JWKS", path.to_str().unwrap()),
+            ("CRUDDUR_JWT_ISSUER", "https://issuer.example"),
+            ("AWS_COGNITO_USER_POOL_CLIENT_ID", "client"),
+        ],
+        &[],
+    );
+    assert!(listened, "{printed}");
+}
+
+#[test]
+fn the_development_mode_refuses_a_network_address_unless_allowed() {
+    let db = seeded_db();
+    let url = db.url.expose();
+    for (vars, args) in [
+        (vec![("CRUDDUR_BIND", "0.0.0.0:0")], vec![]),
+        (vec![("CRUDDUR_BIND", "[::]:0")], vec![]),
+        (vec![], vec!["--bind", "0.0.0.0:0"]),
+        (
+            vec![
+                ("CRUDDUR_BIND", "0.0.0.0:0"),
+                ("CRUDDUR_DEV_ALLOW_NETWORK", "0"),
+            ],
+            vec![],
+        ),
+    ] {
+        let mut all = vec![("DATABASE_URL", url)];
+        all.extend(vars.iter().copied());
+        let (listened, printed) = start_up(&all, &args);
+        assert!(!listened, "{vars:?} {args:?}: {printed}");
+        assert!(
+            printed.contains("refusing to listen on")
+                && printed.contains("CRUDDUR_DEV_ALLOW_NETWORK=1"),
+            "{vars:?} {args:?}: {printed}"
+        );
+    }
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("CRUDDUR_BIND", "0.0.0.0:0"),
+            ("CRUDDUR_DEV_ALLOW_NETWORK", "yes"),
+        ],
+        &[],
+    );
+    assert!(!listened, "{printed}");
+    assert!(printed.contains("must be 1 or 0"), "{printed}");
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("CRUDDUR_BIND", "0.0.0.0:0"),
+            ("CRUDDUR_DEV_ALLOW_NETWORK", "1"),
+        ],
+        &[],
+    );
+    assert!(listened, "{printed}");
+    assert!(printed.contains("DEVELOPMENT MODE"), "{printed}");
+}
+
+#[test]
 fn start_up_refuses_conflicting_auth_a_bad_jwks_and_the_development_mode_on_production() {
     let db = seeded_db();
     let url = db.url.expose();
