@@ -12,6 +12,12 @@
 //! Authors come from a Cognito token verified offline ([`auth`]), or, in
 //! the development mode, are one configured handle. The repository is
 //! synchronous; every call runs on Tokio's blocking pool.
+//!
+//! The listener is the service's own [`transport`]: a header-read timeout,
+//! an idle keep-alive timeout, a cap on open connections and a shutdown
+//! deadline, so that clients that send slowly or not at all neither use
+//! up file descriptors nor keep SIGTERM from finishing. A request body is
+//! at most 64 KiB ([`api::MAX_BODY_BYTES`]; `413` beyond).
 
 pub mod api;
 pub mod auth;
