@@ -156,12 +156,13 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
             .await
             .with_context(|| format!("cannot listen on {}", service.bind))?;
         let address = listener.local_addr()?;
+        let stop = shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?;
         eprintln!("listening on http://{address}");
         serve(
             listener,
             app(state, &service.allowed_origins),
             service.transport,
-            shutdown_signal(),
+            stop,
         )
         .await
         .context("serving")
