@@ -49,6 +49,9 @@ pub struct AppState {
     permits: Arc<Semaphore>,
     /// How long a call may wait for a permit: the pool's checkout timeout.
     wait: Duration,
+    /// How long a request body may take to arrive once its handler reads
+    /// it (the transport's header-read timeout).
+    body_timeout: Duration,
 }
 
 impl AppState {
@@ -62,7 +65,18 @@ impl AppState {
             auth: Arc::new(auth),
             permits: Arc::new(Semaphore::new(permits)),
             wait,
+            body_timeout: crate::transport::DEFAULT_HEADER_READ_TIMEOUT,
         }
+    }
+
+    /// This state with request bodies allowed `timeout` to arrive (default
+    /// [`crate::transport::DEFAULT_HEADER_READ_TIMEOUT`]): a body sent
+    /// slowly or not at all after its head is answered `408`, so that it
+    /// does not hold its connection for as long as the client likes.
+    #[must_use]
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     /// Runs `f` (a call into the synchronous repository) on Tokio's
@@ -250,8 +264,9 @@ async fn create(
     if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let body = Bytes::from_request(request, &state)
+    let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &state))
         .await
+        .map_err(|_| ApiError::BodyTimeout)?
         .map_err(|e: BytesRejection| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge

@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound,
     /// 405 `{"error": "method not allowed"}`.
     MethodNotAllowed,
+    /// 408 `{"error": …}`: a body that did not arrive within the body
+    /// timeout.
+    BodyTimeout,
     /// 413 `{"error": …}`: a body over [`crate::api::MAX_BODY_BYTES`].
     PayloadTooLarge,
     /// 415 `{"error": …}`: a body that is not `application/json`.
@@ -59,6 +62,10 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({ "error": "method not allowed" }),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                json!({ "error": "the request body did not arrive in time" }),
             ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

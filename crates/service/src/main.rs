@@ -146,7 +146,7 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     if let Auth::Jwt(verifier) = &auth {
         tracing::info!(?verifier, "posts need a verified token");
     }
-    let state = AppState::new(repo, auth);
+    let state = AppState::new(repo, auth).with_body_timeout(service.transport.header_read_timeout);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,6 +4,8 @@
 //! - A **header-read timeout**: a request head must be complete within it
 //!   from its first byte, however slowly the bytes come (a trickle does not
 //!   extend it).
+//!   The body that follows has as long again once the handler reads it
+//!   ([`crate::AppState::with_body_timeout`]; `408` after).
 //! - An **idle timeout**: a keep-alive connection with no request on it is
 //!   closed after it, counted from the end of the last response (or from
 //!   the accept).

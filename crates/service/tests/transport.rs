@@ -190,3 +190,25 @@ fn sigterm_exits_at_the_shutdown_deadline_while_a_half_sent_request_is_open() {
     );
     assert!(closed_by_server(&mut half));
 }
+
+#[test]
+fn a_body_that_stops_coming_is_408_at_the_header_read_timeout() {
+    let db = TestDb::migrated();
+    let service = start(
+        &db,
+        &[
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "300"),
+            ("CRUDDUR_IDLE_TIMEOUT_MS", "600000"),
+        ],
+    );
+    let mut slow = connect(&service.base);
+    slow.write_all(
+        b"POST /api/activities HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"message\": ",
+    )
+    .unwrap();
+    let (status, body) = read_response(&mut slow).expect("an answer");
+    assert_eq!(status, 408, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].is_string(), "{body}");
+}
