@@ -151,7 +151,7 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(service.bind)
             .await
             .with_context(|| format!("cannot listen on {}", service.bind))?;
@@ -166,7 +166,12 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
         )
         .await
         .context("serving")
-    })
+    });
+    // A database call of a request dropped at the deadline may still run
+    // on the blocking pool (waiting on a lock, with no statement timeout):
+    // dropping the runtime would wait for it. The process exits instead.
+    runtime.shutdown_background();
+    stopped
 }
 
 /// Refuses the development mode on the database `PROD_CONNECTION_URL`

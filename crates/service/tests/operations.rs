@@ -183,6 +183,50 @@ fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     );
 }
 
+#[test]
+fn sigterm_exits_at_the_shutdown_deadline_while_a_request_waits_on_the_database() {
+    let db = seeded_db();
+    let mut child = service_command(&[
+        ("DATABASE_URL", db.url.expose()),
+        // Nothing but the deadline ends the waiting statement.
+        ("CRUDDUR_STATEMENT_TIMEOUT_MS", "0"),
+        ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "200"),
+    ])
+    .spawn()
+    .expect("start the service");
+    let (base, _, mut stderr) = wait_for_listening(&mut child);
+    let lock = lock_activities(&db);
+    let url = format!("{base}/api/activities/home");
+    let _in_flight = std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(|| get(&url, &[]));
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
+        "the request never reached the database"
+    );
+    // SAFETY: kill(2) on the child we started.
+    #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let mut status = None;
+    let exited = eventually(Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    drop(lock);
+    assert!(
+        exited,
+        "the service waited for the database past its deadline"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.unwrap().success(), "{rest}");
+    assert!(
+        rest.contains("still open at the shutdown deadline were dropped"),
+        "{rest}"
+    );
+}
+
 /// Serves `body` as JSON to every request on a free loopback port, from a
 /// thread of its own; returns the base URL.
 fn serve_json_forever(body: String) -> String {
