@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -30,6 +30,11 @@ pub const WRITE_TOKEN_HEADER: &str = "x-write-token";
 /// The cookie that carries the same token for same-origin clients.
 pub const WRITE_TOKEN_COOKIE: &str = "cruddur_write_token";
 
+/// The largest request body read: 64 KiB. A post's JSON is at most a few
+/// kilobytes (280 characters, each at most a 12-byte escape); a larger
+/// body is `413` before it is buffered.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// What every handler shares: the repository (with its pool and any
 /// replicas), how authors are found, and the queue for the pool.
 #[derive(Clone)]
@@ -44,6 +49,9 @@ pub struct AppState {
     permits: Arc<Semaphore>,
     /// How long a call may wait for a permit: the pool's checkout timeout.
     wait: Duration,
+    /// How long a request body may take to arrive once its handler reads
+    /// it (the transport's header-read timeout).
+    body_timeout: Duration,
 }
 
 impl AppState {
@@ -57,7 +65,18 @@ impl AppState {
             auth: Arc::new(auth),
             permits: Arc::new(Semaphore::new(permits)),
             wait,
+            body_timeout: crate::transport::DEFAULT_HEADER_READ_TIMEOUT,
         }
+    }
+
+    /// This state with request bodies allowed `timeout` to arrive (default
+    /// [`crate::transport::DEFAULT_HEADER_READ_TIMEOUT`]): a body sent
+    /// slowly or not at all after its head is answered `408`, so that it
+    /// does not hold its connection for as long as the client likes.
+    #[must_use]
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     /// Runs `f` (a call into the synchronous repository) on Tokio's
@@ -122,6 +141,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .layer(trace)
 }
@@ -167,27 +187,31 @@ async fn home(
 }
 
 /// The write token of the request: its header, else its cookie.
+///
+/// A bad header is `400`: the client sent it. A cookie that is not a write
+/// token is ignored (the read goes on as if none was sent): any page on
+/// the same host, another port or a sibling subdomain included, can set a
+/// cookie for it, and one bad cookie must not turn every feed read into a
+/// `400`. Of several cookies of that name, the first that parses counts.
 fn write_token(headers: &HeaderMap) -> Result<Option<WriteToken>, ApiError> {
-    let from_header = headers
-        .get(WRITE_TOKEN_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))
-        })
-        .transpose()?;
-    let text = from_header.or_else(|| cookie(headers, WRITE_TOKEN_COOKIE));
-    Ok(text.map(|t| t.trim().parse()).transpose()?)
+    if let Some(value) = headers.get(WRITE_TOKEN_HEADER) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))?;
+        return Ok(Some(text.trim().parse()?));
+    }
+    Ok(cookies(headers, WRITE_TOKEN_COOKIE).find_map(|v| v.trim().parse().ok()))
 }
 
-/// The value of cookie `name`, if the request has it.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// The values of the cookies named `name`, in the order sent.
+fn cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v)
 }
 
@@ -225,14 +249,31 @@ impl NewCrud {
 /// write token in a header and a cookie.
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request<Body>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let author = author(&state, &headers).await?;
-    if !is_json(&headers) {
+    // The body is read last, by hand: as an extractor it would be read
+    // (up to the limit) before the author is known or the declared length
+    // looked at.
+    let headers = request.headers();
+    let author = author(&state, headers).await?;
+    if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // A length declared over the limit is answered now, not after reading
+    // up to the limit of a body that may never come.
+    if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &state))
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
+        .map_err(|e: BytesRejection| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
     let crud = NewCrud::parse(&body)?;
 
     let (activity, token) = state
@@ -247,6 +288,18 @@ async fn create(
         ],
         axum::Json(activity),
     ))
+}
+
+/// The request's `Content-Length`, when it has one that reads as a number
+/// (hyper has refused a malformed or repeated one already).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Whether the body is declared as JSON (`application/json`, with any
@@ -344,6 +397,62 @@ mod tests {
             token(headers(&[("x-write-token", "not-a-position")])),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_bad_write_token_cookie_is_ignored_but_a_bad_header_is_refused() {
+        let token = |h: HeaderMap| write_token(&h).map(|t| t.map(|t| t.to_string()));
+        for cookie in [
+            "cruddur_write_token=not-a-position",
+            "cruddur_write_token=",
+            "cruddur_write_token=%00",
+            "cruddur_write_token=0/",
+            "cruddur_write_token=/5",
+            "cruddur_write_token=1/2/3",
+            "cruddur_write_token=G/1",
+            "cruddur_write_token=FFFFFFFFF/0",
+            "cruddur_write_token=\"0/1\"",
+            "a=b; cruddur_write_token=-1/1; c=d",
+        ] {
+            assert_eq!(
+                token(headers(&[("cookie", cookie)])).unwrap(),
+                None,
+                "{cookie}"
+            );
+        }
+        let long = format!("cruddur_write_token={}", "9".repeat(4000));
+        assert_eq!(token(headers(&[("cookie", &long)])).unwrap(), None);
+        // A bad one set by another page does not hide the service's own.
+        assert_eq!(
+            token(headers(&[(
+                "cookie",
+                "cruddur_write_token=junk; cruddur_write_token=0/7"
+            )]))
+            .unwrap(),
+            Some("0/7".into())
+        );
+        assert_eq!(
+            token(headers(&[
+                ("cookie", "cruddur_write_token=junk"),
+                ("cookie", "cruddur_write_token=0/8")
+            ]))
+            .unwrap(),
+            Some("0/8".into())
+        );
+        // The header is the client's own: a bad one is refused, whatever
+        // the cookie says.
+        for header in ["", "junk", "0/", "0/1 0/2"] {
+            assert!(
+                matches!(
+                    token(headers(&[
+                        ("x-write-token", header),
+                        ("cookie", "cruddur_write_token=0/9")
+                    ])),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{header:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,8 +3,13 @@
 //!
 //! Tokens are verified offline against the user pool's JSON Web Key Set,
 //! read once at start-up: RS256 only, the key chosen by the token's `kid`,
-//! the issuer, the expiry (60 s of clock skew allowed) and the app client
-//! (`aud` of an ID token, `client_id` of an access token).
+//! the issuer, the expiry and any `nbf` (60 s of clock skew allowed either
+//! way) and the app client (`aud` of an ID token, `client_id` of an access
+//! token). A token whose header has `crit` is refused: it names extensions
+//! the signer requires to be understood, and this verifier understands
+//! none (RFC 7515, 4.1.11). A `sub` that is empty or holds a control
+//! character (NUL included, which PostgreSQL's text cannot store) names no
+//! user and is refused as the token's fault, never reaching the database.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -118,6 +123,9 @@ struct Claims {
     client_id: Option<String>,
     /// The app client of an ID token.
     aud: Option<serde_json::Value>,
+    /// Checked by jsonwebtoken when it is a number; anything else it skips,
+    /// so it is refused here.
+    nbf: Option<serde_json::Value>,
 }
 
 /// Why a token was refused. Never shown to the client (a 401 says `{}`);
@@ -133,6 +141,15 @@ pub enum TokenError {
     /// Issued for another app client, or not an access or ID token.
     #[error("issued for another app client or use")]
     WrongClient,
+    /// The header has `crit`: extensions that must be understood.
+    #[error("the header names critical extensions (crit), none of which is understood")]
+    CriticalExtensions,
+    /// An `nbf` that is not a number: a time that cannot be checked.
+    #[error("the nbf is not a NumericDate")]
+    BadNotBefore,
+    /// A `sub` that is empty or holds a control character.
+    #[error("the sub is empty or holds a control character")]
+    BadSubject,
 }
 
 impl Verifier {
@@ -159,6 +176,9 @@ impl Verifier {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // A token that is not valid yet is refused (jsonwebtoken skips
+        // `nbf` unless told; a missing `nbf` stays allowed).
+        validation.validate_nbf = true;
         // Checked below: an access token names its client in `client_id`.
         validation.validate_aud = false;
         Ok(Self {
@@ -171,6 +191,9 @@ impl Verifier {
     /// The `sub` of `token` when it verifies.
     pub fn verify(&self, token: &str) -> Result<String, TokenError> {
         let header = decode_header(token)?;
+        if has_crit(token) {
+            return Err(TokenError::CriticalExtensions);
+        }
         let key = header
             .kid
             .as_ref()
@@ -186,10 +209,35 @@ impl Verifier {
                     .any(|a| a.as_str() == Some(self.client_id.as_str())),
                 _ => false,
             };
-        if use_ok && for_us {
-            Ok(claims.sub)
-        } else {
-            Err(TokenError::WrongClient)
+        if !(use_ok && for_us) {
+            return Err(TokenError::WrongClient);
         }
+        if claims.nbf.as_ref().is_some_and(|nbf| !nbf.is_number()) {
+            return Err(TokenError::BadNotBefore);
+        }
+        if claims.sub.trim().is_empty() || claims.sub.chars().any(char::is_control) {
+            return Err(TokenError::BadSubject);
+        }
+        Ok(claims.sub)
     }
+}
+
+/// Whether the header of `token` (which [`decode_header`] has read) has a
+/// `crit` member, whatever its value: jsonwebtoken's header type drops
+/// members it does not know, so the header is read again as a JSON
+/// object. JSON escapes in the name (`"cr\u0069t"`) are decoded first.
+fn has_crit(token: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .ok()
+        .and_then(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).ok()
+        })
+        // decode_header read it; a header that does not read as an object
+        // here is refused, not waved through.
+        .is_none_or(|header| header.contains_key("crit"))
 }

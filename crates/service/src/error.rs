@@ -19,6 +19,11 @@ pub enum ApiError {
     NotFound,
     /// 405 `{"error": "method not allowed"}`.
     MethodNotAllowed,
+    /// 408 `{"error": …}`: a body that did not arrive within the body
+    /// timeout.
+    BodyTimeout,
+    /// 413 `{"error": …}`: a body over [`crate::api::MAX_BODY_BYTES`].
+    PayloadTooLarge,
     /// 415 `{"error": …}`: a body that is not `application/json`.
     UnsupportedMediaType,
     /// 422 `["code", …]`: every failing validation code.
@@ -57,6 +62,16 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({ "error": "method not allowed" }),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                json!({ "error": "the request body did not arrive in time" }),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({
+                    "error": format!("the body is over {} bytes", crate::api::MAX_BODY_BYTES)
+                }),
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

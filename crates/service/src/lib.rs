@@ -12,60 +12,38 @@
 //! Authors come from a Cognito token verified offline ([`auth`]), or, in
 //! the development mode, are one configured handle. The repository is
 //! synchronous; every call runs on Tokio's blocking pool.
+//!
+//! The listener is the service's own [`transport`]: a header-read timeout,
+//! an idle keep-alive timeout, a cap on open connections and a shutdown
+//! deadline, so that clients that send slowly or not at all neither use
+//! up file descriptors nor keep SIGTERM from finishing. A request body is
+//! at most 64 KiB ([`api::MAX_BODY_BYTES`]; `413` beyond).
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod settings;
-
-use std::future::Future;
-
-use axum::serve::ListenerExt;
+pub mod transport;
 
 pub use api::{AppState, app};
 pub use auth::Auth;
 pub use settings::ServiceSettings;
+pub use transport::{Stopped, Transport, serve};
 
-/// Serves `app` on `listener` until `shutdown` completes, then stops
-/// accepting connections and returns once every request in flight has
-/// been answered.
-///
-/// Every connection is set `TCP_NODELAY`: a response may leave in more
-/// than one write (head, then a feed page), and with Nagle's algorithm a
-/// later write can wait for the client's delayed ACK (40 ms on Linux).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+/// A future that completes on Ctrl-C (SIGINT) or SIGTERM. The handlers
+/// are installed by this call, not when the future is first polled, so
+/// that a signal that comes as soon as the service says it listens stops
+/// it gracefully instead of killing it. Call it inside the runtime.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static>
+{
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down: finishing the requests in flight");
+        tracing::info!("shutting down: finishing the requests in flight");
+    })
 }

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use cruddur_db::{Repository, Settings, pending_migrations, prepare, read_mark};
+use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
+use cruddur_db::{DatabaseUrl, Repository, Settings, pending_migrations, prepare, read_mark};
 use cruddur_db_local::{Fallback, UrlSource, resolve};
 use cruddur_db_service::settings::AuthSettings;
-use cruddur_db_service::{AppState, Auth, ServiceSettings, app, serve, shutdown_signal};
+use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
 /// Serves Cruddur's activity API (`GET /api/activities/home`,
@@ -19,7 +20,8 @@ use tracing_subscriber::EnvFilter;
 /// Authors come from Cognito tokens verified against `CRUDDUR_JWKS` (or the
 /// user pool of `AWS_COGNITO_USER_POOL_ID`); without either, every post is
 /// by `CRUDDUR_DEV_HANDLE` (default andrewbrown), unverified. Stops on
-/// Ctrl-C or SIGTERM after answering the requests in flight.
+/// Ctrl-C or SIGTERM after answering the requests in flight, or at the
+/// shutdown deadline (`CRUDDUR_SHUTDOWN_DEADLINE_MS`).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -44,8 +46,14 @@ fn main() -> ExitCode {
             drop(logs);
             result
         }) {
-        Ok(()) => {
+        Ok(Stopped::Drained) => {
             eprintln!("stopped: every request in flight was answered");
+            ExitCode::SUCCESS
+        }
+        Ok(Stopped::Deadline(open)) => {
+            eprintln!(
+                "stopped: {open} connection(s) still open at the shutdown deadline were dropped"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -87,7 +95,7 @@ fn init_logs(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard
     guard
 }
 
-fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
+fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     let service = ServiceSettings::from_settings(settings, args.bind)?;
     let resolved = resolve(None, settings, Fallback::Start)?;
     eprintln!("note: {}", resolved.describe());
@@ -128,6 +136,9 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
                     config.database_url
                 );
             }
+            let identity =
+                identify(&mut conn).context("asking the server which database this is")?;
+            refuse_the_production_database(settings, &identity, &config.database_url)?;
             announce_development_mode(handle);
         }
     }
@@ -135,26 +146,62 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<()> {
     if let Auth::Jwt(verifier) = &auth {
         tracing::info!(?verifier, "posts need a verified token");
     }
-    let state = AppState::new(repo, auth);
+    let state = AppState::new(repo, auth).with_body_timeout(service.transport.header_read_timeout);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(service.bind)
             .await
             .with_context(|| format!("cannot listen on {}", service.bind))?;
         let address = listener.local_addr()?;
+        let stop = shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?;
         eprintln!("listening on http://{address}");
         serve(
             listener,
             app(state, &service.allowed_origins),
-            shutdown_signal(),
+            service.transport,
+            stop,
         )
         .await
-        .context("serving")?;
-        Ok(())
-    })
+        .context("serving")
+    });
+    // A database call of a request dropped at the deadline may still run
+    // on the blocking pool (waiting on a lock, with no statement timeout):
+    // dropping the runtime would wait for it. The process exits instead.
+    runtime.shutdown_background();
+    stopped
+}
+
+/// Refuses the development mode on the database `PROD_CONNECTION_URL`
+/// reaches: the same server (compared by its identity as numbers, never by
+/// the URLs' text) and the same database, marked or not. A
+/// `PROD_CONNECTION_URL` that does not parse or cannot be asked is a
+/// refusal too: the database could be it.
+fn refuse_the_production_database(
+    settings: &Settings,
+    identity: &DatabaseIdentity,
+    url: &DatabaseUrl,
+) -> anyhow::Result<()> {
+    let Some(raw) = settings.get("PROD_CONNECTION_URL") else {
+        return Ok(());
+    };
+    let prod = DatabaseUrl::parse(raw).context(
+        "reading PROD_CONNECTION_URL, to tell whether the development mode's database is production",
+    )?;
+    match identify_at(&prod) {
+        Ok(Some(prod_identity)) if prod_identity.same_database(identity) => bail!(
+            "refusing the development mode on {url}: it is the database of PROD_CONNECTION_URL \
+             ({prod}), the same server and database; configure token verification \
+             (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID)"
+        ),
+        Ok(_) => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "refusing the development mode: cannot tell whether {url} is the production database, \
+             because PROD_CONNECTION_URL ({prod}) could not be asked; fix or unset it"
+        ))),
+    }
 }
 
 /// Says on stderr, where nobody can miss it, that posts are not verified.

@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use cruddur_db::Settings;
+
+use crate::transport::Transport;
 
 /// Where the service listens unless told otherwise: loopback, on the
 /// original backend's port.
@@ -24,7 +27,16 @@ pub struct ServiceSettings {
     pub allowed_origins: Vec<String>,
     /// Who posts.
     pub auth: AuthSettings,
+    /// The transport's timeouts, connection cap and shutdown deadline.
+    pub transport: Transport,
 }
+
+/// The longest timeout or deadline accepted, in milliseconds: one day.
+pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+/// The largest `CRUDDUR_MAX_CONNECTIONS` accepted: a million (each
+/// connection is a file descriptor; the process limit binds first).
+pub const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// Who the author of a `POST /api/activities` is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +112,85 @@ impl ServiceSettings {
             .filter_map(|name| settings.get(name).map(|v| (name, v)))
             .map(|(name, value)| origin(name, value))
             .collect::<Result<_, _>>()?;
+        let auth = auth_settings(settings)?;
+        let allow_network = flag(settings, "CRUDDUR_DEV_ALLOW_NETWORK")?;
+        if matches!(auth, AuthSettings::Development { .. })
+            && !bind.ip().to_canonical().is_loopback()
+            && !allow_network
+        {
+            return Err(SettingsError(format!(
+                "refusing to listen on {bind} in the development mode, where every post is \
+                 accepted unverified: bind a loopback address (127.0.0.1, ::1), configure \
+                 token verification (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID), or set \
+                 CRUDDUR_DEV_ALLOW_NETWORK=1 to expose it anyway"
+            )));
+        }
         Ok(Self {
             bind,
             allowed_origins,
-            auth: auth_settings(settings)?,
+            auth,
+            transport: transport_settings(settings)?,
         })
+    }
+}
+
+/// The transport's limits, each from its variable or its default.
+fn transport_settings(settings: &Settings) -> Result<Transport, SettingsError> {
+    let defaults = Transport::default();
+    let millis = |name: &str, min: u64, default: Duration| -> Result<Duration, SettingsError> {
+        match settings.get(name) {
+            None => Ok(default),
+            Some(value) => number(name, value, min, MAX_TIMEOUT_MS).map(Duration::from_millis),
+        }
+    };
+    Ok(Transport {
+        header_read_timeout: millis(
+            "CRUDDUR_HEADER_READ_TIMEOUT_MS",
+            1,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: millis("CRUDDUR_IDLE_TIMEOUT_MS", 1, defaults.idle_timeout)?,
+        max_connections: match settings.get("CRUDDUR_MAX_CONNECTIONS") {
+            None => defaults.max_connections,
+            Some(value) => number("CRUDDUR_MAX_CONNECTIONS", value, 1, MAX_CONNECTIONS)?,
+        },
+        shutdown_deadline: millis(
+            "CRUDDUR_SHUTDOWN_DEADLINE_MS",
+            0,
+            defaults.shutdown_deadline,
+        )?,
+    })
+}
+
+/// A whole number from `min` to `max`, or an error naming `name` and the
+/// range.
+fn number<T>(name: &str, value: &str, min: T, max: T) -> Result<T, SettingsError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    value
+        .trim()
+        .parse::<T>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            SettingsError(format!(
+                "invalid value `{}` for {name}: must be a whole number from {min} to {max}",
+                value.chars().take(40).collect::<String>()
+            ))
+        })
+}
+
+/// A switch: `1` is on, `0` or unset off; anything else is refused rather
+/// than guessed at.
+fn flag(settings: &Settings, name: &str) -> Result<bool, SettingsError> {
+    match settings.get(name).map(str::trim) {
+        None | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(other) => Err(SettingsError(format!(
+            "invalid value `{}` for {name}: must be 1 or 0",
+            other.chars().take(40).collect::<String>()
+        ))),
     }
 }
 
@@ -160,10 +246,7 @@ fn origin(name: &str, value: &str) -> Result<String, SettingsError> {
 fn auth_settings(settings: &Settings) -> Result<AuthSettings, SettingsError> {
     let pool = settings.get("AWS_COGNITO_USER_POOL_ID").map(str::trim);
     let jwks = match (settings.get("CRUDDUR_JWKS").map(str::trim), pool) {
-        (Some(jwks), _) if jwks.starts_with("http://") || jwks.starts_with("https://") => {
-            Some(JwksSource::Url(jwks.to_owned()))
-        }
-        (Some(jwks), _) => Some(JwksSource::File(PathBuf::from(jwks))),
+        (Some(jwks), _) => Some(jwks_source(jwks)?),
         (None, Some(pool)) => Some(JwksSource::Url(format!(
             "{}/.well-known/jwks.json",
             pool_issuer(pool)?
@@ -207,6 +290,32 @@ fn auth_settings(settings: &Settings) -> Result<AuthSettings, SettingsError> {
         issuer,
         client_id,
     })
+}
+
+/// `CRUDDUR_JWKS`: an `https://` URL, or a file. Anything with a scheme
+/// (`://`) is a URL, whatever its case, and only `https` is accepted: keys
+/// fetched over plain HTTP (or another scheme) could be anyone's, and
+/// whoever served them could sign any token. A file whose path contains
+/// `://` is named by another spelling of its path (`./a://b`).
+fn jwks_source(value: &str) -> Result<JwksSource, SettingsError> {
+    let Some((scheme, _)) = value.split_once("://") else {
+        return Ok(JwksSource::File(PathBuf::from(value)));
+    };
+    let is_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if is_scheme && scheme.eq_ignore_ascii_case("https") {
+        return Ok(JwksSource::Url(value.to_owned()));
+    }
+    if !is_scheme {
+        return Ok(JwksSource::File(PathBuf::from(value)));
+    }
+    let shown = JwksSource::Url(value.to_owned());
+    Err(SettingsError(format!(
+        "refusing CRUDDUR_JWKS `{shown}`: the key set must come over https:// (keys over plain \
+         HTTP could be replaced on the way, and they decide who may post) or from a file, named by its path"
+    )))
 }
 
 /// The issuer of a Cognito user pool's tokens. A pool id is
@@ -320,6 +429,170 @@ mod tests {
         for (vars, expected) in cases {
             let err = ServiceSettings::from_settings(&settings(vars), None).unwrap_err();
             assert!(err.to_string().contains(expected), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_jwks_is_an_https_url_or_a_file_and_any_other_scheme_is_refused() {
+        let jwks = |value: &str| {
+            ServiceSettings::from_settings(
+                &settings(&[
+                    ("CRUDDUR_JWKS", value),
+                    ("CRUDDUR_JWT_ISSUER", "https://issuer"),
+                    ("AWS_COGNITO_USER_POOL_CLIENT_ID", "c"),
+                ]),
+                None,
+            )
+            .map(|s| match s.auth {
+                AuthSettings::Jwt { jwks, .. } => jwks,
+                other => panic!("{value}: {other:?}"),
+            })
+        };
+        for refused in [
+            "http://keys.example/jwks.json",
+            "HTTP://keys.example/jwks.json",
+            "Http://keys.example/jwks.json",
+            "  http://127.0.0.1:9/jwks.json  ",
+            "http://user:secret@keys.example/jwks.json",
+            "file:///etc/jwks.json",
+            "ftp://keys.example/jwks.json",
+            "ws://keys.example/jwks.json",
+            "https+http://keys.example/jwks.json",
+        ] {
+            let err = jwks(refused).unwrap_err().to_string();
+            assert!(
+                err.contains("CRUDDUR_JWKS") && err.contains("https://"),
+                "{refused}: {err}"
+            );
+            assert!(!err.contains("secret"), "{refused}: {err}");
+        }
+        for url in [
+            "https://keys.example/jwks.json",
+            "HTTPS://keys.example/jwks.json",
+        ] {
+            assert_eq!(jwks(url).unwrap(), JwksSource::Url(url.into()), "{url}");
+        }
+        for file in ["/keys/jwks.json", "keys.json", "./a://b.json"] {
+            assert_eq!(
+                jwks(file).unwrap(),
+                JwksSource::File(PathBuf::from(file)),
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_development_mode_listens_only_on_loopback_unless_allowed() {
+        let dev = |bind: &str, extra: &[(&str, &str)]| {
+            let mut vars = vec![("CRUDDUR_BIND", bind)];
+            vars.extend_from_slice(extra);
+            ServiceSettings::from_settings(&settings(&vars), None)
+        };
+        for loopback in [
+            "127.0.0.1:4567",
+            "127.0.0.2:4567",
+            "[::1]:4567",
+            "[::ffff:127.0.0.1]:4567",
+            "localhost:4567",
+        ] {
+            assert!(dev(loopback, &[]).is_ok(), "{loopback}");
+        }
+        for exposed in [
+            "0.0.0.0:4567",
+            "[::]:4567",
+            "192.0.2.10:4567",
+            "[::ffff:0.0.0.0]:4567",
+            "[2001:db8::1]:4567",
+        ] {
+            let err = dev(exposed, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("development mode") && err.contains("CRUDDUR_DEV_ALLOW_NETWORK=1"),
+                "{exposed}: {err}"
+            );
+            for off in ["0", " 0 "] {
+                assert!(
+                    dev(exposed, &[("CRUDDUR_DEV_ALLOW_NETWORK", off)]).is_err(),
+                    "{exposed} with {off:?}"
+                );
+            }
+            assert!(
+                dev(exposed, &[("CRUDDUR_DEV_ALLOW_NETWORK", "1")]).is_ok(),
+                "{exposed}"
+            );
+            for unclear in ["yes", "true", "on", "2", "01", "1 1"] {
+                let err = dev(exposed, &[("CRUDDUR_DEV_ALLOW_NETWORK", unclear)])
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("CRUDDUR_DEV_ALLOW_NETWORK") && err.contains("1 or 0"),
+                    "{unclear}: {err}"
+                );
+            }
+        }
+        // The flag is held to the same rule as the variable.
+        let flag =
+            ServiceSettings::from_settings(&settings(&[]), Some("0.0.0.0:1".parse().unwrap()));
+        assert!(flag.is_err());
+        // With token verification, any address.
+        let verified = ServiceSettings::from_settings(
+            &settings(&[
+                ("CRUDDUR_BIND", "0.0.0.0:4567"),
+                ("CRUDDUR_JWKS", "/keys.json"),
+                ("CRUDDUR_JWT_ISSUER", "https://issuer"),
+                ("AWS_COGNITO_USER_POOL_CLIENT_ID", "c"),
+            ]),
+            None,
+        );
+        assert!(verified.is_ok(), "{verified:?}");
+    }
+
+    #[test]
+    fn the_transport_limits_default_and_bad_values_name_the_variable_and_the_range() {
+        let s = ServiceSettings::from_settings(&settings(&[]), None).unwrap();
+        assert_eq!(s.transport, Transport::default());
+        assert_eq!(s.transport.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.transport.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.transport.max_connections, 1024);
+        assert_eq!(s.transport.shutdown_deadline, Duration::from_secs(30));
+        let s = ServiceSettings::from_settings(
+            &settings(&[
+                ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "250"),
+                ("CRUDDUR_IDLE_TIMEOUT_MS", " 1000 "),
+                ("CRUDDUR_MAX_CONNECTIONS", "2"),
+                ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "0"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.transport,
+            Transport {
+                header_read_timeout: Duration::from_millis(250),
+                idle_timeout: Duration::from_millis(1000),
+                max_connections: 2,
+                shutdown_deadline: Duration::ZERO,
+            }
+        );
+        for (name, value) in [
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "0"),
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "-1"),
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "10s"),
+            ("CRUDDUR_HEADER_READ_TIMEOUT_MS", "1e3"),
+            ("CRUDDUR_IDLE_TIMEOUT_MS", "86400001"),
+            ("CRUDDUR_IDLE_TIMEOUT_MS", "18446744073709551616"),
+            ("CRUDDUR_MAX_CONNECTIONS", "0"),
+            ("CRUDDUR_MAX_CONNECTIONS", "1000001"),
+            ("CRUDDUR_MAX_CONNECTIONS", "4294967296"),
+            ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "-0.5"),
+            ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "infinity"),
+        ] {
+            let err = ServiceSettings::from_settings(&settings(&[(name, value)]), None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(name) && err.contains("whole number from"),
+                "{name}={value}: {err}"
+            );
         }
     }
 

@@ -454,3 +454,195 @@ fn a_jwks_without_a_usable_rsa_key_is_refused_at_start_up() {
         assert!(err.to_string().starts_with("invalid JWKS"), "{what}: {err}");
     }
 }
+
+#[test]
+fn a_body_over_64_kib_is_413_with_a_json_error_and_writes_nothing() {
+    use std::io::Write;
+    let db = seeded_db();
+    let service = Service::development(&db);
+    let url = service.url("/api/activities");
+    let crud = r#"{"message": "padded", "ttl": "1-day"}"#;
+    let limit = 64 * 1024;
+    // Whitespace is JSON: a body at the limit is read and posted.
+    let at_limit = format!("{crud}{}", " ".repeat(limit - crud.len()));
+    let posted = post_json(&url, &[], &at_limit);
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    let before = activities(&db);
+
+    // A length declared over the limit is answered before the body is
+    // read (a client still sending then finds the connection closed).
+    for length in [limit + 1, 10 << 20] {
+        let mut declared = common::connect(&service.base);
+        write!(
+            declared,
+            "POST /api/activities HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        let (status, body) = common::read_response(&mut declared).expect("an answer");
+        assert_eq!(status, 413, "{length}: {body}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string(),
+            "{body}"
+        );
+    }
+    // Chunks without a length, past the limit.
+    let mut chunked = common::connect(&service.base);
+    write!(
+        chunked,
+        "POST /api/activities HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    // One byte past the limit, so that little is left unread when the
+    // service answers and closes.
+    write!(
+        chunked,
+        "{:x}\r\n{}\r\n0\r\n\r\n",
+        limit + 1,
+        " ".repeat(limit + 1)
+    )
+    .unwrap();
+    let answered = common::read_response(&mut chunked).map(|r| r.0);
+    assert_eq!(answered, Some(413));
+    assert_eq!(activities(&db), before, "nothing was written");
+}
+
+#[test]
+fn a_bad_write_token_cookie_is_ignored_and_a_bad_header_is_400() {
+    let db = seeded_db();
+    let service = Service::development(&db);
+    let url = service.url("/api/activities/home");
+    let plain = get(&url, &[]);
+    assert_eq!(plain.status, 200);
+    for cookie in [
+        "cruddur_write_token=garbage",
+        "cruddur_write_token=",
+        "cruddur_write_token=0/; other=1",
+        "theme=dark; cruddur_write_token=%2e%2e",
+        "cruddur_write_token=\"0/1\"",
+        "cruddur_write_token=garbage; cruddur_write_token=0/1",
+    ] {
+        let answer = get(&url, &[("Cookie", cookie)]);
+        assert_eq!(
+            (answer.status, &answer.body),
+            (200, &plain.body),
+            "{cookie}"
+        );
+    }
+    for header in ["garbage", "0/", "/1", "1/2/3", " "] {
+        let answer = get(
+            &url,
+            &[
+                ("x-write-token", header),
+                ("Cookie", "cruddur_write_token=0/1"),
+            ],
+        );
+        assert_eq!(answer.status, 400, "{header:?}: {}", answer.body);
+        assert!(answer.json()["error"].is_string());
+    }
+}
+
+#[test]
+fn tokens_not_yet_valid_with_crit_or_a_control_character_in_sub_are_401() {
+    let db = seeded_db();
+    let keys = Keys::generate("key-1");
+    let service = jwt_service(&db, &keys);
+    let url = service.url("/api/activities");
+    let body = r#"{"message": "signed", "ttl": "1-hour"}"#;
+    let post =
+        |token: &str| post_json(&url, &[("Authorization", &format!("Bearer {token}"))], body);
+    cruddur_db::repo::users::confirm_user(
+        &mut db.conn(),
+        &cruddur_db::repo::users::PostConfirmationEvent {
+            name: "Token Holder".into(),
+            email: "holder@example.com".into(),
+            preferred_username: "holder".into(),
+            sub: "sub-of-holder".into(),
+        },
+    )
+    .unwrap();
+    let with = |key: &str, value: serde_json::Value| {
+        let mut claims = access_claims("sub-of-holder");
+        claims[key] = value;
+        claims
+    };
+    let header = |extra: &str| {
+        format!(
+            r#"{{"alg":"RS256","typ":"JWT","kid":"{}"{extra}}}"#,
+            keys.kid
+        )
+    };
+    let accepted: Vec<(&str, String)> = vec![
+        (
+            "nbf in the past",
+            keys.sign(&with("nbf", json!(now() - 10))),
+        ),
+        (
+            "nbf within the clock skew",
+            keys.sign(&with("nbf", json!(now() + 30))),
+        ),
+        (
+            "a raw header without crit",
+            keys.sign_raw(&header(""), &access_claims("sub-of-holder")),
+        ),
+    ];
+    for (what, token) in &accepted {
+        let answer = post(token);
+        assert_eq!(answer.status, 200, "{what}: {}", answer.body);
+    }
+    let before = activities(&db);
+    let mut refused: Vec<(String, String)> = vec![
+        (
+            "nbf an hour ahead".into(),
+            keys.sign(&with("nbf", json!(now() + 3600))),
+        ),
+        (
+            "nbf far ahead".into(),
+            keys.sign(&with("nbf", json!(i64::from(i32::MAX) * 4))),
+        ),
+        (
+            "nbf not a number".into(),
+            keys.sign(&with("nbf", json!("soon"))),
+        ),
+    ];
+    for crit in [
+        r#","crit":["exp"]"#,
+        r#","crit":[]"#,
+        r#","crit":"b64""#,
+        r#","crit":null"#,
+        r#","b64":false,"crit":["b64"]"#,
+        r#","cr\u0069t":["x"]"#,
+        r#","crit":["x"],"crit":["y"]"#,
+    ] {
+        refused.push((
+            format!("header {crit}"),
+            keys.sign_raw(&header(crit), &access_claims("sub-of-holder")),
+        ));
+    }
+    for sub in [
+        "sub-of-holder\u{0}",
+        "\u{0}",
+        "a\u{0}b",
+        "sub-of-holder\n",
+        "\t",
+        "\u{7f}",
+        "\u{85}",
+        "",
+        "   ",
+    ] {
+        refused.push((format!("sub {sub:?}"), keys.sign(&access_claims(sub))));
+    }
+    for (what, token) in refused {
+        let answer = post(&token);
+        assert_eq!(
+            (answer.status, answer.json()),
+            (401, json!({})),
+            "{what}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(activities(&db), before, "nothing was written");
+    // The database still answers: nothing reached it to fail.
+    assert_eq!(get(&service.url("/api/health-check"), &[]).status, 200);
+}

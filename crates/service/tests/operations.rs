@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::BufRead;
 use std::time::Duration;
 
-use common::{Service, TestDb, get, seeded_db};
+use common::{Service, TestDb, get, seeded_db, service_command, wait_for_listening};
 use cruddur_db::{Config, Environment};
 use cruddur_db_service::Auth;
 use cruddur_db_test_support::eventually;
@@ -138,38 +137,6 @@ fn an_exhausted_pool_answers_503_within_the_checkout_timeout() {
     assert_eq!(first.status, 200, "{}", first.body);
 }
 
-/// The binary, with only these variables (and `PATH`).
-fn service_command(vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cruddur-db-service"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .env("CRUDDUR_BIND", "127.0.0.1:0")
-        .current_dir(std::env::temp_dir())
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Reads the child's stderr until it says where it listens; returns that
-/// base URL and everything it printed before.
-fn wait_for_listening(child: &mut Child) -> (String, String, BufReader<std::process::ChildStderr>) {
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        let read = stderr.read_line(&mut line).expect("read stderr");
-        assert!(read > 0, "the service exited before listening:\n{printed}");
-        printed.push_str(&line);
-        if let Some(base) = line.trim().strip_prefix("listening on ") {
-            return (base.to_owned(), printed, stderr);
-        }
-    }
-}
-
 #[test]
 fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     let db = seeded_db();
@@ -216,6 +183,50 @@ fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     );
 }
 
+#[test]
+fn sigterm_exits_at_the_shutdown_deadline_while_a_request_waits_on_the_database() {
+    let db = seeded_db();
+    let mut child = service_command(&[
+        ("DATABASE_URL", db.url.expose()),
+        // Nothing but the deadline ends the waiting statement.
+        ("CRUDDUR_STATEMENT_TIMEOUT_MS", "0"),
+        ("CRUDDUR_SHUTDOWN_DEADLINE_MS", "200"),
+    ])
+    .spawn()
+    .expect("start the service");
+    let (base, _, mut stderr) = wait_for_listening(&mut child);
+    let lock = lock_activities(&db);
+    let url = format!("{base}/api/activities/home");
+    let _in_flight = std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(|| get(&url, &[]));
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
+        "the request never reached the database"
+    );
+    // SAFETY: kill(2) on the child we started.
+    #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let mut status = None;
+    let exited = eventually(Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    drop(lock);
+    assert!(
+        exited,
+        "the service waited for the database past its deadline"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.unwrap().success(), "{rest}");
+    assert!(
+        rest.contains("still open at the shutdown deadline were dropped"),
+        "{rest}"
+    );
+}
+
 /// Serves `body` as JSON to every request on a free loopback port, from a
 /// thread of its own; returns the base URL.
 fn serve_json_forever(body: String) -> String {
@@ -236,48 +247,211 @@ fn serve_json_forever(body: String) -> String {
     base
 }
 
+/// Starts the binary with `vars` and `args` and reads its stderr until it
+/// listens or exits; stops it. Returns whether it listened, and what it
+/// printed.
+fn start_up(vars: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let mut child = service_command(vars).args(args).spawn().expect("start");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut printed = String::new();
+    let listened = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read stderr") == 0 {
+            break false;
+        }
+        printed.push_str(&line);
+        if line.starts_with("listening on ") {
+            break true;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    (listened, printed)
+}
+
 #[test]
-fn a_jwks_url_is_read_at_start_up_and_its_keys_verify_posts() {
+fn a_jwks_url_over_plain_http_is_refused_at_start_up_and_a_jwks_file_verifies_posts() {
     let db = seeded_db();
     cruddur_db::repo::users::confirm_user(
         &mut db.conn(),
         &cruddur_db::repo::users::PostConfirmationEvent {
-            name: "Url Key".into(),
-            email: "url@example.com".into(),
-            preferred_username: "urlkey".into(),
-            sub: "sub-url".into(),
+            name: "File Key".into(),
+            email: "file@example.com".into(),
+            preferred_username: "filekey".into(),
+            sub: "sub-file".into(),
         },
     )
     .unwrap();
-    let keys = common::Keys::generate("url-key");
-    let jwks_url = format!(
-        "{}/.well-known/jwks.json",
-        serve_json_forever(keys.jwks.clone())
-    );
+    let keys = common::Keys::generate("file-key");
     let issuer = "https://issuer.example/pool";
+    // A server that would hand out the keys, over plain HTTP.
+    let plain = serve_json_forever(keys.jwks.clone());
+    let address = plain.strip_prefix("http://").unwrap();
+    for jwks in [
+        format!("{plain}/.well-known/jwks.json"),
+        format!("HTTP://{address}/.well-known/jwks.json"),
+        format!(" Http://user:secret@{address}/jwks.json "),
+    ] {
+        let (listened, printed) = start_up(
+            &[
+                ("DATABASE_URL", db.url.expose()),
+                ("CRUDDUR_JWKS", &jwks),
+                ("CRUDDUR_JWT_ISSUER", issuer),
+                ("AWS_COGNITO_USER_POOL_CLIENT_ID", "file-client"),
+            ],
+            &[],
+        );
+        assert!(!listened, "{jwks}: {printed}");
+        assert!(
+            printed.contains("refusing CRUDDUR_JWKS") && printed.contains("https://"),
+            "{jwks}: {printed}"
+        );
+        assert!(!printed.contains("secret"), "{printed}");
+    }
+
+    let (_dir, path) = keys.jwks_file();
     let mut child = service_command(&[
         ("DATABASE_URL", db.url.expose()),
-        ("CRUDDUR_JWKS", &jwks_url),
+        ("CRUDDUR_JWKS", path.to_str().unwrap()),
         ("CRUDDUR_JWT_ISSUER", issuer),
-        ("AWS_COGNITO_USER_POOL_CLIENT_ID", "url-client"),
+        ("AWS_COGNITO_USER_POOL_CLIENT_ID", "file-client"),
     ])
     .spawn()
     .unwrap();
     let (base, printed, _stderr) = wait_for_listening(&mut child);
     assert!(!printed.contains("DEVELOPMENT MODE"), "{printed}");
     let token = keys.sign(&json!({
-        "sub": "sub-url", "iss": issuer, "client_id": "url-client", "token_use": "access",
+        "sub": "sub-file", "iss": issuer, "client_id": "file-client", "token_use": "access",
         "exp": common::now() + 600,
     }));
     let url = format!("{base}/api/activities");
-    let body = r#"{"message": "via a fetched key", "ttl": "1-day"}"#;
+    let body = r#"{"message": "via a key file", "ttl": "1-day"}"#;
     let signed = common::post_json(&url, &[("Authorization", &format!("Bearer {token}"))], body);
     let anonymous = common::post_json(&url, &[], body);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(signed.status, 200, "{}", signed.body);
-    assert_eq!(signed.json()["handle"], "urlkey");
+    assert_eq!(signed.json()["handle"], "filekey");
     assert_eq!((anonymous.status, anonymous.json()), (401, json!({})));
+}
+
+#[test]
+fn the_development_mode_refuses_the_database_of_prod_connection_url_however_spelled() {
+    let db = seeded_db();
+    let url = db.url.expose();
+    let name = db.name();
+    let refused = [
+        url.to_owned(),
+        db.url.with_param("host", "127.0.0.1").expose().to_owned(),
+        db.url
+            .with_param(
+                "options",
+                "-c DateStyle=SQL,DMY -c TimeZone=Pacific/Chatham",
+            )
+            .expose()
+            .to_owned(),
+        db.url
+            .with_param("application_name", "prod")
+            .expose()
+            .to_owned(),
+        format!("host=127.0.0.1 port=5432 dbname={name}"),
+        format!("postgresql://127.0.0.1:5432/{name}?connect_timeout=5"),
+    ];
+    for prod in &refused {
+        let (listened, printed) =
+            start_up(&[("DATABASE_URL", url), ("PROD_CONNECTION_URL", prod)], &[]);
+        assert!(!listened, "{prod}: {printed}");
+        assert!(
+            printed.contains("refusing the development mode")
+                && printed.contains("it is the database of PROD_CONNECTION_URL"),
+            "{prod}: {printed}"
+        );
+    }
+    // What cannot be asked is a refusal too.
+    for (prod, expected) in [
+        (
+            "postgres://127.0.0.1:1/x?connect_timeout=2",
+            "cannot tell whether",
+        ),
+        ("postgres://[", "reading PROD_CONNECTION_URL"),
+    ] {
+        let (listened, printed) =
+            start_up(&[("DATABASE_URL", url), ("PROD_CONNECTION_URL", prod)], &[]);
+        assert!(!listened, "{prod}: {printed}");
+        assert!(printed.contains(expected), "{prod}: {printed}");
+    }
+    // Another database of the same server is not production.
+    let other = db.url.with_database("postgres");
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("PROD_CONNECTION_URL", other.expose()),
+        ],
+        &[],
+    );
+    assert!(listened, "{printed}");
+    // With token verification the service may serve production.
+    let keys = common::Keys::generate("k");
+    let (_dir, path) = keys.jwks_file();
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("PROD_CONNECTION_URL", url),
+            ("CRUDDUR_JWKS", path.to_str().unwrap()),
+            ("CRUDDUR_JWT_ISSUER", "https://issuer.example"),
+            ("AWS_COGNITO_USER_POOL_CLIENT_ID", "client"),
+        ],
+        &[],
+    );
+    assert!(listened, "{printed}");
+}
+
+#[test]
+fn the_development_mode_refuses_a_network_address_unless_allowed() {
+    let db = seeded_db();
+    let url = db.url.expose();
+    for (vars, args) in [
+        (vec![("CRUDDUR_BIND", "0.0.0.0:0")], vec![]),
+        (vec![("CRUDDUR_BIND", "[::]:0")], vec![]),
+        (vec![], vec!["--bind", "0.0.0.0:0"]),
+        (
+            vec![
+                ("CRUDDUR_BIND", "0.0.0.0:0"),
+                ("CRUDDUR_DEV_ALLOW_NETWORK", "0"),
+            ],
+            vec![],
+        ),
+    ] {
+        let mut all = vec![("DATABASE_URL", url)];
+        all.extend(vars.iter().copied());
+        let (listened, printed) = start_up(&all, &args);
+        assert!(!listened, "{vars:?} {args:?}: {printed}");
+        assert!(
+            printed.contains("refusing to listen on")
+                && printed.contains("CRUDDUR_DEV_ALLOW_NETWORK=1"),
+            "{vars:?} {args:?}: {printed}"
+        );
+    }
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("CRUDDUR_BIND", "0.0.0.0:0"),
+            ("CRUDDUR_DEV_ALLOW_NETWORK", "yes"),
+        ],
+        &[],
+    );
+    assert!(!listened, "{printed}");
+    assert!(printed.contains("must be 1 or 0"), "{printed}");
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", url),
+            ("CRUDDUR_BIND", "0.0.0.0:0"),
+            ("CRUDDUR_DEV_ALLOW_NETWORK", "1"),
+        ],
+        &[],
+    );
+    assert!(listened, "{printed}");
+    assert!(printed.contains("DEVELOPMENT MODE"), "{printed}");
 }
 
 #[test]

@@ -4,12 +4,13 @@
 
 #![allow(dead_code, reason = "each test binary uses part of the harness")]
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cruddur_db::{Config, Repository};
-use cruddur_db_service::{AppState, Auth, app, serve};
+use cruddur_db_service::{AppState, Auth, Transport, app, serve};
 pub use cruddur_db_test_support::TestDb;
 use ureq::http::{Request, Response};
 
@@ -46,7 +47,7 @@ impl Service {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                serve(listener, router, async {
+                serve(listener, router, Transport::default(), async {
                     let _ = stopped.await;
                 })
                 .await
@@ -209,6 +210,20 @@ impl Keys {
         jsonwebtoken::encode(&header, claims, &key).expect("sign")
     }
 
+    /// A token signed with this key whose header is `header` as written
+    /// (for members jsonwebtoken's header type cannot carry, or spellings
+    /// it would normalise).
+    pub fn sign_raw(&self, header: &str, claims: &serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", b64.encode(header), b64.encode(claims.to_string()));
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&self.private_pem).expect("pem");
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::RS256)
+                .expect("sign");
+        format!("{message}.{signature}")
+    }
+
     /// The JWKS written to a file in a new directory.
     pub fn jwks_file(&self) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -238,4 +253,161 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
+}
+
+/// The binary, with only these variables (and `PATH`).
+pub fn service_command(vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cruddur-db-service"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("CRUDDUR_BIND", "127.0.0.1:0")
+        .current_dir(std::env::temp_dir())
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Reads the child's stderr until it says where it listens; returns that
+/// base URL and everything it printed before.
+pub fn wait_for_listening(
+    child: &mut Child,
+) -> (String, String, BufReader<std::process::ChildStderr>) {
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stderr.read_line(&mut line).expect("read stderr");
+        assert!(read > 0, "the service exited before listening:\n{printed}");
+        printed.push_str(&line);
+        if let Some(base) = line.trim().strip_prefix("listening on ") {
+            return (base.to_owned(), printed, stderr);
+        }
+    }
+}
+
+/// The service binary running with these variables, killed on drop.
+pub struct Running {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The rest of its stderr, after the `listening on` line.
+    pub stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Running {
+    /// Starts the binary and waits until it listens.
+    pub fn start(vars: &[(&str, &str)]) -> Self {
+        let mut child = service_command(vars).spawn().expect("start the service");
+        let (base, _, stderr) = wait_for_listening(&mut child);
+        Self {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on the child we started.
+        #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long a raw read may wait before a test gives up on it: a bound on
+/// "never", not a timing measurement.
+pub const READ_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A raw TCP connection to `base` (`http://HOST:PORT`), whose reads wait
+/// at most [`READ_BOUND`].
+pub fn connect(base: &str) -> std::net::TcpStream {
+    let address = base.strip_prefix("http://").expect("an http:// base");
+    let stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(READ_BOUND))
+        .expect("read timeout");
+    stream
+}
+
+/// `GET path` on `stream`, keeping the connection open.
+pub fn write_get(stream: &mut std::net::TcpStream, path: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+}
+
+/// One response from `stream`: its status and body (by `Content-Length`);
+/// `None` when the server closed the connection (or reset it) first.
+pub fn read_response(stream: &mut std::net::TcpStream) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+            Err(e) if is_reset(&e) => return None,
+            Err(e) => panic!("no response within the bound: {e}"),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a response: {head:?}"));
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+            Err(e) if is_reset(&e) => return None,
+            Err(e) => panic!("the body did not come within the bound: {e}"),
+        }
+    }
+    Some((
+        status,
+        String::from_utf8_lossy(&data[head_end..head_end + length]).into_owned(),
+    ))
+}
+
+/// Whether the server has closed `stream`: a read returns end of file or
+/// a reset. `false` when data comes, or nothing within the read timeout.
+pub fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut byte = [0_u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => is_reset(&e),
+    }
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+    )
 }
