@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::output;
 use crate::target::Target;
+use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
 use cruddur_db::replica::current_position;
 use cruddur_db::repo::activities::{ActivityDraft, Ttl, create_activity};
@@ -61,7 +62,11 @@ pub(crate) fn read_input(path: &str, what: &str) -> anyhow::Result<String> {
 }
 
 /// Runs `activity`.
-pub fn run(command: ActivityCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    command: ActivityCommand,
+    db: &DatabaseArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
     let ActivityCommand::Create(args) = command;
     let message = match (&args.message, &args.message_file) {
         (Some(m), _) => m.clone(),
@@ -81,7 +86,7 @@ pub fn run(command: ActivityCommand, global: &GlobalArgs) -> anyhow::Result<Exit
     // unreachable, and costs no connection.
     let draft =
         ActivityDraft::new(&args.handle, &message, args.ttl).context("activity not created")?;
-    let target = Target::resolve(global)?;
+    let target = Target::resolve(db, settings)?;
     let conn = &mut target.connect()?;
     ensure_current(conn).context("activity not created")?;
     let activity = create_activity(conn, &draft).context("activity not created")?;

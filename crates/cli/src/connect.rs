@@ -7,9 +7,10 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::libpq::{self, PARAMETER_VARIABLES};
 use crate::target::Target;
+use cruddur_db::Settings;
 
 /// Options of `connect`.
 #[derive(Debug, Args)]
@@ -25,8 +26,8 @@ pub struct ConnectArgs {
 
 /// Runs `connect`: replaces this process with psql (on Unix), so psql owns
 /// the terminal and its exit status is the command's.
-pub fn run(args: ConnectArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+pub fn run(args: ConnectArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
     let env = libpq::environment(target.url()).context("handing the connection to psql")?;
     let mut command = Command::new(&args.psql);
     // Variables already in the environment must not mix with the URL's:

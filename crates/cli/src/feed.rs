@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::output::{self, HEADING};
 use crate::target::Target;
 use cruddur_db::FeedItem;
+use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
 use cruddur_db::models::{TIMESTAMP_FORMAT, escape_controls};
 use cruddur_db::replica::{Consistency, WriteToken};
@@ -55,12 +56,12 @@ fn parse_cursor(raw: &str) -> Result<FeedCursor, String> {
 }
 
 /// Runs `feed`.
-pub fn run(args: FeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: FeedArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let page = FeedPage {
         limit: args.limit,
         before: args.before,
     };
-    let target = Target::resolve(global)?;
+    let target = Target::resolve(db, settings)?;
     let database = target.database()?;
     let consistency = if args.primary {
         Consistency::Primary

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::output::{self, HEADING, PRODUCTION, SUCCESS, WARNING};
 use crate::server_info as inspect;
 use crate::target::Target;
+use cruddur_db::Settings;
 use cruddur_db::environment::read_mark;
 use cruddur_db::migrations;
 use cruddur_db::models::escape_controls;
@@ -30,8 +31,12 @@ pub struct SessionsArgs {
 }
 
 /// `status`: server, database, environment, TLS, migrations.
-pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+pub fn status(
+    args: StatusArgs,
+    db: &DatabaseArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
     let conn = &mut target.connect()?;
     let server = inspect::server_info(conn).context("reading the server's status")?;
     let mark = read_mark(conn).context("reading the production mark")?;
@@ -158,8 +163,12 @@ pub fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
 }
 
 /// `sessions`: the open connections to the database.
-pub fn sessions(args: SessionsArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+pub fn sessions(
+    args: SessionsArgs,
+    db: &DatabaseArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
     let database = target.database()?;
     let conn = &mut target.connect()?;
     let sessions =

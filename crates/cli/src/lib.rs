@@ -1,12 +1,15 @@
 //! The `cruddur-db` command-line tool, as a library so that the binary
 //! stays a thin `main` and the tests can drive a command group in process.
 //!
-//! [`Cli`] holds the clap types (their doc comments are the `--help`);
-//! each command group has a handler module with a `run`-style function
-//! taking its arguments and the [`GlobalArgs`], whose
-//! [`settings`](GlobalArgs::settings) are read once by [`run`]. The data
-//! work is the library's (`cruddur_db`); the CLI's own SQL is the catalog
-//! queries of `status` and `sessions`.
+//! [`Cli`] holds the clap types (their doc comments are the `--help`). Each
+//! command that works on a database flattens the one option group
+//! [`DatabaseArgs`] into its own arguments, as sqlx-cli flattens its
+//! `ConnectOpts`; `local` and `rds` do not, so clap itself refuses those
+//! options there. Each command group has a handler module with a `run`-style
+//! function taking its arguments and, when it works on the database, the
+//! [`DatabaseArgs`] and the [`Settings`] that [`run`]
+//! reads once. The data work is the library's (`cruddur_db`); the CLI's own
+//! SQL is the catalog queries of `status` and `sessions`.
 
 pub mod activity;
 pub mod connect;
@@ -18,6 +21,7 @@ mod libpq;
 pub mod lifecycle;
 pub mod local;
 pub mod migrate;
+mod options;
 pub mod output;
 #[cfg(feature = "aws")]
 pub mod rds;
@@ -26,12 +30,15 @@ mod server_info;
 pub mod target;
 pub mod user;
 
-use std::fmt;
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
+use cruddur_db::Settings;
 use cruddur_db::config::DatabaseUrl;
+
+pub use options::DatabaseArgs;
 
 /// Manage Cruddur's PostgreSQL database: create, migrate, seed, inspect and
 /// drop it, safely, in development and production.
@@ -40,6 +47,9 @@ use cruddur_db::config::DatabaseUrl;
     name = "cruddur-db",
     version,
     propagate_version = true,
+    // The options before the command are this level's own: were they global
+    // here, clap would hand them to `local` and `rds` too.
+    mut_args = |arg: clap::Arg| arg.global(false),
     after_help = "Environment:\n  \
         DATABASE_URL         the database (the diesel convention); wins over CONNECTION_URL\n  \
         DATABASE_REPLICA_URLS  read replicas, comma-separated (see --replica-url)\n  \
@@ -55,70 +65,15 @@ use cruddur_db::config::DatabaseUrl;
         variables already set win over it."
 )]
 pub struct Cli {
-    /// Options every command takes.
+    /// The database options given before the command
+    /// (`cruddur-db --prod migrate`). Clap hands them to the command's own
+    /// [`DatabaseArgs`] (read those, through [`Command::database_args`]); here
+    /// they only tell `local` and `rds` apart, which refuse them.
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub leading: DatabaseArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options of every command that works on a database; they may come before
-/// or after the command. `local` and `rds` refuse them (see [`parse`]).
-#[derive(Clone, Default, Args)]
-#[command(next_help_heading = "Global options")]
-pub struct GlobalArgs {
-    /// The database to use; wins over DATABASE_URL, CONNECTION_URL and
-    /// PROD_CONNECTION_URL.
-    #[arg(long, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
-
-    /// Work on the production database (PROD_CONNECTION_URL): the target is
-    /// labelled, `create` and `migrate` mark it as production, and
-    /// destructive commands need --allow-production.
-    #[arg(long, global = true)]
-    pub prod: bool,
-
-    /// Answer yes to confirmation questions (needed when stdin is not a
-    /// terminal).
-    #[arg(short = 'y', long, global = true)]
-    pub yes: bool,
-
-    /// Allow drop, schema-load, setup, migrate revert and a bulk seed into a
-    /// non-empty database on a production database.
-    #[arg(long, global = true)]
-    pub allow_production: bool,
-
-    /// A read replica of the database (repeatable); replaces
-    /// DATABASE_REPLICA_URLS. `feed` and `status` use replicas.
-    #[arg(long = "replica-url", global = true, value_name = "URL")]
-    pub replica_urls: Vec<String>,
-
-    /// The environment and `.env`, read once by [`run`].
-    #[arg(skip)]
-    pub settings: cruddur_db::Settings,
-}
-
-impl fmt::Debug for GlobalArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GlobalArgs")
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(cruddur_db::config::redact),
-            )
-            .field("prod", &self.prod)
-            .field("yes", &self.yes)
-            .field("allow_production", &self.allow_production)
-            .field(
-                "replica_urls",
-                &self
-                    .replica_urls
-                    .iter()
-                    .map(|u| cruddur_db::config::redact(u))
-                    .collect::<Vec<_>>(),
-            )
-            .finish()
-    }
 }
 
 /// The commands.
@@ -127,42 +82,122 @@ pub enum Command {
     /// Create the database the URL asks for (its dbname, else a service
     /// file's, PGDATABASE or the user name) if it does not exist (safe to
     /// repeat); with --prod, mark it as production.
-    Create,
+    Create {
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Drop the database; asks first unless -y. Connects to the server's
     /// maintenance database, never to the one it drops.
-    Drop(lifecycle::DropArgs),
+    Drop {
+        /// Its own options.
+        #[command(flatten)]
+        args: lifecycle::DropArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Apply, list or revert the embedded migrations (default: run).
-    Migrate(migrate::MigrateArgs),
+    Migrate {
+        /// Its own options.
+        #[command(flatten)]
+        args: migrate::MigrateArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Revert every migration and apply them all again, in one transaction:
     /// destroys all data.
-    SchemaLoad,
+    SchemaLoad {
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Load the reference seed (idempotent), or bulk synthetic data.
-    Seed(seed::SeedArgs),
+    Seed {
+        /// Its own options.
+        #[command(flatten)]
+        args: seed::SeedArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Drop the database if present, create it, migrate and seed: a fresh
     /// development database in one step. Checks that it can create it again
     /// before dropping it, and keeps its environment mark.
-    Setup(lifecycle::SetupArgs),
+    Setup {
+        /// Its own options.
+        #[command(flatten)]
+        args: lifecycle::SetupArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Create the database if missing, apply pending migrations, and seed it
     /// when it then has no user; safe to repeat, and a rerun finishes a run
     /// that was killed.
-    Prepare,
+    Prepare {
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Server version, database, environment, TLS and migrations.
-    Status(inspect::StatusArgs),
+    Status {
+        /// Its own options.
+        #[command(flatten)]
+        args: inspect::StatusArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// The open connections to the database, marking migration-lock holders.
-    Sessions(inspect::SessionsArgs),
+    Sessions {
+        /// Its own options.
+        #[command(flatten)]
+        args: inspect::SessionsArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Run psql on the database; the password goes through the environment,
     /// never the command line.
-    Connect(connect::ConnectArgs),
+    Connect {
+        /// Its own options.
+        #[command(flatten)]
+        args: connect::ConnectArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Print the home feed, newest first.
-    Feed(feed::FeedArgs),
+    Feed {
+        /// Its own options.
+        #[command(flatten)]
+        args: feed::FeedArgs,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Post an activity (a "crud") as a user, checked as the API checks it;
     /// prints the new activity as JSON.
-    #[command(subcommand)]
-    Activity(activity::ActivityCommand),
+    Activity {
+        /// What to do.
+        #[command(subcommand)]
+        command: activity::ActivityCommand,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Create the user of an identity provider's post-confirmation event
     /// (what the Cognito trigger did in the original).
-    #[command(subcommand)]
-    User(user::UserCommand),
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: user::UserCommand,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// A project-local PostgreSQL cluster (in .cruddur/pg) for development
     /// without a configured server.
     Local(local::LocalArgs),
@@ -172,134 +207,133 @@ pub enum Command {
     Rds(Box<rds::RdsArgs>),
 }
 
-/// The commands that work on no target database (they manage a server or
-/// AWS resources), so the global options do not apply to them.
-fn without_target() -> &'static [&'static str] {
-    #[cfg(feature = "aws")]
-    return &["local", "rds"];
-    #[cfg(not(feature = "aws"))]
-    return &["local"];
+impl Command {
+    /// The command's own database options; `None` for `local` and `rds`,
+    /// which work on no target database (they manage a server or AWS
+    /// resources).
+    pub fn database_args(&self) -> Option<&DatabaseArgs> {
+        match self {
+            Self::Create { db }
+            | Self::SchemaLoad { db }
+            | Self::Prepare { db }
+            | Self::Drop { db, .. }
+            | Self::Migrate { db, .. }
+            | Self::Seed { db, .. }
+            | Self::Setup { db, .. }
+            | Self::Status { db, .. }
+            | Self::Sessions { db, .. }
+            | Self::Connect { db, .. }
+            | Self::Feed { db, .. }
+            | Self::Activity { db, .. }
+            | Self::User { db, .. } => Some(db),
+            Self::Local(_) => None,
+            #[cfg(feature = "aws")]
+            Self::Rds(_) => None,
+        }
+    }
 }
 
-/// The clap command of [`Cli`], with the global options taken out of the
-/// commands that work on no target database (`local`, `rds`): there they
-/// are hidden from the help and refused by [`parse`].
-pub fn command() -> clap::Command {
-    use clap::CommandFactory;
-    let mut cmd = Cli::command();
-    let globals: Vec<clap::Arg> = cmd
-        .get_arguments()
-        .filter(|a| a.is_global_set())
-        .cloned()
-        .collect();
-    for &name in without_target() {
-        // A subcommand that defines an argument itself does not receive the
-        // global one of that id; these hidden stand-ins exist only so that
-        // `parse` can name the option in its refusal.
-        cmd = cmd.mut_subcommand(name, |mut sc| {
-            for arg in &globals {
-                sc = sc.arg(arg.clone().hide(true));
-            }
-            sc
-        });
+impl Cli {
+    /// Parses `args` (the program's name first), also refusing a database
+    /// option given before a command that works on no target database
+    /// (after it, clap refuses it: such a command has no such option).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::CommandFactory;
+        let cli = Self::try_parse_from(args)?;
+        if cli.command.database_args().is_none()
+            && let Some(flag) = cli.leading.first_given()
+        {
+            let name = cli_name(&cli.command);
+            return Err(Self::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{flag} does not apply to `{name}`: it works on no target database \
+                     (see `cruddur-db {name} --help`)"
+                ),
+            ));
+        }
+        Ok(cli)
     }
-    cmd
+}
+
+/// The name of a command that works on no target database, as typed.
+fn cli_name(command: &Command) -> &'static str {
+    match command {
+        #[cfg(feature = "aws")]
+        Command::Rds(_) => "rds",
+        _ => "local",
+    }
 }
 
 /// Parses the command line, exiting with a usage error (status 2) as clap
-/// does, also when a global option is given to `local` or `rds`.
+/// does, also when a database option is given to `local` or `rds`.
 pub fn parse() -> Cli {
-    use clap::FromArgMatches;
-    let mut cmd = command();
-    let matches = cmd.get_matches_mut();
-    if let Some(refusal) = refused_global(&cmd, &matches) {
-        cmd.error(clap::error::ErrorKind::ArgumentConflict, refusal)
-            .exit();
-    }
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+    Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
 }
 
-/// Why `matches` is refused: a global option given to a command in
-/// [`without_target`], before or after its name.
-fn refused_global(cmd: &clap::Command, matches: &clap::ArgMatches) -> Option<String> {
-    use clap::parser::ValueSource;
-    let (name, sub) = matches.subcommand()?;
-    if !without_target().contains(&name) {
-        return None;
-    }
-    let mut levels = vec![matches, sub];
-    if let Some((_, leaf)) = sub.subcommand() {
-        levels.push(leaf);
-    }
-    let given = cmd
-        .get_arguments()
-        .filter(|a| a.is_global_set())
-        .find(|a| {
-            levels.iter().any(|m| {
-                m.try_get_raw(a.get_id().as_str()).is_ok()
-                    && m.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
-            })
-        })?;
-    let flag = given
-        .get_long()
-        .map_or_else(|| given.get_id().to_string(), |l| format!("--{l}"));
-    Some(format!(
-        "{flag} does not apply to `{name}`: it works on no target database \
-         (see `cruddur-db {name} --help`)"
-    ))
-}
-
-/// Runs a parsed command line.
+/// Runs a parsed command line with the settings read once from the
+/// environment and `.env`.
 ///
 /// Each command group's handler takes its arguments (and, when it works on
-/// the database, the [`GlobalArgs`]) and returns `anyhow::Result<ExitCode>`.
-/// `local` and `rds` take only their own arguments: they manage a server or
-/// AWS resources, not the target database. A group that needs the database
-/// calls [`target::Target::resolve`].
-pub fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
-    cli.global.settings = cruddur_db::Settings::from_env()?;
-    init_tracing(&cli.global.settings);
-    output::register_secrets(known_passwords(&cli.global));
-    tracing::debug!(global = ?cli.global, "starting");
-    let global = &cli.global;
+/// the database, its [`DatabaseArgs`] and the settings) and returns
+/// `anyhow::Result<ExitCode>`. `local` and `rds` take only their own
+/// arguments and the settings: they manage a server or AWS resources, not
+/// the target database. A group that needs the database calls
+/// [`target::Target::resolve`].
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_env()?;
+    init_tracing(&settings);
+    run_with(cli, &settings)
+}
+
+/// Runs a parsed command line with `settings`; the process-wide password
+/// registry ([`output::register_secrets`]) is filled from them and the
+/// command's database options before anything is printed.
+pub fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let db = &cli.command.database_args().cloned().unwrap_or_default();
+    output::register_secrets(known_passwords(db, settings));
+    tracing::debug!(database_args = ?db, "starting");
     match cli.command {
-        Command::Create => lifecycle::create(global),
-        Command::Drop(args) => lifecycle::drop(args, global),
-        Command::Migrate(args) => migrate::run(args, global),
-        Command::SchemaLoad => lifecycle::schema_load(global),
-        Command::Seed(args) => seed::run(args, global),
-        Command::Setup(args) => lifecycle::setup(args, global),
-        Command::Prepare => lifecycle::prepare(global),
-        Command::Status(args) => inspect::status(args, global),
-        Command::Sessions(args) => inspect::sessions(args, global),
-        Command::Connect(args) => connect::run(args, global),
-        Command::Feed(args) => feed::run(args, global),
-        Command::Activity(command) => activity::run(command, global),
-        Command::User(command) => user::run(command, global),
-        Command::Local(args) => local::run(args, &global.settings),
+        Command::Create { .. } => lifecycle::create(db, settings),
+        Command::Drop { args, .. } => lifecycle::drop(args, db, settings),
+        Command::Migrate { args, .. } => migrate::run(args, db, settings),
+        Command::SchemaLoad { .. } => lifecycle::schema_load(db, settings),
+        Command::Seed { args, .. } => seed::run(args, db, settings),
+        Command::Setup { args, .. } => lifecycle::setup(args, db, settings),
+        Command::Prepare { .. } => lifecycle::prepare(db, settings),
+        Command::Status { args, .. } => inspect::status(args, db, settings),
+        Command::Sessions { args, .. } => inspect::sessions(args, db, settings),
+        Command::Connect { args, .. } => connect::run(args, db, settings),
+        Command::Feed { args, .. } => feed::run(args, db, settings),
+        Command::Activity { command, .. } => activity::run(command, db, settings),
+        Command::User { command, .. } => user::run(command, db, settings),
+        Command::Local(args) => local::run(args, settings),
         #[cfg(feature = "aws")]
-        Command::Rds(args) => rds::run(*args, &global.settings),
+        Command::Rds(args) => rds::run(*args, settings),
     }
 }
 
 /// The passwords of every connection string the tool may have been given,
-/// so that [`output::scrub`] can keep them out of anything printed.
-fn known_passwords(global: &GlobalArgs) -> Vec<String> {
+/// on its command line (`db`) or in its settings, so that
+/// [`output::scrub`] can keep them out of anything printed.
+fn known_passwords(db: &DatabaseArgs, settings: &Settings) -> Vec<String> {
     let from_env = ["DATABASE_URL", "CONNECTION_URL", "PROD_CONNECTION_URL"]
         .into_iter()
-        .filter_map(|k| global.settings.get(k).map(str::to_owned));
+        .filter_map(|k| settings.get(k).map(str::to_owned));
     // Replica lists are comma-separated; a password with a comma is
     // percent-encoded in a URL, so splitting cannot cut one in two.
-    let replicas = global
-        .settings
+    let replicas = settings
         .get("DATABASE_REPLICA_URLS")
         .into_iter()
         .flat_map(|list| list.split(',').map(str::to_owned).collect::<Vec<_>>());
-    global
-        .database_url
+    db.database_url
         .clone()
         .into_iter()
-        .chain(global.replica_urls.iter().cloned())
+        .chain(db.replica_urls.iter().cloned())
         .chain(from_env)
         .chain(replicas)
         .filter_map(|raw| password_of(&raw))
@@ -347,51 +381,147 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
-        command().debug_assert();
     }
 
-    fn refusal(args: &[&str]) -> Option<String> {
-        let cmd = command();
-        let matches = cmd
-            .clone()
-            .try_get_matches_from(std::iter::once("cruddur-db").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        refused_global(&cmd, &matches)
+    fn parsed(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_args(std::iter::once("cruddur-db").chain(args.iter().copied()))
     }
 
     #[test]
-    fn global_options_are_refused_where_they_do_not_apply() {
+    fn database_options_are_refused_where_they_do_not_apply() {
         for (args, flag) in [
             (&["--prod", "local", "start"][..], "--prod"),
+            (
+                &["--database-url", "postgres://h/d", "local", "url"],
+                "--database-url",
+            ),
             (
                 &["local", "--database-url", "postgres://h/d", "url"],
                 "--database-url",
             ),
-            (&["local", "status", "-y"], "--yes"),
+            (&["local", "status", "-y"], "-y"),
             (
                 &["local", "stop", "--allow-production"],
                 "--allow-production",
             ),
+            (&["-y", "local", "stop"], "--yes"),
         ] {
-            let refusal = refusal(args).unwrap_or_else(|| panic!("{args:?} was accepted"));
+            let e = parsed(args).expect_err(&format!("{args:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+            let shown = e.to_string();
             assert!(
-                refusal.starts_with(&format!("{flag} does not apply to `local`")),
-                "{args:?}: {refusal}"
+                shown.starts_with("error: ") && shown.contains(flag),
+                "{args:?}: {shown}"
             );
         }
+        let e = parsed(&["--prod", "local", "start"]).expect_err("refused");
+        assert!(
+            e.to_string()
+                .starts_with("error: --prod does not apply to `local`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn database_options_are_taken_before_after_and_inside_the_command() {
         for args in [
-            &["local", "start"][..],
-            &["--prod", "migrate", "status"],
-            &["feed", "--database-url", "postgres://h/d", "-y"],
+            &[
+                "--database-url",
+                "postgres://h/d",
+                "--prod",
+                "-y",
+                "migrate",
+                "revert",
+            ][..],
+            &[
+                "migrate",
+                "revert",
+                "--database-url",
+                "postgres://h/d",
+                "--prod",
+                "-y",
+            ],
+            &[
+                "migrate",
+                "--prod",
+                "revert",
+                "--database-url",
+                "postgres://h/d",
+                "--yes",
+            ],
+            &[
+                "-y",
+                "--prod",
+                "migrate",
+                "--database-url",
+                "postgres://h/d",
+                "revert",
+            ],
         ] {
-            assert_eq!(refusal(args), None, "{args:?}");
+            let cli = parsed(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let db = cli.command.database_args().expect("a database command");
+            assert_eq!(
+                db.database_url.as_deref(),
+                Some("postgres://h/d"),
+                "{args:?}"
+            );
+            assert!(
+                db.prod && db.yes && !db.allow_production,
+                "{args:?}: {db:?}"
+            );
+            assert!(
+                matches!(
+                    cli.command,
+                    Command::Migrate {
+                        args: migrate::MigrateArgs {
+                            command: Some(migrate::MigrateCommand::Revert)
+                        },
+                        ..
+                    }
+                ),
+                "{args:?}: {:?}",
+                cli.command
+            );
         }
+        let cli = parsed(&[
+            "--allow-production",
+            "activity",
+            "create",
+            "--handle",
+            "h",
+            "--message",
+            "m",
+            "--ttl",
+            "1-hour",
+            "--replica-url",
+            "postgres://r/d",
+        ])
+        .expect("activity create");
+        let db = cli.command.database_args().expect("a database command");
+        assert!(db.allow_production && !db.prod, "{db:?}");
+        assert_eq!(db.replica_urls, ["postgres://r/d"]);
+        // Given on both sides, the later list replaces the earlier one.
+        let cli = parsed(&[
+            "--replica-url",
+            "postgres://a/d",
+            "feed",
+            "--replica-url",
+            "postgres://b/d",
+        ])
+        .expect("feed");
+        let db = cli.command.database_args().expect("a database command");
+        assert_eq!(db.replica_urls, ["postgres://b/d"]);
+        let cli = parsed(&["--replica-url", "postgres://a/d", "feed"]).expect("feed");
+        let db = cli.command.database_args().expect("a database command");
+        assert_eq!(db.replica_urls, ["postgres://a/d"]);
+        let cli = parsed(&["local", "start"]).expect("local");
+        assert!(cli.command.database_args().is_none());
     }
 
     #[test]
     fn global_options_have_a_heading_of_their_own() {
-        let mut cmd = command();
-        cmd.build(); // propagates the global options, as parsing does
+        let mut cmd = Cli::command();
+        cmd.build(); // propagates the options into nested commands, as parsing does
         let help = cmd
             .find_subcommand_mut("activity")
             .and_then(|a| a.find_subcommand_mut("create"))
@@ -429,16 +559,6 @@ mod tests {
                 "{global} in the help of local:\n{local}"
             );
         }
-    }
-
-    #[test]
-    fn global_args_debug_hides_the_password() {
-        let global = GlobalArgs {
-            database_url: Some("postgres://u:S3cretPw@h/db".into()),
-            ..GlobalArgs::default()
-        };
-        let shown = format!("{global:?}");
-        assert!(!shown.contains("S3cretPw"), "{shown}");
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::output;
 use crate::target::Target;
+use cruddur_db::Settings;
 use cruddur_db::config::Environment;
 use cruddur_db::environment::{mark_environment, read_mark, restore_mark};
 use cruddur_db::{admin, migrations};
@@ -35,9 +36,9 @@ pub struct SetupArgs {
 fn mark_if_prod(
     conn: &mut diesel::PgConnection,
     database: &str,
-    global: &GlobalArgs,
+    db: &DatabaseArgs,
 ) -> anyhow::Result<()> {
-    if Target::marks_production(global) {
+    if Target::marks_production(db) {
         mark_environment(conn, Environment::Production)
             .with_context(|| format!("marking `{database}` as production"))?;
         output::note(&format!("marked `{database}` as production"));
@@ -46,8 +47,8 @@ fn mark_if_prod(
 }
 
 /// `create`: creates the database if missing; with `--prod`, marks it.
-pub fn create(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+pub fn create(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
     let database = target.database()?;
     let created = admin::create_database(target.url())
         .with_context(|| format!("creating database `{database}`"))?;
@@ -58,9 +59,9 @@ pub fn create(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             "database `{database}` already exists; nothing to do"
         ));
     }
-    if Target::marks_production(global) {
+    if Target::marks_production(db) {
         let conn = &mut target.connect()?;
-        mark_if_prod(conn, &database, global)?;
+        mark_if_prod(conn, &database, db)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -71,12 +72,13 @@ pub fn create(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 /// open for a drop.
 fn check_then_confirm(
     target: &Target,
-    global: &GlobalArgs,
+    db: &DatabaseArgs,
+    settings: &Settings,
     action: &str,
     question: impl FnOnce(&str) -> String,
 ) -> anyhow::Result<Option<cruddur_db::admin::DatabaseIdentity>> {
     Ok(target
-        .check_and_confirm(global, action, question)?
+        .check_and_confirm(db, settings, action, question)?
         .map(|(_conn, identity)| identity))
 }
 
@@ -108,9 +110,9 @@ fn drop_checked(
 /// `drop`: drops the database the server names on a connection to the
 /// target, after the production check and the confirmation; a missing
 /// database is not an error.
-pub fn drop(args: DropArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
-    let checked = check_then_confirm(&target, global, "drop", |database| {
+pub fn drop(args: DropArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
+    let checked = check_then_confirm(&target, db, settings, "drop", |database| {
         format!(
             "Drop database `{database}` ({}) and everything in it?",
             target.url()
@@ -136,8 +138,8 @@ pub fn drop(args: DropArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// `schema-load`: reverts every migration and applies them again, on the
 /// connection that passed the checks.
-pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+pub fn schema_load(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
     let action = "reload the schema of";
     let question = |database: &str| {
         format!(
@@ -145,7 +147,8 @@ pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             target.url()
         )
     };
-    let Some((mut conn, identity)) = target.check_and_confirm(global, action, question)? else {
+    let Some((mut conn, identity)) = target.check_and_confirm(db, settings, action, question)?
+    else {
         anyhow::bail!(
             "database `{}` does not exist; create it with `cruddur-db create`",
             target.url().requested_database().unwrap_or_default()
@@ -174,11 +177,11 @@ pub fn schema_load(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 /// create databases, and the database's environment mark, which the
 /// rebuilt database gets back before any migration. The database created,
 /// migrated and seeded must be on the server the old one was dropped from.
-pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve_starting_local(global)?;
+pub fn setup(args: SetupArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve_starting_local(db, settings)?;
     output::step("drop");
     let action = "set up (drop and recreate)";
-    let checked = target.check_and_confirm(global, action, |database| {
+    let checked = target.check_and_confirm(db, settings, action, |database| {
         format!(
             "Drop database `{database}` ({}) and set it up anew?",
             target.url()
@@ -260,8 +263,8 @@ pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if report.seeded {
         output::result("loaded the reference seed");
     }
-    if Target::marks_production(global) {
-        mark_if_prod(&mut target.connect()?, &database, global)?;
+    if Target::marks_production(db) {
+        mark_if_prod(&mut target.connect()?, &database, db)?;
     }
     output::success(&format!("database `{database}` is set up"));
     Ok(ExitCode::SUCCESS)
@@ -269,14 +272,14 @@ pub fn setup(args: SetupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// `prepare`: create if missing, migrate, seed a migrated database with no
 /// user (see [`admin::prepare`]).
-pub fn prepare(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve_starting_local(global)?;
+pub fn prepare(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve_starting_local(db, settings)?;
     let database = target.database()?;
     let report =
         admin::prepare(target.url()).with_context(|| format!("preparing database `{database}`"))?;
-    if Target::marks_production(global) {
+    if Target::marks_production(db) {
         let conn = &mut target.connect()?;
-        mark_if_prod(conn, &database, global)?;
+        mark_if_prod(conn, &database, db)?;
     }
     if !report.created && report.migrations_applied.is_empty() && !report.seeded {
         output::result(&format!("database `{database}` is ready; nothing to do"));

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::output::{self, HEADING, SUCCESS, WARNING};
 use crate::target::Target;
+use cruddur_db::Settings;
 use cruddur_db::config::Environment;
 use cruddur_db::environment::mark_environment;
 use cruddur_db::migrations;
@@ -35,18 +36,18 @@ pub enum MigrateCommand {
 }
 
 /// Runs `migrate`.
-pub fn run(args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+pub fn run(args: MigrateArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
     let database = target.database()?;
     let command = args.command.unwrap_or(MigrateCommand::Run);
     if let MigrateCommand::Revert = command {
-        return revert(&target, &database, global);
+        return revert(&target, &database, db, settings);
     }
     let conn = &mut target.connect()?;
     if let MigrateCommand::Run = command {
         let applied = migrations::run_migrations(conn)
             .with_context(|| format!("applying the migrations to `{database}`"))?;
-        if Target::marks_production(global) {
+        if Target::marks_production(db) {
             mark_environment(conn, Environment::Production)
                 .with_context(|| format!("marking `{database}` as production"))?;
             output::note(&format!("marked `{database}` as production"));
@@ -84,7 +85,12 @@ pub fn run(args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// `migrate revert`: on the connection that passed the production check,
 /// after the confirmation.
-fn revert(target: &Target, database: &str, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+fn revert(
+    target: &Target,
+    database: &str,
+    db: &DatabaseArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
     let action = "revert a migration of";
     let question = |database: &str| {
         format!(
@@ -92,7 +98,8 @@ fn revert(target: &Target, database: &str, global: &GlobalArgs) -> anyhow::Resul
             target.url()
         )
     };
-    let Some((mut conn, identity)) = target.check_and_confirm(global, action, question)? else {
+    let Some((mut conn, identity)) = target.check_and_confirm(db, settings, action, question)?
+    else {
         anyhow::bail!("database `{database}` does not exist; nothing to revert");
     };
     let database = identity.database;

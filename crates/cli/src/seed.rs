@@ -7,9 +7,10 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::output;
 use crate::target::Target;
+use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
 use cruddur_db::repo::seed::{has_data, seed_reference};
 use cruddur_db::repo::synthetic::{SeedProgress, SyntheticSeed, seed_synthetic};
@@ -29,8 +30,8 @@ pub struct SeedArgs {
 }
 
 /// Runs `seed`.
-pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(global)?;
+pub fn run(args: SeedArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let target = Target::resolve(db, settings)?;
     let database = target.database()?;
     let conn = &mut target.connect()?;
     let Some(sizes) = args.synthetic else {
@@ -63,7 +64,7 @@ pub fn run(args: SeedArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 target.url()
             )
         };
-        let Some((checked, _)) = target.check_and_confirm(global, action, question)? else {
+        let Some((checked, _)) = target.check_and_confirm(db, settings, action, question)? else {
             anyhow::bail!("database `{database}` does not exist");
         };
         *conn = checked;

@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, bail};
 use diesel::PgConnection;
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::output;
 use cruddur_db::admin::{DatabaseIdentity, identify};
 use cruddur_db::environment::{EnvironmentMark, read_mark};
@@ -38,24 +38,27 @@ impl Target {
     /// [`cruddur_db_local::resolve`] says (`--database-url`, `DATABASE_URL`,
     /// `CONNECTION_URL`, the default URL, a running local cluster). A
     /// production target is labelled on stderr.
-    pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {
-        Self::resolve_with(global, Fallback::IfRunning)
+    pub fn resolve(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<Self> {
+        Self::resolve_with(db, settings, Fallback::IfRunning)
     }
 
     /// Like [`Target::resolve`], but when no URL is configured and nothing
     /// answers at the default URL, starts the project's local cluster
     /// (for `prepare` and `setup`; other commands only reuse a running one).
-    pub fn resolve_starting_local(global: &GlobalArgs) -> anyhow::Result<Self> {
-        Self::resolve_with(global, Fallback::Start)
+    pub fn resolve_starting_local(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<Self> {
+        Self::resolve_with(db, settings, Fallback::Start)
     }
 
-    fn resolve_with(global: &GlobalArgs, fallback: Fallback) -> anyhow::Result<Self> {
-        let settings = &global.settings;
-        let explicit = match &global.database_url {
+    fn resolve_with(
+        db: &DatabaseArgs,
+        settings: &Settings,
+        fallback: Fallback,
+    ) -> anyhow::Result<Self> {
+        let explicit = match &db.database_url {
             Some(raw) => Some(DatabaseUrl::parse(raw).context("reading --database-url")?),
             None => None,
         };
-        let (mut config, source) = if global.prod {
+        let (mut config, source) = if db.prod {
             match explicit {
                 Some(url) => (settings.config_for(url)?, "--database-url"),
                 None => (
@@ -82,8 +85,8 @@ impl Target {
             }
             (resolved.config, source)
         };
-        if !global.replica_urls.is_empty() {
-            config.replica_urls = global
+        if !db.replica_urls.is_empty() {
+            config.replica_urls = db
                 .replica_urls
                 .iter()
                 .map(|raw| DatabaseUrl::parse(raw).context("reading --replica-url"))
@@ -92,7 +95,7 @@ impl Target {
         if let Some(warning) = &config.warning {
             output::warning(warning);
         }
-        let production_reason = global
+        let production_reason = db
             .prod
             .then(|| "--prod targets the production database".to_owned());
         let target = Self {
@@ -142,8 +145,8 @@ impl Target {
     }
 
     /// Whether `--prod` was given (the flag that writes the production mark).
-    pub fn marks_production(global: &GlobalArgs) -> bool {
-        global.prod
+    pub fn marks_production(db: &DatabaseArgs) -> bool {
+        db.prod
     }
 
     /// Connects to the target and, on that one connection, asks the server
@@ -161,7 +164,8 @@ impl Target {
     /// being answered is an error, never a go-ahead.
     pub fn check_and_confirm(
         &self,
-        global: &GlobalArgs,
+        db: &DatabaseArgs,
+        settings: &Settings,
         action: &str,
         question: impl FnOnce(&str) -> String,
     ) -> anyhow::Result<Option<(PgConnection, DatabaseIdentity)>> {
@@ -172,7 +176,7 @@ impl Target {
                     .downcast_ref::<cruddur_db::Error>()
                     .is_some_and(|e| matches!(e, cruddur_db::Error::DatabaseMissing { .. }));
                 if let (true, Some(name)) = (missing, self.url().requested_database()) {
-                    self.refuse_production(global, action, &name, None, None)?;
+                    self.refuse_production(db, action, &name, None, None)?;
                     return Ok(None);
                 }
                 return Err(e.context(format!(
@@ -183,23 +187,23 @@ impl Target {
         };
         let identity = identify(&mut conn).context("asking the server which database this is")?;
         let mark = read_mark(&mut conn).context("reading the production mark")?;
-        let of_prod = match self.production_url_match(&global.settings, &identity) {
+        let of_prod = match self.production_url_match(settings, &identity) {
             Ok(found) => found,
-            Err(e) if global.allow_production => {
+            Err(e) if db.allow_production => {
                 output::warning(&format!("{e:#}"));
                 None
             }
             Err(e) => return Err(e),
         };
         self.refuse_production(
-            global,
+            db,
             action,
             &identity.database,
             mark.as_ref(),
             of_prod.as_deref(),
         )?;
         confirm(
-            global,
+            db,
             &question(&identity.database),
             &format!("refusing to {action} `{}`", identity.database),
         )?;
@@ -233,7 +237,7 @@ impl Target {
     /// The refusal itself, given what was found.
     fn refuse_production(
         &self,
-        global: &GlobalArgs,
+        db: &DatabaseArgs,
         action: &str,
         database: &str,
         mark: Option<&EnvironmentMark>,
@@ -261,7 +265,7 @@ impl Target {
             output::environment_label(true, &self.url().to_string());
         }
         let reason = reasons.join(", and ");
-        if !global.allow_production {
+        if !db.allow_production {
             bail!(
                 "refusing to {action} `{database}`: {reason}; pass --allow-production to do it anyway"
             );
@@ -288,8 +292,8 @@ fn prod_url(settings: &Settings) -> anyhow::Result<Option<DatabaseUrl>> {
 /// Asks `question` on a terminal and returns whether the answer was yes.
 /// With `-y` it does not ask; when stdin is not a terminal and `-y` was not
 /// given it refuses, saying to pass `-y`, rather than guess.
-pub fn confirm(global: &GlobalArgs, question: &str, refusal: &str) -> anyhow::Result<()> {
-    if global.yes {
+pub fn confirm(db: &DatabaseArgs, question: &str, refusal: &str) -> anyhow::Result<()> {
+    if db.yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::GlobalArgs;
+use crate::DatabaseArgs;
 use crate::activity::read_input;
 use crate::output;
 use crate::target::Target;
+use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
 use cruddur_db::repo::users::{PostConfirmationEvent, confirm_user};
 
@@ -60,11 +61,15 @@ pub struct ConfirmArgs {
 }
 
 /// Runs `user`.
-pub fn run(command: UserCommand, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    command: UserCommand,
+    db: &DatabaseArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
     let UserCommand::Confirm(args) = command;
     let text = read_input(&args.event, "event")?;
     let event = PostConfirmationEvent::parse(&text).context("user not confirmed")?;
-    let target = Target::resolve(global)?;
+    let target = Target::resolve(db, settings)?;
     let conn = &mut target.connect()?;
     ensure_current(conn).context("user not confirmed")?;
     let confirmed = confirm_user(conn, &event).context("user not confirmed")?;
