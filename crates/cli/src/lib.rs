@@ -263,9 +263,10 @@ impl Cli {
 /// The name of a command that works on no target database, as typed.
 fn cli_name(command: &Command) -> &'static str {
     match command {
+        Command::Local(_) => "local",
         #[cfg(feature = "aws")]
         Command::Rds(_) => "rds",
-        _ => "local",
+        _ => "this command",
     }
 }
 
@@ -420,6 +421,24 @@ mod tests {
                 .starts_with("error: --prod does not apply to `local`"),
             "{e}"
         );
+        #[cfg(feature = "aws")]
+        for args in [
+            &["--prod", "rds", "status"][..],
+            &["rds", "status", "--prod"],
+        ] {
+            let e = parsed(args).expect_err(&format!("{args:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+            assert!(e.to_string().contains("--prod"), "{args:?}: {e}");
+        }
+        #[cfg(feature = "aws")]
+        {
+            let e = parsed(&["--prod", "rds", "status"]).expect_err("refused");
+            assert!(
+                e.to_string()
+                    .starts_with("error: --prod does not apply to `rds`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
