@@ -36,11 +36,16 @@ pub const WRITE_TOKEN_COOKIE: &str = "cruddur_write_token";
 pub struct AppState {
     repo: Repository,
     auth: Arc<Auth>,
-    /// One permit per pooled connection: database calls wait here, first
-    /// come first served, rather than in r2d2's checkout, whose waiters
-    /// are woken in no particular order (a request could lose to later
-    /// ones again and again; at 16 connections on a pool of 10 that made
-    /// the 99th percentile hundreds of times the median).
+    /// One permit per connection of the primary's pool: calls bound for
+    /// the primary wait here, first come first served, rather than in
+    /// r2d2's checkout, whose waiters are woken in no particular order (a
+    /// request could lose to later ones again and again; at 16 connections
+    /// on a pool of 10 that made the 99th percentile hundreds of times the
+    /// median). Reads the router sends to a replica take none: each
+    /// replica bounds its own reads
+    /// ([`cruddur_db::ReplicaOptions::max_reads_per_replica`]), so a
+    /// replica that stops answering holds that many requests, never the
+    /// permits of writes and health checks.
     permits: Arc<Semaphore>,
     /// How long a call may wait for a permit: the pool's checkout timeout.
     wait: Duration,
@@ -60,18 +65,36 @@ impl AppState {
         }
     }
 
-    /// Runs `f` (a call into the synchronous repository) on Tokio's
-    /// blocking pool, so that the runtime's worker threads never wait on
-    /// the database, once a permit is free; `503` when none frees up
-    /// within the checkout timeout.
+    /// Runs `f` (a call into the synchronous repository that uses the
+    /// primary) on Tokio's blocking pool, so that the runtime's worker
+    /// threads never wait on the database, once a permit is free; `503`
+    /// when none frees up within the checkout timeout.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
-            .await
-            .map_err(|_| ApiError::Busy)?
-            .map_err(|e| ApiError::Internal(format!("the connection queue closed: {e}")))?;
+        self.blocking_read(Consistency::Primary, f).await
+    }
+
+    /// Like [`AppState::blocking`] for a read with `consistency`: with a
+    /// permit when the router would send it to the primary, without one
+    /// when it goes to a replica (which may still hand it to the primary:
+    /// a token wait that ran out, a recovery conflict, a failure; such
+    /// reads are bounded by the replicas' own bounds).
+    async fn blocking_read<T: Send + 'static>(
+        &self,
+        consistency: Consistency,
+        f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = if self.repo.router().would_read_on_primary(consistency) {
+            let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
+                .await
+                .map_err(|_| ApiError::Busy)?
+                .map_err(|e| ApiError::Internal(format!("the connection queue closed: {e}")))?;
+            Some(permit)
+        } else {
+            None
+        };
         let repo = self.repo.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -160,8 +183,11 @@ async fn home(
         .transpose()?;
     let token = write_token(&headers)?;
     let page = FeedPage { limit, before };
+    let consistency = Consistency::after(token);
     let json = state
-        .blocking(move |repo| repo.home_feed_json_at(Consistency::after(token), page))
+        .blocking_read(consistency, move |repo| {
+            repo.home_feed_json_at(consistency, page)
+        })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json))
 }
@@ -324,26 +350,31 @@ mod tests {
     fn the_write_token_comes_from_the_header_else_the_cookie() {
         let token = |h: HeaderMap| write_token(&h).map(|t| t.map(|t| t.to_string()));
         assert_eq!(
-            token(headers(&[("x-write-token", "0/16B3748")])).unwrap(),
-            Some("0/16B3748".into())
+            token(headers(&[("x-write-token", "0/16B3748.1.77")])).unwrap(),
+            Some("0/16B3748.1.77".into())
         );
         assert_eq!(
-            token(headers(&[("cookie", "a=b; cruddur_write_token=1/2")])).unwrap(),
-            Some("1/2".into())
+            token(headers(&[("cookie", "a=b; cruddur_write_token=1/2.A.3")])).unwrap(),
+            Some("1/2.A.3".into())
         );
         assert_eq!(
             token(headers(&[
-                ("x-write-token", "0/5"),
-                ("cookie", "cruddur_write_token=0/9")
+                ("x-write-token", "0/5.1.7"),
+                ("cookie", "cruddur_write_token=0/9.1.7")
             ]))
             .unwrap(),
-            Some("0/5".into())
+            Some("0/5.1.7".into())
         );
         assert_eq!(token(headers(&[("cookie", "other=1")])).unwrap(), None);
-        assert!(matches!(
-            token(headers(&[("x-write-token", "not-a-position")])),
-            Err(ApiError::BadRequest(_))
-        ));
+        for bad in ["not-a-position", "0/5", "0/5.1", "0/5.0.7", "0/5.1.-7"] {
+            assert!(
+                matches!(
+                    token(headers(&[("x-write-token", bad)])),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
