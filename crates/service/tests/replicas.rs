@@ -1,0 +1,145 @@
+//! The service over a primary and a replica that stops answering: the
+//! replica's trouble costs the reads sent to it, never writes, health
+//! checks or reads that can go elsewhere.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Service, get, post_json};
+use cruddur_db::{Config, Consistency, ReplicaOptions, ReplicaStatus, Repository};
+use cruddur_db_service::Auth;
+use cruddur_db_test_support::hostile::options_value;
+use cruddur_db_test_support::{StreamingPair, eventually};
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+
+const DB: &str = "cruddur";
+
+/// Thaws the standby even when an assertion fails, so that the reads
+/// stuck on it end and the test can finish.
+struct Thaw<'a>(&'a StreamingPair);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.thaw_standby();
+    }
+}
+
+#[test]
+fn a_frozen_replica_holds_only_its_own_reads_and_writes_health_checks_and_other_reads_go_on() {
+    let pair = StreamingPair::start();
+    cruddur_db::prepare(&pair.primary_url(DB)).expect("prepare the primary");
+    assert!(pair.caught_up(Duration::from_secs(30)));
+    // Two permits: without a bound of its own, the replica would hold both.
+    // A long connect timeout on the replica's URL, and hostile session
+    // settings: reads that reach the frozen server stay there until it
+    // thaws, whatever its sessions render.
+    let mut config = Config::new(pair.primary_url(DB));
+    config.pool_size = 2;
+    config.checkout_timeout = Duration::from_secs(10);
+    config.replica_urls = vec![
+        pair.standby_url(DB)
+            .with_param("connect_timeout", "600")
+            .with_param("options", &options_value()),
+    ];
+    let options = ReplicaOptions {
+        probe_interval: Duration::from_millis(50),
+        ..ReplicaOptions::default()
+    };
+    let repo = Repository::connect_with(&config, options).expect("connect");
+    let service = Service::serve(
+        repo.clone(),
+        Auth::Development {
+            handle: "andrewbrown".into(),
+        },
+        &[],
+    );
+    let router = repo.router();
+    assert!(
+        eventually(Duration::from_secs(10), || router.replicas()[0].1.status
+            == ReplicaStatus::Up),
+        "{:?}",
+        router.replicas()
+    );
+    let home = service.url("/api/activities/home");
+    assert_eq!(get(&home, &[]).status, 200);
+    assert_eq!(repo.counters().replica_reads, 1, "{:?}", repo.counters());
+    // Two connections in the replica's pool, so that the reads sent there
+    // after the freeze wait on the frozen server itself rather than on a
+    // new connection (whose checkout would time out).
+    let both = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let on_replica = router
+                    .read(Consistency::Eventual, |conn| {
+                        both.wait();
+                        Ok(
+                            diesel::select(diesel::dsl::sql::<Bool>("pg_is_in_recovery()"))
+                                .get_result::<bool>(conn)?,
+                        )
+                    })
+                    .unwrap();
+                assert!(on_replica);
+            });
+        }
+    });
+
+    pair.freeze_standby();
+    let _thaw = Thaw(&pair);
+    // More reads than the service has permits, sent while the replica
+    // still counts as up.
+    const READS: usize = 6;
+    let readers: Vec<_> = (0..READS)
+        .map(|_| {
+            let home = home.clone();
+            std::thread::spawn(move || get(&home, &[]).status)
+        })
+        .collect();
+    let max = 2; // min(max_reads_per_replica, pool size)
+    assert!(
+        eventually(Duration::from_secs(30), || router.reads_in_flight()[0]
+            == max),
+        "the frozen replica does not hold reads: {:?} {:?}",
+        router.reads_in_flight(),
+        repo.counters()
+    );
+    // While they hang: health checks, posts and other reads are answered.
+    for round in 0..3 {
+        let health = get(&service.url("/api/health-check"), &[]);
+        assert_eq!(health.status, 200, "round {round}: {}", health.body);
+        let post = post_json(
+            &service.url("/api/activities"),
+            &[],
+            &format!(
+                r#"{{"message": "posted while a replica is frozen {round}", "ttl": "1-hour"}}"#
+            ),
+        );
+        assert_eq!(post.status, 200, "round {round}: {}", post.body);
+        let token = post.header("x-write-token").expect("a token").to_owned();
+        let feed = get(&home, &[("X-Write-Token", &token)]);
+        assert_eq!(feed.status, 200, "round {round}: {}", feed.body);
+        assert!(
+            feed.body
+                .contains(&format!("posted while a replica is frozen {round}")),
+            "round {round}: the read with the token missed the post"
+        );
+        assert_eq!(get(&home, &[]).status, 200, "round {round}");
+    }
+    assert_eq!(router.reads_in_flight()[0], max, "still hanging there");
+    let counters = repo.counters();
+    assert!(
+        counters.primary_reads_replicas_full >= (READS - max) as u64,
+        "{counters:?}"
+    );
+
+    pair.thaw_standby();
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), 200);
+    }
+    assert!(eventually(Duration::from_secs(30), || router.replicas()[0]
+        .1
+        .status
+        == ReplicaStatus::Up));
+}
