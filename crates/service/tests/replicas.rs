@@ -143,3 +143,137 @@ fn a_frozen_replica_holds_only_its_own_reads_and_writes_health_checks_and_other_
         .status
         == ReplicaStatus::Up));
 }
+
+fn development() -> Auth {
+    Auth::Development {
+        handle: "andrewbrown".into(),
+    }
+}
+
+#[test]
+fn a_replica_of_another_cluster_serves_nothing_and_forged_tokens_are_answered_from_the_primary() {
+    let ours = StreamingPair::start();
+    let theirs = StreamingPair::start();
+    for pair in [&ours, &theirs] {
+        cruddur_db::prepare(&pair.primary_url(DB)).expect("prepare the primary");
+        assert!(pair.caught_up(Duration::from_secs(30)));
+    }
+    let options = ReplicaOptions {
+        probe_interval: Duration::from_millis(50),
+        // A token that waited would show in the counters.
+        token_wait: Duration::from_secs(2),
+        ..ReplicaOptions::default()
+    };
+    // Our primary with their standby, and our primary with our standby.
+    let connect = |replica: cruddur_db::DatabaseUrl| {
+        let mut config = Config::new(ours.primary_url(DB));
+        config.replica_urls = vec![replica.with_param("options", &options_value())];
+        let repo = Repository::connect_with(&config, options.clone()).expect("connect");
+        assert!(repo.router().wait_for_probes(Duration::from_secs(30)));
+        repo
+    };
+    let foreign = connect(theirs.standby_url(DB));
+    assert!(
+        eventually(Duration::from_secs(10), || foreign.router().replicas()[0]
+            .1
+            .status
+            == ReplicaStatus::ForeignCluster),
+        "{:?}",
+        foreign.router().replicas()
+    );
+    let service = Service::serve(foreign.clone(), development(), &[]);
+    let post = post_json(
+        &service.url("/api/activities"),
+        &[],
+        r#"{"message": "a post on our primary", "ttl": "1-hour"}"#,
+    );
+    assert_eq!(post.status, 200, "{}", post.body);
+    let token = post.header("x-write-token").expect("a token").to_owned();
+    let cookie = format!("cruddur_write_token={token}");
+    let home = service.url("/api/activities/home");
+    for headers in [
+        [("X-Write-Token", token.as_str())],
+        [("Cookie", cookie.as_str())],
+    ] {
+        let feed = get(&home, &headers);
+        assert_eq!(feed.status, 200, "{}", feed.body);
+        assert!(feed.body.contains("a post on our primary"), "{headers:?}");
+    }
+    assert_eq!(
+        foreign.counters().replica_reads,
+        0,
+        "{:?}",
+        foreign.counters()
+    );
+    drop(service);
+
+    let genuine = connect(ours.standby_url(DB));
+    assert!(eventually(Duration::from_secs(10), || genuine
+        .router()
+        .replicas()[0]
+        .1
+        .status
+        == ReplicaStatus::Up));
+    let service = Service::serve(genuine.clone(), development(), &[]);
+    let home = service.url("/api/activities/home");
+    let identity = genuine.router().primary_identity().expect("identity");
+    let forged = [
+        // Far ahead of the primary.
+        format!(
+            "FFFFFFFF/FFFFFFFF.{:X}.{}",
+            identity.timeline, identity.system_identifier
+        ),
+        format!(
+            "7FFFFFFF/0.{:X}.{}",
+            identity.timeline, identity.system_identifier
+        ),
+        // Another cluster, another timeline.
+        format!(
+            "0/1.{:X}.{}",
+            identity.timeline,
+            identity.system_identifier ^ 1
+        ),
+        format!(
+            "0/1.{:X}.{}",
+            identity.timeline + 1,
+            identity.system_identifier
+        ),
+    ];
+    const ROUNDS: usize = 50;
+    let before = genuine.counters();
+    for round in 0..ROUNDS {
+        for token in &forged {
+            let feed = get(&home, &[("X-Write-Token", token)]);
+            assert_eq!(feed.status, 200, "round {round}, {token}: {}", feed.body);
+        }
+    }
+    let after = genuine.counters();
+    assert_eq!(
+        after.primary_reads_token_ahead - before.primary_reads_token_ahead,
+        2 * ROUNDS as u64,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.primary_reads_foreign_token - before.primary_reads_foreign_token,
+        2 * ROUNDS as u64,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.token_waits_timed_out, before.token_waits_timed_out,
+        "{after:?}"
+    );
+    // Hostile spellings are refused before any database work.
+    for bad in [
+        "0/1",
+        "0/1.1",
+        "0/1.0.1",
+        "0/1.1.1.1",
+        "0/1.1.-1",
+        "0/1.1.18446744073709551616",
+    ] {
+        let feed = get(&home, &[("X-Write-Token", bad)]);
+        assert_eq!(feed.status, 400, "{bad}: {}", feed.body);
+    }
+    let long = format!("0/1.1.{}", "9".repeat(10_000));
+    assert_eq!(get(&home, &[("X-Write-Token", &long)]).status, 400);
+}
