@@ -306,3 +306,70 @@ fn reads_waiting_for_a_replica_to_replay_hold_no_pooled_connection() {
     );
     assert_eq!(counters.token_waits_timed_out, 0, "{counters:?}");
 }
+
+#[test]
+fn a_replica_whose_identity_cannot_be_read_is_unverified_and_out() {
+    use diesel::connection::SimpleConnection;
+    let pair = StreamingPair::start();
+    prepare(&pair);
+    // On this private cluster only: a role that may not read the control
+    // data (replayed to the standby like any catalog change).
+    let role = common::unique_name("blind");
+    let mut admin = cruddur_db::establish(&pair.primary_url(DB)).unwrap();
+    admin
+        .batch_execute(&format!(
+            "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC; \
+             CREATE ROLE {role} LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+        ))
+        .unwrap();
+    assert!(pair.caught_up(Duration::from_secs(30)));
+    let repo = connect(
+        &pair,
+        pair.standby_url(DB).with_param("user", &role),
+        fast_probes(),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || status(&repo)
+            == ReplicaStatus::Unverified),
+        "{:?}",
+        repo.router().replicas()
+    );
+    let reason = repo.router().replicas()[0]
+        .1
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("pg_control_system"), "{reason}");
+    let (activity, token) = repo
+        .create_activity_with_token("andrewbrown", "written by the owner", "1-hour")
+        .unwrap();
+    let (seen, on_standby) = repo
+        .router()
+        .read(Consistency::AtLeast(token), |c| sees(c, activity.uuid))
+        .unwrap();
+    assert!(seen && !on_standby);
+    assert_eq!(repo.counters().replica_reads, 0);
+    drop(repo);
+
+    // A primary whose identity cannot be read issues no token: the write
+    // is made, and the error says why there is no token.
+    let blind_primary = pair.primary_url(DB).with_param("user", &role);
+    let mut config = Config::new(blind_primary);
+    config.replica_urls = vec![pair.standby_url(DB)];
+    let blind = Repository::connect_with(&config, fast_probes()).unwrap();
+    assert!(blind.router().wait_for_probes(Duration::from_secs(30)));
+    assert!(
+        eventually(Duration::from_secs(10), || status(&blind)
+            == ReplicaStatus::Unverified),
+        "{:?}",
+        blind.router().replicas()
+    );
+    let err = blind
+        .router()
+        .write(|_| Ok(()))
+        .expect_err("a token without an identity");
+    assert!(
+        matches!(err, cruddur_db::Error::UnknownIdentity { .. }),
+        "{err:?}"
+    );
+}
