@@ -301,6 +301,21 @@ impl Router {
         self.inner.primary_view.identity()
     }
 
+    /// How long a read sent to a replica may take before its caller may
+    /// give up on it and read on the primary instead: what a replica that
+    /// answers can take at most (a pool checkout, the statement timeout)
+    /// plus [`ReplicaOptions::stalled_after`], after which its prober
+    /// counts it as not answering. 41 s with the defaults. A read on a
+    /// server that stopped answering keeps its thread and its place among
+    /// the replica's reads until the server answers or the connection
+    /// dies, but need not keep its caller.
+    pub fn replica_read_bound(&self) -> std::time::Duration {
+        let config = &self.inner.config;
+        config.checkout_timeout
+            + std::time::Duration::from_millis(config.statement_timeout_ms)
+            + self.inner.options.stalled_after()
+    }
+
     /// A snapshot of the routing counters.
     pub fn counters(&self) -> RoutingCounters {
         self.inner.counters.snapshot()

@@ -73,37 +73,64 @@ impl AppState {
         &self,
         f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        self.blocking_read(Consistency::Primary, f).await
+        let permit = self.permit().await?;
+        let repo = self.repo.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&repo)
+        });
+        joined(task.await)
+    }
+
+    /// A permit of the primary's queue, within the checkout timeout.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .map_err(|_| ApiError::Busy)?
+            .map_err(|e| ApiError::Internal(format!("the connection queue closed: {e}")))
     }
 
     /// Like [`AppState::blocking`] for a read with `consistency`: with a
     /// permit when the router would send it to the primary, without one
     /// when it goes to a replica (which may still hand it to the primary:
     /// a token wait that ran out, a recovery conflict, a failure; such
-    /// reads are bounded by the replicas' own bounds).
+    /// reads are bounded by the replicas' own bounds). A read sent to a
+    /// replica that has not answered within the router's
+    /// [`replica_read_bound`](cruddur_db::Router::replica_read_bound) is
+    /// read on the primary (the stuck one keeps its thread, not the
+    /// request).
     async fn blocking_read<T: Send + 'static>(
         &self,
         consistency: Consistency,
-        f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
+        f: impl Fn(&Repository, Consistency) -> cruddur_db::Result<T> + Send + Sync + 'static,
     ) -> Result<T, ApiError> {
-        let permit = if self.repo.router().would_read_on_primary(consistency) {
-            let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
-                .await
-                .map_err(|_| ApiError::Busy)?
-                .map_err(|e| ApiError::Internal(format!("the connection queue closed: {e}")))?;
-            Some(permit)
-        } else {
-            None
-        };
+        let router = self.repo.router();
+        if router.would_read_on_primary(consistency) {
+            return self.blocking(move |repo| f(repo, consistency)).await;
+        }
+        let f = Arc::new(f);
+        let call = Arc::clone(&f);
         let repo = self.repo.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(&repo)
-        })
-        .await
+        let task = tokio::task::spawn_blocking(move || call(&repo, consistency));
+        let bound = router.replica_read_bound();
+        match tokio::time::timeout(bound, task).await {
+            Ok(result) => joined(result),
+            Err(_) => {
+                tracing::warn!(
+                    "a read sent to a replica did not answer within {bound:?}; read on the primary"
+                );
+                self.blocking(move |repo| f(repo, Consistency::Primary))
+                    .await
+            }
+        }
+    }
+}
+
+/// The result of a blocking task, its panic an internal error.
+fn joined<T>(result: Result<cruddur_db::Result<T>, tokio::task::JoinError>) -> Result<T, ApiError> {
+    result
         .map_err(|e| ApiError::Internal(format!("a database call panicked: {e}")))?
         .map_err(ApiError::from)
-    }
 }
 
 /// The service: `GET /api/activities/home`, `POST /api/activities` and
@@ -185,7 +212,7 @@ async fn home(
     let page = FeedPage { limit, before };
     let consistency = Consistency::after(token);
     let json = state
-        .blocking_read(consistency, move |repo| {
+        .blocking_read(consistency, move |repo, consistency| {
             repo.home_feed_json_at(consistency, page)
         })
         .await?;

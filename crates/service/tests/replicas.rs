@@ -37,7 +37,8 @@ fn a_frozen_replica_holds_only_its_own_reads_and_writes_health_checks_and_other_
     // thaws, whatever its sessions render.
     let mut config = Config::new(pair.primary_url(DB));
     config.pool_size = 2;
-    config.checkout_timeout = Duration::from_secs(10);
+    config.checkout_timeout = Duration::from_secs(3);
+    config.statement_timeout_ms = 1000;
     config.replica_urls = vec![
         pair.standby_url(DB)
             .with_param("connect_timeout", "600")
@@ -45,6 +46,7 @@ fn a_frozen_replica_holds_only_its_own_reads_and_writes_health_checks_and_other_
     ];
     let options = ReplicaOptions {
         probe_interval: Duration::from_millis(50),
+        probe_statement_timeout: Duration::from_millis(250),
         ..ReplicaOptions::default()
     };
     let repo = Repository::connect_with(&config, options).expect("connect");
@@ -91,12 +93,15 @@ fn a_frozen_replica_holds_only_its_own_reads_and_writes_health_checks_and_other_
     // More reads than the service has permits, sent while the replica
     // still counts as up.
     const READS: usize = 6;
-    let readers: Vec<_> = (0..READS)
-        .map(|_| {
-            let home = home.clone();
-            std::thread::spawn(move || get(&home, &[]).status)
-        })
-        .collect();
+    let (answered, answers) = std::sync::mpsc::channel();
+    for _ in 0..READS {
+        let home = home.clone();
+        let answered = answered.clone();
+        std::thread::spawn(move || {
+            let answer = get(&home, &[]);
+            let _ = answered.send((answer.status, answer.body));
+        });
+    }
     let max = 2; // min(max_reads_per_replica, pool size)
     assert!(
         eventually(Duration::from_secs(30), || router.reads_in_flight()[0]
@@ -134,10 +139,30 @@ fn a_frozen_replica_holds_only_its_own_reads_and_writes_health_checks_and_other_
         "{counters:?}"
     );
 
-    pair.thaw_standby();
-    for reader in readers {
-        assert_eq!(reader.join().unwrap(), 200);
+    // The reads stuck there are answered from the primary once they have
+    // waited past the router's bound, while the replica is still frozen.
+    let mut after_the_posts = 0;
+    for k in 0..READS {
+        let (status, body) = answers
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("read {k} of {READS} never answered: {e}"));
+        assert_eq!(status, 200, "read {k}: {body}");
+        after_the_posts += usize::from(body.contains("posted while a replica is frozen"));
     }
+    assert!(
+        after_the_posts >= max,
+        "{after_the_posts} reads answered after the posts"
+    );
+    assert_eq!(
+        router.reads_in_flight()[0],
+        max,
+        "their threads still wait there"
+    );
+
+    pair.thaw_standby();
+    assert!(eventually(Duration::from_secs(30), || router
+        .reads_in_flight()[0]
+        == 0));
     assert!(eventually(Duration::from_secs(30), || router.replicas()[0]
         .1
         .status
