@@ -208,9 +208,8 @@ async fn home(
         .as_deref()
         .map(str::parse::<FeedCursor>)
         .transpose()?;
-    let token = write_token(&headers)?;
+    let consistency = read_consistency(&headers)?;
     let page = FeedPage { limit, before };
-    let consistency = Consistency::after(token);
     let json = state
         .blocking_read(consistency, move |repo, consistency| {
             repo.home_feed_json_at(consistency, page)
@@ -219,17 +218,28 @@ async fn home(
     Ok(([(header::CONTENT_TYPE, "application/json")], json))
 }
 
-/// The write token of the request: its header, else its cookie.
-fn write_token(headers: &HeaderMap) -> Result<Option<WriteToken>, ApiError> {
-    let from_header = headers
-        .get(WRITE_TOKEN_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))
-        })
-        .transpose()?;
-    let text = from_header.or_else(|| cookie(headers, WRITE_TOKEN_COOKIE));
-    Ok(text.map(|t| t.trim().parse()).transpose()?)
+/// What a feed read needs, from the request's write token: its header,
+/// else its cookie. A header that is not a token is the client's error
+/// (`400`); a cookie that is not one (set before tokens named their server,
+/// or garbled) is read on the primary, which sees every write, rather than
+/// refusing every feed of a browser that still holds it.
+fn read_consistency(headers: &HeaderMap) -> Result<Consistency, ApiError> {
+    if let Some(value) = headers.get(WRITE_TOKEN_HEADER) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))?;
+        return Ok(Consistency::AtLeast(text.trim().parse::<WriteToken>()?));
+    }
+    Ok(match cookie(headers, WRITE_TOKEN_COOKIE) {
+        None => Consistency::Eventual,
+        Some(text) => match text.trim().parse::<WriteToken>() {
+            Ok(token) => Consistency::AtLeast(token),
+            Err(e) => {
+                tracing::debug!("write token cookie not used ({e}); read on the primary");
+                Consistency::Primary
+            }
+        },
+    })
 }
 
 /// The value of cookie `name`, if the request has it.
@@ -375,7 +385,13 @@ mod tests {
 
     #[test]
     fn the_write_token_comes_from_the_header_else_the_cookie() {
-        let token = |h: HeaderMap| write_token(&h).map(|t| t.map(|t| t.to_string()));
+        let token = |h: HeaderMap| {
+            read_consistency(&h).map(|c| match c {
+                Consistency::AtLeast(t) => Some(t.to_string()),
+                Consistency::Eventual => None,
+                Consistency::Primary => Some("primary".to_owned()),
+            })
+        };
         assert_eq!(
             token(headers(&[("x-write-token", "0/16B3748.1.77")])).unwrap(),
             Some("0/16B3748.1.77".into())
@@ -399,6 +415,14 @@ mod tests {
                     token(headers(&[("x-write-token", bad)])),
                     Err(ApiError::BadRequest(_))
                 ),
+                "{bad}"
+            );
+            // The same in a cookie (one from before tokens named their
+            // server, say) reads the primary.
+            let cookie = format!("cruddur_write_token={bad}");
+            assert_eq!(
+                token(headers(&[("cookie", &cookie)])).unwrap(),
+                Some("primary".into()),
                 "{bad}"
             );
         }
