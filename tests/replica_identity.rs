@@ -81,7 +81,12 @@ fn a_standby_of_another_cluster_is_out_with_the_reason_and_a_token_read_sees_the
     // The other cluster has the same schema and data: a read sent there
     // would succeed, without the post.
     prepare(&theirs);
-    for way in [None, Some(Hostile::Options), Some(Hostile::Role)] {
+    for way in [
+        None,
+        Some(Hostile::Options),
+        Some(Hostile::Role),
+        Some(Hostile::Database),
+    ] {
         // Hostile settings reach the foreign standby through its URL, or
         // through a role made on its primary (and replayed to it).
         let mut replica_url = theirs.standby_url(DB);
