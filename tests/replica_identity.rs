@@ -356,8 +356,8 @@ fn a_replica_whose_identity_cannot_be_read_is_unverified_and_out() {
     assert_eq!(repo.counters().replica_reads, 0);
     drop(repo);
 
-    // A primary whose identity cannot be read issues no token: the write
-    // is made, and the error says why there is no token.
+    // A primary whose identity cannot be read still reports the write as
+    // made: its token is of no cluster, and is read on the primary.
     let blind_primary = pair.primary_url(DB).with_param("user", &role);
     let mut config = Config::new(blind_primary);
     config.replica_urls = vec![pair.standby_url(DB)];
@@ -369,12 +369,27 @@ fn a_replica_whose_identity_cannot_be_read_is_unverified_and_out() {
         "{:?}",
         blind.router().replicas()
     );
-    let err = blind
+    let ((), token) = blind
         .router()
         .write(|_| Ok(()))
-        .expect_err("a token without an identity");
-    assert!(
-        matches!(err, cruddur_db::Error::UnknownIdentity { .. }),
-        "{err:?}"
+        .expect("a write whose identity cannot be read is still made");
+    assert_eq!(token.identity(), ClusterIdentity::UNVERIFIED);
+    let parsed: WriteToken = token.to_string().parse().unwrap();
+    assert_eq!(parsed, token, "{token}");
+    let before = blind.counters();
+    let on_standby = blind
+        .router()
+        .read(Consistency::AtLeast(token), |c| {
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "pg_catalog.pg_is_in_recovery()",
+            ))
+            .get_result::<bool>(c)
+            .map_err(Into::into)
+        })
+        .unwrap();
+    assert!(!on_standby);
+    assert_eq!(
+        blind.counters().primary_reads_foreign_token,
+        before.primary_reads_foreign_token + 1
     );
 }

@@ -125,13 +125,11 @@ pub fn standby_identity(conn: &mut PgConnection) -> Result<Option<ClusterIdentit
 }
 
 /// The token of everything committed on this primary connection so far:
-/// [`current_position`] with [`primary_identity`]. Fails on a standby,
-/// and when the session may not read the server's identity (a token
-/// without one could not be checked against a replica).
+/// [`current_position`] with [`primary_identity`], or
+/// [`ClusterIdentity::UNVERIFIED`] when the session may not read it (such a
+/// token is read on the primary). Fails on a standby.
 pub fn write_token(conn: &mut PgConnection) -> Result<WriteToken> {
     let lsn = current_position(conn)?;
-    let identity = primary_identity(conn)?.ok_or_else(|| Error::UnknownIdentity {
-        reason: "this role may not execute pg_control_system()".to_owned(),
-    })?;
+    let identity = primary_identity(conn)?.unwrap_or(ClusterIdentity::UNVERIFIED);
     Ok(WriteToken::new(lsn, identity))
 }

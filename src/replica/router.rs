@@ -13,7 +13,7 @@ use super::counters::{Counters, RoutingCounters, bump};
 use super::health::{Probe, ReplicaOptions, ReplicaState};
 use super::positions::{connection_lost, current_position, primary_identity};
 use super::prober::{PrimaryView, Prober, SharedState, Stop, lock};
-use super::token::{Consistency, Lsn, WriteToken};
+use super::token::{ClusterIdentity, Consistency, Lsn, WriteToken};
 use super::watch::ReplayWatch;
 use crate::config::{Config, DatabaseUrl};
 use crate::error::{Error, Result};
@@ -297,7 +297,7 @@ impl Router {
 
     /// The primary's identity as this router last read it (by a probe or
     /// a write): what a token must carry to be served by a replica.
-    pub fn primary_identity(&self) -> Option<super::token::ClusterIdentity> {
+    pub fn primary_identity(&self) -> Option<ClusterIdentity> {
         self.inner.primary_view.identity()
     }
 
@@ -327,10 +327,11 @@ impl Router {
     /// identity (as the probes last read it; read on this connection when
     /// no probe has yet, so at most once without replicas). `f` must not
     /// leave a transaction open (the connection functions of
-    /// [`crate::repo`] commit their own). Fails with
-    /// [`Error::UnknownIdentity`] when the primary's identity cannot be
-    /// read (the role may not execute `pg_control_system()`), after `f`
-    /// committed.
+    /// [`crate::repo`] commit their own). When the primary's identity
+    /// cannot be read (the role may not execute `pg_control_system()`), the
+    /// token carries [`ClusterIdentity::UNVERIFIED`], which only the
+    /// primary satisfies: `f` has committed, so the write never fails for
+    /// its token.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&mut PgConnection) -> Result<T>,
@@ -341,14 +342,13 @@ impl Router {
         let view = &self.inner.primary_view;
         let identity = match view.identity() {
             Some(identity) => identity,
-            None => {
-                let identity =
-                    primary_identity(&mut conn)?.ok_or_else(|| Error::UnknownIdentity {
-                        reason: "this role may not execute pg_control_system()".to_owned(),
-                    })?;
-                view.set_identity(identity);
-                identity
-            }
+            None => match primary_identity(&mut conn)? {
+                Some(identity) => {
+                    view.set_identity(identity);
+                    identity
+                }
+                None => ClusterIdentity::UNVERIFIED,
+            },
         };
         self.inner.issued.fetch_max(lsn.0, Ordering::AcqRel);
         bump(&self.inner.counters.writes);

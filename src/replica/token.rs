@@ -71,6 +71,19 @@ pub struct ClusterIdentity {
     pub timeline: u32,
 }
 
+impl ClusterIdentity {
+    /// What a write token carries when the primary's identity could not be
+    /// read (the role may not execute `pg_control_system()`): system
+    /// identifier 0, which no cluster has (`initdb` derives it from the
+    /// clock and its process id). No replica is of this identity, so a
+    /// read holding such a token is read on the primary: the write is
+    /// never reported as failed for want of a token it could not check.
+    pub const UNVERIFIED: Self = Self {
+        system_identifier: 0,
+        timeline: 1,
+    };
+}
+
 /// A write's position in the primary's log, with the identity of that
 /// primary: a reader holding it sees that write on any server of the same
 /// identity whose replay has reached the position.

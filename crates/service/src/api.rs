@@ -263,7 +263,11 @@ fn read_consistency(headers: &HeaderMap) -> Result<Consistency, ApiError> {
             Err(e) => tracing::debug!("write token cookie not used: {e}"),
         }
     }
-    Ok(if sent { Consistency::Primary } else { Consistency::Eventual })
+    Ok(if sent {
+        Consistency::Primary
+    } else {
+        Consistency::Eventual
+    })
 }
 
 /// The values of the cookies named `name`, in the order sent.
