@@ -63,10 +63,42 @@ pub fn scrub(text: &str) -> String {
 }
 
 /// `text` as it may reach a terminal: passwords removed ([`scrub`]), then
-/// control characters and escape sequences escaped
-/// ([`cruddur_db::models::escape_controls`], the feed table's escaper).
+/// control characters and escape sequences escaped ([`escape_controls`],
+/// the feed table's escaper).
 pub fn shown(text: &str) -> String {
-    cruddur_db::models::escape_controls(&scrub(text)).into_owned()
+    escape_controls(&scrub(text)).into_owned()
+}
+
+/// `text` for a one-line table cell: every character that could break the
+/// line or reach the terminal as a command is shown escaped, in Rust's
+/// escape notation (`\n`, `\r`, `\t`, `\u{1b}`), so that a row stays one
+/// line and ANSI/OSC sequences (colours, window titles) are shown, not run.
+///
+/// Escaped: the C0 and C1 control characters and DEL (`char::is_control`),
+/// the line and paragraph separators U+2028 and U+2029, and the bidirectional
+/// embedding, override and isolate controls (U+202A..U+202E, U+2066..U+2069),
+/// which would reorder the rest of the line. Everything else, right-to-left
+/// letters and emoji included, is shown as stored. The stored text is never
+/// changed; this is for display only.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    fn needs_escape(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            '\t' => shown.push_str("\\t"),
+            c if needs_escape(c) => shown.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => shown.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 /// Prints a step heading (`== create`), as the original scripts did.
@@ -190,6 +222,26 @@ mod tests {
             ("日本 ✓", "日本 ✓"),
         ] {
             assert_eq!(shown(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn escape_controls_keeps_a_cell_on_one_line_and_inert() {
+        for (text, shown) in [
+            ("plain text", "plain text"),
+            ("Andrew\nBrown", "Andrew\\nBrown"),
+            ("a\r\nb\tc", "a\\r\\nb\\tc"),
+            ("\u{1b}[31mred\u{1b}[0m", "\\u{1b}[31mred\\u{1b}[0m"),
+            ("\u{1b}]0;pwned\u{7}", "\\u{1b}]0;pwned\\u{7}"),
+            (
+                "csi\u{9b}2J del\u{7f} nul\u{0}",
+                "csi\\u{9b}2J del\\u{7f} nul\\u{0}",
+            ),
+            ("line\u{2028}sep", "line\\u{2028}sep"),
+            ("\u{202e}evil\u{2066}", "\\u{202e}evil\\u{2066}"),
+            ("שלום 🦀 'q' \\ \"", "שלום 🦀 'q' \\ \""),
+        ] {
+            assert_eq!(escape_controls(text), shown, "{text:?}");
         }
     }
 
