@@ -24,7 +24,7 @@ mod standby;
 mod temp_cluster;
 
 pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
-pub use standby::{StreamingPair, as_server, free_port, run};
+pub use standby::{StreamingPair, free_port, run};
 pub use temp_cluster::{TempCluster, TempClusterBuilder};
 
 use cruddur_db::{DatabaseUrl, Error, Settings, admin, establish, run_migrations};
