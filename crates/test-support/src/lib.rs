@@ -16,12 +16,14 @@
 //! [`private_cluster`]; they never stop the shared server. Tests of
 //! replication take a [`StreamingPair`]: a private primary and a hot
 //! standby.
+//! Tests of TLS make their certificates with [`tls`].
 
 use std::sync::{Once, OnceLock};
 
 pub mod hostile;
 mod standby;
 mod temp_cluster;
+pub mod tls;
 
 pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
 pub use standby::{StreamingPair, free_port, run};
