@@ -139,10 +139,60 @@ pub fn error(e: &anyhow::Error) {
                         .downcast_ref::<cruddur_db_local::Error>()
                         .and_then(local_hint_for)
                 })
+                .map(str::to_owned)
+                .or_else(|| aws_hint_for(cause))
         })
         .map(|hint| format!(" ({hint})"))
         .unwrap_or_default();
-    anstream::eprintln!("{ERROR}error:{ERROR:#} {}{hint}", shown(&format!("{e:#}")));
+    // The hint may carry an identifier the user typed: shown escaped too.
+    anstream::eprintln!(
+        "{ERROR}error:{ERROR:#} {}{}",
+        shown(&format!("{e:#}")),
+        shown(&hint)
+    );
+}
+
+/// The command that gets past an AWS toolkit error, when there is one: the
+/// toolkit states what failed and says what would fix it
+/// ([`cruddur_db_aws::Remedy`]); the command is the CLI's to name.
+#[cfg(feature = "aws")]
+fn aws_hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use cruddur_db_aws::Remedy;
+    let remedy = cause.downcast_ref::<cruddur_db_aws::Error>()?.remedy()?;
+    Some(match remedy {
+        Remedy::NameASecurityGroup => "pass --security-group-id with a group whose inbound rule \
+                                        for the port admits one address (see `cruddur-db rds \
+                                        allow-ip`)"
+            .to_owned(),
+        Remedy::PointRulesAtOneAddress => {
+            "point them at one address with `cruddur-db rds allow-ip`".to_owned()
+        }
+        Remedy::AddARuleForOneAddress => {
+            "add one with `cruddur-db rds allow-ip --group-id GROUP --ip auto`".to_owned()
+        }
+        Remedy::CreateInstance { identifier } => format!(
+            "create it with `cruddur-db rds create --identifier {identifier}` or name another \
+             with --source"
+        ),
+        Remedy::Audit { identifier } => format!(
+            "`cruddur-db rds audit --identifier {identifier}` lists what it lacks and the fixes"
+        ),
+        Remedy::ReplicaUrl { identifier } => {
+            format!("its URL is `cruddur-db rds url --replica {identifier}`")
+        }
+        Remedy::PrimaryUrl { identifier } => {
+            format!("its own URL is `cruddur-db rds url --identifier {identifier}`")
+        }
+        // A remedy added to the toolkit before the CLI words it: the
+        // message alone still says what failed.
+        _ => return None,
+    })
+}
+
+/// Without the `rds` commands no AWS error reaches the CLI.
+#[cfg(not(feature = "aws"))]
+fn aws_hint_for(_: &(dyn std::error::Error + 'static)) -> Option<String> {
+    None
 }
 
 /// The command that fixes a local-cluster error, when there is one.
@@ -243,6 +293,75 @@ mod tests {
         ] {
             assert_eq!(escape_controls(text), shown, "{text:?}");
         }
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_remedies_become_the_cli_command_that_applies_them() {
+        use cruddur_db_aws::{Error, Remedy};
+        let refused = |remedy| Error::Refused {
+            action: "do it".into(),
+            reason: "a rule says no".into(),
+            remedy: Some(remedy),
+        };
+        for (error, hint) in [
+            (
+                refused(Remedy::NameASecurityGroup),
+                "pass --security-group-id with a group",
+            ),
+            (
+                refused(Remedy::PointRulesAtOneAddress),
+                "with `cruddur-db rds allow-ip`",
+            ),
+            (
+                refused(Remedy::AddARuleForOneAddress),
+                "`cruddur-db rds allow-ip --group-id GROUP --ip auto`",
+            ),
+            (
+                refused(Remedy::CreateInstance {
+                    identifier: "src-db".into(),
+                }),
+                "`cruddur-db rds create --identifier src-db`",
+            ),
+            (
+                refused(Remedy::ReplicaUrl {
+                    identifier: "rep-db".into(),
+                }),
+                "`cruddur-db rds url --replica rep-db`",
+            ),
+            (
+                refused(Remedy::PrimaryUrl {
+                    identifier: "main-db".into(),
+                }),
+                "`cruddur-db rds url --identifier main-db`",
+            ),
+            (
+                Error::Incomplete {
+                    what: "the read replica `rep-db`".into(),
+                    problems: vec!["deletion protection is off".into()],
+                    remedy: Remedy::Audit {
+                        identifier: "rep-db".into(),
+                    },
+                },
+                "`cruddur-db rds audit --identifier rep-db` lists",
+            ),
+        ] {
+            let message = error.to_string();
+            assert!(!message.contains("cruddur-db"), "{message}");
+            // As the CLI meets it: wrapped in context.
+            let e = anyhow::Error::new(error).context("rds");
+            let found = e.chain().find_map(aws_hint_for);
+            assert!(
+                found.as_deref().is_some_and(|h| h.contains(hint)),
+                "{message}: {found:?}"
+            );
+        }
+        let plain = Error::Refused {
+            action: "do it".into(),
+            reason: "a rule says no".into(),
+            remedy: None,
+        };
+        assert_eq!(aws_hint_for(&plain), None);
     }
 
     #[test]
