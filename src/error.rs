@@ -180,12 +180,19 @@ pub enum Error {
     },
     /// A write token could not be read.
     #[error(
-        "invalid write token `{input}`: {reason} (expected a WAL position such as `0/16B3748`)"
+        "invalid write token `{input}`: {reason} (expected a WAL position, timeline and system identifier such as `0/16B3748.1.7714726817598851214`)"
     )]
     InvalidToken {
         /// The text given (cut to 40 characters).
         input: String,
         /// Why it was refused.
+        reason: String,
+    },
+    /// The primary's identity (system identifier and timeline), which every
+    /// write token carries, could not be read.
+    #[error("cannot read the primary's identity for a write token: {reason}")]
+    UnknownIdentity {
+        /// Why (e.g. the role may not execute `pg_control_system()`).
         reason: String,
     },
     /// A statement that writes ran on a read replica, whose sessions are

@@ -30,7 +30,8 @@ pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
 pub use models::{Activity, ActivityObject, FeedItem, NewActivity, NewUser, User};
 pub use pool::{PgPool, build_pool, establish};
 pub use replica::{
-    Consistency, ReplicaOptions, ReplicaState, ReplicaStatus, Router, RoutingCounters, WriteToken,
+    ClusterIdentity, Consistency, Lsn, ReplicaOptions, ReplicaState, ReplicaStatus, Router,
+    RoutingCounters, WriteToken,
 };
 pub use repo::activities::{ActivityDraft, Ttl, create_activity, create_reply};
 pub use repo::feed::{FeedCursor, FeedPage, home_feed, home_feed_json};

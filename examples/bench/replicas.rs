@@ -389,7 +389,7 @@ fn replayed_token(repo: &Repository) -> BenchResult<WriteToken> {
     let (_, token) =
         repo.create_activity_with_token(&handle, "written before the router rows", "1-day")?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while repo.router().replicas()[0].1.replay_lsn < Some(token) {
+    while repo.router().replicas()[0].1.replay_lsn < Some(token.lsn()) {
         check_stop()?;
         if Instant::now() >= deadline {
             return fail(format!(

@@ -19,6 +19,18 @@ pub struct RoutingCounters {
     /// Reads with a token sent to the primary because no replica had
     /// replayed past it within the wait.
     pub primary_reads_not_current: u64,
+    /// Reads with a token of another server (another system identifier or
+    /// timeline than the primary's, or the primary's not known yet) sent
+    /// to the primary at once: no replica position can satisfy it.
+    pub primary_reads_foreign_token: u64,
+    /// Reads with a token beyond every position this router issued and
+    /// every position its probes saw on the primary (a forged or garbled
+    /// token) sent to the primary at once, without a wait.
+    pub primary_reads_token_ahead: u64,
+    /// Reads sent to the primary because every replica that could serve
+    /// them already held its bound of reads
+    /// ([`ReplicaOptions::max_reads_per_replica`](super::ReplicaOptions::max_reads_per_replica)).
+    pub primary_reads_replicas_full: u64,
     /// Reads with a token that a replica could serve only after a wait for
     /// its replay to pass the token.
     pub token_waits_succeeded: u64,
@@ -41,6 +53,9 @@ pub(crate) struct Counters {
     pub(crate) primary_reads_chosen: AtomicU64,
     pub(crate) primary_reads_no_healthy_replica: AtomicU64,
     pub(crate) primary_reads_not_current: AtomicU64,
+    pub(crate) primary_reads_foreign_token: AtomicU64,
+    pub(crate) primary_reads_token_ahead: AtomicU64,
+    pub(crate) primary_reads_replicas_full: AtomicU64,
     pub(crate) token_waits_succeeded: AtomicU64,
     pub(crate) token_waits_timed_out: AtomicU64,
     pub(crate) conflict_retries: AtomicU64,
@@ -61,6 +76,9 @@ impl Counters {
             primary_reads_chosen: get(&self.primary_reads_chosen),
             primary_reads_no_healthy_replica: get(&self.primary_reads_no_healthy_replica),
             primary_reads_not_current: get(&self.primary_reads_not_current),
+            primary_reads_foreign_token: get(&self.primary_reads_foreign_token),
+            primary_reads_token_ahead: get(&self.primary_reads_token_ahead),
+            primary_reads_replicas_full: get(&self.primary_reads_replicas_full),
             token_waits_succeeded: get(&self.token_waits_succeeded),
             token_waits_timed_out: get(&self.token_waits_timed_out),
             conflict_retries: get(&self.conflict_retries),

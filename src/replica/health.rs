@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::token::WriteToken;
+use super::token::{ClusterIdentity, Lsn};
 
 /// Default byte lag beyond which a replica may be taken out: 8 MiB (GitLab's
 /// `max_replication_difference`).
@@ -30,6 +30,11 @@ pub const DEFAULT_PROBE_CONNECT_TIMEOUT_SECS: u32 = 2;
 /// Default bound on the wait for a replica to replay past a token before
 /// the read goes to the primary: 50 ms.
 pub const DEFAULT_TOKEN_WAIT: Duration = Duration::from_millis(50);
+/// Default bound on the reads one replica may hold at once (running, or
+/// waiting for its replay to pass a token): 8, and never more than the
+/// replica's pool size. A read over it goes to another replica or the
+/// primary, so a replica that stopped answering holds at most this many.
+pub const DEFAULT_MAX_READS_PER_REPLICA: u32 = 8;
 
 /// How replicas are probed and when they are used. Every field has a
 /// documented default ([`ReplicaOptions::default`]).
@@ -61,6 +66,10 @@ pub struct ReplicaOptions {
     /// polls a replica for the token before it goes to the primary
     /// (default [`DEFAULT_TOKEN_WAIT`]; zero sends it to the primary at once).
     pub token_wait: Duration,
+    /// Reads one replica may hold at once, counting those waiting for its
+    /// replay (default [`DEFAULT_MAX_READS_PER_REPLICA`]; capped by the
+    /// pool size; 0 sends every read to the primary).
+    pub max_reads_per_replica: u32,
 }
 
 impl ReplicaOptions {
@@ -88,6 +97,7 @@ impl Default for ReplicaOptions {
             probe_statement_timeout: DEFAULT_PROBE_STATEMENT_TIMEOUT,
             probe_connect_timeout_secs: DEFAULT_PROBE_CONNECT_TIMEOUT_SECS,
             token_wait: DEFAULT_TOKEN_WAIT,
+            max_reads_per_replica: DEFAULT_MAX_READS_PER_REPLICA,
         }
     }
 }
@@ -111,6 +121,18 @@ pub enum ReplicaStatus {
     /// network to it) accepts but does not answer, e.g. a frozen process
     /// or a host gone silent. Not used until it answers again.
     Stalled,
+    /// A standby of another cluster: its `system_identifier` differs from
+    /// the primary's, so its positions say nothing about the primary's
+    /// writes. Not used.
+    ForeignCluster,
+    /// A standby of this cluster on another timeline than the primary's
+    /// (left behind by a promotion, or not yet following the new one).
+    /// Not used.
+    OtherTimeline,
+    /// Its identity, or the primary's, could not be read (the role may not
+    /// execute `pg_control_system()`, or the primary has not answered yet),
+    /// so nothing proves that it follows the primary. Not used.
+    Unverified,
 }
 
 impl fmt::Display for ReplicaStatus {
@@ -122,6 +144,9 @@ impl fmt::Display for ReplicaStatus {
             ReplicaStatus::Down => "down",
             ReplicaStatus::NotInRecovery => "not in recovery",
             ReplicaStatus::Stalled => "not answering",
+            ReplicaStatus::ForeignCluster => "another cluster",
+            ReplicaStatus::OtherTimeline => "another timeline",
+            ReplicaStatus::Unverified => "unverified",
         })
     }
 }
@@ -138,11 +163,16 @@ pub enum Probe {
         /// `pg_is_in_recovery()`.
         in_recovery: bool,
         /// `pg_last_wal_replay_lsn()`.
-        replay: Option<WriteToken>,
+        replay: Option<Lsn>,
         /// `pg_last_wal_receive_lsn()`.
-        receive: Option<WriteToken>,
+        receive: Option<Lsn>,
         /// The primary's `pg_current_wal_lsn()`, when it could be read.
-        primary: Option<WriteToken>,
+        primary: Option<Lsn>,
+        /// The replica's system identifier and timeline, when this session
+        /// may read them.
+        identity: Option<ClusterIdentity>,
+        /// The primary's, as last read.
+        primary_identity: Option<ClusterIdentity>,
         /// Time since the last replayed transaction committed on the
         /// primary (`now() - pg_last_xact_replay_timestamp()`), if any.
         replay_age: Option<Duration>,
@@ -166,9 +196,11 @@ pub struct ReplicaState {
     pub lag_time: Option<Duration>,
     /// Its replay position at the last probe: a token at or below it is
     /// visible there.
-    pub replay_lsn: Option<WriteToken>,
+    pub replay_lsn: Option<Lsn>,
     /// Its receive position at the last probe.
-    pub receive_lsn: Option<WriteToken>,
+    pub receive_lsn: Option<Lsn>,
+    /// Its system identifier and timeline at the last probe.
+    pub identity: Option<ClusterIdentity>,
     /// When it was last probed (or found failing by a request).
     pub last_probe: Option<Instant>,
     /// Why it is out, when it is.
@@ -189,6 +221,7 @@ impl Default for ReplicaState {
             lag_time: None,
             replay_lsn: None,
             receive_lsn: None,
+            identity: None,
             last_probe: None,
             last_error: None,
             outages: 0,
@@ -250,6 +283,7 @@ impl ReplicaState {
             Probe::Failed(message) => {
                 self.replay_lsn = None;
                 self.receive_lsn = None;
+                self.identity = None;
                 self.lag_bytes = None;
                 self.lag_time = None;
                 Some((ReplicaStatus::Down, message))
@@ -259,6 +293,8 @@ impl ReplicaState {
                 replay,
                 receive,
                 primary,
+                identity,
+                primary_identity,
                 replay_age,
             } => {
                 // The latest reading, not the highest ever seen: a standby
@@ -266,9 +302,10 @@ impl ReplicaState {
                 // has replayed again as far as it had.
                 self.replay_lsn = replay;
                 self.receive_lsn = receive;
+                self.identity = identity;
                 let ahead = primary.or(receive);
                 self.lag_bytes = match (ahead, replay) {
-                    (Some(a), Some(r)) => Some(a.lsn().saturating_sub(r.lsn())),
+                    (Some(a), Some(r)) => Some(a.0.saturating_sub(r.0)),
                     _ => None,
                 };
                 self.lag_time = replay_age;
@@ -279,6 +316,8 @@ impl ReplicaState {
                         ReplicaStatus::NotInRecovery,
                         "the server is not in recovery (not a standby)".to_owned(),
                     ))
+                } else if let Some(bad) = identity_mismatch(identity, primary_identity) {
+                    Some(bad)
                 } else if too_far {
                     Some((
                         ReplicaStatus::Lagging,
@@ -317,6 +356,44 @@ impl ReplicaState {
     }
 }
 
+/// Why a replica of `replica`'s identity does not follow a primary of
+/// `primary`'s, or `None` when it does (same system identifier and
+/// timeline).
+fn identity_mismatch(
+    replica: Option<ClusterIdentity>,
+    primary: Option<ClusterIdentity>,
+) -> Option<(ReplicaStatus, String)> {
+    match (replica, primary) {
+        (None, _) => Some((
+            ReplicaStatus::Unverified,
+            "cannot read the replica's system identifier (no EXECUTE on pg_control_system() \
+             or pg_control_checkpoint())"
+                .to_owned(),
+        )),
+        (_, None) => Some((
+            ReplicaStatus::Unverified,
+            "the primary's system identifier and timeline are not known (not read yet, or no \
+             EXECUTE on pg_control_system())"
+                .to_owned(),
+        )),
+        (Some(r), Some(p)) if r.system_identifier != p.system_identifier => Some((
+            ReplicaStatus::ForeignCluster,
+            format!(
+                "a standby of another cluster: system identifier {} where the primary's is {}",
+                r.system_identifier, p.system_identifier
+            ),
+        )),
+        (Some(r), Some(p)) if r.timeline != p.timeline => Some((
+            ReplicaStatus::OtherTimeline,
+            format!(
+                "on timeline {} where the primary is on timeline {}",
+                r.timeline, p.timeline
+            ),
+        )),
+        _ => None,
+    }
+}
+
 fn stalled_message(waited: Duration) -> String {
     format!(
         "the probe has waited {:.1} s for an answer",
@@ -328,12 +405,29 @@ fn stalled_message(waited: Duration) -> String {
 mod tests {
     use super::*;
 
+    const ID: ClusterIdentity = ClusterIdentity {
+        system_identifier: 7_000_000_000_000_000_001,
+        timeline: 1,
+    };
+
     fn answered(replay: u64, primary: u64, age_s: u64) -> Probe {
+        with_identities(replay, primary, age_s, Some(ID), Some(ID))
+    }
+
+    fn with_identities(
+        replay: u64,
+        primary: u64,
+        age_s: u64,
+        identity: Option<ClusterIdentity>,
+        primary_identity: Option<ClusterIdentity>,
+    ) -> Probe {
         Probe::Answered {
             in_recovery: true,
-            replay: Some(WriteToken::from_lsn(replay)),
-            receive: Some(WriteToken::from_lsn(replay)),
-            primary: Some(WriteToken::from_lsn(primary)),
+            replay: Some(Lsn(replay)),
+            receive: Some(Lsn(replay)),
+            primary: Some(Lsn(primary)),
+            identity,
+            primary_identity,
             replay_age: Some(Duration::from_secs(age_s)),
         }
     }
@@ -393,9 +487,11 @@ mod tests {
         // Unknown time lag does not keep a replica far behind in.
         let far = Probe::Answered {
             in_recovery: true,
-            replay: Some(WriteToken::from_lsn(0)),
+            replay: Some(Lsn(0)),
             receive: None,
-            primary: Some(WriteToken::from_lsn(100 * MB)),
+            primary: Some(Lsn(100 * MB)),
+            identity: Some(ID),
+            primary_identity: Some(ID),
             replay_age: None,
         };
         assert_eq!(run(vec![far]), [Lagging]);
@@ -419,7 +515,9 @@ mod tests {
             in_recovery: false,
             replay: None,
             receive: None,
-            primary: Some(WriteToken::from_lsn(5)),
+            primary: Some(Lsn(5)),
+            identity: Some(ID),
+            primary_identity: Some(ID),
             replay_age: None,
         };
         let options = ReplicaOptions::default();
@@ -474,14 +572,62 @@ mod tests {
     fn byte_lag_falls_back_to_the_receive_position_without_the_primary() {
         let probe = Probe::Answered {
             in_recovery: true,
-            replay: Some(WriteToken::from_lsn(10)),
-            receive: Some(WriteToken::from_lsn(30)),
+            replay: Some(Lsn(10)),
+            receive: Some(Lsn(30)),
             primary: None,
+            identity: Some(ID),
+            primary_identity: Some(ID),
             replay_age: None,
         };
         let mut state = ReplicaState::default();
         state.record(probe, &ReplicaOptions::default(), Instant::now());
         assert_eq!(state.lag_bytes, Some(20));
         assert!(state.is_up());
+    }
+
+    #[test]
+    fn a_replica_that_cannot_prove_it_follows_the_primary_is_out_with_the_reason() {
+        use ReplicaStatus::*;
+        let other_cluster = ClusterIdentity {
+            system_identifier: ID.system_identifier + 1,
+            ..ID
+        };
+        let other_timeline = ClusterIdentity { timeline: 2, ..ID };
+        for (replica, primary, status, reason) in [
+            (
+                Some(other_cluster),
+                Some(ID),
+                ForeignCluster,
+                "another cluster",
+            ),
+            (Some(other_timeline), Some(ID), OtherTimeline, "timeline 2"),
+            (Some(ID), Some(other_timeline), OtherTimeline, "timeline 1"),
+            (None, Some(ID), Unverified, "replica's system identifier"),
+            (Some(ID), None, Unverified, "primary's system identifier"),
+            (None, None, Unverified, "replica's"),
+        ] {
+            // Even "0 bytes behind, just replayed", it is out.
+            let probe = with_identities(5, 5, 0, replica, primary);
+            let mut state = ReplicaState::default();
+            state.record(probe, &ReplicaOptions::default(), Instant::now());
+            let case = format!("{replica:?} / {primary:?}");
+            assert_eq!(state.status, status, "{case}");
+            assert!(!state.is_up(), "{case}");
+            let error = state.last_error.unwrap_or_default();
+            assert!(error.contains(reason), "{case}: {error}");
+        }
+        // Once it follows the primary again, it needs the usual good probes.
+        let mut state = ReplicaState::default();
+        let options = ReplicaOptions::default();
+        let foreign = with_identities(5, 5, 0, Some(other_cluster), Some(ID));
+        state.record(foreign, &options, Instant::now());
+        let statuses: Vec<_> = (0..3)
+            .map(|_| {
+                state.record(answered(5, 5, 0), &options, Instant::now());
+                state.status
+            })
+            .collect();
+        assert_eq!(statuses, [ForeignCluster, ForeignCluster, Up]);
+        assert_eq!(ForeignCluster.to_string(), "another cluster");
     }
 }

@@ -1,21 +1,17 @@
-//! WAL positions: a write's token on the primary, a standby's replay
-//! position, and the bounded wait for a standby to reach a token.
-
-use std::time::{Duration, Instant};
+//! WAL positions and identities read from a server: a write's position on
+//! the primary, a standby's replay position, and which cluster and timeline
+//! each belongs to. Positions are read as `pg_lsn` values (binary), never
+//! as text; every function is schema-qualified, so that a `search_path` of
+//! the session cannot put another function in its place.
 
 use diesel::dsl::sql;
+use diesel::pg::data_types::PgLsn;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, PgLsn as PgLsnType, Text};
 
-use super::token::WriteToken;
-use crate::error::Result;
-
-/// How often a read with a token re-reads a replica's replay position while
-/// it waits: every 2 ms (a round trip on a local network is well under
-/// that, and the wait is bounded by
-/// [`ReplicaOptions::token_wait`](super::ReplicaOptions::token_wait)).
-const TOKEN_POLL_INTERVAL: Duration = Duration::from_millis(2);
+use super::token::{ClusterIdentity, Lsn, WriteToken};
+use crate::error::{Error, Result};
 
 /// Whether a query failed because the connection is gone (the server
 /// stopped or the network failed), rather than because of the query.
@@ -37,38 +33,103 @@ pub(crate) fn connection_lost(e: &DieselError) -> bool {
     }
 }
 
-/// Polls the replica's replay position until it reaches `token` (true) or
-/// `bound` passes (false).
-pub(crate) fn wait_for(
-    conn: &mut PgConnection,
-    token: WriteToken,
-    bound: Duration,
-) -> Result<bool> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if replay_position(conn)?.is_some_and(|replayed| replayed >= token) {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(TOKEN_POLL_INTERVAL);
-    }
-}
-
 /// The primary's current WAL insert position
 /// (`pg_current_wal_insert_lsn()`): read on the connection that just
 /// committed, it is at or past the end of that commit. Fails on a standby.
-pub fn current_position(conn: &mut PgConnection) -> Result<WriteToken> {
-    let text: String =
-        diesel::select(sql::<Text>("pg_current_wal_insert_lsn()::text")).get_result(conn)?;
-    text.parse()
+pub fn current_position(conn: &mut PgConnection) -> Result<Lsn> {
+    let lsn: PgLsn = diesel::select(sql::<PgLsnType>("pg_catalog.pg_current_wal_insert_lsn()"))
+        .get_result(conn)?;
+    Ok(Lsn(lsn.0))
 }
 
 /// A standby's replay position (`pg_last_wal_replay_lsn()`): every write
-/// whose token is at or below it is visible there. `None` on a primary.
-pub fn replay_position(conn: &mut PgConnection) -> Result<Option<WriteToken>> {
-    let text: Option<String> =
-        diesel::select(sql::<Nullable<Text>>("pg_last_wal_replay_lsn()::text")).get_result(conn)?;
-    text.map(|t| t.parse()).transpose()
+/// whose position is at or below it is visible there. `None` on a primary.
+pub fn replay_position(conn: &mut PgConnection) -> Result<Option<Lsn>> {
+    let lsn: Option<PgLsn> = diesel::select(sql::<Nullable<PgLsnType>>(
+        "pg_catalog.pg_last_wal_replay_lsn()",
+    ))
+    .get_result(conn)?;
+    Ok(lsn.map(|l| Lsn(l.0)))
+}
+
+/// Whether this session may call `pg_control_system()` and
+/// `pg_control_checkpoint()` (PUBLIC may by default; an administrator can
+/// revoke it). Asked first, in a query of its own: the server checks a
+/// function's privilege when it plans the call, even in a branch of a
+/// `CASE` that is never taken.
+fn may_read_control(conn: &mut PgConnection) -> QueryResult<bool> {
+    diesel::select(sql::<Bool>(
+        "pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') \
+         AND pg_catalog.has_function_privilege('pg_catalog.pg_control_checkpoint()', 'EXECUTE')",
+    ))
+    .get_result(conn)
+}
+
+/// The system identifier as PostgreSQL stores it (an unsigned 64-bit
+/// number, shown by `pg_control_system()` as a signed `bigint`).
+fn system_identifier(signed: i64) -> u64 {
+    u64::from_ne_bytes(signed.to_ne_bytes())
+}
+
+/// The primary's identity: its system identifier and the timeline it
+/// writes (the first 8 hexadecimal digits of the name of the WAL file it
+/// writes into, which a promotion changes at once, where
+/// `pg_control_checkpoint()` waits for the next checkpoint). `None` when
+/// this session may not read `pg_control_system()`. Fails on a standby.
+pub fn primary_identity(conn: &mut PgConnection) -> Result<Option<ClusterIdentity>> {
+    if !may_read_control(conn)? {
+        return Ok(None);
+    }
+    let (sysid, walfile): (i64, String) = diesel::select((
+        sql::<BigInt>("(pg_catalog.pg_control_system()).system_identifier"),
+        sql::<Text>("pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"),
+    ))
+    .get_result(conn)?;
+    let timeline = walfile
+        .get(..8)
+        .and_then(|t| u32::from_str_radix(t, 16).ok())
+        .ok_or_else(|| Error::UnknownIdentity {
+            reason: format!(
+                "the WAL file name `{}` does not start with a timeline",
+                walfile.chars().take(40).collect::<String>()
+            ),
+        })?;
+    Ok(Some(ClusterIdentity {
+        system_identifier: system_identifier(sysid),
+        timeline,
+    }))
+}
+
+/// A standby's identity: its system identifier and the timeline it
+/// follows (the WAL receiver's `received_tli` where this session may see
+/// it, else the timeline of its last restartpoint). `None` when this
+/// session may not read `pg_control_system()`.
+pub fn standby_identity(conn: &mut PgConnection) -> Result<Option<ClusterIdentity>> {
+    if !may_read_control(conn)? {
+        return Ok(None);
+    }
+    let (sysid, timeline): (i64, i64) = diesel::select((
+        sql::<BigInt>("(pg_catalog.pg_control_system()).system_identifier"),
+        sql::<BigInt>(
+            "coalesce((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), \
+             (pg_catalog.pg_control_checkpoint()).timeline_id)::int8",
+        ),
+    ))
+    .get_result(conn)?;
+    Ok(u32::try_from(timeline)
+        .ok()
+        .map(|timeline| ClusterIdentity {
+            system_identifier: system_identifier(sysid),
+            timeline,
+        }))
+}
+
+/// The token of everything committed on this primary connection so far:
+/// [`current_position`] with [`primary_identity`], or
+/// [`ClusterIdentity::UNVERIFIED`] when the session may not read it (such a
+/// token is read on the primary). Fails on a standby.
+pub fn write_token(conn: &mut PgConnection) -> Result<WriteToken> {
+    let lsn = current_position(conn)?;
+    let identity = primary_identity(conn)?.unwrap_or(ClusterIdentity::UNVERIFIED);
+    Ok(WriteToken::new(lsn, identity))
 }

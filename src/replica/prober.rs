@@ -2,16 +2,19 @@
 //! own, so that requests read the replica's health from memory and never
 //! pay for a check.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use diesel::dsl::sql;
+use diesel::pg::data_types::PgLsn;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Double, Nullable, Text};
+use diesel::sql_types::{Bool, Double, Nullable, PgLsn as PgLsnType};
 
 use super::health::{Probe, ReplicaOptions, ReplicaState};
-use super::token::WriteToken;
+use super::positions::{primary_identity, standby_identity};
+use super::token::{ClusterIdentity, Lsn};
 use crate::config::DatabaseUrl;
 use crate::error::Result;
 use crate::pool::establish_with_timeout;
@@ -19,6 +22,38 @@ use crate::pool::establish_with_timeout;
 /// The `application_name` of a prober's connections, so that they can be
 /// told apart from the application's in `pg_stat_activity`.
 pub const PROBE_APPLICATION_NAME: &str = "cruddur-db replica probe";
+
+/// What the probers last read from the primary, shared with the router:
+/// its identity (which every write token carries, and every replica must
+/// match) and the highest WAL position seen (a token beyond it, and beyond
+/// every token the router issued, was never issued by this primary).
+#[derive(Debug, Default)]
+pub(crate) struct PrimaryView {
+    identity: Mutex<Option<ClusterIdentity>>,
+    position: AtomicU64,
+}
+
+impl PrimaryView {
+    /// The primary's identity, as last read.
+    pub(crate) fn identity(&self) -> Option<ClusterIdentity> {
+        *self.identity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the primary's identity, as just read.
+    pub(crate) fn set_identity(&self, identity: ClusterIdentity) {
+        *self.identity.lock().unwrap_or_else(PoisonError::into_inner) = Some(identity);
+    }
+
+    /// The highest position of the primary seen so far.
+    pub(crate) fn position(&self) -> Lsn {
+        Lsn(self.position.load(Ordering::Acquire))
+    }
+
+    /// Raises the highest position seen to `lsn`.
+    pub(crate) fn saw(&self, lsn: Lsn) {
+        self.position.fetch_max(lsn.0, Ordering::AcqRel);
+    }
+}
 
 /// Tells the probers to stop, waking them from their sleep.
 #[derive(Debug, Default)]
@@ -65,6 +100,26 @@ pub(crate) struct Prober {
     pub(crate) state: SharedState,
     pub(crate) options: ReplicaOptions,
     pub(crate) stop: Arc<Stop>,
+    pub(crate) primary_view: Arc<PrimaryView>,
+}
+
+/// `url` with a probe's own short connect timeout (replacing the
+/// application's: a probe must not hang where a request may wait) and
+/// [`PROBE_APPLICATION_NAME`].
+pub(crate) fn probe_url(url: &DatabaseUrl, options: &ReplicaOptions) -> DatabaseUrl {
+    url.with_param(
+        "connect_timeout",
+        &options.probe_connect_timeout_secs.to_string(),
+    )
+    .with_default_param("application_name", PROBE_APPLICATION_NAME)
+}
+
+/// A connection for probing: `url` with the probe's statement timeout.
+pub(crate) fn probe_connect(url: &DatabaseUrl, options: &ReplicaOptions) -> Result<PgConnection> {
+    let timeout_ms = options.probe_statement_timeout.as_millis();
+    // A zero statement timeout would mean "none": keep at least 1 ms.
+    let timeout_ms = u64::try_from(timeout_ms).unwrap_or(u64::MAX).max(1);
+    establish_with_timeout(url, timeout_ms)
 }
 
 impl Prober {
@@ -75,8 +130,8 @@ impl Prober {
     }
 
     fn run(self) {
-        let replica = self.probe_url(&self.replica);
-        let primary = self.probe_url(&self.primary);
+        let replica = probe_url(&self.replica, &self.options);
+        let primary = probe_url(&self.primary, &self.options);
         let mut replica_conn: Option<PgConnection> = None;
         let mut primary_conn: Option<PgConnection> = None;
         while !self.stop.is_stopped() {
@@ -86,7 +141,20 @@ impl Prober {
             if let Probe::Failed(message) = &probe {
                 tracing::warn!(replica = %self.replica, "replica probe failed: {message}");
             }
-            lock(&self.state).record(probe, &self.options, Instant::now());
+            let (before, after) = {
+                let mut state = lock(&self.state);
+                let before = state.status;
+                state.record(probe, &self.options, Instant::now());
+                (before, state.clone())
+            };
+            if before != after.status {
+                let reason = after.last_error.as_deref().unwrap_or("");
+                if after.is_up() {
+                    tracing::info!(replica = %self.replica, "replica {}, was {before}", after.status);
+                } else {
+                    tracing::warn!(replica = %self.replica, "replica {} (was {before}): {reason}", after.status);
+                }
+            }
             if self
                 .stop
                 .sleep(jittered(self.options.probe_interval, self.index))
@@ -96,21 +164,8 @@ impl Prober {
         }
     }
 
-    /// The URL with the probe's own short connect timeout (replacing the
-    /// application's: a probe must not hang where a request may wait).
-    fn probe_url(&self, url: &DatabaseUrl) -> DatabaseUrl {
-        url.with_param(
-            "connect_timeout",
-            &self.options.probe_connect_timeout_secs.to_string(),
-        )
-        .with_default_param("application_name", PROBE_APPLICATION_NAME)
-    }
-
     fn connect(&self, url: &DatabaseUrl) -> Result<PgConnection> {
-        let timeout_ms = self.options.probe_statement_timeout.as_millis();
-        // A zero statement timeout would mean "none": keep at least 1 ms.
-        let timeout_ms = u64::try_from(timeout_ms).unwrap_or(u64::MAX).max(1);
-        establish_with_timeout(url, timeout_ms)
+        probe_connect(url, &self.options)
     }
 
     fn probe(
@@ -123,8 +178,14 @@ impl Prober {
         // The primary first: a replica position read after it can only be
         // newer, so the byte lag is never overstated.
         let primary_lsn = match reuse_or_connect(primary_conn, || self.connect(primary)) {
-            Ok(conn) => match current_wal_lsn(conn) {
-                Ok(lsn) => Some(lsn),
+            Ok(conn) => match read_primary(conn) {
+                Ok((lsn, identity)) => {
+                    self.primary_view.saw(lsn);
+                    if let Some(identity) = identity {
+                        self.primary_view.set_identity(identity);
+                    }
+                    Some(lsn)
+                }
                 Err(e) => {
                     tracing::debug!(primary = %self.primary, "probe of the primary failed: {e}");
                     *primary_conn = None;
@@ -137,12 +198,23 @@ impl Prober {
             Ok(conn) => conn,
             Err(e) => return Probe::Failed(e.to_string()),
         };
-        match read_replica(conn) {
-            Ok(row) => Probe::Answered {
+        let identity = read_replica(conn).and_then(|row| {
+            // Only a standby's identity is read (a promoted server is out
+            // for that already, and has no WAL receiver).
+            let identity = if row.0 { standby_identity(conn)? } else { None };
+            Ok((row, identity))
+        });
+        match identity {
+            Ok((row, identity)) => Probe::Answered {
                 in_recovery: row.0,
-                replay: row.1.and_then(|t| t.parse().ok()),
-                receive: row.2.and_then(|t| t.parse().ok()),
+                replay: row.1.map(|l| Lsn(l.0)),
+                receive: row.2.map(|l| Lsn(l.0)),
                 primary: primary_lsn,
+                identity,
+                // The last identity read, even when this round could not
+                // read it: the primary's identity does not change without
+                // a promotion, which a replica's timeline then shows.
+                primary_identity: self.primary_view.identity(),
                 replay_age: row
                     .3
                     .filter(|ms| ms.is_finite())
@@ -166,27 +238,28 @@ fn reuse_or_connect(
     }
 }
 
-type ReplicaRow = (bool, Option<String>, Option<String>, Option<f64>);
+type ReplicaRow = (bool, Option<PgLsn>, Option<PgLsn>, Option<f64>);
 
 /// One round trip: whether the server is a standby, how far it has
 /// received and replayed, and how old its last replayed commit is.
-fn read_replica(conn: &mut PgConnection) -> QueryResult<ReplicaRow> {
-    diesel::select((
-        sql::<Bool>("pg_is_in_recovery()"),
-        sql::<Nullable<Text>>("pg_last_wal_replay_lsn()::text"),
-        sql::<Nullable<Text>>("pg_last_wal_receive_lsn()::text"),
+fn read_replica(conn: &mut PgConnection) -> Result<ReplicaRow> {
+    Ok(diesel::select((
+        sql::<Bool>("pg_catalog.pg_is_in_recovery()"),
+        sql::<Nullable<PgLsnType>>("pg_catalog.pg_last_wal_replay_lsn()"),
+        sql::<Nullable<PgLsnType>>("pg_catalog.pg_last_wal_receive_lsn()"),
         sql::<Nullable<Double>>(
-            "(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::float8",
+            "(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() \
+             OPERATOR(pg_catalog.-) pg_catalog.pg_last_xact_replay_timestamp()) * 1000)::float8",
         ),
     ))
-    .get_result(conn)
+    .get_result(conn)?)
 }
 
-/// The primary's WAL write position (`pg_current_wal_lsn()`).
-fn current_wal_lsn(conn: &mut PgConnection) -> Result<WriteToken> {
-    let text: String =
-        diesel::select(sql::<Text>("pg_current_wal_lsn()::text")).get_result(conn)?;
-    text.parse()
+/// The primary's WAL write position (`pg_current_wal_lsn()`) and identity.
+fn read_primary(conn: &mut PgConnection) -> Result<(Lsn, Option<ClusterIdentity>)> {
+    let lsn: PgLsn =
+        diesel::select(sql::<PgLsnType>("pg_catalog.pg_current_wal_lsn()")).get_result(conn)?;
+    Ok((Lsn(lsn.0), primary_identity(conn)?))
 }
 
 /// `interval` scaled by a factor in [0.75, 1.25], from the clock's

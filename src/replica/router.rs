@@ -1,7 +1,7 @@
 //! [`Router`]: the primary's pool and one pool per replica, and the choice
 //! of a connection for each read by its [`Consistency`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -11,9 +11,10 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::counters::{Counters, RoutingCounters, bump};
 use super::health::{Probe, ReplicaOptions, ReplicaState};
-use super::positions::{connection_lost, current_position, wait_for};
-use super::prober::{Prober, SharedState, Stop, lock};
-use super::token::{Consistency, WriteToken};
+use super::positions::{connection_lost, current_position, primary_identity};
+use super::prober::{PrimaryView, Prober, SharedState, Stop, lock};
+use super::token::{ClusterIdentity, Consistency, Lsn, WriteToken};
+use super::watch::ReplayWatch;
 use crate::config::{Config, DatabaseUrl};
 use crate::error::{Error, Result};
 use crate::pool::{PgPool, PgPooledConnection, build_pool, build_replica_pool, checkout};
@@ -42,7 +43,15 @@ struct Inner {
     /// Round-robin start among the replicas.
     next: AtomicUsize,
     stop: Arc<Stop>,
+    /// The probers' and watches' threads.
     probers: Mutex<Vec<JoinHandle<()>>>,
+    /// The primary's identity and highest position, as probes and writes
+    /// read them.
+    primary_view: Arc<PrimaryView>,
+    /// The highest position of a token this router issued.
+    issued: AtomicU64,
+    /// Reads one replica may hold: the option, capped by the pool size.
+    max_reads_per_replica: usize,
 }
 
 struct Replica {
@@ -50,11 +59,39 @@ struct Replica {
     /// The pool, with the number of outages it was built after.
     pool: RwLock<(u64, PgPool)>,
     state: SharedState,
+    /// Reads running on it or waiting for its replay now.
+    in_flight: AtomicUsize,
+    watch: Arc<ReplayWatch>,
+}
+
+/// A place among the reads a replica may hold, given back when dropped.
+struct ReadSlot<'r> {
+    index: usize,
+    in_flight: &'r AtomicUsize,
+}
+
+impl Drop for ReadSlot<'_> {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Where [`Router::pick`] found room.
+enum Pick<'r> {
+    /// A replica, with a place held among its reads.
+    Replica(ReadSlot<'r>),
+    /// Replicas could serve the read, but each holds its bound of reads.
+    Full,
+    /// No replica could serve it.
+    None,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.stop();
+        for replica in &self.replicas {
+            replica.watch.stop();
+        }
         let mut probers =
             std::mem::take(&mut *self.probers.lock().unwrap_or_else(PoisonError::into_inner));
         // A prober finishes its probe first: within its timeouts, unless
@@ -128,6 +165,8 @@ impl Router {
                 url: url.clone(),
                 pool: RwLock::new((0, build_replica_pool(config, url))),
                 state: SharedState::default(),
+                in_flight: AtomicUsize::new(0),
+                watch: Arc::default(),
             })
             .collect();
         let router = Self::build(primary, config.clone(), replicas, options);
@@ -139,12 +178,26 @@ impl Router {
                 state: Arc::clone(&replica.state),
                 options: router.inner.options.clone(),
                 stop: Arc::clone(&router.inner.stop),
+                primary_view: Arc::clone(&router.inner.primary_view),
             };
-            // On failure `router` drops here, stopping the probers spawned.
+            // On failure `router` drops here, stopping the threads spawned.
             let handle = prober.spawn().map_err(|cause| Error::Io {
                 context: format!("starting the prober of replica {}", replica.url),
                 cause,
             })?;
+            router
+                .inner
+                .probers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(handle);
+            let handle = replica
+                .watch
+                .spawn(index, &replica.url, &router.inner.options)
+                .map_err(|cause| Error::Io {
+                    context: format!("starting the replay watch of replica {}", replica.url),
+                    cause,
+                })?;
             router
                 .inner
                 .probers
@@ -161,8 +214,14 @@ impl Router {
         replicas: Vec<Replica>,
         options: ReplicaOptions,
     ) -> Self {
+        let max_reads_per_replica =
+            usize::try_from(options.max_reads_per_replica.min(config.pool_size))
+                .unwrap_or(usize::MAX);
         Self {
             inner: Arc::new(Inner {
+                max_reads_per_replica,
+                primary_view: Arc::default(),
+                issued: AtomicU64::new(0),
                 primary,
                 primary_url: config.database_url.clone(),
                 config,
@@ -226,24 +285,106 @@ impl Router {
         }
     }
 
+    /// How many reads each replica holds now (running there, or waiting
+    /// for its replay to pass a token), in configuration order.
+    pub fn reads_in_flight(&self) -> Vec<usize> {
+        self.inner
+            .replicas
+            .iter()
+            .map(|r| r.in_flight.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// The primary's identity as this router last read it (by a probe or
+    /// a write): what a token must carry to be served by a replica.
+    pub fn primary_identity(&self) -> Option<ClusterIdentity> {
+        self.inner.primary_view.identity()
+    }
+
+    /// How long a read sent to a replica may take before its caller may
+    /// give up on it and read on the primary instead: what a replica that
+    /// answers can take at most (a pool checkout, the statement timeout)
+    /// plus [`ReplicaOptions::stalled_after`], after which its prober
+    /// counts it as not answering. 41 s with the defaults. A read on a
+    /// server that stopped answering keeps its thread and its place among
+    /// the replica's reads until the server answers or the connection
+    /// dies, but need not keep its caller.
+    pub fn replica_read_bound(&self) -> std::time::Duration {
+        let config = &self.inner.config;
+        config.checkout_timeout
+            + std::time::Duration::from_millis(config.statement_timeout_ms)
+            + self.inner.options.stalled_after()
+    }
+
     /// A snapshot of the routing counters.
     pub fn counters(&self) -> RoutingCounters {
         self.inner.counters.snapshot()
     }
 
-    /// Runs `f` on the primary and returns its result with the primary's
-    /// WAL position read on the same connection after `f` returned, which
-    /// covers every commit `f` made. `f` must not leave a transaction open
-    /// (the connection functions of [`crate::repo`] commit their own).
+    /// Runs `f` on the primary and returns its result with a token: the
+    /// primary's WAL position read on the same connection after `f`
+    /// returned, which covers every commit `f` made, and the primary's
+    /// identity (as the probes last read it; read on this connection when
+    /// no probe has yet, so at most once without replicas). `f` must not
+    /// leave a transaction open (the connection functions of
+    /// [`crate::repo`] commit their own). When the primary's identity
+    /// cannot be read (the role may not execute `pg_control_system()`), the
+    /// token carries [`ClusterIdentity::UNVERIFIED`], which only the
+    /// primary satisfies: `f` has committed, so the write never fails for
+    /// its token.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&mut PgConnection) -> Result<T>,
     ) -> Result<(T, WriteToken)> {
         let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
         let value = f(&mut conn)?;
-        let token = current_position(&mut conn)?;
+        let lsn = current_position(&mut conn)?;
+        let view = &self.inner.primary_view;
+        let identity = match view.identity() {
+            Some(identity) => identity,
+            None => match primary_identity(&mut conn)? {
+                Some(identity) => {
+                    view.set_identity(identity);
+                    identity
+                }
+                None => ClusterIdentity::UNVERIFIED,
+            },
+        };
+        self.inner.issued.fetch_max(lsn.0, Ordering::AcqRel);
         bump(&self.inner.counters.writes);
-        Ok((value, token))
+        Ok((value, WriteToken::new(lsn, identity)))
+    }
+
+    /// The highest position this primary is known to have reached: the
+    /// highest token issued here, or position seen by a probe.
+    fn highest_known(&self) -> Lsn {
+        Lsn(self.inner.issued.load(Ordering::Acquire)).max(self.inner.primary_view.position())
+    }
+
+    /// Whether a read with `consistency` would be sent to the primary
+    /// without trying a replica, as things stand (the answer may change
+    /// before the read is made; a read sent to a replica may still end on
+    /// the primary, as [`Router::read`] says). The service queues for the
+    /// primary's pool only the calls this says go there.
+    pub fn would_read_on_primary(&self, consistency: Consistency) -> bool {
+        let room = |extra: &dyn Fn(&ReplicaState) -> bool| {
+            let now = Instant::now();
+            self.inner.replicas.iter().any(|r| {
+                let state = lock(&r.state);
+                self.usable(&state, now)
+                    && extra(&state)
+                    && r.in_flight.load(Ordering::Acquire) < self.inner.max_reads_per_replica
+            })
+        };
+        match consistency {
+            Consistency::Primary => true,
+            Consistency::Eventual => !room(&|_| true),
+            Consistency::AtLeast(token) => {
+                self.inner.primary_view.identity() != Some(token.identity())
+                    || token.lsn() > self.highest_known()
+                    || !room(&|_| true)
+            }
+        }
     }
 
     /// Runs `f` on a connection chosen for `consistency`:
@@ -251,13 +392,18 @@ impl Router {
     /// - [`Consistency::Primary`]: the primary.
     /// - [`Consistency::Eventual`]: a replica that is up (round robin), else
     ///   the primary.
-    /// - [`Consistency::AtLeast`]: a replica that is up and whose last
-    ///   probed replay position is at or past the token; else the replica
-    ///   furthest along is polled (`pg_last_wal_replay_lsn()`) for up to
-    ///   [`ReplicaOptions::token_wait`] and serves the read once it passes
-    ///   the token; else the primary.
+    /// - [`Consistency::AtLeast`]: the primary at once when the token's
+    ///   identity is not the primary's (another cluster or timeline), or
+    ///   its position is beyond every token this router issued and every
+    ///   position its probes saw on the primary; else a replica that is up
+    ///   and whose last probed replay position is at or past the token;
+    ///   else the replica furthest along is watched for up to
+    ///   [`ReplicaOptions::token_wait`] (without holding a connection) and
+    ///   serves the read once its replay passes the token; else the
+    ///   primary.
     ///
-    /// A replica that is out is skipped without touching its pool. On a
+    /// A replica that is out is skipped without touching its pool, and so
+    /// is one that holds [`ReplicaOptions::max_reads_per_replica`] reads. On a
     /// replica, `f` runs in a read-only session: a write there is an
     /// [`Error::WriteOnReplica`]. A read cancelled there by a recovery
     /// conflict (SQLSTATE 40001), or failing because the replica went away,
@@ -274,42 +420,58 @@ impl Router {
                 self.on_primary(&mut f)
             }
             Consistency::Eventual => match self.pick(|_| true) {
-                Some(index) => self.on_replica(index, None, &mut f),
-                None => {
-                    bump(&counters.primary_reads_no_healthy_replica);
-                    self.on_primary(&mut f)
-                }
+                Pick::Replica(slot) => self.on_replica(slot, &mut f),
+                other => self.no_replica(&other, &mut f),
             },
             Consistency::AtLeast(token) => {
-                if let Some(index) = self.pick(|s| s.replay_lsn >= Some(token)) {
-                    return self.on_replica(index, None, &mut f);
-                }
-                let Some(index) = self.furthest_up() else {
-                    bump(&counters.primary_reads_no_healthy_replica);
+                if self.inner.primary_view.identity() != Some(token.identity()) {
+                    bump(&counters.primary_reads_foreign_token);
                     return self.on_primary(&mut f);
+                }
+                let lsn = token.lsn();
+                if lsn > self.highest_known() {
+                    bump(&counters.primary_reads_token_ahead);
+                    return self.on_primary(&mut f);
+                }
+                if let Pick::Replica(slot) = self.pick(|s| s.replay_lsn >= Some(lsn)) {
+                    return self.on_replica(slot, &mut f);
+                }
+                let slot = match self.furthest_up() {
+                    Pick::Replica(slot) => slot,
+                    other => return self.no_replica(&other, &mut f),
                 };
-                if self.inner.options.token_wait.is_zero() {
+                let options = &self.inner.options;
+                if options.token_wait.is_zero() {
+                    drop(slot);
                     bump(&counters.primary_reads_not_current);
                     return self.on_primary(&mut f);
                 }
-                let mut conn = match self.replica_pool(index).get() {
-                    Ok(conn) => conn,
-                    Err(e) => return self.after_replica_failure(index, e.to_string(), &mut f),
-                };
-                match wait_for(&mut conn, token, self.inner.options.token_wait) {
-                    Ok(true) => {
-                        bump(&counters.token_waits_succeeded);
-                        self.on_replica(index, Some(conn), &mut f)
-                    }
-                    Ok(false) => {
-                        bump(&counters.token_waits_timed_out);
-                        bump(&counters.primary_reads_not_current);
-                        self.on_primary(&mut f)
-                    }
-                    Err(e) => self.after_replica_failure(index, e.to_string(), &mut f),
+                let watch = &self.inner.replicas[slot.index].watch;
+                if watch.wait_for(lsn, options.token_wait) {
+                    bump(&counters.token_waits_succeeded);
+                    self.on_replica(slot, &mut f)
+                } else {
+                    drop(slot);
+                    bump(&counters.token_waits_timed_out);
+                    bump(&counters.primary_reads_not_current);
+                    self.on_primary(&mut f)
                 }
             }
         }
+    }
+
+    /// Runs `f` on the primary because `pick` found no replica with room.
+    fn no_replica<T>(
+        &self,
+        pick: &Pick<'_>,
+        f: &mut impl FnMut(&mut PgConnection) -> Result<T>,
+    ) -> Result<T> {
+        let counters = &self.inner.counters;
+        match pick {
+            Pick::Full => bump(&counters.primary_reads_replicas_full),
+            _ => bump(&counters.primary_reads_no_healthy_replica),
+        }
+        self.on_primary(f)
     }
 
     fn on_primary<T>(&self, f: &mut impl FnMut(&mut PgConnection) -> Result<T>) -> Result<T> {
@@ -319,24 +481,26 @@ impl Router {
         )?)
     }
 
-    /// Runs `f` on replica `index` (on `conn` when one is checked out
-    /// already), falling back to the primary as [`Router::read`] says.
+    /// Runs `f` on the replica of `slot`, falling back to the primary as
+    /// [`Router::read`] says (after giving the slot back).
     fn on_replica<T>(
         &self,
-        index: usize,
-        conn: Option<PgPooledConnection>,
+        slot: ReadSlot<'_>,
         f: &mut impl FnMut(&mut PgConnection) -> Result<T>,
     ) -> Result<T> {
+        let index = slot.index;
         let replica = &self.inner.replicas[index];
+        let conn: Result<PgPooledConnection, _> = self.replica_pool(index).get();
         let mut conn = match conn {
-            Some(conn) => conn,
-            None => match self.replica_pool(index).get() {
-                Ok(conn) => conn,
-                Err(e) => return self.after_replica_failure(index, e.to_string(), f),
-            },
+            Ok(conn) => conn,
+            Err(e) => {
+                drop(slot);
+                return self.after_replica_failure(index, e.to_string(), f);
+            }
         };
         let result = f(&mut conn);
         drop(conn);
+        drop(slot);
         let counters = &self.inner.counters;
         match result {
             Ok(value) => {
@@ -403,19 +567,42 @@ impl Router {
         guard.1.clone()
     }
 
-    /// A replica that is up and satisfies `extra`, starting the search at
-    /// the next round-robin position.
-    fn pick(&self, extra: impl Fn(&ReplicaState) -> bool) -> Option<usize> {
+    /// A replica that is up, satisfies `extra` and has room for one more
+    /// read (which this takes), starting the search at the next
+    /// round-robin position.
+    fn pick(&self, extra: impl Fn(&ReplicaState) -> bool) -> Pick<'_> {
         let n = self.inner.replicas.len();
         if n == 0 {
-            return None;
+            return Pick::None;
         }
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        (0..n).map(|i| (start + i) % n).find(|&i| {
-            let state = lock(&self.inner.replicas[i].state);
-            self.usable(&state, now) && extra(&state)
-        })
+        let mut full = false;
+        for i in (0..n).map(|i| (start + i) % n) {
+            let fits = {
+                let state = lock(&self.inner.replicas[i].state);
+                self.usable(&state, now) && extra(&state)
+            };
+            if fits {
+                match self.reserve(i) {
+                    Some(slot) => return Pick::Replica(slot),
+                    None => full = true,
+                }
+            }
+        }
+        if full { Pick::Full } else { Pick::None }
+    }
+
+    /// A place among replica `index`'s reads, if it has room.
+    fn reserve(&self, index: usize) -> Option<ReadSlot<'_>> {
+        let in_flight = &self.inner.replicas[index].in_flight;
+        let max = self.inner.max_reads_per_replica;
+        in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ReadSlot { index, in_flight })
     }
 
     /// Whether reads may go to a replica in `state`: up at its last probe,
@@ -424,16 +611,23 @@ impl Router {
         state.is_up() && !state.is_stalled(&self.inner.options, now)
     }
 
-    /// The replica that is up with the highest replay position.
-    fn furthest_up(&self) -> Option<usize> {
+    /// The replica that is up and has room with the highest replay
+    /// position (a place among its reads taken).
+    fn furthest_up(&self) -> Pick<'_> {
         let replicas = &self.inner.replicas;
         let now = Instant::now();
-        (0..replicas.len())
+        let mut up: Vec<(Option<Lsn>, usize)> = (0..replicas.len())
             .filter_map(|i| {
                 let state = lock(&replicas[i].state);
                 self.usable(&state, now).then_some((state.replay_lsn, i))
             })
-            .max_by_key(|&(lsn, i)| (lsn, std::cmp::Reverse(i)))
-            .map(|(_, i)| i)
+            .collect();
+        if up.is_empty() {
+            return Pick::None;
+        }
+        up.sort_by_key(|&(lsn, i)| (std::cmp::Reverse(lsn), i));
+        up.into_iter()
+            .find_map(|(_, i)| self.reserve(i))
+            .map_or(Pick::Full, Pick::Replica)
     }
 }

@@ -10,7 +10,7 @@ use crate::GlobalArgs;
 use crate::output;
 use crate::target::Target;
 use cruddur_db::migrations::ensure_current;
-use cruddur_db::replica::current_position;
+use cruddur_db::replica::write_token;
 use cruddur_db::repo::activities::{ActivityDraft, Ttl, create_activity};
 
 /// What `activity` does.
@@ -87,7 +87,7 @@ pub fn run(command: ActivityCommand, global: &GlobalArgs) -> anyhow::Result<Exit
     let activity = create_activity(conn, &draft).context("activity not created")?;
     // Read on the same connection after the commit: a read carrying it
     // (`feed --after-token`) sees this activity, on a replica or the primary.
-    let token = current_position(conn).context("reading the write token")?;
+    let token = write_token(conn).context("reading the write token")?;
     output::json(&activity)?;
     output::note(&format!("write token: {token}"));
     Ok(ExitCode::SUCCESS)

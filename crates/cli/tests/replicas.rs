@@ -90,3 +90,91 @@ fn tokens_route_feed_reads_and_status_lists_the_replica() {
     );
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+#[test]
+fn a_replica_of_another_cluster_is_listed_out_with_the_reason_and_tokens_read_the_primary() {
+    let ours = StreamingPair::start();
+    let theirs = StreamingPair::start();
+    for pair in [&ours, &theirs] {
+        cruddur_db::prepare(&pair.primary_url(DB)).expect("prepare the primary");
+        assert!(pair.caught_up(Duration::from_secs(30)), "no catch-up");
+    }
+    let primary = ours.primary_url(DB).expose().to_owned();
+    let foreign = theirs.standby_url(DB).expose().to_owned();
+
+    let status = with_replica(&primary, &foreign, &["status"]);
+    status.success();
+    status
+        .stdout_has("replica 1")
+        .stdout_has("another cluster")
+        .stdout_has("system identifier");
+    let json = with_replica(&primary, &foreign, &["status", "--json"]);
+    json.success();
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(value["replicas"][0]["state"], "another cluster", "{value}");
+
+    let created = with_replica(
+        &primary,
+        &foreign,
+        &[
+            "activity",
+            "create",
+            "--handle",
+            "andrewbrown",
+            "--message",
+            "only on our primary",
+            "--ttl",
+            "1-day",
+        ],
+    );
+    created.success();
+    let token = created
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("write token: "))
+        .unwrap_or_else(|| panic!("no write token on stderr: {}", created.stderr))
+        .to_owned();
+    for args in [&["feed"][..], &["feed", "--after-token", &token]] {
+        let read = with_replica(&primary, &foreign, args);
+        read.success();
+        read.stderr_has("read from the primary");
+        read.stdout_has("only on our primary");
+    }
+    // A token of the other cluster, and the spellings of before (a bare
+    // position) or with another timeline, are not served by a replica.
+    let their_token = run_cmd(
+        cli(),
+        &[
+            "--database-url",
+            theirs.primary_url(DB).expose(),
+            "activity",
+            "create",
+            "--handle",
+            "andrewbrown",
+            "--message",
+            "theirs",
+            "--ttl",
+            "1-day",
+        ],
+    );
+    their_token.success();
+    let their_token = their_token
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("write token: "))
+        .expect("their token")
+        .to_owned();
+    let ours_replica = ours.standby_url(DB).expose().to_owned();
+    let read = with_replica(
+        &primary,
+        &ours_replica,
+        &["feed", "--after-token", &their_token],
+    );
+    read.success();
+    read.stderr_has("read from the primary");
+    let bare = token.split('.').next().expect("a position").to_owned();
+    for bad in [bare.as_str(), &format!("{token}.1"), &format!("{bare}.0.1")] {
+        let refused = with_replica(&primary, &ours_replica, &["feed", "--after-token", bad]);
+        assert_eq!(refused.code, 2, "{bad}: {}", refused.stderr);
+    }
+}

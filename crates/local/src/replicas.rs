@@ -89,8 +89,14 @@ pub struct ReplicaStatus {
     pub in_recovery: Option<bool>,
     /// How many bytes of WAL it had still to replay when read: the
     /// primary's position minus its replay position, read just after it.
-    /// `None` when either did not answer.
+    /// `None` when either did not answer, or when it is not a replica of
+    /// this primary.
     pub replay_lag_bytes: Option<u64>,
+    /// Why it is not a replica of this primary, when its system identifier
+    /// or timeline (see [`cruddur_db::ClusterIdentity`]) differs from the
+    /// primary's: e.g. a replica directory left from another cluster. Its
+    /// positions say nothing about the primary's then.
+    pub not_following: Option<String>,
 }
 
 impl fmt::Display for ReplicaStatus {
@@ -106,6 +112,9 @@ impl fmt::Display for ReplicaStatus {
         }
         if self.in_recovery == Some(false) {
             f.write_str(", NOT in recovery")?;
+        }
+        if let Some(why) = &self.not_following {
+            write!(f, ", NOT a replica of this primary ({why})")?;
         }
         if let Some(lag) = self.replay_lag_bytes {
             write!(f, ", {lag} bytes behind")?;
@@ -289,6 +298,7 @@ impl LocalCluster {
                 url: replica.url().ok(),
                 in_recovery: None,
                 replay_lag_bytes: None,
+                not_following: None,
             };
             if pid.is_some()
                 && let Ok(mut conn) = replica
@@ -307,22 +317,48 @@ impl LocalCluster {
                 // understated. The primary's write position, not its insert
                 // position: that one runs ahead by a page header at a page
                 // boundary, which an idle replica never replays.
-                status.replay_lag_bytes = replayed.and_then(|replayed| {
-                    let url = self.url_for("postgres").ok()?;
-                    let mut primary = cruddur_db::establish(&url).ok()?;
-                    let lag: i64 = diesel::select(
-                        sql::<BigInt>("greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), ")
-                            .bind::<Text, _>(replayed)
-                            .sql("::pg_lsn), 0)::bigint"),
-                    )
-                    .get_result(&mut primary)
-                    .ok()?;
-                    u64::try_from(lag).ok()
-                });
+                status.not_following = self.not_following(&mut conn);
+                status.replay_lag_bytes = replayed
+                    .filter(|_| status.not_following.is_none())
+                    .and_then(|replayed| {
+                        let url = self.url_for("postgres").ok()?;
+                        let mut primary = cruddur_db::establish(&url).ok()?;
+                        let lag: i64 = diesel::select(
+                            sql::<BigInt>("greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), ")
+                                .bind::<Text, _>(replayed)
+                                .sql("::pg_lsn), 0)::bigint"),
+                        )
+                        .get_result(&mut primary)
+                        .ok()?;
+                        u64::try_from(lag).ok()
+                    });
             }
             found.push(status);
         }
         Ok(found)
+    }
+
+    /// Why the standby on `replica` does not follow this primary (another
+    /// system identifier or timeline), or `None` when it does or either
+    /// identity could not be read.
+    fn not_following(&self, replica: &mut PgConnection) -> Option<String> {
+        let theirs = cruddur_db::replica::standby_identity(replica).ok()??;
+        let url = self.url_for("postgres").ok()?;
+        let mut primary = cruddur_db::establish(&url).ok()?;
+        let ours = cruddur_db::replica::primary_identity(&mut primary).ok()??;
+        if theirs.system_identifier != ours.system_identifier {
+            Some(format!(
+                "a standby of another cluster: system identifier {}, the primary's {}",
+                theirs.system_identifier, ours.system_identifier
+            ))
+        } else if theirs.timeline != ours.timeline {
+            Some(format!(
+                "on timeline {}, the primary on timeline {}",
+                theirs.timeline, ours.timeline
+            ))
+        } else {
+            None
+        }
     }
 
     /// The URL of the [`DEFAULT_DATABASE`] on replica `number`, as

@@ -41,11 +41,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     repo: Repository,
     auth: Arc<Auth>,
-    /// One permit per pooled connection: database calls wait here, first
-    /// come first served, rather than in r2d2's checkout, whose waiters
-    /// are woken in no particular order (a request could lose to later
-    /// ones again and again; at 16 connections on a pool of 10 that made
-    /// the 99th percentile hundreds of times the median).
+    /// One permit per connection of the primary's pool: calls bound for
+    /// the primary wait here, first come first served, rather than in
+    /// r2d2's checkout, whose waiters are woken in no particular order (a
+    /// request could lose to later ones again and again; at 16 connections
+    /// on a pool of 10 that made the 99th percentile hundreds of times the
+    /// median). Reads the router sends to a replica take none: each
+    /// replica bounds its own reads
+    /// ([`cruddur_db::ReplicaOptions::max_reads_per_replica`]), so a
+    /// replica that stops answering holds that many requests, never the
+    /// permits of writes and health checks.
     permits: Arc<Semaphore>,
     /// How long a call may wait for a permit: the pool's checkout timeout.
     wait: Duration,
@@ -79,27 +84,72 @@ impl AppState {
         self
     }
 
-    /// Runs `f` (a call into the synchronous repository) on Tokio's
-    /// blocking pool, so that the runtime's worker threads never wait on
-    /// the database, once a permit is free; `503` when none frees up
-    /// within the checkout timeout.
+    /// Runs `f` (a call into the synchronous repository that uses the
+    /// primary) on Tokio's blocking pool, so that the runtime's worker
+    /// threads never wait on the database, once a permit is free; `503`
+    /// when none frees up within the checkout timeout.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
-            .await
-            .map_err(|_| ApiError::Busy)?
-            .map_err(|e| ApiError::Internal(format!("the connection queue closed: {e}")))?;
+        let permit = self.permit().await?;
         let repo = self.repo.clone();
-        tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f(&repo)
-        })
-        .await
+        });
+        joined(task.await)
+    }
+
+    /// A permit of the primary's queue, within the checkout timeout.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .map_err(|_| ApiError::Busy)?
+            .map_err(|e| ApiError::Internal(format!("the connection queue closed: {e}")))
+    }
+
+    /// Like [`AppState::blocking`] for a read with `consistency`: with a
+    /// permit when the router would send it to the primary, without one
+    /// when it goes to a replica (which may still hand it to the primary:
+    /// a token wait that ran out, a recovery conflict, a failure; such
+    /// reads are bounded by the replicas' own bounds). A read sent to a
+    /// replica that has not answered within the router's
+    /// [`replica_read_bound`](cruddur_db::Router::replica_read_bound) is
+    /// read on the primary (the stuck one keeps its thread, not the
+    /// request).
+    async fn blocking_read<T: Send + 'static>(
+        &self,
+        consistency: Consistency,
+        f: impl Fn(&Repository, Consistency) -> cruddur_db::Result<T> + Send + Sync + 'static,
+    ) -> Result<T, ApiError> {
+        let router = self.repo.router();
+        if router.would_read_on_primary(consistency) {
+            return self.blocking(move |repo| f(repo, consistency)).await;
+        }
+        let f = Arc::new(f);
+        let call = Arc::clone(&f);
+        let repo = self.repo.clone();
+        let task = tokio::task::spawn_blocking(move || call(&repo, consistency));
+        let bound = router.replica_read_bound();
+        match tokio::time::timeout(bound, task).await {
+            Ok(result) => joined(result),
+            Err(_) => {
+                tracing::warn!(
+                    "a read sent to a replica did not answer within {bound:?}; read on the primary"
+                );
+                self.blocking(move |repo| f(repo, Consistency::Primary))
+                    .await
+            }
+        }
+    }
+}
+
+/// The result of a blocking task, its panic an internal error.
+fn joined<T>(result: Result<cruddur_db::Result<T>, tokio::task::JoinError>) -> Result<T, ApiError> {
+    result
         .map_err(|e| ApiError::Internal(format!("a database call panicked: {e}")))?
         .map_err(ApiError::from)
-    }
 }
 
 /// The service: `GET /api/activities/home`, `POST /api/activities` and
@@ -178,29 +228,46 @@ async fn home(
         .as_deref()
         .map(str::parse::<FeedCursor>)
         .transpose()?;
-    let token = write_token(&headers)?;
+    let consistency = read_consistency(&headers)?;
     let page = FeedPage { limit, before };
     let json = state
-        .blocking(move |repo| repo.home_feed_json_at(Consistency::after(token), page))
+        .blocking_read(consistency, move |repo, consistency| {
+            repo.home_feed_json_at(consistency, page)
+        })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json))
 }
 
-/// The write token of the request: its header, else its cookie.
+/// What a feed read needs, from the request's write token: its header,
+/// else its cookie.
 ///
 /// A bad header is `400`: the client sent it. A cookie that is not a write
-/// token is ignored (the read goes on as if none was sent): any page on
-/// the same host, another port or a sibling subdomain included, can set a
-/// cookie for it, and one bad cookie must not turn every feed read into a
-/// `400`. Of several cookies of that name, the first that parses counts.
-fn write_token(headers: &HeaderMap) -> Result<Option<WriteToken>, ApiError> {
+/// token never makes the read fail: any page on the same host, another port
+/// or a sibling subdomain included, can set a cookie for it, and one bad
+/// cookie must not turn every feed read into a `400`. Of several cookies of
+/// that name, the first that parses counts; when none does (one set before
+/// tokens named their server, or garbled), the read goes to the primary,
+/// which sees every write.
+fn read_consistency(headers: &HeaderMap) -> Result<Consistency, ApiError> {
     if let Some(value) = headers.get(WRITE_TOKEN_HEADER) {
         let text = value
             .to_str()
             .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))?;
-        return Ok(Some(text.trim().parse()?));
+        return Ok(Consistency::AtLeast(text.trim().parse::<WriteToken>()?));
     }
-    Ok(cookies(headers, WRITE_TOKEN_COOKIE).find_map(|v| v.trim().parse().ok()))
+    let mut sent = false;
+    for text in cookies(headers, WRITE_TOKEN_COOKIE) {
+        sent = true;
+        match text.trim().parse::<WriteToken>() {
+            Ok(token) => return Ok(Consistency::AtLeast(token)),
+            Err(e) => tracing::debug!("write token cookie not used: {e}"),
+        }
+    }
+    Ok(if sent {
+        Consistency::Primary
+    } else {
+        Consistency::Eventual
+    })
 }
 
 /// The values of the cookies named `name`, in the order sent.
@@ -375,33 +442,58 @@ mod tests {
 
     #[test]
     fn the_write_token_comes_from_the_header_else_the_cookie() {
-        let token = |h: HeaderMap| write_token(&h).map(|t| t.map(|t| t.to_string()));
+        let token = |h: HeaderMap| {
+            read_consistency(&h).map(|c| match c {
+                Consistency::AtLeast(t) => Some(t.to_string()),
+                Consistency::Eventual => None,
+                Consistency::Primary => Some("primary".to_owned()),
+            })
+        };
         assert_eq!(
-            token(headers(&[("x-write-token", "0/16B3748")])).unwrap(),
-            Some("0/16B3748".into())
+            token(headers(&[("x-write-token", "0/16B3748.1.77")])).unwrap(),
+            Some("0/16B3748.1.77".into())
         );
         assert_eq!(
-            token(headers(&[("cookie", "a=b; cruddur_write_token=1/2")])).unwrap(),
-            Some("1/2".into())
+            token(headers(&[("cookie", "a=b; cruddur_write_token=1/2.A.3")])).unwrap(),
+            Some("1/2.A.3".into())
         );
         assert_eq!(
             token(headers(&[
-                ("x-write-token", "0/5"),
-                ("cookie", "cruddur_write_token=0/9")
+                ("x-write-token", "0/5.1.7"),
+                ("cookie", "cruddur_write_token=0/9.1.7")
             ]))
             .unwrap(),
-            Some("0/5".into())
+            Some("0/5.1.7".into())
         );
         assert_eq!(token(headers(&[("cookie", "other=1")])).unwrap(), None);
-        assert!(matches!(
-            token(headers(&[("x-write-token", "not-a-position")])),
-            Err(ApiError::BadRequest(_))
-        ));
+        for bad in ["not-a-position", "0/5", "0/5.1", "0/5.0.7", "0/5.1.-7"] {
+            assert!(
+                matches!(
+                    token(headers(&[("x-write-token", bad)])),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+            // The same in a cookie (one from before tokens named their
+            // server, say) reads the primary.
+            let cookie = format!("cruddur_write_token={bad}");
+            assert_eq!(
+                token(headers(&[("cookie", &cookie)])).unwrap(),
+                Some("primary".into()),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
     fn a_bad_write_token_cookie_is_ignored_but_a_bad_header_is_refused() {
-        let token = |h: HeaderMap| write_token(&h).map(|t| t.map(|t| t.to_string()));
+        let token = |h: HeaderMap| {
+            read_consistency(&h).map(|c| match c {
+                Consistency::AtLeast(t) => Some(t.to_string()),
+                Consistency::Eventual => None,
+                Consistency::Primary => Some("primary".to_owned()),
+            })
+        };
         for cookie in [
             "cruddur_write_token=not-a-position",
             "cruddur_write_token=",
@@ -414,30 +506,34 @@ mod tests {
             "cruddur_write_token=\"0/1\"",
             "a=b; cruddur_write_token=-1/1; c=d",
         ] {
+            // Never an error; read where every write is visible.
             assert_eq!(
                 token(headers(&[("cookie", cookie)])).unwrap(),
-                None,
+                Some("primary".into()),
                 "{cookie}"
             );
         }
         let long = format!("cruddur_write_token={}", "9".repeat(4000));
-        assert_eq!(token(headers(&[("cookie", &long)])).unwrap(), None);
+        assert_eq!(
+            token(headers(&[("cookie", &long)])).unwrap(),
+            Some("primary".into())
+        );
         // A bad one set by another page does not hide the service's own.
         assert_eq!(
             token(headers(&[(
                 "cookie",
-                "cruddur_write_token=junk; cruddur_write_token=0/7"
+                "cruddur_write_token=junk; cruddur_write_token=0/7.1.7"
             )]))
             .unwrap(),
-            Some("0/7".into())
+            Some("0/7.1.7".into())
         );
         assert_eq!(
             token(headers(&[
                 ("cookie", "cruddur_write_token=junk"),
-                ("cookie", "cruddur_write_token=0/8")
+                ("cookie", "cruddur_write_token=0/8.1.7")
             ]))
             .unwrap(),
-            Some("0/8".into())
+            Some("0/8.1.7".into())
         );
         // The header is the client's own: a bad one is refused, whatever
         // the cookie says.
@@ -446,7 +542,7 @@ mod tests {
                 matches!(
                     token(headers(&[
                         ("x-write-token", header),
-                        ("cookie", "cruddur_write_token=0/9")
+                        ("cookie", "cruddur_write_token=0/9.1.7")
                     ])),
                     Err(ApiError::BadRequest(_))
                 ),

@@ -367,3 +367,45 @@ fn concurrent_starts_with_replicas_make_each_replica_once() {
         "1"
     ])));
 }
+
+#[test]
+fn a_replica_directory_of_another_cluster_is_shown_as_not_following_the_primary() {
+    let ours = ScratchProject::new();
+    let theirs = ScratchProject::new();
+    for project in [&ours, &theirs] {
+        project
+            .run(&["local", "start", "--replicas", "1"])
+            .success();
+    }
+    let status = ours.run(&["local", "status"]);
+    status.success();
+    assert!(
+        !status.stdout.contains("NOT a replica of this primary"),
+        "{}",
+        status.stdout
+    );
+    // Their replica's directory in place of ours (as a directory restored
+    // from elsewhere would be): our slot is still there, so it starts.
+    for project in [&ours, &theirs] {
+        project.run(&["local", "stop"]).success();
+    }
+    let ours_replica = ours.cluster_dir.join("replica-1");
+    std::fs::remove_dir_all(&ours_replica).unwrap();
+    std::fs::rename(theirs.cluster_dir.join("replica-1"), &ours_replica).unwrap();
+    ours.run(&["local", "start", "--replicas", "1"]).success();
+    let status = ours.run(&["local", "status"]);
+    status.success();
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("replica 1:"))
+        .unwrap_or_else(|| panic!("no replica line: {}", status.stdout))
+        .to_owned();
+    assert!(line.contains("running"), "{line}");
+    assert!(
+        line.contains("NOT a replica of this primary (a standby of another cluster"),
+        "{line}"
+    );
+    assert!(!line.contains("bytes behind"), "{line}");
+    ours.run(&["local", "stop"]).success();
+}

@@ -33,6 +33,12 @@ impl Service {
     /// Serves `config`'s database with `auth` and these CORS origins.
     pub fn start(config: &Config, auth: Auth, origins: &[&str]) -> Self {
         let repo = Repository::connect(config).expect("connect");
+        Self::serve(repo, auth, origins)
+    }
+
+    /// Serves `repo` (a clone of which the test may keep, to read its
+    /// router) with `auth` and these CORS origins.
+    pub fn serve(repo: Repository, auth: Auth, origins: &[&str]) -> Self {
         let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
         let router = app(AppState::new(repo, auth), &origins);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
