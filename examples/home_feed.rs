@@ -14,7 +14,6 @@
 
 use std::process::ExitCode;
 
-use cruddur_db::models::escape_controls;
 use cruddur_db::{FeedPage, Repository, Settings, prepare};
 use cruddur_db_local::{Fallback, resolve};
 
@@ -91,4 +90,26 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if feed.len() == 1 { "y" } else { "ies" }
     );
     Ok(())
+}
+
+/// `text` as it may reach a terminal: control characters, the line and
+/// paragraph separators and the bidirectional controls are shown in Rust's
+/// escape notation (`\n`, `\u{1b}`, `\u{202e}`), so that a row stays one line
+/// and an escape sequence stored in a message is shown, not run. Text from
+/// the database is written by users; print none of it raw. (The CLI's
+/// `output::escape_controls` follows the same rules.)
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_owned(),
+            '\r' => "\\r".to_owned(),
+            '\t' => "\\t".to_owned(),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                format!("\\u{{{:x}}}", u32::from(c))
+            }
+            c => c.to_string(),
+        })
+        .collect()
 }

@@ -17,8 +17,9 @@ use diesel::sql_types::Text;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::models::{FeedItem, PG_TIMESTAMP_FORMAT, TIMESTAMP_FORMAT};
+use crate::models::FeedItem;
 use crate::schema::{activities, users};
+use crate::timestamps::{PG_TIMESTAMP_FORMAT, TIMESTAMP_FORMAT};
 
 /// Items per page when none is asked for.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;

@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::migrations::ensure_current;
-use crate::models::timestamp::PG_EPOCH_UNIX_MICROS;
 use crate::repo::seed::{SEED_LOCK_KEY, SeedReport};
 use crate::schema::{activities, users};
 use crate::sql::quote_ident;
+use crate::timestamps::PG_EPOCH_UNIX_MICROS;
 
 /// The size and randomness of a synthetic seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +203,7 @@ impl SyntheticRows {
         let seed = self.spec.rng_seed;
         let ts = self
             .user_created_at()
-            .format(crate::models::TIMESTAMP_FORMAT);
+            .format(crate::timestamps::TIMESTAMP_FORMAT);
         self.for_each_user(&|_| (), |UserRow { id, n }| {
             writeln!(
                 out,
@@ -224,8 +224,8 @@ impl SyntheticRows {
                 a.replies,
                 a.reposts,
                 a.likes,
-                a.expires_at.format(crate::models::TIMESTAMP_FORMAT),
-                a.created_at.format(crate::models::TIMESTAMP_FORMAT),
+                a.expires_at.format(crate::timestamps::TIMESTAMP_FORMAT),
+                a.created_at.format(crate::timestamps::TIMESTAMP_FORMAT),
             )
         })
     }

@@ -30,6 +30,7 @@ pub fn parse_single_address(input: &str) -> Result<IpAddr> {
         return Err(Error::Refused {
             action: format!("allow {input}"),
             reason: "that admits the whole internet to the database port; give one address".into(),
+            remedy: None,
         });
     }
     let (host, prefix) = match input.split_once('/') {

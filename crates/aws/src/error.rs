@@ -31,8 +31,24 @@ pub enum Error {
     Refused {
         /// What was asked for.
         action: String,
-        /// Why it is refused, and what to do instead.
+        /// Why it is refused.
         reason: String,
+        /// The step that gets past the refusal, when there is one.
+        remedy: Option<Remedy>,
+    },
+    /// An operation did its work, but the result lacks what was asked for.
+    #[error(
+        "{what} was created but lacks what was asked for: {}; fix it with `aws rds \
+         modify-db-instance` or delete it",
+        .problems.join("; ")
+    )]
+    Incomplete {
+        /// What was created, e.g. ``the read replica `x` ``.
+        what: String,
+        /// What it lacks, one item each.
+        problems: Vec<String>,
+        /// The step that lists the fixes.
+        remedy: Remedy,
     },
     /// A value given for an AWS operation is not acceptable.
     #[error("invalid {what} `{input}`: {reason}")]
@@ -56,4 +72,55 @@ pub enum Error {
     /// The data layer failed (a connection string that does not parse).
     #[error(transparent)]
     Db(#[from] cruddur_db::Error),
+}
+
+impl Error {
+    /// The step that would fix this error, for a front end to name as one of
+    /// its commands (the toolkit's messages name none).
+    pub fn remedy(&self) -> Option<&Remedy> {
+        match self {
+            Self::Refused { remedy, .. } => remedy.as_ref(),
+            Self::Incomplete { remedy, .. } => Some(remedy),
+            _ => None,
+        }
+    }
+}
+
+/// A step that gets past a refusal or finishes what an operation left
+/// undone. The toolkit states what failed; a front end such as the CLI
+/// words the step as one of its own commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Name a security group whose inbound rule for the database port
+    /// admits one address.
+    NameASecurityGroup,
+    /// Point the inbound rules for the port that admit more than one
+    /// address at one address.
+    PointRulesAtOneAddress,
+    /// Add an inbound rule for one address on the port to one of the
+    /// security groups.
+    AddARuleForOneAddress,
+    /// Create the instance `identifier`, or name another one.
+    CreateInstance {
+        /// The instance that does not exist.
+        identifier: String,
+    },
+    /// Audit the instance `identifier`: the audit lists what it lacks and
+    /// the fixes.
+    Audit {
+        /// The instance to audit.
+        identifier: String,
+    },
+    /// Build the URL of the read replica `identifier` (from its source's
+    /// credentials) instead of a primary's.
+    ReplicaUrl {
+        /// The read replica.
+        identifier: String,
+    },
+    /// Build the instance's own URL: it is not a read replica.
+    PrimaryUrl {
+        /// The instance.
+        identifier: String,
+    },
 }

@@ -39,7 +39,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 pub use address::{parse_single_address, single_address_cidr};
 pub use audit::{AuditOptions, AutoFix, Outcome, Practice, PracticeResult, audit};
 pub use ec2::{Ec2Client, IngressRule, SecurityGroupRule};
-pub use error::{Error, Result};
+pub use error::{Error, Remedy, Result};
 pub use fix::{Applied, apply_fix};
 pub use json_api::JsonApiClient;
 pub use rds::{

@@ -9,7 +9,7 @@ use aws_sdk_rds::types::{ApplyMethod, DbInstance, Parameter};
 use super::address::{parse_single_address, single_address_cidr};
 use super::ec2::{IngressRule, SecurityGroupRule};
 use super::{Aws, sdk_error};
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 use cruddur_db::DatabaseUrl;
 
 /// The original's instance identifier.
@@ -152,6 +152,7 @@ impl CreateOptions {
                 reason: format!(
                     "retention must be {MIN_BACKUP_RETENTION_DAYS} to {MAX_BACKUP_RETENTION_DAYS} days"
                 ),
+                remedy: None,
             });
         }
         if self.production && self.availability_zone.is_some() {
@@ -189,9 +190,10 @@ impl CreateOptions {
         if self.public && self.security_group_ids.is_empty() {
             return Err(Error::Refused {
                 action: "create a publicly accessible instance".into(),
-                reason: "no security group given; pass --security-group-id with a group whose \
-                         inbound rule for the port admits one address (see `rds allow-ip`)"
+                reason: "no security group given; a publicly accessible instance needs one \
+                         whose inbound rule for the port admits one address"
                     .into(),
+                remedy: Some(Remedy::NameASecurityGroup),
             });
         }
         Ok(())
@@ -518,20 +520,20 @@ pub(crate) async fn check_groups_restricted(aws: &Aws, groups: &[String], port: 
         return Err(Error::Refused {
             action: "create a publicly accessible instance".into(),
             reason: format!(
-                "security group rules for port {port} admit more than one address: {}; point \
-                 them at one address with `cruddur-db rds allow-ip`",
+                "security group rules for port {port} admit more than one address: {}",
                 wide.join("; ")
             ),
+            remedy: Some(Remedy::PointRulesAtOneAddress),
         });
     }
     if single == 0 {
         return Err(Error::Refused {
             action: "create a publicly accessible instance".into(),
             reason: format!(
-                "no inbound rule of {} admits a single address on port {port}; add one with \
-                 `cruddur-db rds allow-ip --group-id GROUP --ip auto`",
+                "no inbound rule of {} admits a single address on port {port}",
                 groups.join(", ")
             ),
+            remedy: Some(Remedy::AddARuleForOneAddress),
         });
     }
     Ok(())
@@ -809,9 +811,12 @@ pub async fn production_url(
         return Err(Error::Refused {
             action: format!("build a primary URL for `{identifier}`"),
             reason: format!(
-                "it is a read replica of `{source}`, whose credentials it shares; its URL is \
-                 `cruddur-db rds url --replica {identifier}`"
+                "it is a read replica of `{source}`, whose credentials it shares, and has a \
+                 replica's URL"
             ),
+            remedy: Some(Remedy::ReplicaUrl {
+                identifier: identifier.to_owned(),
+            }),
         });
     }
     url_with_credentials_of(aws, &status, &status, sslrootcert).await
@@ -847,6 +852,7 @@ pub(crate) async fn url_with_credentials_of(
                  --manage-master-user-password --apply-immediately`",
                 owner.identifier, owner.identifier
             ),
+            remedy: None,
         })?;
     let secret = master_secret(aws, &secret_arn).await?;
     let database = owner.db_name.clone().unwrap_or_else(|| "postgres".into());
@@ -974,6 +980,7 @@ pub async fn delete_instance(aws: &Aws, options: &DeleteOptions) -> Result<Delet
                  --apply-immediately",
                 options.identifier
             ),
+            remedy: None,
         });
     }
     let final_snapshot_id = if options.skip_final_snapshot {

@@ -16,7 +16,7 @@ use super::rds::{
     validate_group_id, validate_identifier,
 };
 use super::{Aws, sdk_error};
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 
 /// What [`create_replica`] creates. Everything not named here is the
 /// source's: instance class (unless given), storage encryption and its key,
@@ -158,10 +158,11 @@ pub async fn create_replica(aws: &Aws, options: &ReplicaOptions) -> Result<Creat
     })
 }
 
-fn refused(source: &str, reason: String) -> Error {
+fn refused(source: &str, reason: String, remedy: Option<Remedy>) -> Error {
     Error::Refused {
         action: format!("create a read replica of `{source}`"),
         reason,
+        remedy,
     }
 }
 
@@ -170,11 +171,10 @@ async fn describe_source(aws: &Aws, source: &str) -> Result<DbInstance> {
         if is_not_found(&e) {
             refused(
                 source,
-                format!(
-                    "there is no instance `{source}` in {}; create it with `cruddur-db rds \
-                     create --identifier {source}` or name another with --source",
-                    aws.region
-                ),
+                format!("there is no instance `{source}` in {}", aws.region),
+                Some(Remedy::CreateInstance {
+                    identifier: source.to_owned(),
+                }),
             )
         } else {
             e
@@ -193,17 +193,20 @@ async fn check_source(aws: &Aws, source: &InstanceStatus) -> Result<()> {
                  adds a second hop of replication lag: replicate the primary with \
                  --source {primary}"
             ),
+            None,
         ));
     }
     if !source.storage_encrypted {
         return Err(refused(
             id,
-            format!(
-                "its storage is not encrypted, and in its region RDS gives an unencrypted \
-                 instance only unencrypted replicas; encrypt it first (snapshot it, copy the \
-                 snapshot with --kms-key-id, restore an instance from the copy) and replicate \
-                 that one (`cruddur-db rds audit --identifier {id}` lists what else it lacks)"
-            ),
+            "its storage is not encrypted, and in its region RDS gives an unencrypted \
+             instance only unencrypted replicas; encrypt it first (snapshot it, copy the \
+             snapshot with --kms-key-id, restore an instance from the copy) and replicate \
+             that one"
+                .to_owned(),
+            Some(Remedy::Audit {
+                identifier: id.to_owned(),
+            }),
         ));
     }
     if source.backup_retention_days < 1 {
@@ -214,6 +217,7 @@ async fn check_source(aws: &Aws, source: &InstanceStatus) -> Result<()> {
                  aws rds modify-db-instance --db-instance-identifier {id} \
                  --backup-retention-period 7 --apply-immediately"
             ),
+            None,
         ));
     }
     let tls = tls_required(aws, source).await;
@@ -225,6 +229,7 @@ async fn check_source(aws: &Aws, source: &InstanceStatus) -> Result<()> {
                  TLS ({}); fix the source first: {}",
                 tls.detail, tls.fix
             ),
+            None,
         ));
     }
     Ok(())
@@ -256,6 +261,7 @@ async fn ensure_free(aws: &Aws, identifier: &str) -> Result<()> {
             reason: "an instance with that identifier exists already; name the replica with \
                      --identifier"
                 .into(),
+            remedy: None,
         }),
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(e),
@@ -266,10 +272,11 @@ async fn check_public(aws: &Aws, groups: &[String], source: &InstanceStatus) -> 
     if groups.is_empty() {
         return Err(Error::Refused {
             action: "create a publicly accessible read replica".into(),
-            reason: "neither the source nor the request names a security group; pass \
-                     --security-group-id with a group whose inbound rule for the port admits \
-                     one address (see `rds allow-ip`)"
+            reason: "neither the source nor the request names a security group; a publicly \
+                     accessible replica needs one whose inbound rule for the port admits one \
+                     address"
                 .into(),
+            remedy: Some(Remedy::NameASecurityGroup),
         });
     }
     let port = source
@@ -323,18 +330,12 @@ async fn verify(
     if problems.is_empty() {
         return Ok(());
     }
-    Err(Error::Api {
-        source: None,
-        operation: "DescribeDBInstances".into(),
-        code: None,
-        message: format!(
-            "the read replica `{}` was created but lacks what was asked for: {}; fix it with \
-             `aws rds modify-db-instance` or delete it (`cruddur-db rds audit --identifier {}` \
-             lists the fixes)",
-            replica.identifier,
-            problems.join("; "),
-            replica.identifier
-        ),
+    Err(Error::Incomplete {
+        what: format!("the read replica `{}`", replica.identifier),
+        problems,
+        remedy: Remedy::Audit {
+            identifier: replica.identifier.clone(),
+        },
     })
 }
 
@@ -350,14 +351,16 @@ pub async fn replica_url(aws: &Aws, identifier: &str, sslrootcert: &str) -> Resu
         return Err(Error::Refused {
             action: format!("build a replica URL for `{identifier}`"),
             reason: format!(
-                "it is not a read replica{}; its own URL is `cruddur-db rds url --identifier \
-                 {identifier}`",
+                "it is not a read replica{}, and has a primary's URL",
                 if replica.read_replicas.is_empty() {
                     String::new()
                 } else {
                     format!(" (its replicas: {})", replica.read_replicas.join(", "))
                 }
             ),
+            remedy: Some(Remedy::PrimaryUrl {
+                identifier: identifier.to_owned(),
+            }),
         });
     };
     let source = instance_status(aws, &source_id).await?;

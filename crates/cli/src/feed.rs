@@ -6,12 +6,12 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::DatabaseArgs;
-use crate::output::{self, HEADING};
+use crate::output::{self, HEADING, escape_controls};
 use crate::target::Target;
 use cruddur_db::FeedItem;
 use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
-use cruddur_db::models::{TIMESTAMP_FORMAT, escape_controls};
+use cruddur_db::models::TIMESTAMP_FORMAT;
 use cruddur_db::replica::{Consistency, WriteToken};
 use cruddur_db::repo::feed::{
     DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, MAX_PAGE_SIZE, home_feed, home_feed_json,

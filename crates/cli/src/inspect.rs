@@ -6,13 +6,12 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::DatabaseArgs;
-use crate::output::{self, HEADING, PRODUCTION, SUCCESS, WARNING};
+use crate::output::{self, HEADING, PRODUCTION, SUCCESS, WARNING, escape_controls};
 use crate::server_info as inspect;
 use crate::target::Target;
 use cruddur_db::Settings;
 use cruddur_db::environment::read_mark;
 use cruddur_db::migrations;
-use cruddur_db::models::escape_controls;
 
 /// Options of `status`.
 #[derive(Debug, Args)]

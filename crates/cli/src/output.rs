@@ -63,10 +63,42 @@ pub fn scrub(text: &str) -> String {
 }
 
 /// `text` as it may reach a terminal: passwords removed ([`scrub`]), then
-/// control characters and escape sequences escaped
-/// ([`cruddur_db::models::escape_controls`], the feed table's escaper).
+/// control characters and escape sequences escaped ([`escape_controls`],
+/// the feed table's escaper).
 pub fn shown(text: &str) -> String {
-    cruddur_db::models::escape_controls(&scrub(text)).into_owned()
+    escape_controls(&scrub(text)).into_owned()
+}
+
+/// `text` for a one-line table cell: every character that could break the
+/// line or reach the terminal as a command is shown escaped, in Rust's
+/// escape notation (`\n`, `\r`, `\t`, `\u{1b}`), so that a row stays one
+/// line and ANSI/OSC sequences (colours, window titles) are shown, not run.
+///
+/// Escaped: the C0 and C1 control characters and DEL (`char::is_control`),
+/// the line and paragraph separators U+2028 and U+2029, and the bidirectional
+/// embedding, override and isolate controls (U+202A..U+202E, U+2066..U+2069),
+/// which would reorder the rest of the line. Everything else, right-to-left
+/// letters and emoji included, is shown as stored. The stored text is never
+/// changed; this is for display only.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    fn needs_escape(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            '\t' => shown.push_str("\\t"),
+            c if needs_escape(c) => shown.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => shown.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 /// Prints a step heading (`== create`), as the original scripts did.
@@ -107,10 +139,60 @@ pub fn error(e: &anyhow::Error) {
                         .downcast_ref::<cruddur_db_local::Error>()
                         .and_then(local_hint_for)
                 })
+                .map(str::to_owned)
+                .or_else(|| aws_hint_for(cause))
         })
         .map(|hint| format!(" ({hint})"))
         .unwrap_or_default();
-    anstream::eprintln!("{ERROR}error:{ERROR:#} {}{hint}", shown(&format!("{e:#}")));
+    // The hint may carry an identifier the user typed: shown escaped too.
+    anstream::eprintln!(
+        "{ERROR}error:{ERROR:#} {}{}",
+        shown(&format!("{e:#}")),
+        shown(&hint)
+    );
+}
+
+/// The command that gets past an AWS toolkit error, when there is one: the
+/// toolkit states what failed and says what would fix it
+/// ([`cruddur_db_aws::Remedy`]); the command is the CLI's to name.
+#[cfg(feature = "aws")]
+fn aws_hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use cruddur_db_aws::Remedy;
+    let remedy = cause.downcast_ref::<cruddur_db_aws::Error>()?.remedy()?;
+    Some(match remedy {
+        Remedy::NameASecurityGroup => "pass --security-group-id with a group whose inbound rule \
+                                        for the port admits one address (see `cruddur-db rds \
+                                        allow-ip`)"
+            .to_owned(),
+        Remedy::PointRulesAtOneAddress => {
+            "point them at one address with `cruddur-db rds allow-ip`".to_owned()
+        }
+        Remedy::AddARuleForOneAddress => {
+            "add one with `cruddur-db rds allow-ip --group-id GROUP --ip auto`".to_owned()
+        }
+        Remedy::CreateInstance { identifier } => format!(
+            "create it with `cruddur-db rds create --identifier {identifier}` or name another \
+             with --source"
+        ),
+        Remedy::Audit { identifier } => format!(
+            "`cruddur-db rds audit --identifier {identifier}` lists what it lacks and the fixes"
+        ),
+        Remedy::ReplicaUrl { identifier } => {
+            format!("its URL is `cruddur-db rds url --replica {identifier}`")
+        }
+        Remedy::PrimaryUrl { identifier } => {
+            format!("its own URL is `cruddur-db rds url --identifier {identifier}`")
+        }
+        // A remedy added to the toolkit before the CLI words it: the
+        // message alone still says what failed.
+        _ => return None,
+    })
+}
+
+/// Without the `rds` commands no AWS error reaches the CLI.
+#[cfg(not(feature = "aws"))]
+fn aws_hint_for(_: &(dyn std::error::Error + 'static)) -> Option<String> {
+    None
 }
 
 /// The command that fixes a local-cluster error, when there is one.
@@ -191,6 +273,95 @@ mod tests {
         ] {
             assert_eq!(shown(text), expected, "{text:?}");
         }
+    }
+
+    #[test]
+    fn escape_controls_keeps_a_cell_on_one_line_and_inert() {
+        for (text, shown) in [
+            ("plain text", "plain text"),
+            ("Andrew\nBrown", "Andrew\\nBrown"),
+            ("a\r\nb\tc", "a\\r\\nb\\tc"),
+            ("\u{1b}[31mred\u{1b}[0m", "\\u{1b}[31mred\\u{1b}[0m"),
+            ("\u{1b}]0;pwned\u{7}", "\\u{1b}]0;pwned\\u{7}"),
+            (
+                "csi\u{9b}2J del\u{7f} nul\u{0}",
+                "csi\\u{9b}2J del\\u{7f} nul\\u{0}",
+            ),
+            ("line\u{2028}sep", "line\\u{2028}sep"),
+            ("\u{202e}evil\u{2066}", "\\u{202e}evil\\u{2066}"),
+            ("שלום 🦀 'q' \\ \"", "שלום 🦀 'q' \\ \""),
+        ] {
+            assert_eq!(escape_controls(text), shown, "{text:?}");
+        }
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_remedies_become_the_cli_command_that_applies_them() {
+        use cruddur_db_aws::{Error, Remedy};
+        let refused = |remedy| Error::Refused {
+            action: "do it".into(),
+            reason: "a rule says no".into(),
+            remedy: Some(remedy),
+        };
+        for (error, hint) in [
+            (
+                refused(Remedy::NameASecurityGroup),
+                "pass --security-group-id with a group",
+            ),
+            (
+                refused(Remedy::PointRulesAtOneAddress),
+                "with `cruddur-db rds allow-ip`",
+            ),
+            (
+                refused(Remedy::AddARuleForOneAddress),
+                "`cruddur-db rds allow-ip --group-id GROUP --ip auto`",
+            ),
+            (
+                refused(Remedy::CreateInstance {
+                    identifier: "src-db".into(),
+                }),
+                "`cruddur-db rds create --identifier src-db`",
+            ),
+            (
+                refused(Remedy::ReplicaUrl {
+                    identifier: "rep-db".into(),
+                }),
+                "`cruddur-db rds url --replica rep-db`",
+            ),
+            (
+                refused(Remedy::PrimaryUrl {
+                    identifier: "main-db".into(),
+                }),
+                "`cruddur-db rds url --identifier main-db`",
+            ),
+            (
+                Error::Incomplete {
+                    what: "the read replica `rep-db`".into(),
+                    problems: vec!["deletion protection is off".into()],
+                    remedy: Remedy::Audit {
+                        identifier: "rep-db".into(),
+                    },
+                },
+                "`cruddur-db rds audit --identifier rep-db` lists",
+            ),
+        ] {
+            let message = error.to_string();
+            assert!(!message.contains("cruddur-db"), "{message}");
+            // As the CLI meets it: wrapped in context.
+            let e = anyhow::Error::new(error).context("rds");
+            let found = e.chain().find_map(aws_hint_for);
+            assert!(
+                found.as_deref().is_some_and(|h| h.contains(hint)),
+                "{message}: {found:?}"
+            );
+        }
+        let plain = Error::Refused {
+            action: "do it".into(),
+            reason: "a rule says no".into(),
+            remedy: None,
+        };
+        assert_eq!(aws_hint_for(&plain), None);
     }
 
     #[test]

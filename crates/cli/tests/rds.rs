@@ -14,7 +14,6 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_rds::types::Tag;
-use cruddur_db_aws::Error;
 use cruddur_db_aws::rds::DeleteOptions;
 use cruddur_db_aws::{
     AllowIp, AuditOptions, AutoFix, Aws, CreateOptions, IngressRule, Outcome, Practice,
@@ -22,6 +21,7 @@ use cruddur_db_aws::{
     create_replica, create_snapshot, delete_instance, instance_status, production_url, replica_url,
     scp,
 };
+use cruddur_db_aws::{Error, Remedy};
 use serde_json::json;
 
 /// A `moto_server` on 127.0.0.1, stopped when dropped.
@@ -315,8 +315,18 @@ fn create_refuses_public_without_restricted_group() {
             };
             let err = create_instance(&aws, &options).await.unwrap_err();
             assert!(
-                matches!(err, Error::Refused { .. }),
-                "public with groups {groups:?}: expected a refusal, got {err}"
+                matches!(
+                    err,
+                    Error::Refused {
+                        remedy: Some(_),
+                        ..
+                    }
+                ),
+                "public with groups {groups:?}: expected a refusal with a remedy, got {err}"
+            );
+            assert!(
+                !err.to_string().contains("cruddur-db rds"),
+                "public with groups {groups:?}: the toolkit names a CLI command: {err}"
             );
             assert!(
                 instance_status(&aws, "public-db").await.is_err(),
@@ -1201,6 +1211,10 @@ fn create_replica_refuses_an_unfit_source() {
                 matches!(&err, Error::Refused { reason, .. } if reason.contains(why)),
                 "{options:?}: expected a refusal saying {why:?}, got {err}"
             );
+            assert!(
+                !err.to_string().contains("cruddur-db rds"),
+                "{options:?}: the toolkit names a CLI command: {err}"
+            );
             let after = aws.rds.describe_db_instances().send().await.unwrap();
             assert_eq!(
                 before.db_instances().len(),
@@ -1261,13 +1275,29 @@ fn replica_url_uses_the_source_secret() {
             matches!(&err, Error::Refused { reason, .. } if reason.contains("not a read replica")),
             "{err}"
         );
+        assert_eq!(
+            err.remedy(),
+            Some(&Remedy::PrimaryUrl {
+                identifier: "cruddur-db-instance".into()
+            }),
+            "{err}"
+        );
         let err = production_url(&aws, &replica.identifier, "/ca.pem")
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Refused { reason, .. } if reason.contains("--replica")),
+            matches!(&err, Error::Refused { reason, .. } if reason.contains("has a replica's URL")),
             "{err}"
         );
+        assert_eq!(
+            err.remedy(),
+            Some(&Remedy::ReplicaUrl {
+                identifier: replica.identifier.clone()
+            }),
+            "{err}"
+        );
+        // The toolkit names no command of the CLI; the CLI adds the hint.
+        assert!(!err.to_string().contains("cruddur-db rds"), "{err}");
     });
 }
 
@@ -1447,7 +1477,8 @@ mod cli {
                 Ok(code) if code == ExitCode::SUCCESS => 0,
                 Ok(_) => 1,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    // As the binary prints it: with the hint naming a command.
+                    cruddur_db_cli::output::error(&e);
                     1
                 }
             },
@@ -1463,6 +1494,7 @@ mod cli {
         let mut cmd = Command::new(program);
         cmd.args(pre)
             .env(ARGS_VAR, serde_json::to_string(&full).unwrap())
+            .env("NO_COLOR", "1")
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
@@ -1657,6 +1689,10 @@ mod cli {
             stderr.contains("error: refusing to create a read replica of `no-such-db`"),
             "{stderr}"
         );
+        assert!(
+            stderr.contains("(create it with `cruddur-db rds create --identifier no-such-db`"),
+            "the CLI names the command that fixes it: {stderr}"
+        );
 
         let out = run(&moto, dir.path(), &["create-replica"]);
         let (stdout, stderr) = text(&out);
@@ -1753,6 +1789,11 @@ mod cli {
         let (_, stderr) = text(&out);
         assert!(!out.status.success(), "url --replica of a primary");
         assert!(stderr.contains("not a read replica"), "{stderr}");
+        assert!(
+            stderr
+                .contains("(its own URL is `cruddur-db rds url --identifier cruddur-db-instance`)"),
+            "the CLI names the command that fixes it: {stderr}"
+        );
         let out = run(
             &moto,
             dir.path(),

@@ -355,9 +355,12 @@ impl LocalCluster {
         Ok(file)
     }
 
-    /// A PostgreSQL program of this installation, run as the server user,
-    /// in the cluster directory, without the `PG*` variables of the caller.
-    pub(crate) fn command(&self, tool: &str) -> Command {
+    /// A PostgreSQL program of this installation (`pg_ctl`, `pg_basebackup`,
+    /// ...) run as the server user when we are root (`postgres`, or
+    /// `CRUDDUR_PG_USER`, the user the cluster's files belong to), in the
+    /// cluster directory, stdin closed, without the `PG*` variables of the
+    /// caller. The one place that decides who runs the server's programs.
+    pub fn command(&self, tool: &str) -> Command {
         let mut cmd = Command::new(self.bins.tool(tool));
         cmd.current_dir(&self.dir).stdin(Stdio::null());
         for var in PG_ENV {

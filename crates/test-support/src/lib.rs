@@ -16,15 +16,17 @@
 //! [`private_cluster`]; they never stop the shared server. Tests of
 //! replication take a [`StreamingPair`]: a private primary and a hot
 //! standby.
+//! Tests of TLS make their certificates with [`tls`].
 
 use std::sync::{Once, OnceLock};
 
 pub mod hostile;
 mod standby;
 mod temp_cluster;
+pub mod tls;
 
 pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
-pub use standby::{StreamingPair, as_server, free_port, run};
+pub use standby::{StreamingPair, free_port, run};
 pub use temp_cluster::{TempCluster, TempClusterBuilder};
 
 use cruddur_db::{DatabaseUrl, Error, Settings, admin, establish, run_migrations};

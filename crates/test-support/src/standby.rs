@@ -7,11 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use cruddur_db::DatabaseUrl;
-use cruddur_db_local::LocalCluster;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
-use crate::{TempCluster, eventually, settings, unique_name};
+use crate::{TempCluster, eventually, unique_name};
 
 /// A free TCP port on the loopback address.
 pub fn free_port() -> u16 {
@@ -19,28 +18,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("pick a free port")
         .port()
-}
-
-/// A command running the PostgreSQL program `tool` of `cluster`'s
-/// installation as the cluster's server user (`postgres`, or
-/// `CRUDDUR_PG_USER`, when the tests run as root).
-pub fn as_server(cluster: &LocalCluster, tool: &str) -> Command {
-    let program = cluster.binaries().tool(tool);
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    });
-    if root {
-        let user = settings()
-            .get("CRUDDUR_PG_USER")
-            .unwrap_or(cruddur_db_local::DEFAULT_SERVER_USER)
-            .to_owned();
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", &user, "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
 }
 
 /// Runs `cmd`, panicking with its output when it fails.
@@ -81,7 +58,7 @@ impl StreamingPair {
         let primary = TempCluster::start().expect("start the primary");
         let slot = unique_name("standby");
         let standby_dir = primary.dir().join("standby");
-        let mut backup = as_server(&primary, "pg_basebackup");
+        let mut backup = primary.command("pg_basebackup");
         backup
             .arg("--host")
             .arg(primary.socket_dir())
@@ -141,7 +118,7 @@ impl StreamingPair {
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Command {
-        let mut cmd = as_server(&self.primary, "pg_ctl");
+        let mut cmd = self.primary.command("pg_ctl");
         cmd.args(args).arg("--pgdata").arg(self.standby_data());
         cmd
     }
