@@ -140,17 +140,7 @@ fn server_restarts_under_write_load_lose_no_acknowledged_write() {
 
 #[test]
 fn tls_verify_full_trusts_only_the_right_ca_and_host() {
-    let dir = tempfile::tempdir().unwrap();
-    common::tls::make_certificates(dir.path());
-    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
-    let cluster = TempCluster::builder()
-        .password_auth(true)
-        .ssl(read("server.pem"), read("server.key"))
-        .start()
-        .unwrap();
-    let password = cluster.tcp_url_for("postgres").unwrap().password().unwrap();
-
-    let good = common::tls::verify_full_url(&cluster, "localhost", &dir.path().join("ca.pem"));
+    let (dir, cluster, good, password) = common::tls::verifying_cluster();
     #[derive(QueryableByName)]
     struct Ssl {
         #[diesel(sql_type = diesel::sql_types::Bool)]

@@ -11,13 +11,13 @@ mod common;
 use std::time::Duration;
 
 use common::hostile::Hostile;
-use common::{StreamingPair, eventually};
+use common::{StreamingPair, eventually, in_recovery, sees};
 use cruddur_db::{
     ClusterIdentity, Config, Consistency, Lsn, ReplicaOptions, ReplicaStatus, Repository,
     WriteToken,
 };
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool};
+use diesel::sql_types::BigInt;
 
 const DB: &str = "cruddur";
 
@@ -56,21 +56,6 @@ fn connect(
 
 fn status(repo: &Repository) -> ReplicaStatus {
     repo.router().replicas()[0].1.status
-}
-
-fn in_recovery(conn: &mut PgConnection) -> cruddur_db::Result<bool> {
-    Ok(diesel::select(diesel::dsl::sql::<Bool>("pg_is_in_recovery()")).get_result(conn)?)
-}
-
-/// Whether the activity is visible on `conn`, and whether `conn` is a
-/// standby.
-fn sees(conn: &mut PgConnection, uuid: uuid::Uuid) -> cruddur_db::Result<(bool, bool)> {
-    use cruddur_db::schema::activities;
-    let found: i64 = activities::table
-        .filter(activities::uuid.eq(uuid))
-        .count()
-        .get_result(conn)?;
-    Ok((found == 1, in_recovery(conn)?))
 }
 
 #[test]
@@ -379,13 +364,7 @@ fn a_replica_whose_identity_cannot_be_read_is_unverified_and_out() {
     let before = blind.counters();
     let on_standby = blind
         .router()
-        .read(Consistency::AtLeast(token), |c| {
-            diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                "pg_catalog.pg_is_in_recovery()",
-            ))
-            .get_result::<bool>(c)
-            .map_err(Into::into)
-        })
+        .read(Consistency::AtLeast(token), in_recovery)
         .unwrap();
     assert!(!on_standby);
     assert_eq!(

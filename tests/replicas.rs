@@ -12,7 +12,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{StreamingPair, TestDb, eventually};
+use common::{StreamingPair, TestDb, eventually, in_recovery, sees};
 use cruddur_db::repo::activities::{ActivityDraft, Ttl, create_activity};
 use cruddur_db::{Config, Consistency, Error, FeedPage, ReplicaOptions, ReplicaStatus, Repository};
 use diesel::connection::SimpleConnection;
@@ -53,21 +53,6 @@ fn repository(pair: &StreamingPair, options: ReplicaOptions) -> Repository {
 
 fn replica_status(repo: &Repository) -> ReplicaStatus {
     repo.router().replicas()[0].1.status
-}
-
-fn in_recovery(conn: &mut PgConnection) -> cruddur_db::Result<bool> {
-    Ok(diesel::select(diesel::dsl::sql::<Bool>("pg_is_in_recovery()")).get_result(conn)?)
-}
-
-/// Whether the activity is visible on `conn`, and whether `conn` is the
-/// standby.
-fn sees(conn: &mut PgConnection, uuid: uuid::Uuid) -> cruddur_db::Result<(bool, bool)> {
-    use cruddur_db::schema::activities;
-    let found: i64 = activities::table
-        .filter(activities::uuid.eq(uuid))
-        .count()
-        .get_result(conn)?;
-    Ok((found == 1, in_recovery(conn)?))
 }
 
 #[test]

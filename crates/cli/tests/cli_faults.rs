@@ -13,16 +13,7 @@ use diesel::prelude::*;
 
 #[test]
 fn status_says_a_verify_full_connection_uses_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    common::tls::make_certificates(dir.path());
-    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
-    let cluster = TempCluster::builder()
-        .password_auth(true)
-        .ssl(read("server.pem"), read("server.key"))
-        .start()
-        .unwrap();
-    let password = cluster.tcp_url_for("postgres").unwrap().password().unwrap();
-    let good = common::tls::verify_full_url(&cluster, "localhost", &dir.path().join("ca.pem"));
+    let (_dir, _cluster, good, password) = common::tls::verifying_cluster();
 
     let out = Command::new(env!("CARGO_BIN_EXE_cruddur-db"))
         .args(["--database-url", good.expose(), "status"])

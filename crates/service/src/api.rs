@@ -440,36 +440,39 @@ mod tests {
         assert_eq!(bearer(&headers(&[])), None);
     }
 
+    /// Where a read with these headers goes, as text: the token, `primary`,
+    /// or `None` for an eventual read.
+    fn read_as(h: HeaderMap) -> Result<Option<String>, ApiError> {
+        read_consistency(&h).map(|c| match c {
+            Consistency::AtLeast(t) => Some(t.to_string()),
+            Consistency::Eventual => None,
+            Consistency::Primary => Some("primary".to_owned()),
+        })
+    }
+
     #[test]
     fn the_write_token_comes_from_the_header_else_the_cookie() {
-        let token = |h: HeaderMap| {
-            read_consistency(&h).map(|c| match c {
-                Consistency::AtLeast(t) => Some(t.to_string()),
-                Consistency::Eventual => None,
-                Consistency::Primary => Some("primary".to_owned()),
-            })
-        };
         assert_eq!(
-            token(headers(&[("x-write-token", "0/16B3748.1.77")])).unwrap(),
+            read_as(headers(&[("x-write-token", "0/16B3748.1.77")])).unwrap(),
             Some("0/16B3748.1.77".into())
         );
         assert_eq!(
-            token(headers(&[("cookie", "a=b; cruddur_write_token=1/2.A.3")])).unwrap(),
+            read_as(headers(&[("cookie", "a=b; cruddur_write_token=1/2.A.3")])).unwrap(),
             Some("1/2.A.3".into())
         );
         assert_eq!(
-            token(headers(&[
+            read_as(headers(&[
                 ("x-write-token", "0/5.1.7"),
                 ("cookie", "cruddur_write_token=0/9.1.7")
             ]))
             .unwrap(),
             Some("0/5.1.7".into())
         );
-        assert_eq!(token(headers(&[("cookie", "other=1")])).unwrap(), None);
+        assert_eq!(read_as(headers(&[("cookie", "other=1")])).unwrap(), None);
         for bad in ["not-a-position", "0/5", "0/5.1", "0/5.0.7", "0/5.1.-7"] {
             assert!(
                 matches!(
-                    token(headers(&[("x-write-token", bad)])),
+                    read_as(headers(&[("x-write-token", bad)])),
                     Err(ApiError::BadRequest(_))
                 ),
                 "{bad}"
@@ -478,7 +481,7 @@ mod tests {
             // server, say) reads the primary.
             let cookie = format!("cruddur_write_token={bad}");
             assert_eq!(
-                token(headers(&[("cookie", &cookie)])).unwrap(),
+                read_as(headers(&[("cookie", &cookie)])).unwrap(),
                 Some("primary".into()),
                 "{bad}"
             );
@@ -487,13 +490,6 @@ mod tests {
 
     #[test]
     fn a_bad_write_token_cookie_is_ignored_but_a_bad_header_is_refused() {
-        let token = |h: HeaderMap| {
-            read_consistency(&h).map(|c| match c {
-                Consistency::AtLeast(t) => Some(t.to_string()),
-                Consistency::Eventual => None,
-                Consistency::Primary => Some("primary".to_owned()),
-            })
-        };
         for cookie in [
             "cruddur_write_token=not-a-position",
             "cruddur_write_token=",
@@ -508,19 +504,19 @@ mod tests {
         ] {
             // Never an error; read where every write is visible.
             assert_eq!(
-                token(headers(&[("cookie", cookie)])).unwrap(),
+                read_as(headers(&[("cookie", cookie)])).unwrap(),
                 Some("primary".into()),
                 "{cookie}"
             );
         }
         let long = format!("cruddur_write_token={}", "9".repeat(4000));
         assert_eq!(
-            token(headers(&[("cookie", &long)])).unwrap(),
+            read_as(headers(&[("cookie", &long)])).unwrap(),
             Some("primary".into())
         );
         // A bad one set by another page does not hide the service's own.
         assert_eq!(
-            token(headers(&[(
+            read_as(headers(&[(
                 "cookie",
                 "cruddur_write_token=junk; cruddur_write_token=0/7.1.7"
             )]))
@@ -528,7 +524,7 @@ mod tests {
             Some("0/7.1.7".into())
         );
         assert_eq!(
-            token(headers(&[
+            read_as(headers(&[
                 ("cookie", "cruddur_write_token=junk"),
                 ("cookie", "cruddur_write_token=0/8.1.7")
             ]))
@@ -540,7 +536,7 @@ mod tests {
         for header in ["", "junk", "0/", "0/1 0/2"] {
             assert!(
                 matches!(
-                    token(headers(&[
+                    read_as(headers(&[
                         ("x-write-token", header),
                         ("cookie", "cruddur_write_token=0/9.1.7")
                     ])),

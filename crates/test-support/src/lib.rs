@@ -26,7 +26,7 @@ mod temp_cluster;
 pub mod tls;
 
 pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
-pub use standby::{StreamingPair, free_port, run};
+pub use standby::{StreamingPair, free_port, in_recovery, run, sees};
 pub use temp_cluster::{TempCluster, TempClusterBuilder};
 
 use cruddur_db::{DatabaseUrl, Error, Settings, admin, establish, run_migrations};

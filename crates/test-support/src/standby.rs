@@ -270,3 +270,22 @@ impl Drop for StreamingPair {
         // directory, the standby's included.
     }
 }
+
+/// Whether `conn` is on a standby (`pg_is_in_recovery()`).
+pub fn in_recovery(conn: &mut PgConnection) -> cruddur_db::Result<bool> {
+    Ok(diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "pg_is_in_recovery()",
+    ))
+    .get_result(conn)?)
+}
+
+/// Whether the activity `uuid` is visible on `conn`, and whether `conn` is
+/// on a standby: what a routed read saw, and where.
+pub fn sees(conn: &mut PgConnection, uuid: uuid::Uuid) -> cruddur_db::Result<(bool, bool)> {
+    use cruddur_db::schema::activities;
+    let found: i64 = activities::table
+        .filter(activities::uuid.eq(uuid))
+        .count()
+        .get_result(conn)?;
+    Ok((found == 1, in_recovery(conn)?))
+}

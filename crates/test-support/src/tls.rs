@@ -99,3 +99,24 @@ pub fn verify_full_url(cluster: &TempCluster, host: &str, ca: &Path) -> Database
     ))
     .expect("a verify-full URL parses")
 }
+
+/// A private cluster that asks for passwords and speaks TLS with a fresh
+/// CA, with the directory that holds the CA (`ca.pem`), the cluster's
+/// `verify-full` URL at `localhost` and its password.
+pub fn verifying_cluster() -> (tempfile::TempDir, TempCluster, DatabaseUrl, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    make_certificates(dir.path());
+    let read = |name: &str| std::fs::read(dir.path().join(name)).expect("a certificate file");
+    let cluster = TempCluster::builder()
+        .password_auth(true)
+        .ssl(read("server.pem"), read("server.key"))
+        .start()
+        .expect("start a TLS cluster");
+    let password = cluster
+        .tcp_url_for("postgres")
+        .expect("the cluster listens on TCP")
+        .password()
+        .expect("the TCP URL carries the password");
+    let good = verify_full_url(&cluster, "localhost", &dir.path().join("ca.pem"));
+    (dir, cluster, good, password)
+}
