@@ -131,6 +131,16 @@ impl FeedPage {
         }
     }
 
+    /// The page of `limit` items after `before` (the first page when
+    /// `None`), or [`Error::InvalidPageSize`] when `limit` is not 1 to
+    /// [`MAX_PAGE_SIZE`]: for callers that check a page where it is asked
+    /// for rather than when it is read.
+    pub fn checked(limit: i64, before: Option<FeedCursor>) -> Result<Self> {
+        let page = Self { limit, before };
+        page.checked_limit()?;
+        Ok(page)
+    }
+
     fn checked_limit(&self) -> Result<i64> {
         if (1..=MAX_PAGE_SIZE).contains(&self.limit) {
             Ok(self.limit)

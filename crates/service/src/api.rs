@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use cruddur_db::repo::feed::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use cruddur_db::{Consistency, FeedCursor, FeedPage, Repository, WriteToken};
-use serde::Deserialize;
+use cruddur_db::{Consistency, Repository};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -22,6 +21,7 @@ use tracing::Span;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::extract::{Author, JsonBody, Page, ReadConsistency};
 
 /// The response header that carries a post's write token, and the request
 /// header that brings it back: a feed read with it sees that post, from a
@@ -84,11 +84,21 @@ impl AppState {
         self
     }
 
+    /// How authors are found.
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// How long a request body may take to arrive.
+    pub(crate) fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
     /// Runs `f` (a call into the synchronous repository that uses the
     /// primary) on Tokio's blocking pool, so that the runtime's worker
     /// threads never wait on the database, once a permit is free; `503`
     /// when none frees up within the checkout timeout.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -196,40 +206,12 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .layer(trace)
 }
 
-#[derive(Deserialize)]
-struct FeedQuery {
-    limit: Option<String>,
-    before: Option<String>,
-}
-
 /// The home feed, as the JSON array PostgreSQL built (served as is).
 async fn home(
     State(state): State<AppState>,
-    query: Result<Query<FeedQuery>, QueryRejection>,
-    headers: HeaderMap,
+    Page(page): Page,
+    ReadConsistency(consistency): ReadConsistency,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE_SIZE,
-        Some(text) => text
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "invalid limit `{}`: expected a whole number from 1 to {MAX_PAGE_SIZE}",
-                    text.chars().take(40).collect::<String>()
-                ))
-            })?,
-    };
-    let before = query
-        .before
-        .as_deref()
-        .map(str::parse::<FeedCursor>)
-        .transpose()?;
-    let consistency = read_consistency(&headers)?;
-    let page = FeedPage { limit, before };
     let json = state
         .blocking_read(consistency, move |repo, consistency| {
             repo.home_feed_json_at(consistency, page)
@@ -238,77 +220,26 @@ async fn home(
     Ok(([(header::CONTENT_TYPE, "application/json")], json))
 }
 
-/// What a feed read needs, from the request's write token: its header,
-/// else its cookie.
-///
-/// A bad header is `400`: the client sent it. A cookie that is not a write
-/// token never makes the read fail: any page on the same host, another port
-/// or a sibling subdomain included, can set a cookie for it, and one bad
-/// cookie must not turn every feed read into a `400`. Of several cookies of
-/// that name, the first that parses counts; when none does (one set before
-/// tokens named their server, or garbled), the read goes to the primary,
-/// which sees every write.
-fn read_consistency(headers: &HeaderMap) -> Result<Consistency, ApiError> {
-    if let Some(value) = headers.get(WRITE_TOKEN_HEADER) {
-        let text = value
-            .to_str()
-            .map_err(|_| ApiError::BadRequest(format!("invalid {WRITE_TOKEN_HEADER} header")))?;
-        return Ok(Consistency::AtLeast(text.trim().parse::<WriteToken>()?));
-    }
-    let mut sent = false;
-    for text in cookies(headers, WRITE_TOKEN_COOKIE) {
-        sent = true;
-        match text.trim().parse::<WriteToken>() {
-            Ok(token) => return Ok(Consistency::AtLeast(token)),
-            Err(e) => tracing::debug!("write token cookie not used: {e}"),
-        }
-    }
-    Ok(if sent {
-        Consistency::Primary
-    } else {
-        Consistency::Eventual
-    })
-}
-
-/// The values of the cookies named `name`, in the order sent.
-fn cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(move |(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// A post's body: `{"message": "...", "ttl": "..."}`, both strings (other
-/// keys are ignored).
+/// A post's body: a JSON object `{"message": "...", "ttl": "..."}`, both
+/// strings (other keys are ignored).
 struct NewCrud {
     message: String,
     ttl: String,
 }
 
-impl NewCrud {
-    /// The body, or what is wrong with it, in the client's terms.
-    fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        const SHAPE: &str = r#"expected a JSON object {"message": "...", "ttl": "..."}"#;
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("{SHAPE}: the body is not JSON ({e})")))?;
-        let serde_json::Value::Object(mut object) = value else {
-            return Err(ApiError::BadRequest(SHAPE.into()));
-        };
-        let mut text = |key: &str| match object.remove(key) {
-            Some(serde_json::Value::String(text)) => Ok(text),
-            Some(_) => Err(ApiError::BadRequest(format!(
-                "{SHAPE}: `{key}` is not a string"
-            ))),
-            None => Err(ApiError::BadRequest(format!("{SHAPE}: `{key}` is missing"))),
-        };
-        Ok(Self {
-            message: text("message")?,
-            ttl: text("ttl")?,
-        })
+impl<'de> Deserialize<'de> for NewCrud {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            message: String,
+            ttl: String,
+        }
+        // Read as an object first: serde's derive alone would also take
+        // the two values as an array.
+        let object = serde_json::Map::deserialize(d)?;
+        let Fields { message, ttl } =
+            Fields::deserialize(serde_json::Value::Object(object)).map_err(D::Error::custom)?;
+        Ok(Self { message, ttl })
     }
 }
 
@@ -316,33 +247,9 @@ impl NewCrud {
 /// write token in a header and a cookie.
 async fn create(
     State(state): State<AppState>,
-    request: Request<Body>,
+    Author(author): Author,
+    JsonBody(crud): JsonBody<NewCrud>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The body is read last, by hand: as an extractor it would be read
-    // (up to the limit) before the author is known or the declared length
-    // looked at.
-    let headers = request.headers();
-    let author = author(&state, headers).await?;
-    if !is_json(headers) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    // A length declared over the limit is answered now, not after reading
-    // up to the limit of a body that may never come.
-    if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &state))
-        .await
-        .map_err(|_| ApiError::BodyTimeout)?
-        .map_err(|e: BytesRejection| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(e.body_text())
-            }
-        })?;
-    let crud = NewCrud::parse(&body)?;
-
     let (activity, token) = state
         .blocking(move |repo| repo.create_activity_with_token(&author, &crud.message, &crud.ttl))
         .await?;
@@ -357,204 +264,8 @@ async fn create(
     ))
 }
 
-/// The request's `Content-Length`, when it has one that reads as a number
-/// (hyper has refused a malformed or repeated one already).
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Whether the body is declared as JSON (`application/json`, with any
-/// parameters such as a charset).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// The handle of the request's author.
-async fn author(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let verifier = match &*state.auth {
-        Auth::Development { handle } => return Ok(handle.clone()),
-        Auth::Jwt(verifier) => verifier,
-    };
-    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    let sub = verifier.verify(token).map_err(|e| {
-        tracing::info!("token refused: {e}");
-        ApiError::Unauthorized
-    })?;
-    let user = state
-        .blocking(move |repo| repo.user_by_cognito_user_id(&sub))
-        .await?;
-    user.map(|u| u.handle)
-        .ok_or_else(|| ApiError::Forbidden("the token is valid but names no Cruddur user".into()))
-}
-
-/// The token of an `Authorization: Bearer …` header.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// 200 once the database answers.
 async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.blocking(Repository::ping).await?;
     Ok(axum::Json(json!({ "success": true, "ver": 1 })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    #[test]
-    fn bearer_tokens_are_read_whatever_the_scheme_case() {
-        assert_eq!(
-            bearer(&headers(&[("authorization", "Bearer abc")])),
-            Some("abc")
-        );
-        assert_eq!(
-            bearer(&headers(&[("authorization", "bearer  abc ")])),
-            Some("abc")
-        );
-        assert_eq!(bearer(&headers(&[("authorization", "Basic abc")])), None);
-        assert_eq!(bearer(&headers(&[("authorization", "Bearer ")])), None);
-        assert_eq!(bearer(&headers(&[])), None);
-    }
-
-    /// Where a read with these headers goes, as text: the token, `primary`,
-    /// or `None` for an eventual read.
-    fn read_as(h: HeaderMap) -> Result<Option<String>, ApiError> {
-        read_consistency(&h).map(|c| match c {
-            Consistency::AtLeast(t) => Some(t.to_string()),
-            Consistency::Eventual => None,
-            Consistency::Primary => Some("primary".to_owned()),
-        })
-    }
-
-    #[test]
-    fn the_write_token_comes_from_the_header_else_the_cookie() {
-        assert_eq!(
-            read_as(headers(&[("x-write-token", "0/16B3748.1.77")])).unwrap(),
-            Some("0/16B3748.1.77".into())
-        );
-        assert_eq!(
-            read_as(headers(&[("cookie", "a=b; cruddur_write_token=1/2.A.3")])).unwrap(),
-            Some("1/2.A.3".into())
-        );
-        assert_eq!(
-            read_as(headers(&[
-                ("x-write-token", "0/5.1.7"),
-                ("cookie", "cruddur_write_token=0/9.1.7")
-            ]))
-            .unwrap(),
-            Some("0/5.1.7".into())
-        );
-        assert_eq!(read_as(headers(&[("cookie", "other=1")])).unwrap(), None);
-        for bad in ["not-a-position", "0/5", "0/5.1", "0/5.0.7", "0/5.1.-7"] {
-            assert!(
-                matches!(
-                    read_as(headers(&[("x-write-token", bad)])),
-                    Err(ApiError::BadRequest(_))
-                ),
-                "{bad}"
-            );
-            // The same in a cookie (one from before tokens named their
-            // server, say) reads the primary.
-            let cookie = format!("cruddur_write_token={bad}");
-            assert_eq!(
-                read_as(headers(&[("cookie", &cookie)])).unwrap(),
-                Some("primary".into()),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_bad_write_token_cookie_is_ignored_but_a_bad_header_is_refused() {
-        for cookie in [
-            "cruddur_write_token=not-a-position",
-            "cruddur_write_token=",
-            "cruddur_write_token=%00",
-            "cruddur_write_token=0/",
-            "cruddur_write_token=/5",
-            "cruddur_write_token=1/2/3",
-            "cruddur_write_token=G/1",
-            "cruddur_write_token=FFFFFFFFF/0",
-            "cruddur_write_token=\"0/1\"",
-            "a=b; cruddur_write_token=-1/1; c=d",
-        ] {
-            // Never an error; read where every write is visible.
-            assert_eq!(
-                read_as(headers(&[("cookie", cookie)])).unwrap(),
-                Some("primary".into()),
-                "{cookie}"
-            );
-        }
-        let long = format!("cruddur_write_token={}", "9".repeat(4000));
-        assert_eq!(
-            read_as(headers(&[("cookie", &long)])).unwrap(),
-            Some("primary".into())
-        );
-        // A bad one set by another page does not hide the service's own.
-        assert_eq!(
-            read_as(headers(&[(
-                "cookie",
-                "cruddur_write_token=junk; cruddur_write_token=0/7.1.7"
-            )]))
-            .unwrap(),
-            Some("0/7.1.7".into())
-        );
-        assert_eq!(
-            read_as(headers(&[
-                ("cookie", "cruddur_write_token=junk"),
-                ("cookie", "cruddur_write_token=0/8.1.7")
-            ]))
-            .unwrap(),
-            Some("0/8.1.7".into())
-        );
-        // The header is the client's own: a bad one is refused, whatever
-        // the cookie says.
-        for header in ["", "junk", "0/", "0/1 0/2"] {
-            assert!(
-                matches!(
-                    read_as(headers(&[
-                        ("x-write-token", header),
-                        ("cookie", "cruddur_write_token=0/9.1.7")
-                    ])),
-                    Err(ApiError::BadRequest(_))
-                ),
-                "{header:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn json_bodies_are_recognised_with_parameters() {
-        assert!(is_json(&headers(&[("content-type", "application/json")])));
-        assert!(is_json(&headers(&[(
-            "content-type",
-            "Application/JSON; charset=utf-8"
-        )])));
-        assert!(!is_json(&headers(&[("content-type", "text/plain")])));
-        assert!(!is_json(&headers(&[])));
-    }
 }

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+mod extract;
 pub mod settings;
 pub mod transport;
 
