@@ -326,6 +326,25 @@ mod tests {
     }
 
     #[test]
+    fn checked_pages_hold_1_to_max_page_size_items() {
+        for limit in [1, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE] {
+            assert_eq!(
+                FeedPage::checked(limit, None).unwrap(),
+                FeedPage::first(limit)
+            );
+        }
+        for limit in [i64::MIN, -1, 0, MAX_PAGE_SIZE + 1, i64::MAX] {
+            assert!(
+                matches!(
+                    FeedPage::checked(limit, None),
+                    Err(Error::InvalidPageSize { limit: l, max: MAX_PAGE_SIZE }) if l == limit
+                ),
+                "{limit}"
+            );
+        }
+    }
+
+    #[test]
     fn cursors_outside_postgres_timestamp_range_are_invalid_cursors() {
         let id = Uuid::nil();
         for ts in [
