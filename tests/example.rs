@@ -29,17 +29,7 @@ fn the_example_names_its_database_on_every_run() {
     let shown = url.to_string();
     assert!(!shown.contains(PASSWORD), "{shown}");
     for run in ["first", "second"] {
-        let out = Command::new(&example)
-            .env("DATABASE_URL", url.expose())
-            .env_remove("CONNECTION_URL")
-            .env_remove("PGPASSWORD")
-            .env("NO_COLOR", "1")
-            .current_dir(std::env::temp_dir())
-            .output()
-            .expect("run the example");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{run} run: {stderr}");
+        let (stdout, stderr) = run_example(&example, &url);
         for text in [&stdout, &stderr] {
             assert!(
                 !text.contains(PASSWORD),

@@ -181,29 +181,26 @@ impl Router {
                 primary_view: Arc::clone(&router.inner.primary_view),
             };
             // On failure `router` drops here, stopping the threads spawned.
-            let handle = prober.spawn().map_err(|cause| Error::Io {
-                context: format!("starting the prober of replica {}", replica.url),
-                cause,
-            })?;
-            router
-                .inner
-                .probers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(handle);
-            let handle = replica
-                .watch
-                .spawn(index, &replica.url, &router.inner.options)
-                .map_err(|cause| Error::Io {
-                    context: format!("starting the replay watch of replica {}", replica.url),
+            let spawned = |what: &str, handle: std::io::Result<JoinHandle<()>>| {
+                let handle = handle.map_err(|cause| Error::Io {
+                    context: format!("starting the {what} of replica {}", replica.url),
                     cause,
                 })?;
-            router
-                .inner
-                .probers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(handle);
+                router
+                    .inner
+                    .probers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(handle);
+                Ok::<_, Error>(())
+            };
+            spawned("prober", prober.spawn())?;
+            spawned(
+                "replay watch",
+                replica
+                    .watch
+                    .spawn(index, &replica.url, &router.inner.options),
+            )?;
         }
         Ok(router)
     }

@@ -62,11 +62,13 @@ pub fn scrub(text: &str) -> String {
     cruddur_db::config::scrub_secrets(text, secrets)
 }
 
-/// `text` as it may reach a terminal: passwords removed ([`scrub`]), then
-/// control characters and escape sequences escaped ([`escape_controls`],
-/// the feed table's escaper).
+/// `text` as it may reach a terminal: passwords removed ([`scrub`]),
+/// libpq's continuation lines (a newline and a tab, as in "Connection
+/// refused\n\tIs the server running…") joined with a space, then control
+/// characters and escape sequences escaped ([`escape_controls`], the feed
+/// table's escaper), so that every message stays one line.
 pub fn shown(text: &str) -> String {
-    escape_controls(&scrub(text)).into_owned()
+    escape_controls(&scrub(text).replace("\n\t", " ")).into_owned()
 }
 
 /// `text` for a one-line table cell: every character that could break the
@@ -270,6 +272,11 @@ mod tests {
             ("\u{9b}31m csi", "\\u{9b}31m csi"),
             ("abc\u{202e}fed", "abc\\u{202e}fed"),
             ("日本 ✓", "日本 ✓"),
+            (
+                "Connection refused\n\tIs the server running?",
+                "Connection refused Is the server running?",
+            ),
+            ("forged\n\terror: x\nerror: y", "forged error: x\\nerror: y"),
         ] {
             assert_eq!(shown(text), expected, "{text:?}");
         }

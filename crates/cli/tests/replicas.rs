@@ -16,6 +16,16 @@ fn with_replica(primary: &str, replica: &str, args: &[&str]) -> Run {
     run_cmd(cli(), &full)
 }
 
+/// The write token `activity create` printed on stderr.
+fn write_token(created: &Run) -> String {
+    created
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("write token: "))
+        .unwrap_or_else(|| panic!("no write token on stderr: {}", created.stderr))
+        .to_owned()
+}
+
 #[test]
 fn tokens_route_feed_reads_and_status_lists_the_replica() {
     let pair = StreamingPair::start();
@@ -48,12 +58,7 @@ fn tokens_route_feed_reads_and_status_lists_the_replica() {
         ],
     );
     created.success();
-    let token = created
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("write token: "))
-        .unwrap_or_else(|| panic!("no write token on stderr: {}", created.stderr))
-        .to_owned();
+    let token = write_token(&created);
 
     let eventual = with_replica(&primary, &replica, &["feed"]);
     eventual.success();
@@ -128,12 +133,7 @@ fn a_replica_of_another_cluster_is_listed_out_with_the_reason_and_tokens_read_th
         ],
     );
     created.success();
-    let token = created
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("write token: "))
-        .unwrap_or_else(|| panic!("no write token on stderr: {}", created.stderr))
-        .to_owned();
+    let token = write_token(&created);
     for args in [&["feed"][..], &["feed", "--after-token", &token]] {
         let read = with_replica(&primary, &foreign, args);
         read.success();
@@ -158,12 +158,7 @@ fn a_replica_of_another_cluster_is_listed_out_with_the_reason_and_tokens_read_th
         ],
     );
     their_token.success();
-    let their_token = their_token
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("write token: "))
-        .expect("their token")
-        .to_owned();
+    let their_token = write_token(&their_token);
     let ours_replica = ours.standby_url(DB).expose().to_owned();
     let read = with_replica(
         &primary,

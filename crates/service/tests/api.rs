@@ -347,9 +347,8 @@ fn access_claims(sub: &str) -> serde_json::Value {
     })
 }
 
-#[test]
-fn with_a_jwks_the_author_is_the_user_of_the_tokens_sub_and_anything_else_is_401() {
-    let db = seeded_db();
+/// The user `holder`, whose Cognito subject is `sub-of-holder`.
+fn confirm_token_holder(db: &TestDb) {
     cruddur_db::repo::users::confirm_user(
         &mut db.conn(),
         &cruddur_db::repo::users::PostConfirmationEvent {
@@ -360,6 +359,12 @@ fn with_a_jwks_the_author_is_the_user_of_the_tokens_sub_and_anything_else_is_401
         },
     )
     .unwrap();
+}
+
+#[test]
+fn with_a_jwks_the_author_is_the_user_of_the_tokens_sub_and_anything_else_is_401() {
+    let db = seeded_db();
+    confirm_token_holder(&db);
     let keys = Keys::generate("key-1");
     let service = jwt_service(&db, &keys);
     let url = service.url("/api/activities");
@@ -552,16 +557,7 @@ fn tokens_not_yet_valid_with_crit_or_a_control_character_in_sub_are_401() {
     let body = r#"{"message": "signed", "ttl": "1-hour"}"#;
     let post =
         |token: &str| post_json(&url, &[("Authorization", &format!("Bearer {token}"))], body);
-    cruddur_db::repo::users::confirm_user(
-        &mut db.conn(),
-        &cruddur_db::repo::users::PostConfirmationEvent {
-            name: "Token Holder".into(),
-            email: "holder@example.com".into(),
-            preferred_username: "holder".into(),
-            sub: "sub-of-holder".into(),
-        },
-    )
-    .unwrap();
+    confirm_token_holder(&db);
     let with = |key: &str, value: serde_json::Value| {
         let mut claims = access_claims("sub-of-holder");
         claims[key] = value;

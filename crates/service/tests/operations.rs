@@ -154,10 +154,7 @@ fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
         eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
         "the request never reached the database"
     );
-    // SAFETY: kill(2) on the child we started.
-    #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(sent, 0);
+    common::sigterm(&child);
     // Log lines come through a writer thread: others may come first.
     let mut seen = String::new();
     while !seen.contains("shutting down") {
@@ -204,10 +201,7 @@ fn sigterm_exits_at_the_shutdown_deadline_while_a_request_waits_on_the_database(
         eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
         "the request never reached the database"
     );
-    // SAFETY: kill(2) on the child we started.
-    #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(sent, 0);
+    common::sigterm(&child);
     let mut status = None;
     let exited = eventually(Duration::from_secs(60), || {
         status = child.try_wait().unwrap();

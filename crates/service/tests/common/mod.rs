@@ -318,11 +318,16 @@ impl Running {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        // SAFETY: kill(2) on the child we started.
-        #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
-        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(sent, 0);
+        sigterm(&self.child);
     }
+}
+
+/// Sends SIGTERM to `child`, a process the test started.
+pub fn sigterm(child: &std::process::Child) {
+    // SAFETY: kill(2) on the child we started.
+    #[expect(unsafe_code, reason = "sending SIGTERM through libc")]
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
 }
 
 impl Drop for Running {
