@@ -14,7 +14,7 @@
 
 use std::process::ExitCode;
 
-use cruddur_db::{FeedPage, Repository, Settings, prepare};
+use cruddur_db::{Consistency, FeedPage, Repository, Settings, prepare};
 use cruddur_db_local::{Fallback, resolve};
 
 fn main() -> ExitCode {
@@ -62,10 +62,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let repo = Repository::connect(&config)?;
     if json {
-        println!("{}", repo.home_feed_json(FeedPage::default())?);
+        println!(
+            "{}",
+            repo.home_feed_json(Consistency::Primary, FeedPage::default())?
+        );
         return Ok(());
     }
-    let feed = repo.home_feed(FeedPage::default())?;
+    let feed = repo.home_feed(Consistency::Primary, FeedPage::default())?;
     println!(
         "{:<27}  {:<16}  {:<16}  {:>7}  {:>7}  {:>5}  message",
         "created_at", "display_name", "handle", "replies", "reposts", "likes"

@@ -1,17 +1,20 @@
 //! [`Repository`]: the pool plus the operations of [`crate::repo`], each
 //! checking out one connection. This is what an application holds.
 //!
-//! With read replicas configured, the methods without a suffix keep going
-//! to the primary, as they always did; the `_at` reads choose by
-//! [`Consistency`] and the `_with_token` writes return the [`WriteToken`]
-//! a later read can ask for (see [`crate::replica`]).
+//! One method per operation: reads take the [`Consistency`] they need
+//! ([`Consistency::Primary`] reads where the writes go), writes return the
+//! [`WriteToken`] a later read can ask for (see [`crate::replica`]). What
+//! has no method here goes through [`Repository::read`] and
+//! [`Repository::write`], which choose the server the same way.
 
 use uuid::Uuid;
 
 use crate::config::{Config, DatabaseUrl};
 use crate::error::Result;
 use crate::models::{ActivityObject, FeedItem, User};
-use crate::pool::{PgPool, PgPooledConnection, checkout};
+use diesel::PgConnection;
+
+use crate::pool::{PgPool, checkout};
 use crate::replica::{Consistency, ReplicaOptions, Router, RoutingCounters, WriteToken};
 use crate::repo::activities::ActivityDraft;
 use crate::repo::feed::FeedPage;
@@ -73,121 +76,94 @@ impl Repository {
         self.router.primary()
     }
 
-    /// Checks out one connection to the primary, or
-    /// [`crate::Error::PoolTimeout`].
-    pub fn conn(&self) -> Result<PgPooledConnection> {
-        checkout(self.router.primary(), self.router.primary_url())
-    }
-
-    /// [`feed::home_feed`] on a server chosen for `consistency` (see
-    /// [`Router::read`]).
-    pub fn home_feed_at(&self, consistency: Consistency, page: FeedPage) -> Result<Vec<FeedItem>> {
-        self.router
-            .read(consistency, |conn| feed::home_feed(conn, page))
-    }
-
-    /// [`feed::home_feed_json`] on a server chosen for `consistency` (see
-    /// [`Router::read`]).
-    pub fn home_feed_json_at(&self, consistency: Consistency, page: FeedPage) -> Result<String> {
-        self.router
-            .read(consistency, |conn| feed::home_feed_json(conn, page))
-    }
-
-    /// [`Repository::create_activity`], with the token of the write.
-    pub fn create_activity_with_token(
+    /// Runs `f` on one connection of a server chosen for `consistency` (see
+    /// [`Router::read`]): the passthrough for reads that have no method
+    /// here. `f` may run twice, once on a replica and once on the primary,
+    /// when the replica fails part-way.
+    pub fn read<T>(
         &self,
-        handle: &str,
-        message: &str,
-        ttl: &str,
-    ) -> Result<(ActivityObject, WriteToken)> {
-        let draft = ActivityDraft::parse(handle, message, ttl)?;
-        self.router
-            .write(|conn| activities::create_activity(conn, &draft))
+        consistency: Consistency,
+        f: impl FnMut(&mut PgConnection) -> Result<T>,
+    ) -> Result<T> {
+        self.router.read(consistency, f)
     }
 
-    /// [`Repository::create_reply`], with the token of the write.
-    pub fn create_reply_with_token(
+    /// Runs `f` on one connection to the primary and returns its value with
+    /// the [`WriteToken`] a later read can ask for (see [`Router::write`]):
+    /// the passthrough for writes that have no method here.
+    pub fn write<T>(
         &self,
-        handle: &str,
-        reply_to: Uuid,
-        message: &str,
-    ) -> Result<(ActivityObject, WriteToken)> {
-        self.router
-            .write(|conn| activities::create_reply(conn, handle, reply_to, message))
-    }
-
-    /// [`Repository::confirm_user`], with the token of the write.
-    pub fn confirm_user_with_token(
-        &self,
-        event: &PostConfirmationEvent,
-    ) -> Result<(Confirmed, WriteToken)> {
-        self.router.write(|conn| users::confirm_user(conn, event))
-    }
-
-    /// [`Repository::seed_reference`], with the token of the write.
-    pub fn seed_reference_with_token(&self) -> Result<(SeedReport, WriteToken)> {
-        self.router.write(seed::seed_reference)
+        f: impl FnOnce(&mut PgConnection) -> Result<T>,
+    ) -> Result<(T, WriteToken)> {
+        self.router.write(f)
     }
 
     /// Checks that the primary answers: a connection from the pool runs
     /// `SELECT 1` (pooled connections are not tested on checkout, so a
     /// checkout alone could hand out one whose server is gone).
     pub fn ping(&self) -> Result<()> {
-        diesel::connection::SimpleConnection::batch_execute(&mut *self.conn()?, "SELECT 1")?;
+        let mut conn = checkout(self.router.primary(), self.router.primary_url())?;
+        diesel::connection::SimpleConnection::batch_execute(&mut *conn, "SELECT 1")?;
         Ok(())
     }
 
-    /// The user whose `cognito_user_id` is `sub`, read on the primary (see
-    /// [`users::find_by_cognito_user_id`]).
-    pub fn user_by_cognito_user_id(&self, sub: &str) -> Result<Option<User>> {
-        users::find_by_cognito_user_id(&mut *self.conn()?, sub)
+    /// [`feed::home_feed`] on a server chosen for `consistency`.
+    pub fn home_feed(&self, consistency: Consistency, page: FeedPage) -> Result<Vec<FeedItem>> {
+        self.read(consistency, |conn| feed::home_feed(conn, page))
     }
 
-    /// See [`feed::home_feed`].
-    pub fn home_feed(&self, page: FeedPage) -> Result<Vec<FeedItem>> {
-        feed::home_feed(&mut *self.conn()?, page)
+    /// [`feed::home_feed_json`] on a server chosen for `consistency`.
+    pub fn home_feed_json(&self, consistency: Consistency, page: FeedPage) -> Result<String> {
+        self.read(consistency, |conn| feed::home_feed_json(conn, page))
     }
 
-    /// See [`feed::home_feed_json`].
-    pub fn home_feed_json(&self, page: FeedPage) -> Result<String> {
-        feed::home_feed_json(&mut *self.conn()?, page)
+    /// The user whose `cognito_user_id` is `sub` (see
+    /// [`users::find_by_cognito_user_id`]), on a server chosen for
+    /// `consistency`.
+    pub fn user_by_cognito_user_id(
+        &self,
+        consistency: Consistency,
+        sub: &str,
+    ) -> Result<Option<User>> {
+        self.read(consistency, |conn| {
+            users::find_by_cognito_user_id(conn, sub)
+        })
     }
 
-    /// Parses the input into an [`ActivityDraft`] (every failing rule is
-    /// an [`Error::Validation`](crate::Error::Validation)), then
-    /// [`activities::create_activity`]. Bad input costs no checkout.
+    /// [`activities::create_activity`] for a draft parsed beforehand
+    /// ([`ActivityDraft::parse`]: bad input costs no checkout), with the
+    /// token of the write.
     pub fn create_activity(
         &self,
-        handle: &str,
-        message: &str,
-        ttl: &str,
-    ) -> Result<ActivityObject> {
-        let draft = ActivityDraft::parse(handle, message, ttl)?;
-        activities::create_activity(&mut *self.conn()?, &draft)
+        draft: &ActivityDraft<'_>,
+    ) -> Result<(ActivityObject, WriteToken)> {
+        self.write(|conn| activities::create_activity(conn, draft))
     }
 
-    /// See [`activities::create_reply`].
+    /// [`activities::create_reply`], with the token of the write.
     pub fn create_reply(
         &self,
         handle: &str,
         reply_to: Uuid,
         message: &str,
-    ) -> Result<ActivityObject> {
-        activities::create_reply(&mut *self.conn()?, handle, reply_to, message)
+    ) -> Result<(ActivityObject, WriteToken)> {
+        self.write(|conn| activities::create_reply(conn, handle, reply_to, message))
     }
 
-    /// See [`users::confirm_user`].
-    pub fn confirm_user(&self, event: &PostConfirmationEvent) -> Result<Confirmed> {
-        users::confirm_user(&mut *self.conn()?, event)
+    /// [`users::confirm_user`], with the token of the write.
+    pub fn confirm_user(&self, event: &PostConfirmationEvent) -> Result<(Confirmed, WriteToken)> {
+        self.write(|conn| users::confirm_user(conn, event))
     }
 
-    /// See [`seed::seed_reference`].
-    pub fn seed_reference(&self) -> Result<SeedReport> {
-        seed::seed_reference(&mut *self.conn()?)
+    /// [`seed::seed_reference`], with the token of the write.
+    pub fn seed_reference(&self) -> Result<(SeedReport, WriteToken)> {
+        self.write(seed::seed_reference)
     }
 
-    /// See [`crate::migrations::run_migrations`].
+    /// [`crate::migrations::run_migrations`] on the primary: the names of
+    /// the migrations applied.
     pub fn run_migrations(&self) -> Result<Vec<String>> {
-        crate::migrations::run_migrations(&mut *self.conn()?)
+        let mut conn = checkout(self.router.primary(), self.router.primary_url())?;
+        crate::migrations::run_migrations(&mut conn)
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TempCluster;
+use cruddur_db::repo::activities::ActivityDraft;
 use cruddur_db::{Config, DatabaseUrl, Error, Repository, establish, prepare};
 use diesel::prelude::*;
 use uuid::Uuid;
@@ -51,8 +52,11 @@ fn server_restarts_under_write_load_lose_no_acknowledged_write() {
                         break;
                     }
                     attempts.fetch_add(1, Ordering::Relaxed);
-                    match repo.create_activity("bayko", &format!("load {t}/{i}"), "1-hour") {
-                        Ok(created) => {
+                    let message = format!("load {t}/{i}");
+                    let draft =
+                        ActivityDraft::parse("bayko", &message, "1-hour").expect("a valid draft");
+                    match repo.create_activity(&draft) {
+                        Ok((created, _)) => {
                             tally.acked.lock().unwrap().push(created.uuid);
                             tally.acked_count.fetch_add(1, Ordering::Relaxed);
                         }

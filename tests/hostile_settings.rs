@@ -7,7 +7,7 @@ mod common;
 
 use common::{Hostile, HostileRole, TestDb, hostile::OTHER_DATESTYLES};
 use cruddur_db::admin::{self, DatabaseIdentity, identify, identify_at};
-use cruddur_db::{Config, FeedPage, Repository};
+use cruddur_db::{Config, Consistency, FeedPage, Repository};
 
 fn identity(url: &cruddur_db::DatabaseUrl) -> DatabaseIdentity {
     identify_at(url)
@@ -80,16 +80,22 @@ fn the_feed_is_the_same_bytes_whatever_the_session_renders() {
         cruddur_db::seed_reference(&mut db.conn()).unwrap();
         let repo = Repository::connect(&Config::new(db.url.clone())).unwrap();
         (
-            repo.home_feed(FeedPage::default()).unwrap(),
-            repo.home_feed_json(FeedPage::default()).unwrap(),
+            repo.home_feed(Consistency::Primary, FeedPage::default())
+                .unwrap(),
+            repo.home_feed_json(Consistency::Primary, FeedPage::default())
+                .unwrap(),
         )
     };
     for way in Hostile::ALL {
         with_hostile(way, |_, hostile| {
             cruddur_db::seed_reference(&mut cruddur_db::establish(hostile).unwrap()).unwrap();
             let repo = Repository::connect(&Config::new(hostile.clone())).unwrap();
-            let typed = repo.home_feed(FeedPage::default()).unwrap();
-            let json = repo.home_feed_json(FeedPage::default()).unwrap();
+            let typed = repo
+                .home_feed(Consistency::Primary, FeedPage::default())
+                .unwrap();
+            let json = repo
+                .home_feed_json(Consistency::Primary, FeedPage::default())
+                .unwrap();
             assert_eq!(json, serde_json::to_string(&typed).unwrap(), "{way:?}");
             // The seed is stamped now(): compare what it fixes, the
             // messages and each one's time to live.

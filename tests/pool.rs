@@ -113,7 +113,7 @@ fn pooled_connections_carry_the_session_settings() {
         "SELECT current_setting('application_name') AS app, current_setting('TimeZone') AS tz, \
          current_setting('statement_timeout') AS timeout",
     )
-    .get_result(&mut *repo.conn().unwrap())
+    .get_result(&mut *repo.pool().get().unwrap())
     .unwrap();
     assert_eq!(
         (s.app.as_str(), s.tz.as_str(), s.timeout.as_str()),

@@ -9,8 +9,8 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::TestDb;
-use cruddur_db::repo::activities::find_activity;
-use cruddur_db::{Config, Error, FeedPage, Repository, seed_reference};
+use cruddur_db::repo::activities::{ActivityDraft, find_activity};
+use cruddur_db::{Config, Consistency, Error, FeedPage, Repository, seed_reference};
 use diesel::prelude::*;
 
 fn repo(db: &TestDb, pool_size: u32, checkout: Duration) -> Repository {
@@ -24,8 +24,10 @@ fn repo(db: &TestDb, pool_size: u32, checkout: Duration) -> Repository {
 fn exhausted_pool_gives_a_clear_timeout_then_recovers() {
     let db = TestDb::migrated();
     let repo = repo(&db, 2, Duration::from_millis(300));
-    let held = (repo.conn().unwrap(), repo.conn().unwrap());
-    let err = repo.home_feed(FeedPage::default()).unwrap_err();
+    let held = (repo.pool().get().unwrap(), repo.pool().get().unwrap());
+    let err = repo
+        .home_feed(Consistency::Primary, FeedPage::default())
+        .unwrap_err();
     assert!(
         matches!(err, Error::PoolTimeout { pool_size: 2, .. }),
         "{err}"
@@ -36,7 +38,11 @@ fn exhausted_pool_gives_a_clear_timeout_then_recovers() {
         "{err}"
     );
     drop(held);
-    assert!(repo.home_feed(FeedPage::default()).unwrap().is_empty());
+    assert!(
+        repo.home_feed(Consistency::Primary, FeedPage::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -53,9 +59,10 @@ fn more_callers_than_connections_all_finish() {
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..20 {
-                    let feed = repo.home_feed(FeedPage::default())?;
+                    let feed = repo.home_feed(Consistency::Primary, FeedPage::default())?;
                     assert!(!feed.is_empty(), "caller {i}: empty feed");
-                    repo.create_activity("bayko", &format!("caller {i}"), "1-hour")?;
+                    let message = format!("caller {i}");
+                    repo.create_activity(&ActivityDraft::parse("bayko", &message, "1-hour")?)?;
                 }
                 Ok::<_, Error>(())
             })
@@ -75,16 +82,19 @@ fn statement_timeout_cancels_and_the_connection_stays_usable() {
     config.statement_timeout_ms = 100;
     config.pool_size = 1;
     let repo = Repository::connect(&config).unwrap();
-    let mut conn = repo.conn().unwrap();
-    let err: Error = diesel::sql_query("SELECT pg_sleep(5)")
-        .execute(&mut *conn)
-        .unwrap_err()
-        .into();
+    let err = repo
+        .read(Consistency::Primary, |conn| {
+            Ok(diesel::sql_query("SELECT pg_sleep(5)").execute(conn)?)
+        })
+        .unwrap_err();
     assert!(matches!(err, Error::StatementTimeout(_)), "{err}");
     assert!(err.to_string().contains("statement timeout"), "{err}");
-    drop(conn);
     // The one pooled connection is reused and works.
-    assert!(repo.home_feed(FeedPage::default()).unwrap().is_empty());
+    assert!(
+        repo.home_feed(Consistency::Primary, FeedPage::default())
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(repo.pool().state().connections, 1);
 }
 
@@ -93,7 +103,10 @@ fn concurrent_replies_are_all_counted() {
     let db = TestDb::migrated();
     seed_reference(&mut db.conn()).unwrap();
     let repo = repo(&db, 8, Duration::from_secs(30));
-    let parent = repo.home_feed(FeedPage::default()).unwrap()[0].uuid;
+    let parent = repo
+        .home_feed(Consistency::Primary, FeedPage::default())
+        .unwrap()[0]
+        .uuid;
     let threads = 16;
     let per_thread = 10;
     let barrier = Arc::new(Barrier::new(threads));
@@ -182,4 +195,35 @@ fn waiting_for_the_migration_lock_is_not_cut_by_the_statement_timeout() {
         timeout_after, "100ms",
         "the session's statement timeout is restored"
     );
+}
+
+#[test]
+fn a_write_whose_connection_dies_after_the_commit_is_reported_made() {
+    use diesel::sql_types::Integer;
+    let db = TestDb::migrated();
+    seed_reference(&mut db.conn()).unwrap();
+    let repo = repo(&db, 2, Duration::from_secs(5));
+    let draft = ActivityDraft::parse("bayko", "committed, then cut off", "1-hour").unwrap();
+    let url = db.url.clone();
+    let (activity, token) = repo
+        .write(|conn| {
+            let activity = cruddur_db::repo::activities::create_activity(conn, &draft)?;
+            // The server ends this session between the commit and the
+            // token's read of the WAL position.
+            let pid: i32 =
+                diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()")).get_result(conn)?;
+            diesel::sql_query("SELECT pg_terminate_backend($1, 10000)")
+                .bind::<Integer, _>(pid)
+                .execute(&mut cruddur_db::establish(&url)?)?;
+            Ok(activity)
+        })
+        .expect("the write committed, so it is reported made");
+    assert_eq!(token.identity(), cruddur_db::ClusterIdentity::UNVERIFIED);
+    let stored = find_activity(&mut db.conn(), activity.uuid).expect("the row is stored");
+    assert_eq!(stored.message, "committed, then cut off");
+    // The token sends the next read to the primary, which sees the post.
+    let feed = repo
+        .home_feed(Consistency::AtLeast(token), FeedPage::default())
+        .unwrap();
+    assert!(feed.iter().any(|item| item.uuid == activity.uuid));
 }

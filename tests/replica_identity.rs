@@ -8,6 +8,7 @@
 
 mod common;
 
+use cruddur_db::repo::activities::ActivityDraft;
 use std::time::Duration;
 
 use common::hostile::Hostile;
@@ -107,7 +108,10 @@ fn a_standby_of_another_cluster_is_out_with_the_reason_and_a_token_read_sees_the
 
         let before = repo.counters();
         let (activity, token) = repo
-            .create_activity_with_token("andrewbrown", &format!("post, {case}"), "1-hour")
+            .create_activity(
+                &ActivityDraft::parse("andrewbrown", &format!("post, {case}"), "1-hour")
+                    .expect("a valid draft"),
+            )
             .expect("write");
         let (seen, on_standby) = router
             .read(Consistency::AtLeast(token), |c| sees(c, activity.uuid))
@@ -151,7 +155,9 @@ fn tokens_of_another_cluster_or_timeline_and_tokens_far_ahead_are_read_on_the_pr
         router.replicas()
     );
     let (_, token) = repo
-        .create_activity_with_token("andrewbrown", "the real one", "1-hour")
+        .create_activity(
+            &ActivityDraft::parse("andrewbrown", "the real one", "1-hour").expect("a valid draft"),
+        )
         .unwrap();
     let ours = router.primary_identity().expect("the primary's identity");
     assert_eq!(token.identity(), ours);
@@ -252,7 +258,10 @@ fn reads_waiting_for_a_replica_to_replay_hold_no_pooled_connection() {
         == ReplicaStatus::Up));
     pair.pause_replay(DB);
     let (activity, token) = repo
-        .create_activity_with_token("andrewbrown", "not replayed yet", "1-hour")
+        .create_activity(
+            &ActivityDraft::parse("andrewbrown", "not replayed yet", "1-hour")
+                .expect("a valid draft"),
+        )
         .unwrap();
     // The probes see the primary past the token, so it is not "ahead".
     assert!(eventually(Duration::from_secs(10), || repo
@@ -331,7 +340,10 @@ fn a_replica_whose_identity_cannot_be_read_is_unverified_and_out() {
         .unwrap_or_default();
     assert!(reason.contains("pg_control_system"), "{reason}");
     let (activity, token) = repo
-        .create_activity_with_token("andrewbrown", "written by the owner", "1-hour")
+        .create_activity(
+            &ActivityDraft::parse("andrewbrown", "written by the owner", "1-hour")
+                .expect("a valid draft"),
+        )
         .unwrap();
     let (seen, on_standby) = repo
         .router()

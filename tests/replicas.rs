@@ -73,12 +73,15 @@ fn token_reads_see_their_write_while_replay_is_paused_and_eventual_reads_stay_on
     let mut tokens = Vec::with_capacity(TRIALS);
     for trial in 0..TRIALS {
         let (activity, token) = repo
-            .create_activity_with_token("andrewbrown", &format!("trial {trial}"), "1-hour")
+            .create_activity(
+                &ActivityDraft::parse("andrewbrown", &format!("trial {trial}"), "1-hour")
+                    .expect("a valid draft"),
+            )
             .expect("write");
         // The token's text form is what travels in a cookie.
         let token: cruddur_db::WriteToken = token.to_string().parse().unwrap();
         let feed = repo
-            .home_feed_at(Consistency::AtLeast(token), FeedPage::first(5))
+            .home_feed(Consistency::AtLeast(token), FeedPage::first(5))
             .expect("token read");
         assert!(
             feed.iter().any(|item| item.uuid == activity.uuid),
@@ -141,7 +144,10 @@ fn token_reads_see_their_write_while_replay_is_paused_and_eventual_reads_stay_on
     let mut fresh_on_replica = 0;
     for trial in 0..20 {
         let (activity, token) = repo
-            .create_activity_with_token("andrewbrown", &format!("fresh {trial}"), "1-hour")
+            .create_activity(
+                &ActivityDraft::parse("andrewbrown", &format!("fresh {trial}"), "1-hour")
+                    .expect("a valid draft"),
+            )
             .unwrap();
         let (seen, on_standby) = router
             .read(Consistency::AtLeast(token), |c| sees(c, activity.uuid))
@@ -229,7 +235,10 @@ fn a_stopped_replica_costs_no_connect_timeout_once_detected_and_comes_back() {
         assert!(!on_standby, "a read went to the stopped replica");
     }
     let token = repo
-        .create_activity_with_token("andrewbrown", "while the replica is down", "1-hour")
+        .create_activity(
+            &ActivityDraft::parse("andrewbrown", "while the replica is down", "1-hour")
+                .expect("a valid draft"),
+        )
         .unwrap()
         .1;
     let started = Instant::now();
@@ -324,7 +333,10 @@ fn a_frozen_replica_is_out_while_its_probe_waits_and_back_once_it_answers_again(
         assert!(!on_standby, "a read went to the frozen replica");
     }
     let token = repo
-        .create_activity_with_token("andrewbrown", "while the replica is frozen", "1-hour")
+        .create_activity(
+            &ActivityDraft::parse("andrewbrown", "while the replica is frozen", "1-hour")
+                .expect("a valid draft"),
+        )
         .unwrap()
         .1;
     assert!(
@@ -472,20 +484,22 @@ fn without_replicas_every_read_goes_to_the_primary() {
     let repo = Repository::connect(&Config::new(db.url.clone())).unwrap();
     assert!(repo.router().replicas().is_empty());
     let (activity, token) = repo
-        .create_activity_with_token("andrewbrown", "no replicas", "1-hour")
+        .create_activity(
+            &ActivityDraft::parse("andrewbrown", "no replicas", "1-hour").expect("a valid draft"),
+        )
         .unwrap();
     for consistency in [
         Consistency::Eventual,
         Consistency::AtLeast(token),
         Consistency::Primary,
     ] {
-        let feed = repo.home_feed_at(consistency, FeedPage::first(5)).unwrap();
+        let feed = repo.home_feed(consistency, FeedPage::first(5)).unwrap();
         assert!(
             feed.iter().any(|i| i.uuid == activity.uuid),
             "{consistency:?}"
         );
         assert_eq!(
-            repo.home_feed_json_at(consistency, FeedPage::first(5))
+            repo.home_feed_json(consistency, FeedPage::first(5))
                 .unwrap(),
             serde_json::to_string(&feed).unwrap()
         );

@@ -50,8 +50,8 @@ use cruddur_db::repo::synthetic::{
     SYNTHETIC_ACTIVITY_COLUMNS, SYNTHETIC_USER_COLUMNS, write_synthetic_csv,
 };
 use cruddur_db::{
-    Config, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin, establish,
-    home_feed, home_feed_json, run_migrations, seed_synthetic,
+    Config, Consistency, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin,
+    establish, home_feed, home_feed_json, run_migrations, seed_synthetic,
 };
 use diesel::RunQueryDsl;
 use diesel::connection::{Connection as _, InstrumentationEvent, SimpleConnection};
@@ -1237,7 +1237,7 @@ fn prepare_feed(
     let plan_cache_mode: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
         "current_setting('plan_cache_mode')",
     ))
-    .get_result(&mut *repo.conn()?)?;
+    .get_result(&mut *repo.pool().get()?)?;
     if let Some(p) = pgbench {
         p.options = format!("-c plan_cache_mode={plan_cache_mode}");
     }
@@ -1258,7 +1258,7 @@ fn prepare_feed(
 
 /// One typed page through the pool.
 fn typed_page(repo: &Repository) -> BenchResult<()> {
-    let page = repo.home_feed(FeedPage::first(PAGE))?;
+    let page = repo.home_feed(Consistency::Primary, FeedPage::first(PAGE))?;
     if page.len() != PAGE as usize {
         return fail("short page");
     }
@@ -1267,7 +1267,7 @@ fn typed_page(repo: &Repository) -> BenchResult<()> {
 
 /// One page through the JSON path.
 fn json_page(repo: &Repository) -> BenchResult<()> {
-    let page = repo.home_feed_json(FeedPage::first(PAGE))?;
+    let page = repo.home_feed_json(Consistency::Primary, FeedPage::first(PAGE))?;
     if !page.starts_with("[{") {
         return fail("empty JSON page");
     }
@@ -1276,7 +1276,7 @@ fn json_page(repo: &Repository) -> BenchResult<()> {
 
 /// The same bytes as the JSON path (a test proves it), built in Rust.
 fn typed_page_as_json(repo: &Repository) -> BenchResult<()> {
-    let page = repo.home_feed(FeedPage::first(PAGE))?;
+    let page = repo.home_feed(Consistency::Primary, FeedPage::first(PAGE))?;
     let body = serde_json::to_string(&page)?;
     if !body.starts_with("[{") {
         return fail("empty JSON page");
@@ -1374,7 +1374,8 @@ fn pgbench_phase(
 fn scale_phase(plan: Plan, feed: &FeedSetup) -> BenchResult<Measured> {
     let typed = || typed_page(&feed.repo);
     let small_typed = || -> BenchResult<()> {
-        feed.small_repo.home_feed(FeedPage::first(PAGE))?;
+        feed.small_repo
+            .home_feed(Consistency::Primary, FeedPage::first(PAGE))?;
         Ok(())
     };
     let (big, small) = pair(plan, "scale", 1, &typed, &mut || {

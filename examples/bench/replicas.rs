@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cruddur_db::replica::{ReplicaStatus, RoutingCounters};
+use cruddur_db::repo::activities::ActivityDraft;
 use cruddur_db::schema::users;
 use cruddur_db::{
     Config, Consistency, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, WriteToken,
@@ -256,10 +257,10 @@ fn router_rows_measured(plan: Plan, pair: &Pair, pinning: &str) -> BenchResult<M
     let token = replayed_token(&routed)?;
     let page = FeedPage::first(PAGE);
     let ops: [&(dyn Fn() -> BenchResult<()> + Sync); 4] = [
-        &|| full_page(to_standby.home_feed(page)),
-        &|| full_page(routed.home_feed_at(Consistency::Eventual, page)),
-        &|| full_page(routed.home_feed_at(Consistency::AtLeast(token), page)),
-        &|| full_page(to_primary.home_feed(page)),
+        &|| full_page(to_standby.home_feed(Consistency::Primary, page)),
+        &|| full_page(routed.home_feed(Consistency::Eventual, page)),
+        &|| full_page(routed.home_feed(Consistency::AtLeast(token), page)),
+        &|| full_page(to_primary.home_feed(Consistency::Primary, page)),
     ];
     let before = routed.counters();
     let slice = plan.seconds.min(ROUTER_SLICE_SECONDS);
@@ -386,8 +387,11 @@ fn router_rows_measured(plan: Plan, pair: &Pair, pinning: &str) -> BenchResult<M
 /// most reads carrying a token of an earlier request do.
 fn replayed_token(repo: &Repository) -> BenchResult<WriteToken> {
     let handle = handles(repo, 1)?.remove(0);
-    let (_, token) =
-        repo.create_activity_with_token(&handle, "written before the router rows", "1-day")?;
+    let (_, token) = repo.create_activity(&ActivityDraft::parse(
+        &handle,
+        "written before the router rows",
+        "1-day",
+    )?)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while repo.router().replicas()[0].1.replay_lsn < Some(token.lsn()) {
         check_stop()?;
@@ -407,7 +411,7 @@ fn handles(repo: &Repository, n: i64) -> BenchResult<Vec<String>> {
         .select(users::handle)
         .order(users::handle)
         .limit(n)
-        .load(&mut *repo.conn()?)?;
+        .load(&mut *repo.pool().get()?)?;
     if found.len() as i64 != n {
         return fail("the pair has fewer users than writers");
     }
@@ -463,8 +467,8 @@ fn under_writes_rows(plan: Plan, pair: &Pair) -> BenchResult<Measured> {
     let routed = routed(pair)?;
     let handles = handles(&writers, WRITERS as i64)?;
     let page = FeedPage::first(PAGE);
-    let via_standby = || full_page(routed.home_feed_at(Consistency::Eventual, page));
-    let primary_alone = || full_page(on_primary.home_feed(page));
+    let via_standby = || full_page(routed.home_feed(Consistency::Eventual, page));
+    let primary_alone = || full_page(on_primary.home_feed(Consistency::Primary, page));
 
     let before = routed.counters();
     let (mut standby_run, mut primary_run) = (Run::default(), Run::default());
@@ -679,7 +683,11 @@ fn write_paced(
             std::thread::sleep(next - now);
             continue;
         }
-        repo.create_activity(handle, "a write while the feed is read", "1-day")?;
+        repo.create_activity(&ActivityDraft::parse(
+            handle,
+            "a write while the feed is read",
+            "1-day",
+        )?)?;
         count += 1;
         next += interval;
     }

@@ -328,23 +328,43 @@ impl Router {
     /// cannot be read (the role may not execute `pg_control_system()`), the
     /// token carries [`ClusterIdentity::UNVERIFIED`], which only the
     /// primary satisfies: `f` has committed, so the write never fails for
-    /// its token.
+    /// its token. Nor does it when the position cannot be read after `f`
+    /// committed (the connection broke in between): the token then carries
+    /// [`ClusterIdentity::UNVERIFIED`] too, with the highest position known.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&mut PgConnection) -> Result<T>,
     ) -> Result<(T, WriteToken)> {
         let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
         let value = f(&mut conn)?;
-        let lsn = current_position(&mut conn)?;
+        // `f` has committed: from here on nothing fails the write. A token
+        // whose position or identity cannot be read carries
+        // `ClusterIdentity::UNVERIFIED`, which sends the next read to the
+        // primary, where the write is.
+        let lsn = match current_position(&mut conn) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                tracing::warn!(error = %e, "the write committed; its WAL position could not be read");
+                bump(&self.inner.counters.writes);
+                return Ok((
+                    value,
+                    WriteToken::new(self.highest_known(), ClusterIdentity::UNVERIFIED),
+                ));
+            }
+        };
         let view = &self.inner.primary_view;
         let identity = match view.identity() {
             Some(identity) => identity,
-            None => match primary_identity(&mut conn)? {
-                Some(identity) => {
+            None => match primary_identity(&mut conn) {
+                Ok(Some(identity)) => {
                     view.set_identity(identity);
                     identity
                 }
-                None => ClusterIdentity::UNVERIFIED,
+                Ok(None) => ClusterIdentity::UNVERIFIED,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the write committed; the primary's identity could not be read");
+                    ClusterIdentity::UNVERIFIED
+                }
             },
         };
         self.inner.issued.fetch_max(lsn.0, Ordering::AcqRel);

@@ -9,10 +9,10 @@ use clap::{Args, Subcommand};
 use crate::DatabaseArgs;
 use crate::output;
 use crate::target::Target;
+use cruddur_db::Consistency;
 use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
-use cruddur_db::replica::write_token;
-use cruddur_db::repo::activities::{ActivityDraft, Ttl, create_activity};
+use cruddur_db::repo::activities::{ActivityDraft, Ttl};
 
 /// What `activity` does.
 #[derive(Debug, Subcommand)]
@@ -87,12 +87,14 @@ pub fn run(
     let draft =
         ActivityDraft::new(&args.handle, &message, args.ttl).context("activity not created")?;
     let target = Target::resolve(db, settings)?;
-    let conn = &mut target.connect()?;
-    ensure_current(conn).context("activity not created")?;
-    let activity = create_activity(conn, &draft).context("activity not created")?;
-    // Read on the same connection after the commit: a read carrying it
-    // (`feed --after-token`) sees this activity, on a replica or the primary.
-    let token = write_token(conn).context("reading the write token")?;
+    let repo = target.repository()?;
+    repo.read(Consistency::Primary, ensure_current)
+        .context("activity not created")?;
+    // The token covers the commit: a read carrying it (`feed
+    // --after-token`) sees this activity, on a replica or the primary.
+    let (activity, token) = repo
+        .create_activity(&draft)
+        .context("activity not created")?;
     output::json(&activity)?;
     output::note(&format!("write token: {token}"));
     Ok(ExitCode::SUCCESS)

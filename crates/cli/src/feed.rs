@@ -13,10 +13,7 @@ use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
 use cruddur_db::models::TIMESTAMP_FORMAT;
 use cruddur_db::replica::{Consistency, WriteToken};
-use cruddur_db::repo::feed::{
-    DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, MAX_PAGE_SIZE, home_feed, home_feed_json,
-};
-use diesel::PgConnection;
+use cruddur_db::repo::feed::{DEFAULT_PAGE_SIZE, FeedCursor, FeedPage, MAX_PAGE_SIZE};
 
 /// Options of `feed`.
 #[derive(Debug, Args)]
@@ -68,28 +65,25 @@ pub fn run(args: FeedArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Re
     } else {
         Consistency::after(args.after_token)
     };
-    let read = |conn: &mut PgConnection| -> cruddur_db::Result<Page> {
-        ensure_current(conn)?;
-        Ok(if args.json {
-            Page::Json(home_feed_json(conn, page)?)
-        } else {
-            Page::Typed(home_feed(conn, page)?)
-        })
-    };
     let context = || format!("reading the feed of `{database}`");
-    let result = match target.router()? {
-        None => read(&mut target.connect()?).with_context(context)?,
-        Some(router) => {
-            let result = router.read(consistency, read).with_context(context)?;
-            let counters = router.counters();
-            output::note(if counters.replica_reads > 0 {
-                "note: read from a replica"
-            } else {
-                "note: read from the primary"
-            });
-            result
-        }
+    let repo = target.repository()?;
+    repo.read(Consistency::Primary, ensure_current)
+        .with_context(context)?;
+    let result = if args.json {
+        Page::Json(
+            repo.home_feed_json(consistency, page)
+                .with_context(context)?,
+        )
+    } else {
+        Page::Typed(repo.home_feed(consistency, page).with_context(context)?)
     };
+    if target.has_replicas() {
+        output::note(if repo.counters().replica_reads > 0 {
+            "note: read from a replica"
+        } else {
+            "note: read from the primary"
+        });
+    }
     let feed = match result {
         Page::Typed(feed) => feed,
         Page::Json(json) => {

@@ -46,10 +46,11 @@ pub fn status(
         .filter(|m| !m.applied)
         .map(|m| m.name.as_str())
         .collect();
-    let replicas = target
-        .router()?
-        .map(|router| router.replicas())
-        .unwrap_or_default();
+    let replicas = if target.has_replicas() {
+        target.repository()?.router().replicas()
+    } else {
+        Vec::new()
+    };
     let marked_production = mark.as_ref().is_some_and(|m| m.is_production());
     let environment = if marked_production || target.production_reason.is_some() {
         "production"

@@ -12,7 +12,7 @@ use crate::output;
 use crate::target::Target;
 use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
-use cruddur_db::repo::seed::{has_data, seed_reference};
+use cruddur_db::repo::seed::has_data;
 use cruddur_db::repo::synthetic::{SeedProgress, SyntheticSeed, seed_synthetic};
 
 /// Options of `seed`.
@@ -33,9 +33,11 @@ pub struct SeedArgs {
 pub fn run(args: SeedArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let target = Target::resolve(db, settings)?;
     let database = target.database()?;
-    let conn = &mut target.connect()?;
     let Some(sizes) = args.synthetic else {
-        let report = seed_reference(conn).with_context(|| format!("seeding `{database}`"))?;
+        let (report, _) = target
+            .repository()?
+            .seed_reference()
+            .with_context(|| format!("seeding `{database}`"))?;
         if report.inserted_anything() {
             output::success(&format!(
                 "seeded `{database}`: {} user(s), {} activit{}",
@@ -53,6 +55,9 @@ pub fn run(args: SeedArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Re
     let [users, activities] = sizes[..] else {
         anyhow::bail!("--synthetic takes two numbers: USERS ACTIVITIES");
     };
+    // Bulk loading is not an operation of the repository: COPY on one
+    // connection, whose checks (below) are the ones the load relies on.
+    let conn = &mut target.connect()?;
     ensure_current(conn).with_context(|| format!("seeding `{database}`"))?;
     if has_data(conn)? {
         let action = "bulk-seed the non-empty database";

@@ -8,9 +8,9 @@ use diesel::PgConnection;
 
 use crate::DatabaseArgs;
 use crate::output;
+use cruddur_db::Repository;
 use cruddur_db::admin::{DatabaseIdentity, identify};
 use cruddur_db::environment::{EnvironmentMark, read_mark};
-use cruddur_db::replica::Router;
 use cruddur_db::{Config, DatabaseUrl, Environment, Settings};
 use cruddur_db_local::{Fallback, UrlSource};
 
@@ -115,16 +115,20 @@ impl Target {
         &self.config.database_url
     }
 
-    /// A router over the target and its read replicas, each replica probed
-    /// once (for at most [`FIRST_PROBE_BOUND`]) so that a one-shot command
-    /// can use them; `None` when no replica is configured.
-    pub fn router(&self) -> anyhow::Result<Option<Router>> {
-        if self.config.replica_urls.is_empty() {
-            return Ok(None);
+    /// The repository over the target and its read replicas, each replica
+    /// probed once (for at most [`FIRST_PROBE_BOUND`]) so that a one-shot
+    /// command can use them. Its pool opens connections as they are used.
+    pub fn repository(&self) -> anyhow::Result<Repository> {
+        let repo = Repository::connect(&self.config)?;
+        if !self.config.replica_urls.is_empty() {
+            repo.router().wait_for_probes(FIRST_PROBE_BOUND);
         }
-        let router = Router::connect(&self.config)?;
-        router.wait_for_probes(FIRST_PROBE_BOUND);
-        Ok(Some(router))
+        Ok(repo)
+    }
+
+    /// Whether read replicas are configured for the target.
+    pub fn has_replicas(&self) -> bool {
+        !self.config.replica_urls.is_empty()
     }
 
     /// The database name the URL asks for: its `dbname`, else libpq's

@@ -9,9 +9,10 @@ use crate::DatabaseArgs;
 use crate::activity::read_input;
 use crate::output;
 use crate::target::Target;
+use cruddur_db::Consistency;
 use cruddur_db::Settings;
 use cruddur_db::migrations::ensure_current;
-use cruddur_db::repo::users::{PostConfirmationEvent, confirm_user};
+use cruddur_db::repo::users::PostConfirmationEvent;
 
 /// What `user` does.
 #[derive(Debug, Subcommand)]
@@ -70,9 +71,10 @@ pub fn run(
     let text = read_input(&args.event, "event")?;
     let event = PostConfirmationEvent::parse(&text).context("user not confirmed")?;
     let target = Target::resolve(db, settings)?;
-    let conn = &mut target.connect()?;
-    ensure_current(conn).context("user not confirmed")?;
-    let confirmed = confirm_user(conn, &event).context("user not confirmed")?;
+    let repo = target.repository()?;
+    repo.read(Consistency::Primary, ensure_current)
+        .context("user not confirmed")?;
+    let (confirmed, _) = repo.confirm_user(&event).context("user not confirmed")?;
     output::json(&confirmed)?;
     Ok(ExitCode::SUCCESS)
 }

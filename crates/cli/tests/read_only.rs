@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::{TestDb, counts, unique_name};
-use cruddur_db::{Config, DatabaseUrl, FeedPage, Repository};
+use cruddur_db::{Config, Consistency, DatabaseUrl, FeedPage, Repository};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
@@ -50,8 +50,12 @@ fn every_read_path_works(url: &DatabaseUrl) {
     assert!(ok(url, &["feed", "--json"]).contains("This was imported as seed data!"));
     ok(url, &["sessions"]);
     let repo = Repository::connect(&Config::new(url.clone())).expect("connect");
-    let typed = repo.home_feed(FeedPage::default()).expect("typed feed");
-    let json = repo.home_feed_json(FeedPage::default()).expect("JSON feed");
+    let typed = repo
+        .home_feed(Consistency::Primary, FeedPage::default())
+        .expect("typed feed");
+    let json = repo
+        .home_feed_json(Consistency::Primary, FeedPage::default())
+        .expect("JSON feed");
     assert_eq!(typed.len(), 1);
     assert_eq!(json, serde_json::to_string(&typed).unwrap());
 }

@@ -46,8 +46,8 @@ use client_cost::{
     AnyResult, PAGE, capture_typed_statement, decode_page, exit_code, fail, full_page,
 };
 use cruddur_db::{
-    Config, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin, establish,
-    home_feed, run_migrations, seed_synthetic,
+    Config, Consistency, DatabaseUrl, FeedPage, Repository, Settings, SyntheticSeed, admin,
+    establish, home_feed, run_migrations, seed_synthetic,
 };
 use diesel::connection::SimpleConnection;
 use uuid::Uuid;
@@ -222,7 +222,7 @@ fn fetch(client: Client, pages: u64, url: &DatabaseUrl) -> AnyResult<()> {
         Client::OursTyped => {
             let repo = Repository::connect(&Config::new(url.clone()))?;
             for _ in 0..pages {
-                let page = repo.home_feed(FeedPage::first(PAGE))?;
+                let page = repo.home_feed(Consistency::Primary, FeedPage::first(PAGE))?;
                 full_page(page.len())?;
                 black_box(page);
             }
@@ -230,7 +230,7 @@ fn fetch(client: Client, pages: u64, url: &DatabaseUrl) -> AnyResult<()> {
         Client::OursJson => {
             let repo = Repository::connect(&Config::new(url.clone()))?;
             for _ in 0..pages {
-                let page = repo.home_feed_json(FeedPage::first(PAGE))?;
+                let page = repo.home_feed_json(Consistency::Primary, FeedPage::first(PAGE))?;
                 if !page.starts_with("[{") {
                     return fail("an empty JSON page: is the database seeded?");
                 }

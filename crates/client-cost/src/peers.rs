@@ -41,7 +41,7 @@ use client_cost::{
     AnyResult, PAGE, PeerItem, capture_typed_statement, decode_page, exit_code, fail, full_page,
 };
 use cruddur_db::schema::{activities, users};
-use cruddur_db::{Config, DatabaseUrl, FeedItem, FeedPage, Repository};
+use cruddur_db::{Config, Consistency, DatabaseUrl, FeedItem, FeedPage, Repository};
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
 
 /// Where the URL comes from.
@@ -270,7 +270,7 @@ fn timed(deadline: Instant, mut page: impl FnMut() -> AnyResult<()>) -> AnyResul
 fn run_ours(plan: &Plan, url: &DatabaseUrl, clock: &Arc<Clock>) -> AnyResult<Vec<Tally>> {
     let repo = Arc::new(Repository::connect(&Config::new(url.clone()))?);
     let page = |repo: &Repository| -> AnyResult<()> {
-        let page = repo.home_feed(FeedPage::first(PAGE))?;
+        let page = repo.home_feed(Consistency::Primary, FeedPage::first(PAGE))?;
         full_page(page.len())?;
         std::hint::black_box(page);
         Ok(())

@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use cruddur_db::repo::activities::ActivityDraft;
 use cruddur_db::{Consistency, Repository};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -214,7 +215,7 @@ async fn home(
 ) -> Result<impl IntoResponse, ApiError> {
     let json = state
         .blocking_read(consistency, move |repo, consistency| {
-            repo.home_feed_json_at(consistency, page)
+            repo.home_feed_json(consistency, page)
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json))
@@ -251,7 +252,11 @@ async fn create(
     JsonBody(crud): JsonBody<NewCrud>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (activity, token) = state
-        .blocking(move |repo| repo.create_activity_with_token(&author, &crud.message, &crud.ttl))
+        .blocking(move |repo| {
+            // Parsed where the repository is reached: bad input costs no
+            // checkout, only the permit this call holds anyway.
+            repo.create_activity(&ActivityDraft::parse(&author, &crud.message, &crud.ttl)?)
+        })
         .await?;
     let token = token.to_string();
     let cookie = format!("{WRITE_TOKEN_COOKIE}={token}; Path=/; SameSite=Lax; HttpOnly");

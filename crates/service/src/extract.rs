@@ -57,7 +57,7 @@ impl FromRequestParts<AppState> for Author {
             ApiError::Unauthorized
         })?;
         let user = state
-            .blocking(move |repo| repo.user_by_cognito_user_id(&sub))
+            .blocking(move |repo| repo.user_by_cognito_user_id(Consistency::Primary, &sub))
             .await?;
         user.map(|u| Self(u.handle)).ok_or_else(|| {
             ApiError::Forbidden("the token is valid but names no Cruddur user".into())

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Parser;
 use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
-use cruddur_db::{DatabaseUrl, Repository, Settings, pending_migrations, prepare, read_mark};
+use cruddur_db::{
+    Consistency, DatabaseUrl, Repository, Settings, pending_migrations, prepare, read_mark,
+};
 use cruddur_db_local::{Fallback, UrlSource, resolve};
 use cruddur_db_service::settings::AuthSettings;
 use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
@@ -117,30 +119,38 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
             "note: no CORS origin configured (FRONTEND_URL, BACKEND_URL): browser pages on other origins are refused"
         );
     }
-    {
-        let mut conn = repo.conn()?;
-        let pending = pending_migrations(&mut conn)?;
-        if !pending.is_empty() {
+    // What the start-up checks need, read on one connection to the primary.
+    let development = matches!(service.auth, AuthSettings::Development { .. });
+    let (pending, production_mark, identity) = repo.read(Consistency::Primary, |conn| {
+        let pending = pending_migrations(conn)?;
+        if !development {
+            return Ok((pending, false, None));
+        }
+        let marked = read_mark(conn)?.is_some_and(|mark| mark.is_production());
+        Ok((pending, marked, Some(identify(conn))))
+    })?;
+    if !pending.is_empty() {
+        bail!(
+            "{} has {} pending migration(s) ({}); apply them first (`cruddur-db migrate run`, or `cargo run -- migrate run` in this repository)",
+            config.database_url,
+            pending.len(),
+            pending.join(", ")
+        );
+    }
+    if let AuthSettings::Development { handle } = &service.auth {
+        if production_mark {
             bail!(
-                "{} has {} pending migration(s) ({}); apply them first (`cruddur-db migrate run`, or `cargo run -- migrate run` in this repository)",
-                config.database_url,
-                pending.len(),
-                pending.join(", ")
+                "refusing the development mode on {}, which is marked production: \
+                 configure token verification (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID)",
+                config.database_url
             );
         }
-        if let AuthSettings::Development { handle } = &service.auth {
-            if read_mark(&mut conn)?.is_some_and(|mark| mark.is_production()) {
-                bail!(
-                    "refusing the development mode on {}, which is marked production: \
-                     configure token verification (CRUDDUR_JWKS or AWS_COGNITO_USER_POOL_ID)",
-                    config.database_url
-                );
-            }
-            let identity =
-                identify(&mut conn).context("asking the server which database this is")?;
-            refuse_the_production_database(settings, &identity, &config.database_url)?;
-            announce_development_mode(handle);
-        }
+        let identity = identity
+            .transpose()
+            .context("asking the server which database this is")?
+            .context("the server's identity was not read")?;
+        refuse_the_production_database(settings, &identity, &config.database_url)?;
+        announce_development_mode(handle);
     }
     let auth = Auth::load(&service.auth).context("setting up token verification")?;
     if let Auth::Jwt(verifier) = &auth {
