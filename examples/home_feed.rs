@@ -14,7 +14,7 @@
 
 use std::process::ExitCode;
 
-use cruddur_db::{Consistency, FeedPage, Repository, Settings, prepare};
+use cruddur_db::{Consistency, Environment, FeedPage, Repository, Settings, prepare};
 use cruddur_db_local::{Fallback, resolve};
 
 fn main() -> ExitCode {
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let json = std::env::args().skip(1).any(|a| a == "--json");
     let settings = Settings::from_env()?;
-    let resolved = resolve(None, &settings, Fallback::Start)?;
+    let resolved = resolve(None, Environment::Development, &settings, Fallback::Start)?;
     // One line on every run says which database this is (redacted).
     eprintln!("note: {}", escape_controls(&resolved.describe()));
     let config = resolved.config;

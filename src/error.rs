@@ -18,6 +18,21 @@ pub enum Error {
         /// The variables that were looked at.
         variables: &'static str,
     },
+    /// No variable named a database and no server answered at the default
+    /// URL ([`crate::resolve`](mod@crate::resolve)); a caller with a server of its own may use
+    /// that instead (`cruddur-db-local` starts the project's cluster).
+    #[error(
+        "no database configured (DATABASE_URL, CONNECTION_URL) and nothing answers at {default}"
+    )]
+    NothingAnswers {
+        /// The default URL that was tried, redacted.
+        default: String,
+        /// The database the default URL names, if it names one.
+        database: Option<String>,
+        /// Why it did not answer.
+        #[source]
+        cause: Box<Error>,
+    },
     /// The connection string could not be understood.
     #[error("invalid database URL{}: {reason}", if .url.is_empty() { String::new() } else { format!(" `{}`", .url) })]
     InvalidUrl {

@@ -16,7 +16,7 @@ use cruddur_db::Settings;
 /// Set in the child, which is this binary run again.
 const CHILD: &str = "CRUDDUR_DOTENV_TEST_CHILD";
 /// The variable the `.env` files of these tests set.
-const VAR: &str = "CRUDDUR_PG_BINDIR";
+const VAR: &str = cruddur_db_local::variables::CRUDDUR_PG_BINDIR.name();
 
 /// Does nothing unless run as the child: then prints `value=<VAR>` or
 /// `error=<the error>`.
@@ -27,7 +27,7 @@ fn child() {
     }
     match Settings::from_env() {
         // On a line of its own: libtest's "test child ... " has no newline.
-        Ok(settings) => println!("\nvalue={}", settings.get(VAR).unwrap_or("(unset)")),
+        Ok(settings) => println!("\nvalue={}", settings.get(&cruddur_db_local::variables::CRUDDUR_PG_BINDIR).unwrap_or("(unset)")),
         Err(e) => println!("\nerror={e}"),
     }
 }

@@ -257,7 +257,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// like the tests, the bench creates and drops throwaway databases, so it
 /// belongs on the server set aside for that.
 fn server_url(settings: &Settings) -> BenchResult<DatabaseUrl> {
-    let url = ["TEST_DATABASE_URL", "DATABASE_URL", "CONNECTION_URL"]
+    use cruddur_db::variables::{CONNECTION_URL, DATABASE_URL};
+    use cruddur_db_test_support::variables::TEST_DATABASE_URL;
+    let url = [TEST_DATABASE_URL, DATABASE_URL, CONNECTION_URL]
         .iter()
         .find_map(|v| settings.get(v))
         .unwrap_or("postgres://localhost/postgres");
@@ -435,11 +437,13 @@ fn pg_tool(settings: &Settings, name: &str) -> Option<PathBuf> {
 
 /// `name` in a directory of `PATH`.
 fn on_path(settings: &Settings, name: &str) -> Option<PathBuf> {
-    settings.get("PATH").and_then(|paths| {
-        std::env::split_paths(paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
+    settings
+        .get(&cruddur_db_local::variables::PATH)
+        .and_then(|paths| {
+            std::env::split_paths(paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
 }
 
 struct Pgbench {
@@ -622,7 +626,7 @@ fn seed_child(args: &[String]) -> BenchResult<()> {
         rng_seed: rng_seed.parse()?,
     };
     // Read directly, not through `Settings`: this is no setting of the
-    // project (not in `config::VARIABLES`) but the parent's hand-off, set
+    // project (no crate declares it as a variable) but the parent's hand-off, set
     // for this process alone (see `seed_ours`), and the measured process
     // should do nothing but the load (no `.env` lookup).
     let url = DatabaseUrl::parse(&std::env::var(SEED_CHILD_URL)?)?;

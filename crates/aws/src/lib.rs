@@ -33,6 +33,7 @@ pub mod json_api;
 pub mod rds;
 pub mod replica;
 pub mod scp;
+pub mod variables;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 

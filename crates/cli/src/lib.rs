@@ -29,6 +29,7 @@ pub mod seed;
 mod server_info;
 pub mod target;
 pub mod user;
+pub mod variables;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -322,15 +323,18 @@ pub fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<ExitCode> {
 /// on its command line (`db`) or in its settings, so that
 /// [`output::scrub`] can keep them out of anything printed.
 fn known_passwords(db: &DatabaseArgs, settings: &Settings) -> Vec<String> {
-    let from_env = ["DATABASE_URL", "CONNECTION_URL", "PROD_CONNECTION_URL"]
+    use cruddur_db::variables::{
+        CONNECTION_URL, DATABASE_REPLICA_URLS, DATABASE_URL, PROD_CONNECTION_URL,
+    };
+    let from_env = [DATABASE_URL, CONNECTION_URL, PROD_CONNECTION_URL]
         .into_iter()
-        .filter_map(|k| settings.get(k).map(str::to_owned));
+        .filter_map(|var| settings.get(&var).map(str::to_owned));
     // Replica lists are comma-separated; a password with a comma is
     // percent-encoded in a URL, so splitting cannot cut one in two.
     let replicas = settings
-        .get("DATABASE_REPLICA_URLS")
+        .list(&DATABASE_REPLICA_URLS)
         .into_iter()
-        .flat_map(|list| list.split(',').map(str::to_owned).collect::<Vec<_>>());
+        .map(str::to_owned);
     db.database_url
         .clone()
         .into_iter()
@@ -366,7 +370,7 @@ fn init_tracing(settings: &cruddur_db::Settings) {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::WARN.into())
         .from_env_lossy();
-    let colour = std::io::stderr().is_terminal() && settings.get("NO_COLOR").is_none();
+    let colour = std::io::stderr().is_terminal() && !settings.is_set(&variables::NO_COLOR);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -310,7 +310,9 @@ async fn run_async(args: RdsArgs, settings: &cruddur_db::Settings) -> anyhow::Re
         region: args.region,
         endpoint_url: args.endpoint_url,
         profile: args.profile,
-        ec2_endpoint_url: settings.get("AWS_ENDPOINT_URL_EC2").map(str::to_owned),
+        ec2_endpoint_url: settings
+            .get(&cruddur_db_aws::variables::AWS_ENDPOINT_URL_EC2)
+            .map(str::to_owned),
     };
     let mut aws = Aws::from_env(&options).await?;
     if let RdsCommand::Audit(AuditArgs {
@@ -561,9 +563,8 @@ fn allowed_regions(
     let (raw, source): (Vec<String>, &str) = if flag.is_empty() {
         (
             settings
-                .get("CRUDDUR_RDS_ALLOWED_REGIONS")
-                .unwrap_or_default()
-                .split(',')
+                .list(&cruddur_db_aws::variables::CRUDDUR_RDS_ALLOWED_REGIONS)
+                .into_iter()
                 .map(str::to_owned)
                 .collect(),
             "CRUDDUR_RDS_ALLOWED_REGIONS",

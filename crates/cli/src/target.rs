@@ -11,8 +11,8 @@ use crate::output;
 use cruddur_db::Repository;
 use cruddur_db::admin::{DatabaseIdentity, identify};
 use cruddur_db::environment::{EnvironmentMark, read_mark};
-use cruddur_db::{Config, DatabaseUrl, Environment, Settings};
-use cruddur_db_local::{Fallback, UrlSource};
+use cruddur_db::{Config, DatabaseUrl, Environment, Settings, UrlSource};
+use cruddur_db_local::Fallback;
 
 /// How long a command waits for the first probe of its replicas: the
 /// probe's connect and statement timeouts (2 s and 1 s), with a margin.
@@ -33,10 +33,11 @@ pub struct Target {
 }
 
 impl Target {
-    /// Resolves the target from the flags and the settings: with `--prod`,
-    /// `--database-url` or else `PROD_CONNECTION_URL`; otherwise as
-    /// [`cruddur_db_local::resolve`] says (`--database-url`, `DATABASE_URL`,
-    /// `CONNECTION_URL`, the default URL, a running local cluster). A
+    /// Resolves the target from the flags and the settings, as
+    /// [`cruddur_db::resolve()`] decides (with `--prod`, `--database-url` or
+    /// else `PROD_CONNECTION_URL`; otherwise `--database-url`,
+    /// `DATABASE_URL`, `CONNECTION_URL`, the default URL) and
+    /// [`cruddur_db_local::resolve`] completes (a running local cluster). A
     /// production target is labelled on stderr.
     pub fn resolve(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<Self> {
         Self::resolve_with(db, settings, Fallback::IfRunning)
@@ -58,33 +59,24 @@ impl Target {
             Some(raw) => Some(DatabaseUrl::parse(raw).context("reading --database-url")?),
             None => None,
         };
-        let (mut config, source) = if db.prod {
-            match explicit {
-                Some(url) => (settings.config_for(url)?, "--database-url"),
-                None => (
-                    settings
-                        .config(Environment::Production)
-                        .context("choosing the database")?,
-                    "PROD_CONNECTION_URL",
-                ),
-            }
+        let environment = if db.prod {
+            Environment::Production
         } else {
-            let resolved = cruddur_db_local::resolve(explicit, settings, fallback)
-                .context("choosing the database")?;
-            let source = match resolved.source {
-                UrlSource::Explicit => "--database-url",
-                UrlSource::Environment(var) => var,
-                UrlSource::Default => "the default",
-                UrlSource::LocalCluster { .. } => "the local cluster",
-            };
-            if matches!(
-                resolved.source,
-                UrlSource::Default | UrlSource::LocalCluster { .. }
-            ) {
-                output::note(&format!("note: {}", resolved.describe()));
-            }
-            (resolved.config, source)
+            Environment::Development
         };
+        let resolved = cruddur_db_local::resolve(explicit, environment, settings, fallback)
+            .context("choosing the database")?;
+        let source = match resolved.source {
+            UrlSource::Explicit => "--database-url",
+            UrlSource::Environment(var) => var.name(),
+            UrlSource::Production => "PROD_CONNECTION_URL",
+            UrlSource::Default => "the default",
+            UrlSource::LocalCluster { .. } => "the local cluster",
+        };
+        if resolved.source.is_zero_setup() {
+            output::note(&format!("note: {}", resolved.describe()));
+        }
+        let mut config = resolved.config;
         if !db.replica_urls.is_empty() {
             config.replica_urls = db
                 .replica_urls
@@ -281,14 +273,11 @@ impl Target {
     }
 }
 
-/// `PROD_CONNECTION_URL`, when set. One that does not parse is an error:
-/// ignoring it would switch off the check that a target is not the
-/// production database.
+/// `PROD_CONNECTION_URL`, when set ([`cruddur_db::resolve::production_url`]).
+/// One that does not parse is an error: ignoring it would switch off the
+/// check that a target is not the production database.
 fn prod_url(settings: &Settings) -> anyhow::Result<Option<DatabaseUrl>> {
-    let Some(raw) = settings.get("PROD_CONNECTION_URL") else {
-        return Ok(None);
-    };
-    DatabaseUrl::parse(raw).map(Some).context(
+    cruddur_db::resolve::production_url(settings).context(
         "reading PROD_CONNECTION_URL, to tell whether the target is the production database",
     )
 }

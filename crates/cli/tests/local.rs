@@ -24,8 +24,10 @@ use std::time::Duration;
 
 use common::TempCluster;
 use cruddur_db::Settings;
+use cruddur_db::variables::{CRUDDUR_DEFAULT_URL, DATABASE_URL};
+use cruddur_db::{Environment, UrlSource};
 use cruddur_db::{Error, admin, establish};
-use cruddur_db_local::{Fallback, LocalCluster, StartOutcome, UrlSource, resolve_with};
+use cruddur_db_local::{Fallback, LocalCluster, StartOutcome, resolve_with};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -292,9 +294,10 @@ fn resolve_uses_the_local_cluster_only_when_nothing_answers() {
     let cluster_url = cluster.url_for("postgres").unwrap();
 
     // A server answers at the default URL: it is used, the cluster is not.
-    let default_answers = Settings::default().with("CRUDDUR_DEFAULT_URL", cluster_url.expose());
+    let default_answers = Settings::default().with(&CRUDDUR_DEFAULT_URL, cluster_url.expose());
     let r = resolve_with(
         None,
+        Environment::Development,
         &default_answers,
         Fallback::Start,
         || -> cruddur_db_local::Result<LocalCluster> {
@@ -308,11 +311,15 @@ fn resolve_uses_the_local_cluster_only_when_nothing_answers() {
     // Nothing listens on port 1: the (stopped) local cluster is started.
     assert!(cluster.stop().unwrap());
     let nothing_there =
-        Settings::default().with("CRUDDUR_DEFAULT_URL", "postgres://localhost:1/feed");
+        Settings::default().with(&CRUDDUR_DEFAULT_URL, "postgres://localhost:1/feed");
     // Without leave to start it, a stopped cluster is an error that says so.
-    let err = resolve_with(None, &nothing_there, Fallback::IfRunning, || {
-        Ok((*cluster).clone())
-    })
+    let err = resolve_with(
+        None,
+        Environment::Development,
+        &nothing_there,
+        Fallback::IfRunning,
+        || Ok((*cluster).clone()),
+    )
     .unwrap_err();
     assert!(
         matches!(err, cruddur_db_local::Error::NothingAnswers { .. }),
@@ -322,9 +329,13 @@ fn resolve_uses_the_local_cluster_only_when_nothing_answers() {
         cluster.pid().is_none(),
         "IfRunning must not start the cluster"
     );
-    let r = resolve_with(None, &nothing_there, Fallback::Start, || {
-        Ok((*cluster).clone())
-    })
+    let r = resolve_with(
+        None,
+        Environment::Development,
+        &nothing_there,
+        Fallback::Start,
+        || Ok((*cluster).clone()),
+    )
     .unwrap();
     assert_eq!(r.source, UrlSource::LocalCluster { started: true });
     let notice = r.notice.unwrap();
@@ -337,16 +348,21 @@ fn resolve_uses_the_local_cluster_only_when_nothing_answers() {
     admin::prepare(&r.config.database_url).unwrap();
 
     // Running already: reused.
-    let r = resolve_with(None, &nothing_there, Fallback::IfRunning, || {
-        Ok((*cluster).clone())
-    })
+    let r = resolve_with(
+        None,
+        Environment::Development,
+        &nothing_there,
+        Fallback::IfRunning,
+        || Ok((*cluster).clone()),
+    )
     .unwrap();
     assert_eq!(r.source, UrlSource::LocalCluster { started: false });
 
     // A configured URL that fails is an error, never the local cluster.
-    let configured = Settings::default().with("DATABASE_URL", "postgres://localhost:1/cruddur");
+    let configured = Settings::default().with(&DATABASE_URL, "postgres://localhost:1/cruddur");
     let r = resolve_with(
         None,
+        Environment::Development,
         &configured,
         Fallback::Start,
         || -> cruddur_db_local::Result<LocalCluster> {
@@ -354,7 +370,7 @@ fn resolve_uses_the_local_cluster_only_when_nothing_answers() {
         },
     )
     .unwrap();
-    assert_eq!(r.source, UrlSource::Environment("DATABASE_URL"));
+    assert_eq!(r.source, UrlSource::Environment(&DATABASE_URL));
     assert!(matches!(
         establish(&r.config.database_url),
         Err(Error::Unreachable { .. })
@@ -365,14 +381,16 @@ fn resolve_uses_the_local_cluster_only_when_nothing_answers() {
 fn project_cluster_lives_under_the_project() {
     // Only constructs it: nothing is started in the working tree.
     let cluster = LocalCluster::project(common::settings()).unwrap();
-    let expected = common::settings().get("CRUDDUR_LOCAL_DIR").map_or_else(
-        // The workspace root, two levels above this crate.
-        || {
-            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-            crate_dir.ancestors().nth(2).unwrap().join(".cruddur/pg")
-        },
-        Into::into,
-    );
+    let expected = common::settings()
+        .get(&cruddur_db_local::variables::CRUDDUR_LOCAL_DIR)
+        .map_or_else(
+            // The workspace root, two levels above this crate.
+            || {
+                let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+                crate_dir.ancestors().nth(2).unwrap().join(".cruddur/pg")
+            },
+            Into::into,
+        );
     assert_eq!(cluster.dir(), std::path::absolute(expected).unwrap());
 }
 

@@ -313,8 +313,16 @@ impl Drop for Database {
 
 /// The server the database goes on, with TLS off: the tests' server first,
 /// as for the bench, since this creates and drops a database.
+/// The server the tests use, which this tool measures on too (the
+/// test support's variable, read here without depending on that crate).
+const TEST_DATABASE_URL: cruddur_db::Variable = cruddur_db::Variable::new(
+    "TEST_DATABASE_URL",
+    "the server measured on (default: DATABASE_URL's, else postgres://localhost/postgres)",
+);
+
 fn server_url(settings: &Settings) -> AnyResult<DatabaseUrl> {
-    let raw = ["TEST_DATABASE_URL", "DATABASE_URL", "CONNECTION_URL"]
+    use cruddur_db::variables::{CONNECTION_URL, DATABASE_URL};
+    let raw = [TEST_DATABASE_URL, DATABASE_URL, CONNECTION_URL]
         .iter()
         .find_map(|v| settings.get(v))
         .unwrap_or("postgres://localhost/postgres");

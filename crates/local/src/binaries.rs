@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use cruddur_db::Settings;
 
 use crate::error::{Error, Result};
+use crate::variables::{CRUDDUR_PG_BINDIR, PATH};
 
 /// The directory of an installation's server programs (`initdb`, `pg_ctl`,
 /// `postgres`).
@@ -202,7 +203,7 @@ pub(crate) fn untrusted(path: &Path) -> Option<String> {
 
 /// The first `name` on `PATH` (from `settings`), when it exists.
 pub(crate) fn on_path(name: &str, settings: &Settings) -> Option<PathBuf> {
-    let path = settings.get("PATH")?;
+    let path = settings.get(&PATH)?;
     std::env::split_paths(path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
@@ -211,11 +212,11 @@ pub(crate) fn on_path(name: &str, settings: &Settings) -> Option<PathBuf> {
 /// Directories that may hold the server programs, best first, without
 /// duplicates.
 pub(crate) fn candidate_dirs(settings: &Settings) -> Vec<PathBuf> {
-    if let Some(dir) = settings.get("CRUDDUR_PG_BINDIR") {
+    if let Some(dir) = settings.get(&CRUDDUR_PG_BINDIR) {
         return vec![PathBuf::from(dir)];
     }
     let mut dirs = Vec::new();
-    if let Some(path) = settings.get("PATH") {
+    if let Some(path) = settings.get(&PATH) {
         for entry in std::env::split_paths(&path) {
             let pg_ctl = entry.join("pg_ctl");
             if pg_ctl.is_file() {

@@ -10,6 +10,7 @@ use crate::binaries::*;
 use crate::error::{Error, Result};
 use crate::os::*;
 use crate::safe_dir::SafeDir;
+use crate::variables::CRUDDUR_LOCAL_DIR;
 use crate::*;
 
 /// How clients authenticate to a local cluster (see the
@@ -136,7 +137,7 @@ impl LocalCluster {
     /// from the current one upwards that holds `.cruddur`, else one that
     /// holds `Cargo.toml`, else the current directory.
     pub fn project(settings: &Settings) -> Result<Self> {
-        let dir = match settings.get("CRUDDUR_LOCAL_DIR") {
+        let dir = match settings.get(&CRUDDUR_LOCAL_DIR) {
             Some(dir) => PathBuf::from(dir),
             None => {
                 let cwd = std::env::current_dir().map_err(|e| Error::Io {

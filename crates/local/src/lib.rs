@@ -5,8 +5,9 @@
 //! `.cruddur/pg`, git-ignored), run with the PostgreSQL binaries installed on
 //! the machine (the tests' private throwaway clusters are built on it, in
 //! `cruddur-db-test-support`). [`resolve`] is the "embedded default": the
-//! configured database when there is one, else the server at the default
-//! URL when it answers, else the project's local cluster.
+//! library's [`cruddur_db::resolve()`] (the configured database when there
+//! is one, else the server at the default URL when it answers), else the
+//! project's local cluster.
 //!
 //! # Layout of a cluster directory
 //!
@@ -88,7 +89,11 @@
 //! | `CRUDDUR_LOCAL_DIR` | the project cluster's directory (default `.cruddur/pg` in the project) |
 //! | `CRUDDUR_PG_BINDIR` | the directory with `initdb`, `pg_ctl` and `postgres` (default: searched, see [`Binaries::find`]); as root, only one that nobody but root can change |
 //! | `CRUDDUR_PG_USER` | the OS user the server runs as when the current user is root (default `postgres`) |
-//! | `CRUDDUR_DEFAULT_URL` | the URL [`resolve`] tries before the local cluster (default [`cruddur_db::config::DEFAULT_DATABASE_URL`]) |
+//! | `PATH` | where the server programs (and, as root, `id`) are looked for when `CRUDDUR_PG_BINDIR` is unset |
+//!
+//! They are declared in [`variables`]. [`resolve`] also reads the
+//! library's `DATABASE_URL`, `CONNECTION_URL` and `CRUDDUR_DEFAULT_URL`
+//! (see [`cruddur_db::resolve()`]).
 
 mod binaries;
 mod cluster;
@@ -100,6 +105,7 @@ mod safe_dir;
 mod server;
 #[cfg(test)]
 mod tests;
+pub mod variables;
 
 use std::time::Duration;
 
@@ -108,7 +114,7 @@ pub use cluster::{Auth, ClusterOptions, LocalCluster, StartOutcome, Status};
 pub use error::{Error, Result};
 pub use os::process_alive;
 pub use replicas::{MAX_REPLICAS, RebuildReason, ReplicaOutcome, ReplicaStart, ReplicaStatus};
-pub use resolve::{Fallback, Resolved, UrlSource, resolve, resolve_with};
+pub use resolve::{Fallback, resolve, resolve_with};
 
 /// The project cluster's directory, relative to the project root.
 pub const DEFAULT_CLUSTER_DIR: &str = ".cruddur/pg";
@@ -125,9 +131,6 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long [`LocalCluster::stop`] waits for a fast shutdown before it
 /// falls back to an immediate one: 30 seconds.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long [`resolve`] waits for the server at the default URL to
-/// answer: 2 seconds.
-pub const PROBE_TIMEOUT_SECS: u32 = 2;
 
 /// Longest socket path we create: macOS's `sun_path` holds 104 bytes with
 /// the terminating NUL (Linux's 108), and PostgreSQL refuses longer ones.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cruddur_db::Settings;
 
 use crate::error::{Error, Result};
+use crate::variables::CRUDDUR_PG_USER;
 use crate::*;
 
 /// The unprivileged OS user PostgreSQL runs as when we are root.
@@ -24,7 +25,7 @@ pub(crate) fn server_user(settings: &Settings) -> Result<Option<ServerUser>> {
         return Ok(None);
     }
     let name = settings
-        .get("CRUDDUR_PG_USER")
+        .get(&CRUDDUR_PG_USER)
         .map(|v| v.trim().to_owned())
         .unwrap_or_else(|| DEFAULT_SERVER_USER.to_owned());
     // `id` answers from every user database the system knows (NSS), which

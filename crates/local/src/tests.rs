@@ -7,7 +7,9 @@ use crate::resolve::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cruddur_db::{DatabaseUrl, Settings};
+use crate::variables::{CRUDDUR_PG_BINDIR, CRUDDUR_PG_USER};
+use cruddur_db::variables::CONNECTION_URL;
+use cruddur_db::{DatabaseUrl, Environment, Settings, UrlSource};
 
 #[test]
 fn socket_dir_falls_back_to_tmp_when_too_long_or_odd() {
@@ -68,7 +70,7 @@ fn missing_server_user_message_says_what_to_do() {
 
 #[test]
 fn missing_binaries_message_names_places_and_remedies() {
-    let settings = Settings::default().with("CRUDDUR_PG_BINDIR", "/nonexistent/pg/bin");
+    let settings = Settings::default().with(&CRUDDUR_PG_BINDIR, "/nonexistent/pg/bin");
     let err = Binaries::find_version(None, &settings).unwrap_err();
     let message = err.to_string();
     assert!(message.contains("/nonexistent/pg/bin"), "{message}");
@@ -80,7 +82,7 @@ fn unknown_server_user_is_reported_when_root() {
     if !rustix::process::geteuid().is_root() {
         return; // the server runs as the current user; nothing to look up
     }
-    let settings = Settings::default().with("CRUDDUR_PG_USER", "cruddur-no-such-user-x");
+    let settings = Settings::default().with(&CRUDDUR_PG_USER, "cruddur-no-such-user-x");
     let err = server_user(&settings).unwrap_err();
     assert!(
         matches!(&err, Error::NoServerUser { user } if user == "cruddur-no-such-user-x"),
@@ -116,7 +118,14 @@ fn explicit_and_environment_urls_are_never_replaced() {
     let no_cluster = || -> Result<LocalCluster> { panic!("the local cluster must not be used") };
     let explicit = DatabaseUrl::parse("postgres://localhost:1/explicit").unwrap();
     let none = Settings::default();
-    let r = resolve_with(Some(explicit), &none, Fallback::Start, no_cluster).unwrap();
+    let r = resolve_with(
+        Some(explicit),
+        Environment::Development,
+        &none,
+        Fallback::Start,
+        no_cluster,
+    )
+    .unwrap();
     assert_eq!(r.source, UrlSource::Explicit);
     assert_eq!(
         r.config.database_url.database().as_deref(),
@@ -124,9 +133,16 @@ fn explicit_and_environment_urls_are_never_replaced() {
     );
     assert!(r.notice.is_none());
 
-    let env = Settings::default().with("CONNECTION_URL", "postgres://localhost:1/from_env");
-    let r = resolve_with(None, &env, Fallback::Start, no_cluster).unwrap();
-    assert_eq!(r.source, UrlSource::Environment("CONNECTION_URL"));
+    let env = Settings::default().with(&CONNECTION_URL, "postgres://localhost:1/from_env");
+    let r = resolve_with(
+        None,
+        Environment::Development,
+        &env,
+        Fallback::Start,
+        no_cluster,
+    )
+    .unwrap();
+    assert_eq!(r.source, UrlSource::Environment(&CONNECTION_URL));
     assert_eq!(
         r.config.database_url.database().as_deref(),
         Some("from_env")

@@ -25,6 +25,7 @@ pub mod error;
 mod extract;
 pub mod settings;
 pub mod transport;
+pub mod variables;
 
 pub use api::{AppState, app};
 pub use auth::Auth;

@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
 use cruddur_db::{
-    Consistency, DatabaseUrl, Repository, Settings, pending_migrations, prepare, read_mark,
+    Consistency, DatabaseUrl, Environment, Repository, Settings, pending_migrations, prepare, read_mark,
 };
-use cruddur_db_local::{Fallback, UrlSource, resolve};
+use cruddur_db_local::{Fallback, resolve};
 use cruddur_db_service::settings::AuthSettings;
 use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
@@ -83,7 +83,8 @@ fn hint(error: &anyhow::Error) -> &'static str {
 /// worker that logged. None is dropped: when 128k lines are queued,
 /// workers wait again.
 fn init_logs(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
-    let colour = std::io::stderr().is_terminal() && settings.get("NO_COLOR").is_none();
+    let colour = std::io::stderr().is_terminal()
+        && !settings.is_set(&cruddur_db_service::variables::NO_COLOR);
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
@@ -99,17 +100,15 @@ fn init_logs(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard
 
 fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     let service = ServiceSettings::from_settings(settings, args.bind)?;
-    let resolved = resolve(None, settings, Fallback::Start)?;
+    // The example's zero-setup database when none is configured: the local
+    // cluster is started if nothing answers at the default URL.
+    let resolved = resolve(None, Environment::Development, settings, Fallback::Start)?;
     eprintln!("note: {}", resolved.describe());
     let config = resolved.config;
     if let Some(warning) = &config.warning {
         eprintln!("warning: {warning}");
     }
-    let zero_setup = matches!(
-        resolved.source,
-        UrlSource::Default | UrlSource::LocalCluster { .. }
-    );
-    if zero_setup {
+    if resolved.source.is_zero_setup() {
         // The example's database: made ready on first use.
         prepare(&config.database_url)?;
     }
@@ -194,12 +193,12 @@ fn refuse_the_production_database(
     identity: &DatabaseIdentity,
     url: &DatabaseUrl,
 ) -> anyhow::Result<()> {
-    let Some(raw) = settings.get("PROD_CONNECTION_URL") else {
+    let Some(prod) = cruddur_db::resolve::production_url(settings).context(
+        "reading PROD_CONNECTION_URL, to tell whether the development mode's database is production",
+    )?
+    else {
         return Ok(());
     };
-    let prod = DatabaseUrl::parse(raw).context(
-        "reading PROD_CONNECTION_URL, to tell whether the development mode's database is production",
-    )?;
     match identify_at(&prod) {
         Ok(Some(prod_identity)) if prod_identity.same_database(identity) => bail!(
             "refusing the development mode on {url}: it is the database of PROD_CONNECTION_URL \

@@ -24,6 +24,7 @@ pub mod hostile;
 mod standby;
 mod temp_cluster;
 pub mod tls;
+pub mod variables;
 
 pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
 pub use standby::{StreamingPair, free_port, in_recovery, run, sees};
@@ -49,10 +50,10 @@ pub fn settings() -> &'static Settings {
 }
 
 fn choose_server() -> DatabaseUrl {
-    if let Some(raw) = settings().get("TEST_DATABASE_URL") {
+    if let Some(raw) = settings().get(&variables::TEST_DATABASE_URL) {
         return DatabaseUrl::parse(raw).expect("TEST_DATABASE_URL is not a valid URL");
     }
-    let default = match settings().get("CRUDDUR_DEFAULT_URL") {
+    let default = match settings().get(&cruddur_db::variables::CRUDDUR_DEFAULT_URL) {
         Some(raw) => DatabaseUrl::parse(raw)
             .expect("CRUDDUR_DEFAULT_URL is not a valid URL")
             .with_database("postgres"),
@@ -62,7 +63,7 @@ fn choose_server() -> DatabaseUrl {
     // not wait behind libpq's default.
     let probe = default.with_default_param(
         "connect_timeout",
-        &cruddur_db_local::PROBE_TIMEOUT_SECS.to_string(),
+        &cruddur_db::resolve::PROBE_TIMEOUT_SECS.to_string(),
     );
     match establish(&probe) {
         Err(Error::Unreachable { .. }) => {

@@ -1,0 +1,35 @@
+//! The environment variables the test support reads (besides the
+//! library's `CRUDDUR_DEFAULT_URL`, whose server it tries second).
+
+use cruddur_db::Variable;
+
+/// The server on which tests create their throwaway databases.
+pub const TEST_DATABASE_URL: Variable = Variable::new(
+    "TEST_DATABASE_URL",
+    "the server the tests create their throwaway databases on (default: the default URL's server, else a private cluster)",
+);
+
+/// Every variable the test support reads.
+pub const VARIABLES: &[Variable] = &[TEST_DATABASE_URL];
+
+#[cfg(test)]
+mod tests {
+    use super::VARIABLES;
+
+    /// The crate docs and `.env.sample` name every variable.
+    #[test]
+    fn every_variable_is_documented() {
+        let docs = include_str!("lib.rs");
+        let sample = include_str!("../../../.env.sample");
+        for var in VARIABLES {
+            assert!(
+                docs.contains(&format!("`{}`", var.name())),
+                "{var}: crate docs"
+            );
+            assert!(
+                sample.contains(&format!("\n#{}=", var.name())),
+                "{var}: .env.sample"
+            );
+        }
+    }
+}
