@@ -1,27 +1,4 @@
-//! Production on AWS: provision, inspect and audit the RDS PostgreSQL
-//! instance, with the security practices as defaults (the CLI's `cruddur-db rds`,
-//! feature `aws`).
-//!
-//! Every operation is an `async fn` on [`Aws`], which holds one client per
-//! service. Region and credentials come from the standard AWS chain
-//! (environment, shared config and credentials files, SSO, container and
-//! instance roles); an endpoint URL ([`AwsOptions::endpoint_url`], or
-//! `AWS_ENDPOINT_URL`) applies to every service, EC2 included. The EC2
-//! security-group calls are signed by [`ec2`] itself with `aws-sigv4`
-//! instead of pulling in `aws-sdk-ec2`.
-//!
-//! | operation | what it does |
-//! |---|---|
-//! | [`rds::create_instance`] | creates the instance with [`rds::CreateOptions`]'s secure defaults |
-//! | [`rds::instance_status`] | endpoint, status and every security-relevant attribute |
-//! | [`rds::allow_ip`] | points the database port's inbound rule at one address |
-//! | [`rds::production_url`] | the connection URL from the endpoint and the managed secret |
-//! | [`replica::create_replica`] | a read replica of the instance, with the same practices, checked after creation |
-//! | [`replica::replica_url`] | a replica's URL, with its source's managed secret |
-//! | [`audit::audit`] | checks a running setup, its read replicas included, against the 15 practices |
-//! | [`fix::apply_fix`] | applies one of the audit's safe, reversible fixes and reads it back |
-//! | [`scp::template`] | an SCP that denies changing the production instance, other regions, unencrypted instances |
-//! | [`rds::create_snapshot`], [`rds::delete_instance`] | snapshot; delete (refused under deletion protection) |
+#![doc = include_str!("../README.md")]
 
 pub mod address;
 pub mod audit;

@@ -1,15 +1,4 @@
-//! The `cruddur-db` command-line tool, as a library so that the binary
-//! stays a thin `main` and the tests can drive a command group in process.
-//!
-//! [`Cli`] holds the clap types (their doc comments are the `--help`). Each
-//! command that works on a database flattens the one option group
-//! [`DatabaseArgs`] into its own arguments, as sqlx-cli flattens its
-//! `ConnectOpts`; `local` and `rds` do not, so clap itself refuses those
-//! options there. Each command group has a handler module with a `run`-style
-//! function taking its arguments and, when it works on the database, the
-//! [`DatabaseArgs`] and the [`Settings`] that [`run`]
-//! reads once. The data work is the library's (`cruddur_db`); the CLI's own
-//! SQL is the catalog queries of `status` and `sessions`.
+#![doc = include_str!("../README.md")]
 
 pub mod activity;
 pub mod connect;

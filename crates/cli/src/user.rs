@@ -31,7 +31,7 @@ pub enum UserCommand {
     Confirm(ConfirmArgs),
 }
 
-/// The example event of `user confirm --help` (and of the README).
+/// The example event of `user confirm --help` (and of the CLI's README).
 pub const EVENT_EXAMPLE: &str = r#"Example event (the keys outside request.userAttributes may be left out):
   {
     "version": "1",
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(event.name, "Ann Lee");
         let squeeze = |t: &str| t.split_whitespace().collect::<String>();
         assert!(
-            squeeze(include_str!("../../../README.md")).contains(&squeeze(&json)),
+            squeeze(include_str!("../README.md")).contains(&squeeze(&json)),
             "the README shows another example event than --help"
         );
     }

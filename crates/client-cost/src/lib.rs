@@ -1,6 +1,4 @@
-//! What the client-cost counter (`client-cost`) and the timed peers
-//! (`rust-peers`) share: the statement the crate's typed feed sends, and the
-//! feed item as the other clients decode it.
+#![doc = include_str!("../README.md")]
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};

@@ -1,22 +1,4 @@
-//! Test support: throwaway databases on a real PostgreSQL server.
-//!
-//! The server ([`server_url`]) is `TEST_DATABASE_URL` when set, else the one
-//! at the default URL (`postgres://localhost/postgres`, or the server of
-//! `CRUDDUR_DEFAULT_URL`) when it answers, else a private throwaway cluster
-//! started for this test binary and removed when it exits.
-//! Two tiers:
-//! - [`TestDb::new`] / [`TestDb::migrated`]: a database of the test's own,
-//!   with a random name, dropped `WITH (FORCE)` when the guard drops; for
-//!   tests that commit (migrations, seeding, the CLI, concurrency).
-//! - [`with_rollback`]: a connection to a database shared by the test
-//!   binary, inside a transaction that is never committed; for repository
-//!   tests. The shared database is dropped when the test binary exits.
-//!
-//! Tests that need a server they may stop and restart take their own
-//! [`private_cluster`]; they never stop the shared server. Tests of
-//! replication take a [`StreamingPair`]: a private primary and a hot
-//! standby.
-//! Tests of TLS make their certificates with [`tls`].
+#![doc = include_str!("../README.md")]
 
 use std::sync::{Once, OnceLock};
 

@@ -1,2 +1,1 @@
-//! No code: see this crate's `Cargo.toml`. Depending on it gives a build
-//! the workspace's one feature set of the crates it lists.
+#![doc = include_str!("../README.md")]
