@@ -1,7 +1,11 @@
-//! The HTTP rows: `cruddur-db-service` against the original Flask backend
+//! The HTTP rows: `cruddur-db-service` against the service a Rust
+//! developer would write instead (`http-peer` of `crates/client-cost`:
+//! axum 0.8 on deadpool-postgres, a pool of 10, cruddur-db's own
+//! statements) and against the original Flask backend
 //! (`benches/flask_backend/app.py`), as it ran (Flask's development server)
 //! and under gunicorn, on the same database, loaded by `oha` at 1, 16 and
-//! 64 connections on both endpoints.
+//! 64 connections on both endpoints. Every server reaches PostgreSQL
+//! without TLS (`sslmode=disable`), as the Rust peer's client is built.
 //!
 //! One server runs at a time; each is started, warmed up, measured at every
 //! level and stopped before the next. `oha`, the server and PostgreSQL share
@@ -37,6 +41,8 @@ const POST_BODY: &str = r#"{"message": "posted by the HTTP benchmark", "ttl": "1
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
     Ours,
+    /// axum on deadpool-postgres: `http-peer` of `crates/client-cost`.
+    RustPeer,
     FlaskDev,
     Gunicorn,
 }
@@ -45,6 +51,7 @@ impl Server {
     fn label(self) -> String {
         match self {
             Server::Ours => "cruddur-db-service".into(),
+            Server::RustPeer => "axum 0.8 + deadpool-postgres, pool of 10, same SQL".into(),
             Server::FlaskDev => "Flask development server (as the original ran)".into(),
             Server::Gunicorn => format!("Flask under gunicorn, {GUNICORN_WORKERS} workers"),
         }
@@ -84,10 +91,23 @@ struct LoadRun {
     errors: u64,
 }
 
-/// The HTTP rows, or one row saying why they were skipped.
-pub(super) fn http_phase(plan: Plan, db: &DatabaseUrl, tools: &Tools) -> BenchResult<Measured> {
-    let setup = match Setup::find(tools) {
+/// The HTTP rows, or one row saying why they were skipped. With
+/// `rust_only`, ours and the Rust peer alone (no Python needed).
+pub(super) fn http_phase(
+    plan: Plan,
+    db: &DatabaseUrl,
+    tools: &Tools,
+    rust_only: bool,
+) -> BenchResult<Measured> {
+    let setup = match Setup::find(tools, rust_only) {
         Ok(setup) => setup,
+        Err(why) => {
+            eprintln!("skipping the HTTP rows: {why}");
+            return Ok(skipped(&why));
+        }
+    };
+    let db = &match super::rust_clients::without_tls(db) {
+        Ok(db) => db,
         Err(why) => {
             eprintln!("skipping the HTTP rows: {why}");
             return Ok(skipped(&why));
@@ -96,8 +116,18 @@ pub(super) fn http_phase(plan: Plan, db: &DatabaseUrl, tools: &Tools) -> BenchRe
     // The original posts as andrewbrown: the reference seed's user.
     cruddur_db::repo::seed::seed_reference(&mut cruddur_db::establish(db)?)?;
     let seconds = if plan.quick { 2 } else { 2 * plan.seconds };
+    let servers: &[Server] = if rust_only {
+        &[Server::Ours, Server::RustPeer]
+    } else {
+        &[
+            Server::Ours,
+            Server::RustPeer,
+            Server::FlaskDev,
+            Server::Gunicorn,
+        ]
+    };
     let mut results = Vec::new();
-    for server in [Server::Ours, Server::FlaskDev, Server::Gunicorn] {
+    for &server in servers {
         check_stop()?;
         let running = setup.start(server, db)?;
         let mut cells = Vec::new();
@@ -134,6 +164,7 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
         return measured;
     };
     let mut worst_p99 = 0.0_f64;
+    let mut worst_rust_p99 = 0.0_f64;
     for (endpoint, level, mine) in ours {
         for (server, theirs) in results.iter().filter(|(s, _)| *s != Server::Ours) {
             let Some((_, _, peer)) = theirs.iter().find(|(e, l, _)| e == endpoint && l == level)
@@ -146,17 +177,25 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
                 (Endpoint::Home, Server::Gunicorn) => 3.0,
                 _ => 0.0,
             };
-            let target = if *level == TARGET_LEVEL && goal > 0.0 {
+            // The Rust peer's target holds at every level, both endpoints.
+            let target = if *server == Server::RustPeer {
+                Target::AtLeast(1.0)
+            } else if *level == TARGET_LEVEL && goal > 0.0 {
                 Target::AtLeast(goal)
             } else {
                 Target::None
             };
             let peer_key = match server {
+                Server::RustPeer => "axum_peer",
                 Server::FlaskDev => "flask_dev",
                 _ => "gunicorn",
             };
             let p99_ratio = mine.p99_ms / peer.p99_ms;
-            worst_p99 = worst_p99.max(p99_ratio);
+            if *server == Server::RustPeer {
+                worst_rust_p99 = worst_rust_p99.max(p99_ratio);
+            } else {
+                worst_p99 = worst_p99.max(p99_ratio);
+            }
             measured.ratios.push((
                 format!("http_{}_vs_{peer_key}_c{level}", endpoint.key()),
                 ratio,
@@ -188,18 +227,35 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
             });
         }
     }
-    measured
-        .ratios
-        .push(("http_worst_p99_ratio".into(), worst_p99));
-    measured.rows.push(Row {
-        what: "HTTP p99, ours ÷ peer, the worst of every row above".into(),
-        clients: "–".into(),
-        ours: dash(),
-        peer: "both Flask servers".into(),
-        theirs: dash(),
-        ratio: Some(worst_p99),
-        target: Target::Below(1.0),
-    });
+    let has = |server| results.iter().any(|(s, _)| *s == server);
+    if has(Server::RustPeer) {
+        measured
+            .ratios
+            .push(("http_axum_peer_worst_p99_ratio".into(), worst_rust_p99));
+        measured.rows.push(Row {
+            what: "HTTP p99, ours ÷ the Rust peer's, the worst of every level and endpoint".into(),
+            clients: "–".into(),
+            ours: dash(),
+            peer: Server::RustPeer.label(),
+            theirs: dash(),
+            ratio: Some(worst_rust_p99),
+            target: Target::AtMost(1.0),
+        });
+    }
+    if has(Server::FlaskDev) || has(Server::Gunicorn) {
+        measured
+            .ratios
+            .push(("http_worst_p99_ratio".into(), worst_p99));
+        measured.rows.push(Row {
+            what: "HTTP p99, ours ÷ Flask's, the worst of every Flask row above".into(),
+            clients: "–".into(),
+            ours: dash(),
+            peer: "both Flask servers".into(),
+            theirs: dash(),
+            ratio: Some(worst_p99),
+            target: Target::Below(1.0),
+        });
+    }
     measured
 }
 
@@ -225,29 +281,44 @@ fn skipped(why: &str) -> Measured {
     )
 }
 
-/// What the HTTP rows need: `oha`, our service's binary (built here, in
-/// the bench's own profile) and a Python with Flask and gunicorn.
+/// What the HTTP rows need: `oha`, our service's and the Rust peer's
+/// binaries (built here, in the bench's own profile) and, for the Flask
+/// rows, a Python with Flask and gunicorn.
 struct Setup {
     oha: PathBuf,
     service: PathBuf,
-    python: PathBuf,
+    peer: PathBuf,
+    python: Option<PathBuf>,
     bench_dir: PathBuf,
 }
 
 impl Setup {
-    fn find(tools: &Tools) -> Result<Self, String> {
+    fn find(tools: &Tools, rust_only: bool) -> Result<Self, String> {
         let oha = tools
             .oha
             .clone()
             .ok_or("oha is not installed (cargo install oha --locked)")?;
-        let python = tools.python.clone()?;
+        let python = if rust_only {
+            None
+        } else {
+            Some(tools.python.clone()?)
+        };
         let service = super::build_member("cruddur-db-service", "cruddur-db-service")?;
+        let peer = super::build_member("cruddur-db-client-cost", "http-peer")?;
         Ok(Self {
             oha,
             service,
+            peer,
             python,
             bench_dir: tools.bench_dir.clone(),
         })
+    }
+
+    fn python(&self) -> BenchResult<&Path> {
+        match &self.python {
+            Some(python) => Ok(python),
+            None => fail("the Flask rows need a Python with Flask"),
+        }
     }
 
     /// Starts `server` on a free loopback port over `db` and waits until
@@ -265,8 +336,14 @@ impl Setup {
                     .env("NO_COLOR", "1");
                 c
             }
+            Server::RustPeer => {
+                let mut c = Command::new(&self.peer);
+                c.env("CRUDDUR_CLIENT_COST_URL", db.expose())
+                    .args(["--bind", &bind]);
+                c
+            }
             Server::FlaskDev => {
-                let mut c = Command::new(&self.python);
+                let mut c = Command::new(self.python()?);
                 c.args([
                     "-m",
                     "flask",
@@ -280,13 +357,13 @@ impl Setup {
                 c
             }
             Server::Gunicorn => {
-                let mut c = Command::new(&self.python);
+                let mut c = Command::new(self.python()?);
                 c.args(["-m", "gunicorn", "--workers", &GUNICORN_WORKERS.to_string()])
                     .args(["--bind", &bind, "app:app"]);
                 c
             }
         };
-        if server != Server::Ours {
+        if matches!(server, Server::FlaskDev | Server::Gunicorn) {
             command
                 .current_dir(&flask_dir)
                 .env("CONNECTION_URL", db.expose())

@@ -5,6 +5,7 @@
 //! cargo run --release --example bench -- --quick # 100k activities, short runs (under a minute)
 //! cargo run --release --example bench -- --no-replicas    # without the replica rows
 //! cargo run --release --example bench -- --replicas-only  # the replica rows alone
+//! cargo run --release --example bench -- --http-only      # ours and the Rust peer over HTTP alone
 //! ```
 //!
 //! It creates its own databases (random names, `cruddur_bench_…`) on the
@@ -20,7 +21,7 @@
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
 //! | Python | `home_feed_json` | `benches/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
-//! | HTTP | `cruddur-db-service` under `oha` at 1, 16 and 64 connections, both endpoints | the original Flask backend (`benches/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
+//! | HTTP | `cruddur-db-service` under `oha` at 1, 16 and 64 connections, both endpoints | axum on deadpool-postgres with the same SQL (`crates/client-cost`'s `http-peer`), and the original Flask backend (`benches/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
 //! | replica router | `home_feed_at(Eventual)` / `AtLeast(token)`, routed to a standby | `home_feed` on the same pool settings straight at that standby |
 //! | standby under writes | `home_feed_at(Eventual)` served by a standby on a CPU of its own, writers on the primary | the same readers on the primary alone, same writers |
 //!
@@ -141,6 +142,7 @@ fn main() -> ExitCode {
             "--no-replicas" => scope = Scope::NoReplicas,
             "--replicas-only" => scope = Scope::ReplicasOnly,
             "--rust-clients-only" => scope = Scope::RustClientsOnly,
+            "--http-only" => scope = Scope::HttpOnly,
             "--seconds" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
                 Some(s) if s > 0 => seconds = Some(s),
                 _ => return report(fail("--seconds takes a whole number of seconds > 0")),
@@ -148,12 +150,13 @@ fn main() -> ExitCode {
             "-h" | "--help" => {
                 println!(
                     "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\
-                     \x20      [--no-replicas | --replicas-only | --rust-clients-only]\n\n\
+                     \x20      [--no-replicas | --replicas-only | --rust-clients-only | --http-only]\n\n\
                      --quick          100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
                      --seconds N      length of each measured run\n\
                      --no-replicas    skip the rows on a private primary and standby\n\
                      --replicas-only  those rows alone (the server below is not used)\n\
-                     --rust-clients-only  the typed feed against the other Rust clients alone\n\n\
+                     --rust-clients-only  the typed feed against the other Rust clients alone\n\
+                     --http-only      the service against the Rust HTTP peer alone (no Flask)\n\n\
                      Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
                      else postgres://localhost/postgres"
                 );
@@ -958,7 +961,11 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
             "benchmark databases {}_* on {server}; {} users, {} activities; {} round(s) of {} s per side",
             dbs.prefix, spec.users, spec.activities, plan.rounds, plan.seconds
         );
-        if scope == Scope::RustClientsOnly {
+        if scope == Scope::HttpOnly {
+            let main_db = dbs.create("feed")?;
+            seed_ours(&main_db, spec)?;
+            phases.push(http::http_phase(plan, &main_db, &tools, true)?);
+        } else if scope == Scope::RustClientsOnly {
             // The data alone: no seed rows.
             let main_db = dbs.create("feed")?;
             seed_ours(&main_db, spec)?;
@@ -974,12 +981,12 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
                 rust_clients::rust_clients_phase(plan, &feed, &bench_dir)?,
                 scale_phase(plan, &feed)?,
                 python_phase(plan, &feed, &tools)?,
-                http::http_phase(plan, &feed.main_db, &tools)?,
+                http::http_phase(plan, &feed.main_db, &tools, false)?,
             ]);
         }
     }
     match scope {
-        Scope::RustClientsOnly => {}
+        Scope::RustClientsOnly | Scope::HttpOnly => {}
         Scope::NoReplicas => phases.push(replicas::replica_phase(
             plan,
             &settings,
@@ -999,14 +1006,15 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
 }
 
 /// Which rows the run measures: all of them; all but the replica rows (on
-/// a private primary and standby of their own); those alone; or the Rust
-/// clients' rows alone.
+/// a private primary and standby of their own); those alone; the Rust
+/// clients' rows alone; or the service against the Rust HTTP peer alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
     All,
     NoReplicas,
     ReplicasOnly,
     RustClientsOnly,
+    HttpOnly,
 }
 
 /// The peers' programs, looked up once; a missing one skips its rows.
@@ -1490,7 +1498,7 @@ fn write_report(
         _ => format!("{} users, {} activities", spec.users, spec.activities),
     };
     let pair = match scope {
-        Scope::NoReplicas | Scope::RustClientsOnly => String::new(),
+        Scope::NoReplicas | Scope::RustClientsOnly | Scope::HttpOnly => String::new(),
         _ => format!(
             "; the replica rows on a private primary and standby with {} users, {} activities",
             spec.users,

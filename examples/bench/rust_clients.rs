@@ -35,7 +35,7 @@ const URL_VAR: &str = "CRUDDUR_CLIENT_COST_URL";
 const SESSIONS: [&str; 2] = ["defaults", "ours"];
 
 /// The database of the feed with TLS off, or why these rows cannot have it.
-fn without_tls(url: &DatabaseUrl) -> Result<DatabaseUrl, String> {
+pub(super) fn without_tls(url: &DatabaseUrl) -> Result<DatabaseUrl, String> {
     match url.param("sslmode") {
         None | Some("disable" | "allow" | "prefer") => Ok(url.with_param("sslmode", "disable")),
         Some(mode) => Err(format!(

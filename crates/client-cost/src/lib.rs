@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use cruddur_db::{DatabaseUrl, FeedPage, establish, home_feed};
-use diesel::RunQueryDsl;
 use diesel::connection::{Connection as _, InstrumentationEvent};
+use diesel::{PgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 /// Any error, with its message.
@@ -97,6 +97,34 @@ pub fn decode_page(rows: &[postgres::Row]) -> AnyResult<()> {
 /// connections have (`plan_cache_mode`, `TimeZone`, `statement_timeout`).
 pub fn capture_typed_statement(url: &DatabaseUrl) -> AnyResult<(String, String)> {
     let mut conn = establish(url)?;
+    let sent = capture_statements(&mut conn, |conn| {
+        home_feed(conn, FeedPage::first(PAGE))?;
+        Ok(())
+    })?;
+    let found: Vec<&(String, String)> = sent
+        .iter()
+        .filter(|(sql, _)| sql.contains("FROM (\"activities\""))
+        .collect();
+    let [(sql, binds)] = found.as_slice() else {
+        return fail(format!(
+            "the typed feed sent {} statements on `activities`, not one",
+            found.len()
+        ));
+    };
+    if *binds != format!("[{PAGE}]") {
+        return fail(format!(
+            "the typed feed binds {binds}, not the page size alone ([{PAGE}])"
+        ));
+    }
+    Ok((sql.clone(), session_settings(url)?))
+}
+
+/// The statements `f` sends on `conn`, as Diesel's instrumentation shows
+/// them: each one's SQL and its binds (`[..]`, empty when none shown).
+pub fn capture_statements(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> AnyResult<()>,
+) -> AnyResult<Vec<(String, String)>> {
     let sent = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = Arc::clone(&sent);
     conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
@@ -106,27 +134,24 @@ pub fn capture_typed_statement(url: &DatabaseUrl) -> AnyResult<(String, String)>
                 .push(query.to_string());
         }
     });
-    home_feed(&mut conn, FeedPage::first(PAGE))?;
+    let result = f(conn);
+    conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
+    result?;
     let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
-    let found: Vec<&String> = sent
-        .iter()
-        .filter(|s| s.contains("FROM (\"activities\""))
-        .collect();
-    let [shown] = found.as_slice() else {
-        return fail(format!(
-            "the typed feed sent {} statements on `activities`, not one",
-            found.len()
-        ));
-    };
     // Diesel shows a statement as `SQL -- binds: [..]`.
-    let Some((sql, binds)) = shown.split_once(" -- binds: ") else {
-        return fail(format!("the captured statement shows no binds: {shown}"));
-    };
-    if binds != format!("[{PAGE}]") {
-        return fail(format!(
-            "the typed feed binds {binds}, not the page size alone ([{PAGE}])"
-        ));
-    }
+    Ok(sent
+        .into_iter()
+        .map(|shown| match shown.split_once(" -- binds: ") {
+            Some((sql, binds)) => (sql.to_owned(), binds.to_owned()),
+            None => (shown, String::new()),
+        })
+        .collect())
+}
+
+/// The `SET` statements that give another client the session our pool's
+/// connections have (`plan_cache_mode`, `TimeZone`, `statement_timeout`).
+pub fn session_settings(url: &DatabaseUrl) -> AnyResult<String> {
+    let mut conn = establish(url)?;
     let mut settings = String::new();
     for name in ["plan_cache_mode", "TimeZone", "statement_timeout"] {
         let value: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
@@ -135,5 +160,5 @@ pub fn capture_typed_statement(url: &DatabaseUrl) -> AnyResult<(String, String)>
         .get_result(&mut conn)?;
         settings.push_str(&format!("SET {name} = '{}';", value.replace('\'', "''")));
     }
-    Ok((sql.to_owned(), settings))
+    Ok(settings)
 }
