@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
 use cruddur_db::{
-    Consistency, DatabaseUrl, Environment, Repository, Settings, pending_migrations, prepare, read_mark,
+    Consistency, DatabaseUrl, Environment, Repository, Settings, pending_migrations, prepare,
+    read_mark,
 };
 use cruddur_db_local::{Fallback, resolve};
 use cruddur_db_service::settings::AuthSettings;
