@@ -279,10 +279,191 @@ impl fmt::Display for AutoFix {
             AutoFix::EnableRotation { secret_arn } => write!(
                 f,
                 "rotate {secret_arn} every {ROTATION_DAYS} days, starting at the next window \
-                 (each rotation changes the master password: run `rds url --write-env` \
-                 again after it; undo: aws secretsmanager cancel-rotation)"
+                 (each rotation changes the master password, and so the connection URL \
+                 stored with it; undo: aws secretsmanager cancel-rotation)"
             ),
         }
+    }
+}
+
+impl AutoFix {
+    /// What to do after the fix takes effect, when anything: a rotation
+    /// changes the master password, so a stored connection URL must be
+    /// built again.
+    pub fn afterwards(&self) -> Option<Operation> {
+        match self {
+            AutoFix::EnableRotation { .. } => Some(Operation::StoreUrlAgain),
+            AutoFix::CreateSnapshot { .. }
+            | AutoFix::EnableGuardDuty
+            | AutoFix::EnableDeletionProtection { .. }
+            | AutoFix::EnableMultiAz { .. } => None,
+        }
+    }
+}
+
+/// One of the toolkit's own operations, with its parameters, as a step of
+/// a [`Fix`]. The toolkit does not name commands: a front end such as the
+/// CLI words each as one of its own.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "operation", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Operation {
+    /// Take a manual snapshot of the instance ([`crate::create_snapshot`]).
+    Snapshot {
+        /// The instance.
+        identifier: String,
+    },
+    /// Delete the instance ([`crate::delete_instance`]), which takes a
+    /// final snapshot.
+    Delete {
+        /// The instance.
+        identifier: String,
+    },
+    /// Point the inbound rule at this machine's public address
+    /// ([`crate::allow_ip`]).
+    AllowIp {
+        /// The security group.
+        group_id: String,
+        /// The rule to change.
+        rule_id: String,
+    },
+    /// Write the SCP that keeps practice 10 for the instance
+    /// ([`crate::scp::template`]), for the allowed regions.
+    ScpTemplate {
+        /// The production instance.
+        identifier: String,
+    },
+    /// Audit again, naming the regions the data may be stored in
+    /// ([`AuditOptions::allowed_regions`]).
+    NameAllowedRegions,
+    /// Audit again with a shorter idle window ([`AuditOptions::idle_days`]).
+    ShorterIdleWindow,
+    /// Audit again, reading Organizations with the credentials of the
+    /// management account or a delegated administrator
+    /// ([`crate::JsonApiClient::with_credentials`]).
+    OrganizationsCredentials,
+    /// Build and store the connection URL again ([`crate::production_url`]).
+    StoreUrlAgain,
+}
+
+impl fmt::Display for Operation {
+    /// The operation in words, naming no command.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operation::Snapshot { identifier } => {
+                write!(f, "take a manual snapshot of {identifier}")
+            }
+            Operation::Delete { identifier } => write!(f, "delete {identifier}"),
+            Operation::AllowIp { group_id, rule_id } => write!(
+                f,
+                "point rule {rule_id} of {group_id} at this machine's public address"
+            ),
+            Operation::ScpTemplate { identifier } => write!(
+                f,
+                "write the SCP template for {identifier} and the allowed regions to scp.json"
+            ),
+            Operation::NameAllowedRegions => f.write_str("name the allowed regions"),
+            Operation::ShorterIdleWindow => f.write_str("audit with a shorter idle window"),
+            Operation::OrganizationsCredentials => {
+                f.write_str("read Organizations with that account's credentials")
+            }
+            Operation::StoreUrlAgain => f.write_str("store the connection URL again"),
+        }
+    }
+}
+
+/// One part of a [`Fix`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixPart {
+    /// Words, or a command of AWS's own CLI (`aws rds ...`), shown as they
+    /// are.
+    Text(String),
+    /// One of the toolkit's operations, for the front end to word.
+    Operation(Operation),
+}
+
+/// How to fix a failure, or what would tell an unknown: text with the
+/// toolkit's [`Operation`]s between its parts. Empty for a pass or
+/// information. [`Fix::render`] words it with a front end's commands;
+/// `Display` words the operations without naming any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Fix(Vec<FixPart>);
+
+impl Fix {
+    /// A fix that is words only.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self(Vec::new()).then_text(text)
+    }
+
+    /// A fix that starts with an operation.
+    pub fn operation(operation: Operation) -> Self {
+        Self(Vec::new()).then(operation)
+    }
+
+    /// This fix, then `text` (empty text adds nothing).
+    pub fn then_text(mut self, text: impl Into<String>) -> Self {
+        let text = text.into();
+        if !text.is_empty() {
+            self.0.push(FixPart::Text(text));
+        }
+        self
+    }
+
+    /// This fix, then `operation`.
+    pub fn then(mut self, operation: Operation) -> Self {
+        self.0.push(FixPart::Operation(operation));
+        self
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> &[FixPart] {
+        &self.0
+    }
+
+    /// The toolkit operations the fix names, in order.
+    pub fn operations(&self) -> impl Iterator<Item = &Operation> {
+        self.0.iter().filter_map(|p| match p {
+            FixPart::Operation(o) => Some(o),
+            FixPart::Text(_) => None,
+        })
+    }
+
+    /// The fix as one text, each operation worded by `word` (a front end's
+    /// command for it).
+    pub fn render(&self, mut word: impl FnMut(&Operation) -> String) -> String {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                FixPart::Text(t) => out.push_str(t),
+                FixPart::Operation(o) => out.push_str(&word(o)),
+            }
+        }
+        out
+    }
+}
+
+impl From<&str> for Fix {
+    fn from(text: &str) -> Self {
+        Fix::text(text)
+    }
+}
+
+impl From<String> for Fix {
+    fn from(text: String) -> Self {
+        Fix::text(text)
+    }
+}
+
+impl fmt::Display for Fix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(ToString::to_string))
     }
 }
 
@@ -301,7 +482,7 @@ pub struct PracticeResult {
     pub detail: String,
     /// How to fix a failure, or what would tell an unknown (empty for a
     /// pass or information).
-    pub fix: String,
+    pub fix: Fix,
     /// The fix `audit --fix` can apply, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_fix: Option<AutoFix>,
@@ -314,7 +495,7 @@ impl PracticeResult {
     }
 }
 
-fn outcome(practice: Practice, outcome: Outcome, detail: String, fix: &str) -> PracticeResult {
+fn outcome(practice: Practice, outcome: Outcome, detail: String, fix: Fix) -> PracticeResult {
     PracticeResult {
         practice,
         item: practice.item(),
@@ -322,29 +503,24 @@ fn outcome(practice: Practice, outcome: Outcome, detail: String, fix: &str) -> P
         outcome,
         detail,
         fix: match outcome {
-            Outcome::Fail | Outcome::Unknown => fix.to_owned(),
-            Outcome::Pass | Outcome::Info => String::new(),
+            Outcome::Fail | Outcome::Unknown => fix,
+            Outcome::Pass | Outcome::Info => Fix::default(),
         },
         auto_fix: None,
     }
 }
 
-fn result(
-    practice: Practice,
-    pass: bool,
-    detail: String,
-    fix: impl Into<String>,
-) -> PracticeResult {
+fn result(practice: Practice, pass: bool, detail: String, fix: impl Into<Fix>) -> PracticeResult {
     let o = if pass { Outcome::Pass } else { Outcome::Fail };
-    outcome(practice, o, detail, &fix.into())
+    outcome(practice, o, detail, fix.into())
 }
 
-fn unknown(practice: Practice, detail: String, hint: &str) -> PracticeResult {
-    outcome(practice, Outcome::Unknown, detail, hint)
+fn unknown(practice: Practice, detail: String, hint: impl Into<Fix>) -> PracticeResult {
+    outcome(practice, Outcome::Unknown, detail, hint.into())
 }
 
 fn info(practice: Practice, detail: String) -> PracticeResult {
-    outcome(practice, Outcome::Info, detail, "")
+    outcome(practice, Outcome::Info, detail, Fix::default())
 }
 
 /// How to audit.
@@ -463,8 +639,8 @@ async fn check(
         Practice::MasterUserAndDatabase => info(
             practice,
             format!(
-                "master user {}, database {}: `rds url` reads both from the instance, so the \
-                 URL names what the instance has",
+                "master user {}, database {}: the connection URL is built with both as the \
+                 instance reports them, so it names what the instance has",
                 db.master_username.as_deref().unwrap_or("-"),
                 db.db_name.as_deref().unwrap_or("-")
             ),
@@ -479,7 +655,7 @@ async fn check(
         Practice::EndpointAndPort => info(
             practice,
             format!(
-                "endpoint {}:{}: parts of the connection URL, which `rds url` builds from the \
+                "endpoint {}:{}: parts of the connection URL, which is built from the \
                  instance; nothing to configure",
                 db.endpoint.as_deref().unwrap_or("(none yet)"),
                 db.port.map_or_else(|| "-".to_owned(), |p| p.to_string())
@@ -576,7 +752,7 @@ async fn check(
     r
 }
 
-fn cannot_check(practice: Practice, err: &Error, hint: &str) -> PracticeResult {
+fn cannot_check(practice: Practice, err: &Error, hint: impl Into<Fix>) -> PracticeResult {
     unknown(practice, format!("cannot check: {err}"), hint)
 }
 
@@ -588,8 +764,8 @@ fn region_allowed(aws: &Aws, db: &InstanceStatus, allowed: &[String]) -> Practic
         return unknown(
             practice,
             format!("the instance is in {region}; no allowed regions were given"),
-            "name the regions the data may be stored in: --allowed-regions eu-west-1,... or \
-             CRUDDUR_RDS_ALLOWED_REGIONS",
+            Fix::text("name the regions the data may be stored in: ")
+                .then(Operation::NameAllowedRegions),
         );
     }
     result(
@@ -637,19 +813,28 @@ async fn in_use(aws: &Aws, db: &InstanceStatus, days: u32) -> PracticeResult {
         .collect();
     let (o, detail) = judge_use(&points, start, period, days);
     let fix = match o {
-        Outcome::Fail => format!(
-            "snapshot and delete: cruddur-db rds snapshot --identifier {id}; aws rds \
-             modify-db-instance --db-instance-identifier {id} --no-deletion-protection \
-             --apply-immediately; cruddur-db rds delete --identifier {id} --confirm {id} \
-             (restore from the snapshot when it is needed again)"
-        ),
-        _ => format!(
-            "audit again once the instance has {days} days of metrics, or pass a shorter \
-             --idle-days; or `aws cloudwatch get-metric-statistics --namespace AWS/RDS \
+        Outcome::Fail => Fix::text("snapshot and delete: ")
+            .then(Operation::Snapshot {
+                identifier: id.clone(),
+            })
+            .then_text(format!(
+                "; aws rds modify-db-instance --db-instance-identifier {id} \
+                 --no-deletion-protection --apply-immediately; "
+            ))
+            .then(Operation::Delete {
+                identifier: id.clone(),
+            })
+            .then_text(" (restore from the snapshot when it is needed again)"),
+        _ => Fix::text(format!(
+            "audit again once the instance has {days} days of metrics, or "
+        ))
+        .then(Operation::ShorterIdleWindow)
+        .then_text(format!(
+            "; or `aws cloudwatch get-metric-statistics --namespace AWS/RDS \
              --metric-name DatabaseConnections --dimensions Name=DBInstanceIdentifier,Value={id} ...`"
-        ),
+        )),
     };
-    outcome(practice, o, detail, &fix)
+    outcome(practice, o, detail, fix)
 }
 
 /// The idle verdict on daily `(timestamp, maximum)` points of a window of
@@ -745,7 +930,7 @@ async fn secret_rotation(aws: &Aws, db: &InstanceStatus, modify: &str) -> Practi
         date(secret.created_date()),
         Utc::now(),
     );
-    let mut r = outcome(practice, o, format!("{detail} ({arn})"), &fix);
+    let mut r = outcome(practice, o, format!("{detail} ({arn})"), fix.into());
     if o == Outcome::Fail && secret.rotation_enabled() != Some(true) {
         r.auto_fix = Some(AutoFix::EnableRotation {
             secret_arn: arn.clone(),
@@ -844,16 +1029,16 @@ async fn scps(aws: &Aws, db: &InstanceStatus, options: &AuditOptions) -> Vec<Pra
         Practice::ScpRegionLock,
         Practice::ScpRequiresEncryption,
     ];
-    let all_unknown = |detail: String, hint: &str| {
+    let all_unknown = |detail: String, hint: Fix| {
         practices
             .iter()
-            .map(|p| unknown(*p, detail.clone(), hint))
+            .map(|p| unknown(*p, detail.clone(), hint.clone()))
             .collect::<Vec<_>>()
     };
     let (Some(arn), Some(account)) = (db.arn.as_deref(), db.account_id()) else {
         return all_unknown(
             "RDS reports no ARN for the instance, so its account is not known".into(),
-            "describe the instance with rds:DescribeDBInstances",
+            "describe the instance with rds:DescribeDBInstances".into(),
         );
     };
     let (policies, management) = match scp::effective_policies(aws, account).await {
@@ -861,20 +1046,26 @@ async fn scps(aws: &Aws, db: &InstanceStatus, options: &AuditOptions) -> Vec<Pra
         Err(e) => {
             return all_unknown(
                 format!("cannot read the organization's SCPs from this account: {e}"),
-                "audit with the management account's (or a delegated administrator's) \
-                 credentials for Organizations: --organizations-profile PROFILE; it needs \
-                 organizations:DescribeOrganization, ListParents, ListPoliciesForTarget and \
-                 DescribePolicy",
+                Fix::text(
+                    "audit with the management account's (or a delegated administrator's) \
+                     credentials for Organizations: ",
+                )
+                .then(Operation::OrganizationsCredentials)
+                .then_text(
+                    "; it needs organizations:DescribeOrganization, ListParents, \
+                     ListPoliciesForTarget and DescribePolicy",
+                ),
             );
         }
     };
-    let template = format!(
-        "cruddur-db rds scp-template --identifier {} --allowed-regions REGIONS > scp.json; aws \
-         organizations create-policy --type SERVICE_CONTROL_POLICY --name cruddur-rds-guard \
-         --description 'cruddur RDS guard' --content file://scp.json; aws organizations \
-         attach-policy --policy-id POLICY_ID --target-id {account}",
-        db.identifier
-    );
+    let template = Fix::operation(Operation::ScpTemplate {
+        identifier: db.identifier.clone(),
+    })
+    .then_text(format!(
+        "; aws organizations create-policy --type SERVICE_CONTROL_POLICY --name \
+         cruddur-rds-guard --description 'cruddur RDS guard' --content file://scp.json; aws \
+         organizations attach-policy --policy-id POLICY_ID --target-id {account}"
+    ));
     if management {
         return practices
             .iter()
@@ -950,14 +1141,19 @@ async fn open_to_world(aws: &Aws, db: &InstanceStatus) -> PracticeResult {
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
-            format!("cruddur-db rds allow-ip --group-id {group} --rule-id {rule} --ip auto"),
+            Fix::operation(Operation::AllowIp {
+                group_id: group.clone(),
+                rule_id: rule.clone(),
+            }),
         ),
     }
 }
 
 async fn snapshots(aws: &Aws, identifier: &str) -> PracticeResult {
     let practice = Practice::Snapshots;
-    let fix = format!("cruddur-db rds snapshot --identifier {identifier}");
+    let fix = Fix::operation(Operation::Snapshot {
+        identifier: identifier.to_owned(),
+    });
     let mut available = (0, 0);
     let mut marker: Option<String> = None;
     loop {
@@ -970,7 +1166,7 @@ async fn snapshots(aws: &Aws, identifier: &str) -> PracticeResult {
             .await;
         let page = match page {
             Ok(p) => p,
-            Err(e) => return cannot_check(practice, &sdk_error("DescribeDBSnapshots", e), &fix),
+            Err(e) => return cannot_check(practice, &sdk_error("DescribeDBSnapshots", e), fix),
         };
         for s in page.db_snapshots() {
             if s.status() == Some("available") {
@@ -1035,7 +1231,7 @@ pub(crate) async fn tls_required(aws: &Aws, db: &InstanceStatus) -> PracticeResu
                 if group.starts_with("default.") && db.engine_major().is_some_and(|m| m >= 15) {
                     break;
                 }
-                return cannot_check(practice, &err, &fix);
+                return cannot_check(practice, &err, fix);
             }
         };
         if let Some(p) = page

@@ -689,17 +689,19 @@ pub async fn allow_ip(aws: &Aws, request: &AllowIp) -> Result<AllowIpOutcome> {
                     what: "security group rule id",
                     input: id.clone(),
                     reason: format!("no inbound rule with that id in {}", request.group_id),
+                    remedy: None,
                 })?;
             if !same_family(existing) {
                 return Err(Error::InvalidInput {
                     what: "security group rule id",
                     input: id.clone(),
                     reason: format!(
-                        "the rule admits {}, not an {} block; omit --rule-id to add a rule for {}",
+                        "the rule admits {}, not an {} block; name no rule to add one for {}",
                         existing.source(),
                         if address.is_ipv4() { "IPv4" } else { "IPv6" },
                         cidr
                     ),
+                    remedy: Some(Remedy::OmitTheRule),
                 });
             }
             Some(existing)
@@ -723,7 +725,7 @@ pub async fn allow_ip(aws: &Aws, request: &AllowIp) -> Result<AllowIpOutcome> {
                         what: "security group",
                         input: request.group_id.clone(),
                         reason: format!(
-                            "it has {} inbound rules for port {}; choose one with --rule-id ({})",
+                            "it has {} inbound rules for port {}; name one of them ({})",
                             many.len(),
                             request.port,
                             many.iter()
@@ -731,6 +733,7 @@ pub async fn allow_ip(aws: &Aws, request: &AllowIp) -> Result<AllowIpOutcome> {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
+                        remedy: Some(Remedy::NameARule),
                     });
                 }
             }
@@ -1022,6 +1025,7 @@ pub(crate) fn invalid(what: &'static str, input: &str, reason: &str) -> Error {
         what,
         input: input.chars().take(80).collect(),
         reason: reason.to_owned(),
+        remedy: None,
     }
 }
 

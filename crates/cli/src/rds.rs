@@ -15,6 +15,8 @@ use cruddur_db_aws::rds::{
 };
 use cruddur_db_aws::{self, Aws, AwsOptions};
 
+pub mod remedy;
+
 /// The default "what is my IP" endpoint of `allow-ip --ip auto`.
 pub const DEFAULT_IP_ENDPOINT: &str = "https://checkip.amazonaws.com";
 
@@ -654,8 +656,10 @@ fn print_results(results: &[cruddur_db_aws::PracticeResult], identifier: &str) {
             r.practice.name(),
         );
         match r.outcome {
-            Outcome::Fail => println!("     {:<width$}  fix: {}", "", r.fix),
-            Outcome::Unknown => println!("     {:<width$}  to tell: {}", "", r.fix),
+            Outcome::Fail => println!("     {:<width$}  fix: {}", "", remedy::fix_text(&r.fix)),
+            Outcome::Unknown => {
+                println!("     {:<width$}  to tell: {}", "", remedy::fix_text(&r.fix));
+            }
             Outcome::Pass | Outcome::Info => {}
         }
     }
@@ -672,6 +676,35 @@ fn print_results(results: &[cruddur_db_aws::PracticeResult], identifier: &str) {
             n => format!(" ({identifier} and its {n} read replicas)"),
         }
     );
+}
+
+/// One result as `rds audit --json` prints it: the toolkit's result with
+/// the fix as text, its operations worded as the CLI's commands (the field
+/// is the same string the text output shows).
+#[derive(serde::Serialize)]
+struct JsonResult<'a> {
+    practice: cruddur_db_aws::Practice,
+    item: u8,
+    instance: Option<&'a str>,
+    outcome: cruddur_db_aws::Outcome,
+    detail: &'a str,
+    fix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_fix: Option<&'a cruddur_db_aws::AutoFix>,
+}
+
+impl<'a> From<&'a cruddur_db_aws::PracticeResult> for JsonResult<'a> {
+    fn from(r: &'a cruddur_db_aws::PracticeResult) -> Self {
+        Self {
+            practice: r.practice,
+            item: r.item,
+            instance: r.instance.as_deref(),
+            outcome: r.outcome,
+            detail: &r.detail,
+            fix: remedy::fix_text(&r.fix),
+            auto_fix: r.auto_fix.as_ref(),
+        }
+    }
 }
 
 /// 1 on any FAIL, and with `strict` on any UNKNOWN.
@@ -695,7 +728,8 @@ async fn audit(aws: &Aws, a: AuditArgs, allowed_regions: Vec<String>) -> anyhow:
     };
     let results = cruddur_db_aws::audit(aws, &a.identifier, &options).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        let shown: Vec<JsonResult<'_>> = results.iter().map(JsonResult::from).collect();
+        println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(audit_code(&results, a.strict));
     }
     print_results(&results, &a.identifier);
@@ -731,7 +765,7 @@ async fn audit(aws: &Aws, a: AuditArgs, allowed_regions: Vec<String>) -> anyhow:
     }
     println!("fixes to apply (safe, reversible):");
     for f in &fixes {
-        println!("  - {f}");
+        println!("  - {}", remedy::auto_fix_text(f));
     }
     if !a.yes {
         use std::io::{BufRead, IsTerminal, Write};
