@@ -11,6 +11,7 @@ mod feed_row;
 pub mod migrations;
 pub mod models;
 pub mod pool;
+pub mod pooler;
 pub mod replica;
 pub mod repo;
 pub mod repository;
@@ -32,6 +33,7 @@ pub use error::{Error, Result, ValidationError};
 pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
 pub use models::{Activity, ActivityObject, FeedItem, NewActivity, NewUser, User};
 pub use pool::{PgPool, build_pool, establish};
+pub use pooler::Pooler;
 pub use replica::{
     ClusterIdentity, Consistency, Lsn, ReplicaOptions, ReplicaState, ReplicaStatus, Router,
     RoutingCounters, WriteToken,
