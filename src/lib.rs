@@ -26,6 +26,7 @@ pub mod schema;
 
 pub use admin::{
     PrepareReport, create_database, database_exists, drop_database, prepare, prepare_checked,
+    prepare_for,
 };
 pub use config::{Config, DatabaseUrl, Environment};
 pub use environment::{EnvironmentMark, mark_environment, read_mark, restore_mark};

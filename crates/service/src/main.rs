@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
 use cruddur_db::{
-    Consistency, DatabaseUrl, Environment, Repository, Settings, pending_migrations, prepare,
+    Consistency, DatabaseUrl, Environment, Repository, Settings, pending_migrations, prepare_for,
     read_mark,
 };
 use cruddur_db_local::{Fallback, resolve};
@@ -111,7 +111,7 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     }
     if resolved.source.is_zero_setup() {
         // The example's database: made ready on first use.
-        prepare(&config.database_url)?;
+        prepare_for(&config)?;
     }
     let repo = Repository::connect(&config)?;
     if service.allowed_origins.is_empty() {
