@@ -43,8 +43,13 @@ impl PgBouncer {
     /// Starts one with `pool_size` server connections per database; panics
     /// with PgBouncer's log when it does not come up.
     pub fn start(pool_size: u32) -> Self {
-        let server = server_url();
-        let (host, port) = server_address(&server);
+        Self::in_front_of(&server_url(), pool_size)
+    }
+
+    /// Starts one in front of the server of `server` (for the benchmark,
+    /// whose server is its own choice).
+    pub fn in_front_of(server: &DatabaseUrl, pool_size: u32) -> Self {
+        let (host, port) = server_address(server);
         let user = server
             .param("user")
             .map(str::to_owned)
