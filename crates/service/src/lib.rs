@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod extract;
+pub mod logs;
 pub mod settings;
 pub mod transport;
 pub mod variables;
