@@ -8,6 +8,7 @@ pub mod logs;
 pub mod settings;
 pub mod transport;
 pub mod variables;
+mod workers;
 
 pub use api::{AppState, app};
 pub use auth::Auth;

@@ -162,7 +162,9 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     if let Auth::Jwt(verifier) = &auth {
         tracing::info!(?verifier, "posts need a verified token");
     }
-    let state = AppState::new(repo, auth).with_body_timeout(service.transport.header_read_timeout);
+    let state = AppState::new(repo, auth)
+        .context("starting the database threads")?
+        .with_body_timeout(service.transport.header_read_timeout);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -184,8 +186,9 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
         .context("serving")
     });
     // A database call of a request dropped at the deadline may still run
-    // on the blocking pool (waiting on a lock, with no statement timeout):
-    // dropping the runtime would wait for it. The process exits instead.
+    // on a database thread or Tokio's blocking pool (waiting on a lock,
+    // with no statement timeout): dropping the runtime would wait for the
+    // latter. The process exits instead.
     runtime.shutdown_background();
     stopped
 }
