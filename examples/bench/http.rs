@@ -2,7 +2,7 @@
 //! developer would write instead (`http-peer` of `crates/client-cost`:
 //! axum 0.8 on deadpool-postgres, a pool of 10, cruddur-db's own
 //! statements) and against the original Flask backend
-//! (`benches/flask_backend/app.py`), as it ran (Flask's development server)
+//! (`examples/bench/python/flask_backend/app.py`), as it ran (Flask's development server)
 //! and under gunicorn, on the same database, loaded by `oha` at 1, 16 and
 //! 64 connections on both endpoints. Every server reaches PostgreSQL
 //! without TLS (`sslmode=disable`), as the Rust peer's client is built.
@@ -375,7 +375,8 @@ impl Setup {
         let port = cruddur_db_test_support::free_port();
         let bind = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(self.bench_dir.join(format!("http_{port}.log")))?;
-        let flask_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/flask_backend");
+        let flask_dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench/python/flask_backend");
         let mut command = match server {
             Server::Ours => {
                 let mut c = Command::new(&self.service);

@@ -6,7 +6,14 @@
 //! cargo run --release --example bench -- --no-replicas    # without the replica rows
 //! cargo run --release --example bench -- --replicas-only  # the replica rows alone
 //! cargo run --release --example bench -- --http-only      # ours and the Rust peer over HTTP alone
+//! cargo run --release --example bench -- --pooler-only    # the feed through PgBouncer alone
 //! ```
+//!
+//! The benchmark's code is here: the harness (this directory) and the
+//! Python peers (`python/`). The Rust peers are the workspace member
+//! `crates/client-cost`, because their dependencies (sqlx, tokio-postgres,
+//! diesel-async, axum with deadpool) must not become the library's; the
+//! harness builds and runs its binaries.
 //!
 //! It creates its own databases (random names, `cruddur_bench_…`) on the
 //! server of `TEST_DATABASE_URL` (the server the tests create their
@@ -20,10 +27,11 @@
 //! | feed, JSON path | `Repository::home_feed_json` | `pgbench -n -M prepared` with the same JSON statement |
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
-//! | Python | `home_feed_json` | `benches/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
-//! | HTTP | `cruddur-db-service` under `oha` at 1, 16 and 64 connections, both endpoints | axum on deadpool-postgres with the same SQL (`crates/client-cost`'s `http-peer`), and the original Flask backend (`benches/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
-//! | replica router | `home_feed_at(Eventual)` / `AtLeast(token)`, routed to a standby | `home_feed` on the same pool settings straight at that standby |
-//! | standby under writes | `home_feed_at(Eventual)` served by a standby on a CPU of its own, writers on the primary | the same readers on the primary alone, same writers |
+//! | Python | `home_feed_json` | `examples/bench/python/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
+//! | HTTP | `cruddur-db-service` under `oha` at 1, 16 and 64 connections, both endpoints | axum on deadpool-postgres with the same SQL (`crates/client-cost`'s `http-peer`), and the original Flask backend (`examples/bench/python/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
+//! | pooler | `home_feed` in pooler mode through PgBouncer (transaction mode, 4 server connections) at 4 and 64 clients; the statement cache off | the same server directly; the cache on (see `pooler.rs`) |
+//! | replica router | `home_feed(Eventual)` / `AtLeast(token)`, routed to a standby | `home_feed` on the same pool settings straight at that standby |
+//! | standby under writes | `home_feed(Eventual)` served by a standby on a CPU of its own, writers on the primary | the same readers on the primary alone, same writers |
 //!
 //! The replica rows run on a private primary and hot standby made for the
 //! run (see `replicas.rs`); without `initdb` and `pg_basebackup` they are
@@ -733,7 +741,7 @@ fn seed_psql(psql: &Path, url: &DatabaseUrl, dir: &Path) -> BenchResult<f64> {
 
 /// A Python with psycopg 3 and psycopg_pool, and Flask, flask-cors and
 /// gunicorn for the HTTP peer: the system's if it has them all, else a
-/// virtualenv under target/bench with `benches/requirements.txt`.
+/// virtualenv under target/bench with `examples/bench/python/requirements.txt`.
 fn python_with_psycopg(bench_dir: &Path) -> Result<PathBuf, String> {
     let has_psycopg = |python: &Path| {
         Command::new(python)
@@ -755,7 +763,8 @@ fn python_with_psycopg(bench_dir: &Path) -> Result<PathBuf, String> {
         return Ok(python);
     }
     eprintln!("installing psycopg into {} …", venv.display());
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/requirements.txt");
+    let requirements =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench/python/requirements.txt");
     let requirements = requirements.display().to_string();
     let venv_path = venv.display().to_string();
     let steps = [
@@ -799,7 +808,7 @@ fn run_python(
     clients: usize,
     seconds: u64,
 ) -> BenchResult<Run> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_feed.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench/python/python_feed.py");
     let out = Command::new(python)
         .arg(script)
         .args(["--clients", &clients.to_string()])
@@ -813,7 +822,10 @@ fn run_python(
         .output()?;
     check_stop()?;
     if !out.status.success() {
-        return fail(format!("benches/python_feed.py failed ({})", out.status));
+        return fail(format!(
+            "examples/bench/python/python_feed.py failed ({})",
+            out.status
+        ));
     }
     let r: PythonReport = serde_json::from_slice(&out.stdout)?;
     Ok(Run {

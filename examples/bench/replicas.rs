@@ -4,7 +4,7 @@
 //! are pinned to CPUs.
 //!
 //! - **Router**: the feed's first page read through the replica router
-//!   (`home_feed_at(Consistency::Eventual)` and `AtLeast(token)` with a
+//!   (`home_feed(Consistency::Eventual, …)` and `AtLeast(token)` with a
 //!   token the standby has replayed), which the router sends to the standby,
 //!   against `home_feed` on a plain `Repository` whose pool has the same
 //!   settings (`build_replica_pool`) and points straight at the standby: the

@@ -10,9 +10,9 @@ feed has the same page size as the Rust service (LIMIT, from
 BENCH_FEED_LIMIT, default 20), where the original returned every activity.
 
 Run as the original ran (Flask's development server, threaded):
-    python -m flask --app benches/flask_backend/app.py run --no-debugger --no-reload
+    python -m flask --app examples/bench/python/flask_backend/app.py run --no-debugger --no-reload
 or under gunicorn:
-    gunicorn --chdir benches/flask_backend app:app
+    gunicorn --chdir examples/bench/python/flask_backend app:app
 with CONNECTION_URL, FRONTEND_URL and BACKEND_URL in the environment.
 """
 
