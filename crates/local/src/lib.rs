@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use binaries::Binaries;
 pub use cluster::{Auth, ClusterOptions, LocalCluster, StartOutcome, Status};
 pub use error::{Error, Result};
-pub use os::process_alive;
+pub use os::{ServerUser, process_alive, server_user};
 pub use replicas::{MAX_REPLICAS, RebuildReason, ReplicaOutcome, ReplicaStart, ReplicaStatus};
 pub use resolve::{Fallback, resolve, resolve_with};
 

@@ -11,16 +11,23 @@ use crate::error::{Error, Result};
 use crate::variables::CRUDDUR_PG_USER;
 use crate::*;
 
-/// The unprivileged OS user PostgreSQL runs as when we are root.
+/// The unprivileged OS user PostgreSQL (and whatever else refuses root,
+/// such as PgBouncer) runs as when we are root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ServerUser {
-    pub(crate) name: String,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
+pub struct ServerUser {
+    /// Its name (`CRUDDUR_PG_USER`, default `postgres`).
+    pub name: String,
+    /// Its uid (never 0).
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
 }
 
-/// `None` when not root (the programs run as the current user).
-pub(crate) fn server_user(settings: &Settings) -> Result<Option<ServerUser>> {
+/// The OS user the server's programs run as: `None` when not root (they
+/// run as the current user); as root, `CRUDDUR_PG_USER` (default
+/// `postgres`), or [`Error::NoServerUser`] when there is no such user.
+/// The one place that decides who runs them.
+pub fn server_user(settings: &Settings) -> Result<Option<ServerUser>> {
     if !rustix::process::geteuid().is_root() {
         return Ok(None);
     }

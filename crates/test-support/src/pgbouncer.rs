@@ -31,7 +31,8 @@ fn program() -> PathBuf {
 /// server URL says (its user and password). Stopped and its directory
 /// removed when dropped.
 ///
-/// As root it runs as the OS user `postgres` (PgBouncer refuses root).
+/// As root it runs as the server's OS user ([`cruddur_db_local::server_user`]:
+/// `postgres` by default), since PgBouncer refuses root.
 pub struct PgBouncer {
     child: Child,
     dir: PathBuf,
@@ -164,24 +165,12 @@ fn os_user() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// As root, the uid and gid of `postgres` (the user PostgreSQL's packages
-/// create), which PgBouncer runs as; `None` when not root.
+/// As root, the uid and gid of the server's OS user (PgBouncer, like
+/// PostgreSQL, refuses root); `None` when not root.
 fn unprivileged_user() -> Option<(u32, u32)> {
-    let uid = Command::new("id").arg("-u").output().expect("run id -u");
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return None;
-    }
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .expect("run id");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("running as root, PgBouncer needs the OS user `postgres`")
-    };
-    Some((id("-u"), id("-g")))
+    cruddur_db_local::server_user(crate::settings())
+        .expect("running as root, PgBouncer needs the server's OS user (CRUDDUR_PG_USER)")
+        .map(|user| (user.uid, user.gid))
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
