@@ -60,15 +60,15 @@ fn full_lifecycle_create_migrate_seed_feed_sessions_drop() {
         .stdout_has("created database");
     run(url, &["migrate", "run"])
         .success()
-        .stdout_has("applied 3 migration(s)");
+        .stdout_has("applied 5 migration(s)");
     run(url, &["seed"])
         .success()
-        .stdout_has("2 user(s), 1 activity");
+        .stdout_has("2 user(s), 2 activities");
     run(url, &["feed"])
         .success()
         .stdout_has("@andrewbrown")
         .stdout_has("This was imported as seed data!")
-        .stdout_has("(1 activity)");
+        .stdout_has("(2 activities)");
     let feed = run(url, &["feed", "--json"]).success().stdout.clone();
     let items = json(&feed);
     assert_eq!(items.as_array().map(Vec::len), Some(1), "{feed}");
@@ -93,7 +93,7 @@ fn setup_then_feed_shows_the_reference_feed_and_setup_starts_over() {
     run(url, &["setup"])
         .success()
         .stdout_has("is set up")
-        .stdout_has("applied 3 migration(s)")
+        .stdout_has("applied 5 migration(s)")
         .stdout_has("loaded the reference seed")
         .stderr_has("== create, migrate, seed");
     let seeded = counts(&mut cruddur_db::establish(&db.url).unwrap());
@@ -124,7 +124,7 @@ fn setup_then_feed_shows_the_reference_feed_and_setup_starts_over() {
     run(url, &["feed"])
         .success()
         .stdout_has("This was imported as seed data!")
-        .stdout_has("(1 activity)");
+        .stdout_has("(2 activities)");
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn create_prepare_and_seed_are_idempotent() {
         .success()
         .stdout_has("already holds the reference seed");
     let mut conn = cruddur_db::establish(&db.url).unwrap();
-    assert_eq!(counts(&mut conn), (2, 1));
+    assert_eq!(counts(&mut conn), (2, 2));
 
     let fresh = NewDb::new();
     run(&fresh.with_password, &["prepare"])
@@ -523,28 +523,28 @@ fn migrate_status_lists_applied_and_pending() {
     let db = TestDb::new();
     let url = with_password(&db.url);
     let status = run(&url, &["migrate", "status"]).success().stdout.clone();
-    assert_eq!(status.matches("pending   2026-").count(), 3, "{status}");
-    assert!(status.contains("0 applied, 3 pending"), "{status}");
+    assert_eq!(status.matches("pending   2026-").count(), 5, "{status}");
+    assert!(status.contains("0 applied, 5 pending"), "{status}");
     run(&url, &["migrate"])
         .success()
-        .stdout_has("applied 3 migration(s)");
+        .stdout_has("applied 5 migration(s)");
     run(&url, &["migrate", "status"])
         .success()
         .stdout_has("applied   2026-11-24-000003_create_activities")
-        .stdout_has("3 applied, 0 pending");
+        .stdout_has("5 applied, 0 pending");
     run(&url, &["migrate", "revert"])
         .failure()
         .stderr_has("pass -y/--yes to confirm");
     run(&url, &["migrate", "status"])
         .success()
-        .stdout_has("3 applied, 0 pending");
+        .stdout_has("5 applied, 0 pending");
     run(&url, &["migrate", "revert", "-y"])
         .success()
         .stdout_has("reverted");
     run(&url, &["migrate", "status"])
         .success()
-        .stdout_has("pending   2026-11-24-000003_create_activities")
-        .stdout_has("2 applied, 1 pending");
+        .stdout_has("pending   2026-12-03-000002_index_user_pages_and_replies")
+        .stdout_has("4 applied, 1 pending");
     run(&url, &["migrate", "run"])
         .success()
         .stdout_has("applied 1 migration(s)");
@@ -568,7 +568,7 @@ fn status_reports_server_environment_tls_and_migrations() {
     }
     let status = json(&run(&url, &["status", "--json"]).success().stdout);
     assert_eq!(status["database"], db.name().as_str());
-    assert_eq!(status["migrations_applied"], 3);
+    assert_eq!(status["migrations_applied"], 5);
     assert!(status["tls"].is_boolean(), "{status}");
     assert!(status["mark"].is_null(), "{status}");
 }

@@ -8,7 +8,8 @@ use std::io::Write;
 
 use common::TestDb;
 use cruddur_db::{
-    ActivityDraft, Error, PostConfirmationEvent, create_activity, create_reply, seed_reference,
+    ActivityDraft, Error, PostConfirmationEvent, ReplyDraft, create_activity, create_reply,
+    seed_reference,
 };
 use diesel::prelude::*;
 
@@ -64,8 +65,10 @@ fn ten_megabyte_messages_are_refused_without_writing() {
         err.to_string().len()
     );
     let parent = cruddur_db::home_feed(conn, Default::default()).unwrap()[0].uuid;
-    let err = create_reply(conn, "bayko", parent, &huge).unwrap_err();
-    assert_eq!(err.validation_codes(), ["message_exceed_max_chars"]);
+    let err = ReplyDraft::new("bayko", parent, &huge)
+        .and_then(|draft| create_reply(conn, &draft))
+        .unwrap_err();
+    assert_eq!(err.validation_codes(), ["message_exceed_max_chars_1024"]);
 
     let file = file_with(huge.as_bytes());
     let out = cli(&db)
