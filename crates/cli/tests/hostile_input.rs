@@ -173,6 +173,19 @@ fn sql_looking_text_is_data_not_code() {
             .and_then(|draft| create_activity(conn, &draft))
             .unwrap_err();
         assert!(matches!(err, Error::UserNotFound { .. }), "{text}: {err}");
+        // And in the profile and a crud's page.
+        let page = cruddur_db::user_page(conn, text, Default::default());
+        assert!(
+            matches!(page, Err(Error::UserNotFound { .. })),
+            "{text}: {page:?}"
+        );
+        let draft = cruddur_db::ProfileDraft::parse("bayko", text, text).unwrap();
+        let short = cruddur_db::update_profile(conn, &draft).unwrap();
+        assert_eq!(short.display_name, text);
+        let reply = ReplyDraft::new("bayko", created.uuid, text)
+            .and_then(|draft| create_reply(conn, &draft))
+            .unwrap();
+        assert_eq!(reply.message, text);
     }
     let event = serde_json::json!({"request": {"userAttributes": {
         "name": "x'); DROP TABLE users; --", "email": "e@x", "preferred_username": "bobby'--", "sub": "s'--"
@@ -180,5 +193,5 @@ fn sql_looking_text_is_data_not_code() {
     let parsed = PostConfirmationEvent::parse(&event.to_string()).unwrap();
     let confirmed = cruddur_db::confirm_user(conn, &parsed).unwrap();
     assert_eq!(confirmed.user.handle, "bobby'--");
-    assert_eq!(common::counts(conn), (3, 1 + texts.len() as i64));
+    assert_eq!(common::counts(conn), (3, 2 + 2 * texts.len() as i64));
 }
