@@ -335,3 +335,34 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ValidationError as V;
+
+    #[test]
+    fn each_code_serializes_as_itself() {
+        for error in [
+            V::MessageBlank,
+            V::MessageExceedMaxChars,
+            V::MessageExceedMaxChars1024,
+            V::UserHandleBlank,
+            V::TtlBlank,
+            V::MessageContainsNul,
+            V::ActivityUuidBlank,
+            V::ActivityUuidInvalid,
+            V::DisplayNameBlank,
+            V::DisplayNameExceedMaxChars,
+            V::DisplayNameContainsNul,
+            V::BioExceedMaxChars,
+            V::BioContainsNul,
+        ] {
+            let json = serde_json::to_string(&error).unwrap();
+            assert_eq!(json, format!("\"{}\"", error.code()), "{error:?}");
+        }
+        assert_eq!(
+            V::MessageExceedMaxChars1024.code(),
+            "message_exceed_max_chars_1024"
+        );
+    }
+}
