@@ -35,12 +35,7 @@ pub fn user_page(conn: &mut PgConnection, handle: &str, page: FeedPage) -> Resul
         .filter(activities::user_uuid.eq(user.uuid))
         .count()
         .get_result(conn)?;
-    let query = activities::table
-        .inner_join(users::table)
-        .filter(activities::user_uuid.eq(user.uuid))
-        .select(ActivityObject::as_select())
-        .order((activities::created_at.desc(), activities::uuid.desc()))
-        .limit(page.limit);
+    let query = user_page_query(user.uuid, page.limit);
     let items = match page.before {
         None => query.load(conn)?,
         Some(c) => query
@@ -64,6 +59,20 @@ pub fn user_page(conn: &mut PgConnection, handle: &str, page: FeedPage) -> Resul
         },
         activities: items,
     })
+}
+
+/// One page of a user's activities, newest first: the keyset scan of
+/// `activities_user_page_idx` (`user_uuid, created_at DESC, uuid DESC`),
+/// which stops after `limit` rows.
+#[diesel::dsl::auto_type]
+fn user_page_query(user: uuid::Uuid, limit: i64) -> _ {
+    let select: diesel::dsl::AsSelect<ActivityObject, diesel::pg::Pg> = ActivityObject::as_select();
+    activities::table
+        .inner_join(users::table)
+        .filter(activities::user_uuid.eq(user))
+        .select(select)
+        .order((activities::created_at.desc(), activities::uuid.desc()))
+        .limit(limit)
 }
 
 /// The short card of the user with `handle`, or [`Error::UserNotFound`].
@@ -162,4 +171,23 @@ pub fn update_profile(conn: &mut PgConnection, draft: &ProfileDraft<'_>) -> Resu
         .ok_or_else(|| Error::UserNotFound {
             handle: draft.handle.to_owned(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::debug_query;
+    use diesel::pg::Pg;
+
+    #[test]
+    fn a_users_page_is_one_keyset_scan_in_the_indexs_order() {
+        let sql = debug_query::<Pg, _>(&user_page_query(uuid::Uuid::nil(), 40)).to_string();
+        assert!(
+            sql.contains(
+                r#"WHERE ("activities"."user_uuid" = $1) ORDER BY "activities"."created_at" DESC, "activities"."uuid" DESC LIMIT $2"#
+            ),
+            "{sql}"
+        );
+        assert!(!sql.contains("OFFSET"), "{sql}");
+    }
 }

@@ -30,6 +30,20 @@ impl Default for ReplyPage {
     }
 }
 
+/// One page of a crud's replies, oldest first: the keyset scan of
+/// `activities_replies_idx` (`reply_to_activity_uuid, created_at, uuid`,
+/// partial on `reply_to_activity_uuid IS NOT NULL`, which `=` implies).
+#[diesel::dsl::auto_type]
+fn replies_query(parent: Uuid, limit: i64) -> _ {
+    let select: diesel::dsl::AsSelect<ReplyItem, diesel::pg::Pg> = ReplyItem::as_select();
+    activities::table
+        .inner_join(users::table)
+        .filter(activities::reply_to_activity_uuid.eq(parent))
+        .select(select)
+        .order((activities::created_at.asc(), activities::uuid.asc()))
+        .limit(limit)
+}
+
 /// The activity `uuid` by the user `handle`, with the home feed's ten keys,
 /// and one page of its replies, oldest first (ties broken by uuid). Expired
 /// activities are shown, as on the home feed.
@@ -66,12 +80,7 @@ pub fn activity_thread(
         crate::repo::activities::find_user_by_handle(conn, handle)?;
         return Err(Error::ActivityNotFound { uuid });
     };
-    let query = activities::table
-        .inner_join(users::table)
-        .filter(activities::reply_to_activity_uuid.eq(uuid))
-        .select(ReplyItem::as_select())
-        .order((activities::created_at.asc(), activities::uuid.asc()))
-        .limit(page.limit);
+    let query = replies_query(uuid, page.limit);
     let replies = match page.after {
         None => query.load(conn)?,
         Some(c) => query
@@ -85,4 +94,23 @@ pub fn activity_thread(
             .load(conn)?,
     };
     Ok(ActivityThread { activity, replies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::debug_query;
+    use diesel::pg::Pg;
+
+    #[test]
+    fn a_cruds_replies_are_one_keyset_scan_in_the_indexs_order() {
+        let sql = debug_query::<Pg, _>(&replies_query(Uuid::nil(), 100)).to_string();
+        assert!(
+            sql.contains(
+                r#"WHERE ("activities"."reply_to_activity_uuid" = $1) ORDER BY "activities"."created_at" ASC, "activities"."uuid" ASC LIMIT $2"#
+            ),
+            "{sql}"
+        );
+        assert!(!sql.contains("OFFSET"), "{sql}");
+    }
 }
