@@ -14,7 +14,7 @@
 
 use std::process::ExitCode;
 
-use cruddur_db::{Consistency, Environment, FeedPage, Repository, Settings, prepare};
+use cruddur_db::{Consistency, Environment, FeedPage, Repository, Settings, prepare_for};
 use cruddur_db_local::{Fallback, resolve};
 
 fn main() -> ExitCode {
@@ -46,7 +46,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(warning) = &config.warning {
         eprintln!("warning: {warning}");
     }
-    let report = prepare(&config.database_url)?;
+    // Through DATABASE_DIRECT_URL behind a transaction pooler.
+    let report = prepare_for(&config)?;
     if report.created || !report.migrations_applied.is_empty() || report.seeded {
         let created = if report.created { "created, " } else { "" };
         let seeded = if report.seeded {

@@ -328,6 +328,17 @@ pub fn prepare(url: &DatabaseUrl) -> Result<PrepareReport> {
     prepare_checked(url, |_, _| Ok(()))
 }
 
+/// [`prepare`] on `config`'s database through the URL that keeps a
+/// session: [`Config::database_url`], or behind a transaction pooler
+/// (`CRUDDUR_POOLER=transaction`) [`Config::direct_url`], checked to reach
+/// the same database when both exist ([`crate::pooler::check_direct_url`]).
+/// Without a direct URL there it refuses with [`Error::NeedsDirectUrl`].
+pub fn prepare_for(config: &crate::Config) -> Result<PrepareReport> {
+    let url = config.session_url("prepare")?;
+    crate::pooler::check_direct_url(config)?;
+    prepare(url)
+}
+
 /// [`prepare`], refusing ([`Error::Refused`], before any migration or seed)
 /// when the connection to `url` reaches another database than the one
 /// `url` asks for and was just created (a proxy, a host list), or when

@@ -11,10 +11,11 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::pooler::Pooler;
 use crate::settings::Settings;
 use crate::variables::{
-    CONNECTION_URL, CRUDDUR_POOL_SIZE, CRUDDUR_STATEMENT_TIMEOUT_MS, DATABASE_REPLICA_URLS,
-    DATABASE_URL, PROD_CONNECTION_URL,
+    CONNECTION_URL, CRUDDUR_POOL_SIZE, CRUDDUR_STATEMENT_TIMEOUT_MS, DATABASE_DIRECT_URL,
+    DATABASE_REPLICA_URLS, DATABASE_URL, PROD_CONNECTION_URL, PROD_DIRECT_URL,
 };
 
 /// Default maximum number of pooled connections.
@@ -78,6 +79,13 @@ pub struct Config {
     /// Read replicas of the database (`DATABASE_REPLICA_URLS`; default
     /// none, and then every read goes to the primary).
     pub replica_urls: Vec<DatabaseUrl>,
+    /// What stands between the application and the server (`CRUDDUR_POOLER`;
+    /// default [`Pooler::Session`]); see [`crate::pooler`].
+    pub pooler: Pooler,
+    /// The database without the transaction pooler, for what needs a
+    /// session (`DATABASE_DIRECT_URL`, or `PROD_DIRECT_URL` for
+    /// production; default none). See [`Config::session_url`].
+    pub direct_url: Option<DatabaseUrl>,
 }
 
 impl Config {
@@ -91,7 +99,26 @@ impl Config {
             statement_timeout_ms: DEFAULT_STATEMENT_TIMEOUT_MS,
             warning: None,
             replica_urls: Vec::new(),
+            pooler: Pooler::Session,
+            direct_url: None,
         }
+    }
+
+    /// The URL for what needs a session of its own (migrations and their
+    /// lock, `prepare`, the CLI's lifecycle commands): the database URL,
+    /// or behind a transaction pooler the direct URL. Without one there,
+    /// [`Error::NeedsDirectUrl`] names `what` and the variable to set.
+    pub fn session_url(&self, what: &'static str) -> Result<&DatabaseUrl> {
+        if !self.pooler.is_transaction() {
+            return Ok(&self.database_url);
+        }
+        self.direct_url.as_ref().ok_or(Error::NeedsDirectUrl {
+            what,
+            variable: match self.environment {
+                Environment::Production => PROD_DIRECT_URL.name(),
+                Environment::Development => DATABASE_DIRECT_URL.name(),
+            },
+        })
     }
 
     /// Reads `.env` and the environment (see [`Settings::from_env`]); a
@@ -142,6 +169,9 @@ impl Config {
         let mut config = Self::new(DatabaseUrl::parse(url)?).with_settings(settings)?;
         config.environment = environment;
         config.warning = warning;
+        if environment == Environment::Production {
+            config.direct_url = parse_direct_url(settings, &PROD_DIRECT_URL)?;
+        }
         Ok(config)
     }
 
@@ -163,8 +193,32 @@ impl Config {
         if !replicas.is_empty() {
             self.replica_urls = parse_replica_urls(&replicas)?;
         }
+        self.pooler = Pooler::from_settings(settings)?;
+        self.direct_url = parse_direct_url(settings, &DATABASE_DIRECT_URL)?;
         Ok(self)
     }
+}
+
+/// The direct URL of `var`, if set; one libpq refuses is an
+/// [`Error::InvalidSetting`] showing it redacted (or not at all when it
+/// does not parse: where its password is cannot be known).
+fn parse_direct_url(
+    settings: &Settings,
+    var: &crate::settings::Variable,
+) -> Result<Option<DatabaseUrl>> {
+    settings
+        .get(var)
+        .map(|value| {
+            DatabaseUrl::parse(value).map_err(|e| match e {
+                Error::InvalidUrl { url, reason } => Error::InvalidSetting {
+                    name: var.name(),
+                    value: url,
+                    reason,
+                },
+                other => other,
+            })
+        })
+        .transpose()
 }
 
 /// Parses the entries of `DATABASE_REPLICA_URLS` (the list as
@@ -276,6 +330,60 @@ mod tests {
             (ok.pool_size, ok.statement_timeout_ms),
             (1000, 2_147_483_647)
         );
+    }
+
+    #[test]
+    fn pooler_mode_and_direct_urls_are_read_for_their_environment() {
+        let config = |pairs: &[(&str, &str)], environment| {
+            Settings::from_pairs(pairs.iter().copied()).config(environment)
+        };
+        let base = [
+            ("DATABASE_URL", "postgres://pooler/d"),
+            ("PROD_CONNECTION_URL", "postgres://proxy/d"),
+        ];
+        let plain = config(&base, Environment::Development).unwrap();
+        assert_eq!(
+            (plain.pooler, plain.direct_url.is_none()),
+            (Pooler::Session, true)
+        );
+        assert_eq!(
+            plain.session_url("x").unwrap().param("host"),
+            Some("pooler")
+        );
+        for value in ["transaction", " Transaction "] {
+            let mut pairs = base.to_vec();
+            pairs.extend([
+                ("CRUDDUR_POOLER", value),
+                ("DATABASE_DIRECT_URL", "postgres://db/d"),
+                ("PROD_DIRECT_URL", "postgres://instance/d"),
+            ]);
+            let dev = config(&pairs, Environment::Development).unwrap();
+            assert_eq!(dev.pooler, Pooler::Transaction, "{value}");
+            assert_eq!(dev.session_url("x").unwrap().param("host"), Some("db"));
+            let prod = config(&pairs, Environment::Production).unwrap();
+            assert_eq!(
+                prod.session_url("x").unwrap().param("host"),
+                Some("instance")
+            );
+        }
+        let mut pairs = base.to_vec();
+        pairs.push(("CRUDDUR_POOLER", "transaction"));
+        let err = config(&pairs, Environment::Production)
+            .unwrap()
+            .session_url("migrations")
+            .unwrap_err();
+        assert!(err.to_string().contains("set PROD_DIRECT_URL"), "{err}");
+        for (name, value) in [
+            ("CRUDDUR_POOLER", "statement"),
+            ("DATABASE_DIRECT_URL", "postgres://u:hunter2@db/d?nope=1"),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push((name, value));
+            let err = config(&pairs, Environment::Development).unwrap_err();
+            assert!(matches!(err, Error::InvalidSetting { .. }), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

@@ -61,6 +61,42 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// The pool was built for a server or a session pooler, and found a
+    /// transaction pooler in front (PgBouncer's transaction mode, RDS
+    /// Proxy): named statements and session settings would break there.
+    #[error(
+        "{url} is behind a transaction pooler (its server process changes between transactions): \
+         set CRUDDUR_POOLER=transaction, and DATABASE_DIRECT_URL to the server itself for migrations"
+    )]
+    TransactionPooler {
+        /// The URL (password hidden).
+        url: String,
+    },
+    /// Something that needs a session was asked for behind a transaction
+    /// pooler, with no direct URL configured.
+    #[error(
+        "{what} needs a session of its own, which a transaction pooler does not keep \
+         (CRUDDUR_POOLER=transaction): set {variable} to the database without the pooler"
+    )]
+    NeedsDirectUrl {
+        /// What was asked for.
+        what: &'static str,
+        /// The variable that holds the direct URL.
+        variable: &'static str,
+    },
+    /// The direct URL and the pooled URL reach different databases.
+    #[error(
+        "the direct URL {direct_url} and the pooled URL {pooled_url} reach different databases \
+         ({reached}): both must name the same database"
+    )]
+    DirectUrlMismatch {
+        /// The direct URL (password hidden).
+        direct_url: String,
+        /// The pooled URL (password hidden).
+        pooled_url: String,
+        /// What each reached, e.g. "`a` on port 5432, `b` on port 5432".
+        reached: String,
+    },
     /// A setting from the environment has a bad value.
     #[error("invalid value `{value}` for {name}: {reason}")]
     InvalidSetting {

@@ -11,6 +11,7 @@ mod feed_row;
 pub mod migrations;
 pub mod models;
 pub mod pool;
+pub mod pooler;
 pub mod replica;
 pub mod repo;
 pub mod repository;
@@ -25,6 +26,7 @@ pub mod schema;
 
 pub use admin::{
     PrepareReport, create_database, database_exists, drop_database, prepare, prepare_checked,
+    prepare_for,
 };
 pub use config::{Config, DatabaseUrl, Environment};
 pub use environment::{EnvironmentMark, mark_environment, read_mark, restore_mark};
@@ -35,6 +37,7 @@ pub use models::{
     NewUser, Profile, ReplyItem, ReplyObject, User, UserPage, UserShort,
 };
 pub use pool::{PgPool, build_pool, establish};
+pub use pooler::Pooler;
 pub use replica::{
     ClusterIdentity, Consistency, Lsn, ReplicaOptions, ReplicaState, ReplicaStatus, Router,
     RoutingCounters, WriteToken,

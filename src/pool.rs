@@ -38,6 +38,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
 
 use crate::config::{APPLICATION_NAME, Config, DEFAULT_CONNECT_TIMEOUT_SECS, DatabaseUrl};
 use crate::error::{Error, Result};
+use crate::pooler::Pooler;
 
 /// The pool type the library and its users share.
 pub type PgPool = diesel::r2d2::Pool<ConnectionManager<PgConnection>>;
@@ -71,24 +72,38 @@ pub(crate) fn effective_url(url: &DatabaseUrl) -> DatabaseUrl {
 }
 
 /// Opens one connection, with the same settings as pooled connections,
-/// and turns libpq's failure into a typed [`Error`].
+/// and turns libpq's failure into a typed [`Error`]. For a server or a
+/// session pooler (its session settings are set); behind a transaction
+/// pooler, use [`establish_config`].
 pub fn establish(url: &DatabaseUrl) -> Result<PgConnection> {
-    establish_with_timeout(url, crate::config::DEFAULT_STATEMENT_TIMEOUT_MS)
+    establish_as(
+        url,
+        crate::config::DEFAULT_STATEMENT_TIMEOUT_MS,
+        Pooler::Session,
+    )
 }
 
-/// Opens one connection with `config`'s session settings (its statement
-/// timeout), outside any pool.
+/// Opens one connection to `config`'s database with its session settings
+/// (its statement timeout) and its [`Pooler`] mode, outside any pool.
 pub fn establish_config(config: &Config) -> Result<PgConnection> {
-    establish_with_timeout(&config.database_url, config.statement_timeout_ms)
+    establish_as(
+        &config.database_url,
+        config.statement_timeout_ms,
+        config.pooler,
+    )
 }
 
-pub(crate) fn establish_with_timeout(
+/// Opens one connection to `url` readied for `pooler`: with the session
+/// settings, or behind a transaction pooler with none and Diesel's
+/// statement cache off.
+pub(crate) fn establish_as(
     url: &DatabaseUrl,
     statement_timeout_ms: u64,
+    pooler: Pooler,
 ) -> Result<PgConnection> {
     let mut conn = PgConnection::establish(effective_url(url).expose())
         .map_err(|e| classify_connection_error(url, &e.to_string()))?;
-    session_settings(statement_timeout_ms, false)
+    session_settings(statement_timeout_ms, false, pooler)
         .on_acquire(&mut conn)
         .map_err(|e| Error::Connection {
             url: url.to_string(),
@@ -179,17 +194,25 @@ struct SessionSettings {
     /// routed there by mistake fails loudly even on a server that is not a
     /// standby (a promoted replica, a misconfigured URL).
     read_only: bool,
+    /// Behind a transaction pooler nothing is set (it would leak to the
+    /// next client of that server connection) and statements go unnamed.
+    pooler: Pooler,
 }
 
-fn session_settings(statement_timeout_ms: u64, read_only: bool) -> SessionSettings {
+fn session_settings(statement_timeout_ms: u64, read_only: bool, pooler: Pooler) -> SessionSettings {
     SessionSettings {
         statement_timeout_ms,
         read_only,
+        pooler,
     }
 }
 
 impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        self.pooler.ready(conn);
+        if self.pooler.is_transaction() {
+            return Ok(());
+        }
         // One round trip for all settings. Diesel already sets the client
         // encoding; TimeZone is set again here so the guarantee does not
         // depend on Diesel's internals. plan_cache_mode exists from
@@ -224,8 +247,38 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings 
 pub fn build_pool(config: &Config) -> Result<PgPool> {
     let url = &config.database_url;
     // Probe: typed errors instead of a pool timeout.
-    drop(establish_with_timeout(url, config.statement_timeout_ms)?);
+    // The probe sets nothing (as behind a transaction pooler): until the
+    // check below says there is none, a session setting could reach
+    // another client of the pooler.
+    let mut probe = establish_as(url, config.statement_timeout_ms, Pooler::Transaction)?;
+    if config.pooler.is_transaction() {
+        warn_on_server_settings(&mut probe, config);
+    } else {
+        let mut second = establish_as(url, config.statement_timeout_ms, Pooler::Transaction)?;
+        if crate::pooler::behind_transaction_pooler(&mut probe, &mut second)? {
+            return Err(Error::TransactionPooler {
+                url: url.to_string(),
+            });
+        }
+    }
+    drop(probe);
     Ok(lazy_pool(config, url, false))
+}
+
+/// Behind a transaction pooler the pool sets no `statement_timeout`: the
+/// server's (from the role or database) applies. Says so when it differs
+/// from the configured one.
+fn warn_on_server_settings(conn: &mut PgConnection, config: &Config) {
+    match crate::pooler::server_statement_timeout_ms(conn) {
+        Ok(ms) if ms != config.statement_timeout_ms => tracing::warn!(
+            url = %config.database_url,
+            "behind a transaction pooler the server's statement_timeout applies: {ms} ms, not the \
+             configured {} ms; set it on the role or database (ALTER ROLE … SET statement_timeout = …)",
+            config.statement_timeout_ms
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(url = %config.database_url, "cannot read statement_timeout: {e}"),
+    }
 }
 
 /// Builds the pool of a read replica at `url`, with `config`'s size and
@@ -245,10 +298,11 @@ fn lazy_pool(config: &Config, url: &DatabaseUrl, read_only: bool) -> PgPool {
         .min_idle(Some(0))
         .connection_timeout(config.checkout_timeout)
         .test_on_check_out(false)
-        .connection_customizer(Box::new(SessionSettings {
-            statement_timeout_ms: config.statement_timeout_ms,
+        .connection_customizer(Box::new(session_settings(
+            config.statement_timeout_ms,
             read_only,
-        }))
+            config.pooler,
+        )))
         .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
         .build_unchecked(manager)
 }

@@ -223,8 +223,15 @@ impl Repository {
     }
 
     /// [`crate::migrations::run_migrations`] on the primary: the names of
-    /// the migrations applied.
+    /// the migrations applied. Behind a transaction pooler they run through
+    /// the direct URL (their lock needs a session), or refuse without one
+    /// ([`crate::Error::NeedsDirectUrl`]).
     pub fn run_migrations(&self) -> Result<Vec<String>> {
+        let config = self.router.config();
+        if config.pooler.is_transaction() {
+            let mut conn = crate::pooler::session_connection(config, "running migrations")?;
+            return crate::migrations::run_migrations(&mut conn);
+        }
         let mut conn = checkout(self.router.primary(), self.router.primary_url())?;
         crate::migrations::run_migrations(&mut conn)
     }

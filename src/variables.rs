@@ -10,6 +10,9 @@
 //! | `CRUDDUR_POOL_SIZE` | maximum connections in the pool (default [`DEFAULT_POOL_SIZE`], at most [`MAX_POOL_SIZE`]) |
 //! | `CRUDDUR_STATEMENT_TIMEOUT_MS` | per-statement timeout in milliseconds (default [`DEFAULT_STATEMENT_TIMEOUT_MS`]; 0 disables it) |
 //! | `DATABASE_REPLICA_URLS` | read replicas of the database, comma-separated connection strings (none by default: every read goes to the primary); see [`crate::replica`] |
+//! | `CRUDDUR_POOLER` | what stands between the application and the server: unset or `session` (the server itself, or a session pooler), or `transaction` (a transaction pooler such as PgBouncer's transaction mode or RDS Proxy); see [`crate::pooler`] |
+//! | `DATABASE_DIRECT_URL` | the development database reached without the transaction pooler, for what needs a session: migrations and their lock, `prepare`, the CLI's lifecycle commands |
+//! | `PROD_DIRECT_URL` | the same for the production database |
 //! | `CRUDDUR_DEFAULT_URL` | the URL tried when none is configured (default [`DEFAULT_DATABASE_URL`]); see [`crate::resolve`](mod@crate::resolve) |
 //!
 //! The `.env` file and its checks are described in [`crate::settings`].
@@ -51,6 +54,21 @@ pub const DATABASE_REPLICA_URLS: Variable = Variable::new(
     "DATABASE_REPLICA_URLS",
     "read replicas, comma-separated connection strings (default none: every read goes to the primary)",
 );
+/// What stands between the application and the server.
+pub const CRUDDUR_POOLER: Variable = Variable::new(
+    "CRUDDUR_POOLER",
+    "unset or `session`: the server or a session pooler; `transaction`: a transaction pooler (PgBouncer, RDS Proxy)",
+);
+/// The development database without the transaction pooler.
+pub const DATABASE_DIRECT_URL: Variable = Variable::new(
+    "DATABASE_DIRECT_URL",
+    "the development database reached without the transaction pooler, for migrations, prepare and the lifecycle commands",
+);
+/// The production database without the transaction pooler.
+pub const PROD_DIRECT_URL: Variable = Variable::new(
+    "PROD_DIRECT_URL",
+    "the production database reached without the transaction pooler",
+);
 /// The URL tried when none is configured.
 pub const CRUDDUR_DEFAULT_URL: Variable = Variable::new(
     "CRUDDUR_DEFAULT_URL",
@@ -65,6 +83,9 @@ pub const VARIABLES: &[Variable] = &[
     CRUDDUR_POOL_SIZE,
     CRUDDUR_STATEMENT_TIMEOUT_MS,
     DATABASE_REPLICA_URLS,
+    CRUDDUR_POOLER,
+    DATABASE_DIRECT_URL,
+    PROD_DIRECT_URL,
     CRUDDUR_DEFAULT_URL,
 ];
 

@@ -27,7 +27,12 @@ fn child() {
     }
     match Settings::from_env() {
         // On a line of its own: libtest's "test child ... " has no newline.
-        Ok(settings) => println!("\nvalue={}", settings.get(&cruddur_db_local::variables::CRUDDUR_PG_BINDIR).unwrap_or("(unset)")),
+        Ok(settings) => println!(
+            "\nvalue={}",
+            settings
+                .get(&cruddur_db_local::variables::CRUDDUR_PG_BINDIR)
+                .unwrap_or("(unset)")
+        ),
         Err(e) => println!("\nerror={e}"),
     }
 }

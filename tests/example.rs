@@ -51,8 +51,38 @@ fn the_example_names_its_database_on_every_run() {
     assert_eq!(DatabaseUrl::parse(url.expose()).unwrap().to_string(), shown);
 }
 
+#[test]
+fn the_example_runs_behind_a_transaction_pooler_with_the_direct_url() {
+    let Some(example) = example() else {
+        panic!("the home_feed example is not built; run the tests with `cargo test`");
+    };
+    let db = TestDb::new();
+    let bouncer = common::PgBouncer::start(2);
+    let pooled = bouncer.url(&db.name());
+    let direct = [
+        ("CRUDDUR_POOLER", "transaction"),
+        ("DATABASE_DIRECT_URL", db.url.expose()),
+    ];
+    for run in ["first", "second"] {
+        let (stdout, _) = run_example_with(&example, &pooled, &direct);
+        assert!(
+            stdout.contains("This was imported as seed data!"),
+            "{run}: {stdout}"
+        );
+    }
+}
+
 fn run_example(example: &std::path::Path, url: &DatabaseUrl) -> (String, String) {
+    run_example_with(example, url, &[])
+}
+
+fn run_example_with(
+    example: &std::path::Path,
+    url: &DatabaseUrl,
+    env: &[(&str, &str)],
+) -> (String, String) {
     let out = Command::new(example)
+        .envs(env.iter().copied())
         .env("DATABASE_URL", url.expose())
         .env_remove("CONNECTION_URL")
         .env_remove("PGPASSWORD")

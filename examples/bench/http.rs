@@ -7,9 +7,14 @@
 //! 64 connections on both endpoints. Every server reaches PostgreSQL
 //! without TLS (`sslmode=disable`), as the Rust peer's client is built.
 //!
-//! One server runs at a time; each is started, warmed up, measured at every
-//! level and stopped before the next. `oha`, the server and PostgreSQL share
-//! the machine's cores.
+//! Every server is started and warmed up first, then each cell (endpoint,
+//! level) is measured on every server back to back, rotating which goes
+//! first, for [`ROUNDS`] rounds: a server waiting for its turn is idle, and
+//! what else runs on a shared machine changes within seconds, so a round's
+//! ratio compares runs made within seconds of each other. The ratios are
+//! medians over rounds of the ratio within a round; the req/s and
+//! latencies shown are each the median over rounds. `oha`, the servers and
+//! PostgreSQL share the machine's cores.
 //!
 //! Why `oha` and not `wrk`: on this 2-core machine `wrk` 4.1 reported, for
 //! our service at 16 connections, an average latency of 4 to 10 ms at
@@ -25,8 +30,11 @@ use std::time::{Duration, Instant};
 
 use cruddur_db::DatabaseUrl;
 
+use super::rust_clients::median;
 use super::{BenchResult, Measured, Plan, Row, Target, Tools, check_stop, dash, fail};
 
+/// Rounds of every cell on every server.
+const ROUNDS: usize = 3;
 /// Connections `oha` keeps open, one row each.
 const LEVELS: [usize; 3] = [1, 16, 64];
 /// The level at which the targets apply.
@@ -126,36 +134,64 @@ pub(super) fn http_phase(
             Server::Gunicorn,
         ]
     };
-    let mut results = Vec::new();
+    let mut running = Vec::new();
     for &server in servers {
         check_stop()?;
-        let running = setup.start(server, db)?;
-        let mut cells = Vec::new();
+        running.push((server, setup.start(server, db)?));
+    }
+    let mut results: Vec<(Server, Cells)> =
+        servers.iter().map(|&server| (server, Vec::new())).collect();
+    for round in 0..ROUNDS {
         for endpoint in [Endpoint::Home, Endpoint::Post] {
             for level in LEVELS {
-                check_stop()?;
-                let run = setup.load(&running.base, endpoint, level, seconds)?;
-                eprintln!(
-                    "http, {}, {} connection(s), {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-                    endpoint.path(),
-                    level,
-                    server.label(),
-                    run.requests_per_s,
-                    run.p50_ms,
-                    run.p99_ms,
-                    run.errors
-                );
-                cells.push((endpoint, level, run));
+                for turn in 0..running.len() {
+                    check_stop()?;
+                    let index = (turn + round) % running.len();
+                    let (server, ref live) = running[index];
+                    let run = setup.load(&live.base, endpoint, level, seconds)?;
+                    eprintln!(
+                        "http, round {}, {}, {} connection(s), {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+                        round + 1,
+                        endpoint.path(),
+                        level,
+                        server.label(),
+                        run.requests_per_s,
+                        run.p50_ms,
+                        run.p99_ms,
+                        run.errors
+                    );
+                    let cells = &mut results[index].1;
+                    match cells
+                        .iter_mut()
+                        .find(|(e, l, _)| *e == endpoint && *l == level)
+                    {
+                        Some((_, _, runs)) => runs.push(run),
+                        None => cells.push((endpoint, level, vec![run])),
+                    }
+                }
             }
         }
-        running.stop();
-        results.push((server, cells));
+    }
+    for (_, live) in running {
+        live.stop();
     }
     Ok(rows(&results))
 }
 
-/// One server's measurements: each endpoint at each level.
-type Cells = Vec<(Endpoint, usize, LoadRun)>;
+/// One server's measurements: each endpoint at each level, one run per
+/// round.
+type Cells = Vec<(Endpoint, usize, Vec<LoadRun>)>;
+
+/// The median of each of `runs`' numbers, and the sum of their errors.
+fn pooled(runs: &[LoadRun]) -> LoadRun {
+    let of = |pick: fn(&LoadRun) -> f64| median(runs.iter().map(pick).collect());
+    LoadRun {
+        requests_per_s: of(|r| r.requests_per_s),
+        p50_ms: of(|r| r.p50_ms),
+        p99_ms: of(|r| r.p99_ms),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
 
 /// Compares ours with each Flask server, cell by cell.
 fn rows(results: &[(Server, Cells)]) -> Measured {
@@ -165,13 +201,26 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
     };
     let mut worst_p99 = 0.0_f64;
     let mut worst_rust_p99 = 0.0_f64;
-    for (endpoint, level, mine) in ours {
+    for (endpoint, level, mine_runs) in ours {
         for (server, theirs) in results.iter().filter(|(s, _)| *s != Server::Ours) {
-            let Some((_, _, peer)) = theirs.iter().find(|(e, l, _)| e == endpoint && l == level)
+            let Some((_, _, peer_runs)) =
+                theirs.iter().find(|(e, l, _)| e == endpoint && l == level)
             else {
                 continue;
             };
-            let ratio = mine.requests_per_s / peer.requests_per_s;
+            // Within each round, then the median over rounds.
+            let per_round = |f: fn(&LoadRun, &LoadRun) -> f64| {
+                median(
+                    mine_runs
+                        .iter()
+                        .zip(peer_runs)
+                        .map(|(m, p)| f(m, p))
+                        .collect(),
+                )
+            };
+            let ratio = per_round(|m, p| m.requests_per_s / p.requests_per_s);
+            let p99_ratio = per_round(|m, p| m.p99_ms / p.p99_ms);
+            let (mine, peer) = (&pooled(mine_runs), &pooled(peer_runs));
             let goal = match (endpoint, server) {
                 (Endpoint::Home, Server::FlaskDev) => 10.0,
                 (Endpoint::Home, Server::Gunicorn) => 3.0,
@@ -190,7 +239,6 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
                 Server::FlaskDev => "flask_dev",
                 _ => "gunicorn",
             };
-            let p99_ratio = mine.p99_ms / peer.p99_ms;
             if *server == Server::RustPeer {
                 worst_rust_p99 = worst_rust_p99.max(p99_ratio);
             } else {

@@ -44,6 +44,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 mod http;
+mod pooler;
 mod replicas;
 mod rust_clients;
 
@@ -143,6 +144,7 @@ fn main() -> ExitCode {
             "--replicas-only" => scope = Scope::ReplicasOnly,
             "--rust-clients-only" => scope = Scope::RustClientsOnly,
             "--http-only" => scope = Scope::HttpOnly,
+            "--pooler-only" => scope = Scope::PoolerOnly,
             "--seconds" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
                 Some(s) if s > 0 => seconds = Some(s),
                 _ => return report(fail("--seconds takes a whole number of seconds > 0")),
@@ -150,13 +152,15 @@ fn main() -> ExitCode {
             "-h" | "--help" => {
                 println!(
                     "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\
-                     \x20      [--no-replicas | --replicas-only | --rust-clients-only | --http-only]\n\n\
+                     \x20      [--no-replicas | --replicas-only | --rust-clients-only | --http-only\n\
+                     \x20       | --pooler-only]\n\n\
                      --quick          100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
                      --seconds N      length of each measured run\n\
                      --no-replicas    skip the rows on a private primary and standby\n\
                      --replicas-only  those rows alone (the server below is not used)\n\
                      --rust-clients-only  the typed feed against the other Rust clients alone\n\
-                     --http-only      the service against the Rust HTTP peer alone (no Flask)\n\n\
+                     --http-only      the service against the Rust HTTP peer alone (no Flask)\n\
+                     --pooler-only    the feed through PgBouncer against directly, and the statement cache's cost\n\n\
                      Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
                      else postgres://localhost/postgres"
                 );
@@ -965,6 +969,11 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
             let main_db = dbs.create("feed")?;
             seed_ours(&main_db, spec)?;
             phases.push(http::http_phase(plan, &main_db, &tools, true)?);
+        } else if scope == Scope::PoolerOnly {
+            let main_db = dbs.create("feed")?;
+            seed_ours(&main_db, spec)?;
+            let feed = prepare_feed(plan, &dbs, main_db, tools.pgbench.as_mut())?;
+            phases.push(pooler::pooler_phase(plan, &feed)?);
         } else if scope == Scope::RustClientsOnly {
             // The data alone: no seed rows.
             let main_db = dbs.create("feed")?;
@@ -980,13 +989,14 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
                 pgbench_phase(plan, &feed, tools.pgbench.as_ref(), FeedPath::Json)?,
                 rust_clients::rust_clients_phase(plan, &feed, &bench_dir)?,
                 scale_phase(plan, &feed)?,
+                pooler::pooler_phase(plan, &feed)?,
                 python_phase(plan, &feed, &tools)?,
                 http::http_phase(plan, &feed.main_db, &tools, false)?,
             ]);
         }
     }
     match scope {
-        Scope::RustClientsOnly | Scope::HttpOnly => {}
+        Scope::RustClientsOnly | Scope::HttpOnly | Scope::PoolerOnly => {}
         Scope::NoReplicas => phases.push(replicas::replica_phase(
             plan,
             &settings,
@@ -1015,6 +1025,7 @@ enum Scope {
     ReplicasOnly,
     RustClientsOnly,
     HttpOnly,
+    PoolerOnly,
 }
 
 /// The peers' programs, looked up once; a missing one skips its rows.

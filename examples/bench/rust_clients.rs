@@ -105,7 +105,7 @@ fn slices(plan: Plan) -> (usize, u64) {
 
 /// The median of per-round ratios: a round disturbed by something else on
 /// the machine moves it less than it moves the pooled pages/s.
-fn median(mut ratios: Vec<f64>) -> f64 {
+pub(super) fn median(mut ratios: Vec<f64>) -> f64 {
     ratios.sort_by(f64::total_cmp);
     match ratios.len() {
         0 => f64::NAN,

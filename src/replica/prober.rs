@@ -17,7 +17,8 @@ use super::positions::{primary_identity, standby_identity};
 use super::token::{ClusterIdentity, Lsn};
 use crate::config::DatabaseUrl;
 use crate::error::Result;
-use crate::pool::establish_with_timeout;
+use crate::pool::establish_as;
+use crate::pooler::Pooler;
 
 /// The `application_name` of a prober's connections, so that they can be
 /// told apart from the application's in `pg_stat_activity`.
@@ -97,6 +98,7 @@ pub(crate) struct Prober {
     pub(crate) index: usize,
     pub(crate) replica: DatabaseUrl,
     pub(crate) primary: DatabaseUrl,
+    pub(crate) pooler: Pooler,
     pub(crate) state: SharedState,
     pub(crate) options: ReplicaOptions,
     pub(crate) stop: Arc<Stop>,
@@ -115,11 +117,17 @@ pub(crate) fn probe_url(url: &DatabaseUrl, options: &ReplicaOptions) -> Database
 }
 
 /// A connection for probing: `url` with the probe's statement timeout.
-pub(crate) fn probe_connect(url: &DatabaseUrl, options: &ReplicaOptions) -> Result<PgConnection> {
+/// Behind a transaction pooler (`pooler`) no session setting is made: the
+/// probe's timeouts are then its connect timeout and the stalled bound.
+pub(crate) fn probe_connect(
+    url: &DatabaseUrl,
+    options: &ReplicaOptions,
+    pooler: Pooler,
+) -> Result<PgConnection> {
     let timeout_ms = options.probe_statement_timeout.as_millis();
     // A zero statement timeout would mean "none": keep at least 1 ms.
     let timeout_ms = u64::try_from(timeout_ms).unwrap_or(u64::MAX).max(1);
-    establish_with_timeout(url, timeout_ms)
+    establish_as(url, timeout_ms, pooler)
 }
 
 impl Prober {
@@ -165,7 +173,7 @@ impl Prober {
     }
 
     fn connect(&self, url: &DatabaseUrl) -> Result<PgConnection> {
-        probe_connect(url, &self.options)
+        probe_connect(url, &self.options, self.pooler)
     }
 
     fn probe(

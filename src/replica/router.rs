@@ -155,6 +155,7 @@ impl Router {
                 index,
                 replica: replica.url.clone(),
                 primary: router.inner.primary_url.clone(),
+                pooler: router.inner.config.pooler,
                 state: Arc::clone(&replica.state),
                 options: router.inner.options.clone(),
                 stop: Arc::clone(&router.inner.stop),
@@ -177,9 +178,12 @@ impl Router {
             spawned("prober", prober.spawn())?;
             spawned(
                 "replay watch",
-                replica
-                    .watch
-                    .spawn(index, &replica.url, &router.inner.options),
+                replica.watch.spawn(
+                    index,
+                    &replica.url,
+                    &router.inner.options,
+                    router.inner.config.pooler,
+                ),
             )?;
         }
         Ok(router)
@@ -215,6 +219,12 @@ impl Router {
     /// The primary's pool.
     pub fn primary(&self) -> &PgPool {
         &self.inner.primary
+    }
+
+    /// The configuration the router was built from (the primary's direct
+    /// URL and pooler mode among others).
+    pub fn config(&self) -> &Config {
+        &self.inner.config
     }
 
     /// The primary's URL (show it: it prints redacted).

@@ -15,6 +15,7 @@ use super::positions::replay_position;
 use super::prober::{probe_connect, probe_url};
 use super::token::Lsn;
 use crate::config::DatabaseUrl;
+use crate::pooler::Pooler;
 
 /// How often the watch re-reads a replica's replay position while reads
 /// wait: every 2 ms (a round trip on a local network is well under that,
@@ -116,6 +117,7 @@ impl ReplayWatch {
         index: usize,
         url: &DatabaseUrl,
         options: &ReplicaOptions,
+        pooler: Pooler,
     ) -> std::io::Result<JoinHandle<()>> {
         let watch = Arc::clone(self);
         let url = probe_url(url, options);
@@ -127,7 +129,7 @@ impl ReplayWatch {
                 while watch.until_wanted() {
                     let reading = match conn.as_mut() {
                         Some(c) => replay_position(c),
-                        None => probe_connect(&url, &options)
+                        None => probe_connect(&url, &options, pooler)
                             .and_then(|c| replay_position(conn.insert(c))),
                     };
                     let pause = match reading {

@@ -19,6 +19,7 @@ pub fn parse_single_address(input: &str) -> Result<IpAddr> {
         what: "IP address",
         input: input.chars().take(80).collect(),
         reason: reason.to_owned(),
+        remedy: None,
     };
     if input.is_empty() {
         return Err(invalid("it is empty"));

@@ -13,6 +13,10 @@ pub enum Error {
     /// The AWS environment is incomplete (no region, no credentials).
     #[error("AWS is not configured: {0}")]
     Config(String),
+    /// No region was found in the standard chain (`AWS_REGION`, the
+    /// profile's `region`) or given in [`AwsOptions`](crate::AwsOptions).
+    #[error("AWS is not configured: no region: set AWS_REGION or a profile's region")]
+    NoRegion,
     /// An AWS API call failed.
     #[error("AWS {operation} failed{}: {message}", .code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Api {
@@ -59,6 +63,8 @@ pub enum Error {
         input: String,
         /// Why it was refused.
         reason: String,
+        /// The step that gets past it, when there is one.
+        remedy: Option<Remedy>,
     },
     /// An I/O error, with what was being done.
     #[error("{context}")]
@@ -80,7 +86,9 @@ impl Error {
     pub fn remedy(&self) -> Option<&Remedy> {
         match self {
             Self::Refused { remedy, .. } => remedy.as_ref(),
+            Self::InvalidInput { remedy, .. } => remedy.as_ref(),
             Self::Incomplete { remedy, .. } => Some(remedy),
+            Self::NoRegion => Some(&Remedy::NameARegion),
             _ => None,
         }
     }
@@ -123,4 +131,17 @@ pub enum Remedy {
         /// The instance.
         identifier: String,
     },
+    /// Name the region to talk to.
+    NameARegion,
+    /// Name no rule, so that one is added for the address.
+    OmitTheRule,
+    /// Name one of the group's rules for the port.
+    NameARule,
+    /// Replicate the primary `identifier` instead of its replica.
+    ReplicateThePrimary {
+        /// The primary.
+        identifier: String,
+    },
+    /// Name the new read replica.
+    NameTheReplica,
 }

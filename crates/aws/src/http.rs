@@ -142,6 +142,7 @@ impl HttpClient {
             what: "endpoint",
             input: uri.chars().take(80).collect(),
             reason,
+            remedy: None,
         };
         let signable = SignableRequest::new(
             "POST",
@@ -189,6 +190,7 @@ impl HttpClient {
                 what: "URL",
                 input: url.chars().take(80).collect(),
                 reason: e.to_string(),
+                remedy: None,
             })?;
         let response = self.send(request).await?;
         if !(200..300).contains(&response.status) {

@@ -15,7 +15,9 @@ pub mod variables;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use address::{parse_single_address, single_address_cidr};
-pub use audit::{AuditOptions, AutoFix, Outcome, Practice, PracticeResult, audit};
+pub use audit::{
+    AuditOptions, AutoFix, Fix, FixPart, Operation, Outcome, Practice, PracticeResult, audit,
+};
 pub use ec2::{Ec2Client, IngressRule, SecurityGroupRule};
 pub use error::{Error, Remedy, Result};
 pub use fix::{Applied, apply_fix};
@@ -101,11 +103,7 @@ impl Aws {
         let region = config
             .region()
             .map(|r| r.as_ref().to_owned())
-            .ok_or_else(|| {
-                Error::Config(
-                    "no region: set AWS_REGION, a profile region, or pass --region".into(),
-                )
-            })?;
+            .ok_or(Error::NoRegion)?;
         let credentials = config.credentials_provider().ok_or_else(|| {
             Error::Config("no credentials provider in the AWS configuration".into())
         })?;
@@ -142,10 +140,16 @@ impl Aws {
     pub async fn public_ip(&self, endpoint: &str) -> Result<std::net::IpAddr> {
         let body = self.http.get_text(endpoint).await?;
         parse_single_address(body.trim()).map_err(|e| match e {
-            Error::InvalidInput { input, reason, .. } => Error::InvalidInput {
+            Error::InvalidInput {
+                input,
+                reason,
+                remedy,
+                ..
+            } => Error::InvalidInput {
                 what: "answer of the IP endpoint",
                 input,
                 reason,
+                remedy,
             },
             other => other,
         })
@@ -167,5 +171,130 @@ where
         code,
         message,
         source: Some(Box::new(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI's flags that AWS's own CLI does not have (its `--region`
+    /// and `--group-id` may appear in an `aws ...` fix).
+    const OUR_FLAGS: [&str; 11] = [
+        "identifier",
+        "rule-id",
+        "allowed-regions",
+        "idle-days",
+        "organizations-profile",
+        "write-env",
+        "confirm",
+        "replica",
+        "source",
+        "ip",
+        "security-group-id",
+    ];
+
+    /// What in `text` names one of the CLI's commands or flags, if
+    /// anything. A flag counts only as a whole word: `--source` is not in
+    /// `--source-region`.
+    fn names_the_cli(text: &str) -> Option<String> {
+        for command in [concat!("cruddur-db", " "), concat!("`rds", " ")] {
+            if text.contains(command) {
+                return Some(command.to_owned());
+            }
+        }
+        OUR_FLAGS.iter().find_map(|flag| {
+            let flag = format!("--{flag}");
+            text.match_indices(&flag)
+                .any(|(at, _)| {
+                    let before = text[..at].chars().next_back();
+                    let after = text[at + flag.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '-')
+                        && !after.is_some_and(|c| c.is_alphanumeric() || c == '-')
+                })
+                .then_some(flag)
+        })
+    }
+
+    /// Every line of the crate's code outside comments: the messages, the
+    /// fixes' words and the errors' reasons are all in string literals
+    /// there, so none of them may name the CLI; the steps that are the
+    /// CLI's are values ([`Remedy`], [`Operation`]) for it to word.
+    #[test]
+    fn no_message_names_a_cli_command() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src];
+        let mut found = Vec::new();
+        let mut read = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    files.push(entry.unwrap().path());
+                }
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            read += 1;
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                if let Some(what) = names_the_cli(line) {
+                    found.push(format!("{}:{}: {what}: {line}", path.display(), n + 1));
+                }
+            }
+        }
+        assert!(read > 5, "the sources were read");
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+
+    #[test]
+    fn the_toolkits_own_words_name_no_command() {
+        let id = || "db-1".to_owned();
+        let operations = [
+            Operation::Snapshot { identifier: id() },
+            Operation::Delete { identifier: id() },
+            Operation::AllowIp {
+                group_id: "sg-1".into(),
+                rule_id: "sgr-1".into(),
+            },
+            Operation::ScpTemplate { identifier: id() },
+            Operation::NameAllowedRegions,
+            Operation::ShorterIdleWindow,
+            Operation::OrganizationsCredentials,
+            Operation::StoreUrlAgain,
+        ];
+        let fixes = [
+            AutoFix::CreateSnapshot { identifier: id() },
+            AutoFix::EnableGuardDuty,
+            AutoFix::EnableDeletionProtection { identifier: id() },
+            AutoFix::EnableMultiAz { identifier: id() },
+            AutoFix::EnableRotation {
+                secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:s".into(),
+            },
+        ];
+        let words = operations
+            .iter()
+            .map(ToString::to_string)
+            .chain(fixes.iter().map(ToString::to_string))
+            .chain([Error::NoRegion.to_string()]);
+        for text in words {
+            assert!(!text.is_empty());
+            assert_eq!(names_the_cli(&text), None, "{text}");
+            assert!(!text.contains("--region"), "{text}");
+        }
+        // The detector of the test itself: it finds what it looks for.
+        for named in [
+            concat!("run cruddur-db", " rds snapshot"),
+            concat!("choose one with -", "-rule-id (x)"),
+            concat!("or pass -", "-source db"),
+        ] {
+            assert!(names_the_cli(named).is_some(), "{named}");
+        }
+        assert_eq!(
+            names_the_cli("aws rds copy-db-snapshot --source-region x"),
+            None
+        );
+        assert_eq!(Error::NoRegion.remedy(), Some(&Remedy::NameARegion));
     }
 }

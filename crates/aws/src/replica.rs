@@ -190,10 +190,11 @@ async fn check_source(aws: &Aws, source: &InstanceStatus) -> Result<()> {
             id,
             format!(
                 "it is itself a read replica of `{primary}`, and a replica of a replica \
-                 adds a second hop of replication lag: replicate the primary with \
-                 --source {primary}"
+                 adds a second hop of replication lag: replicate the primary instead"
             ),
-            None,
+            Some(Remedy::ReplicateThePrimary {
+                identifier: primary.clone(),
+            }),
         ));
     }
     if !source.storage_encrypted {
@@ -242,12 +243,11 @@ fn default_identifier(source: &InstanceStatus) -> Result<String> {
         .map(|n| format!("{}-replica-{n}", source.identifier))
         .find(|id| !taken(id))
         .unwrap_or_default();
-    validate_identifier("replica identifier", &id, 63).map_err(|_| {
-        invalid(
-            "replica identifier",
-            &id,
-            "the default name is longer than 63 characters; name the replica with --identifier",
-        )
+    validate_identifier("replica identifier", &id, 63).map_err(|_| Error::InvalidInput {
+        what: "replica identifier",
+        input: id.chars().take(80).collect(),
+        reason: "the default name is longer than 63 characters; name the replica".into(),
+        remedy: Some(Remedy::NameTheReplica),
     })?;
     Ok(id)
 }
@@ -258,10 +258,10 @@ async fn ensure_free(aws: &Aws, identifier: &str) -> Result<()> {
     match describe_instance(aws, identifier).await {
         Ok(_) => Err(Error::Refused {
             action: format!("create the read replica `{identifier}`"),
-            reason: "an instance with that identifier exists already; name the replica with \
-                     --identifier"
+            reason: "an instance with that identifier exists already; name the replica \
+                     otherwise"
                 .into(),
-            remedy: None,
+            remedy: Some(Remedy::NameTheReplica),
         }),
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(e),
@@ -398,7 +398,8 @@ mod tests {
         }
         let long = "a".repeat(60);
         let err = default_identifier(&source(&long, &[])).unwrap_err();
-        assert!(err.to_string().contains("--identifier"), "{err}");
+        assert!(err.to_string().contains("name the replica"), "{err}");
+        assert_eq!(err.remedy(), Some(&Remedy::NameTheReplica), "{err}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct ConnectArgs {
 /// Runs `connect`: replaces this process with psql (on Unix), so psql owns
 /// the terminal and its exit status is the command's.
 pub fn run(args: ConnectArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(db, settings)?;
+    let target = Target::resolve(db, settings)?.session("psql")?;
     let env = libpq::environment(target.url()).context("handing the connection to psql")?;
     let mut command = Command::new(&args.psql);
     // Variables already in the environment must not mix with the URL's:

@@ -51,6 +51,15 @@ pub fn status(
     } else {
         Vec::new()
     };
+    let pooler = target.config.pooler;
+    let server_timeout_ms = if pooler.is_transaction() {
+        Some(
+            cruddur_db::pooler::server_statement_timeout_ms(conn)
+                .context("reading the server's statement_timeout")?,
+        )
+    } else {
+        None
+    };
     let marked_production = mark.as_ref().is_some_and(|m| m.is_production());
     let environment = if marked_production || target.production_reason.is_some() {
         "production"
@@ -68,6 +77,9 @@ pub fn status(
             "tls": server.tls,
             "tls_version": server.tls_version,
             "tls_cipher": server.tls_cipher,
+            "pooler": pooler.to_string(),
+            "direct_url": target.config.direct_url.as_ref().map(ToString::to_string),
+            "server_statement_timeout_ms": server_timeout_ms,
             "migrations_applied": applied,
             "migrations_pending": pending,
             "replicas": replicas.iter().map(|(url, state)| serde_json::json!({
@@ -128,6 +140,7 @@ pub fn status(
         format!("{WARNING}no{WARNING:#} (the connection is not encrypted)")
     };
     row("tls", &tls);
+    row("pooler", &pooler_text(&target.config, server_timeout_ms));
     let migrations_text = if pending.is_empty() {
         format!("{applied} applied, 0 pending")
     } else {
@@ -215,4 +228,27 @@ pub fn sessions(
         sessions.len()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `pooler` line of `status`: the mode, and behind a transaction
+/// pooler which statement timeout applies (the role's or database's, since
+/// the pool sets none there) and the direct URL.
+fn pooler_text(config: &cruddur_db::Config, server_timeout_ms: Option<u64>) -> String {
+    let Some(server_ms) = server_timeout_ms else {
+        return "none (the server itself or a session pooler; CRUDDUR_POOLER unset)".to_owned();
+    };
+    let timeout = if server_ms == config.statement_timeout_ms {
+        format!("statement_timeout {server_ms} ms, set on the role or database")
+    } else {
+        format!(
+            "{WARNING}statement_timeout {server_ms} ms{WARNING:#} from the role or database, not the configured {} ms: set it there (ALTER ROLE … SET statement_timeout = '{}ms')",
+            config.statement_timeout_ms, config.statement_timeout_ms
+        )
+    };
+    let direct = match &config.direct_url {
+        Some(url) => format!("direct URL {}", output::shown(&url.to_string())),
+        None => "no direct URL (DATABASE_DIRECT_URL): migrations and lifecycle commands refuse"
+            .to_owned(),
+    };
+    format!("transaction: no named statements, no session settings; {timeout}; {direct}")
 }

@@ -50,6 +50,9 @@ pub use options::DatabaseArgs;
         RUST_LOG             diagnostics on stderr, e.g. RUST_LOG=cruddur_db=debug\n  \
         CRUDDUR_POOL_SIZE, CRUDDUR_STATEMENT_TIMEOUT_MS   pool size; statement timeout (ms)\n  \
         CRUDDUR_DEFAULT_URL  tried when no URL is set (default postgres://localhost/cruddur)\n  \
+        CRUDDUR_POOLER       `transaction` behind PgBouncer's transaction mode or RDS Proxy\n  \
+        DATABASE_DIRECT_URL, PROD_DIRECT_URL   the database without the pooler, for\n  \
+        \x20                    migrate, seed, prepare, setup, create, drop, connect\n  \
         CRUDDUR_LOCAL_DIR, CRUDDUR_PG_BINDIR, CRUDDUR_PG_USER   the local cluster (see `local`)\n\
         A .env file is read from the current directory or a parent up to the project root\n\
         (the nearest with .git), and only when nobody but you or root can write it;\n\

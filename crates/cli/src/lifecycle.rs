@@ -48,7 +48,7 @@ fn mark_if_prod(
 
 /// `create`: creates the database if missing; with `--prod`, marks it.
 pub fn create(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(db, settings)?;
+    let target = Target::resolve(db, settings)?.session("create")?;
     let database = target.database()?;
     let created = admin::create_database(target.url())
         .with_context(|| format!("creating database `{database}`"))?;
@@ -111,7 +111,7 @@ fn drop_checked(
 /// target, after the production check and the confirmation; a missing
 /// database is not an error.
 pub fn drop(args: DropArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(db, settings)?;
+    let target = Target::resolve(db, settings)?.session("drop")?;
     let checked = check_then_confirm(&target, db, settings, "drop", |database| {
         format!(
             "Drop database `{database}` ({}) and everything in it?",
@@ -139,7 +139,7 @@ pub fn drop(args: DropArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::R
 /// `schema-load`: reverts every migration and applies them again, on the
 /// connection that passed the checks.
 pub fn schema_load(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(db, settings)?;
+    let target = Target::resolve(db, settings)?.session("schema-load")?;
     let action = "reload the schema of";
     let question = |database: &str| {
         format!(
@@ -178,7 +178,7 @@ pub fn schema_load(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<Exi
 /// rebuilt database gets back before any migration. The database created,
 /// migrated and seeded must be on the server the old one was dropped from.
 pub fn setup(args: SetupArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve_starting_local(db, settings)?;
+    let target = Target::resolve_starting_local(db, settings)?.session("setup")?;
     output::step("drop");
     let action = "set up (drop and recreate)";
     let checked = target.check_and_confirm(db, settings, action, |database| {
@@ -273,7 +273,7 @@ pub fn setup(args: SetupArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow:
 /// `prepare`: create if missing, migrate, seed a migrated database with no
 /// user (see [`admin::prepare`]).
 pub fn prepare(db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve_starting_local(db, settings)?;
+    let target = Target::resolve_starting_local(db, settings)?.session("prepare")?;
     let database = target.database()?;
     let report =
         admin::prepare(target.url()).with_context(|| format!("preparing database `{database}`"))?;

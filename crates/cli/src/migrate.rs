@@ -37,7 +37,7 @@ pub enum MigrateCommand {
 
 /// Runs `migrate`.
 pub fn run(args: MigrateArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(db, settings)?;
+    let target = Target::resolve(db, settings)?.session("migrations")?;
     let database = target.database()?;
     let command = args.command.unwrap_or(MigrateCommand::Run);
     if let MigrateCommand::Revert = command {

@@ -159,36 +159,7 @@ pub fn error(e: &anyhow::Error) {
 /// ([`cruddur_db_aws::Remedy`]); the command is the CLI's to name.
 #[cfg(feature = "aws")]
 fn aws_hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use cruddur_db_aws::Remedy;
-    let remedy = cause.downcast_ref::<cruddur_db_aws::Error>()?.remedy()?;
-    Some(match remedy {
-        Remedy::NameASecurityGroup => "pass --security-group-id with a group whose inbound rule \
-                                        for the port admits one address (see `cruddur-db rds \
-                                        allow-ip`)"
-            .to_owned(),
-        Remedy::PointRulesAtOneAddress => {
-            "point them at one address with `cruddur-db rds allow-ip`".to_owned()
-        }
-        Remedy::AddARuleForOneAddress => {
-            "add one with `cruddur-db rds allow-ip --group-id GROUP --ip auto`".to_owned()
-        }
-        Remedy::CreateInstance { identifier } => format!(
-            "create it with `cruddur-db rds create --identifier {identifier}` or name another \
-             with --source"
-        ),
-        Remedy::Audit { identifier } => format!(
-            "`cruddur-db rds audit --identifier {identifier}` lists what it lacks and the fixes"
-        ),
-        Remedy::ReplicaUrl { identifier } => {
-            format!("its URL is `cruddur-db rds url --replica {identifier}`")
-        }
-        Remedy::PrimaryUrl { identifier } => {
-            format!("its own URL is `cruddur-db rds url --identifier {identifier}`")
-        }
-        // A remedy added to the toolkit before the CLI words it: the
-        // message alone still says what failed.
-        _ => return None,
-    })
+    crate::rds::remedy::hint(cause.downcast_ref::<cruddur_db_aws::Error>()?.remedy()?)
 }
 
 /// Without the `rds` commands no AWS error reaches the CLI.

@@ -31,7 +31,7 @@ pub struct SeedArgs {
 
 /// Runs `seed`.
 pub fn run(args: SeedArgs, db: &DatabaseArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let target = Target::resolve(db, settings)?;
+    let target = Target::resolve(db, settings)?.session("seeding")?;
     let database = target.database()?;
     let Some(sizes) = args.synthetic else {
         let (report, _) = target

@@ -102,6 +102,25 @@ impl Target {
         Ok(target)
     }
 
+    /// The target for `what`, a command that needs a session of its own
+    /// (migrations and their lock, `prepare`, the lifecycle commands,
+    /// `psql`): itself, or behind a transaction pooler
+    /// (`CRUDDUR_POOLER=transaction`) its direct URL, checked to reach the
+    /// same database. Without a direct URL there it refuses, naming the
+    /// variable to set.
+    pub fn session(mut self, what: &'static str) -> anyhow::Result<Self> {
+        if !self.config.pooler.is_transaction() {
+            return Ok(self);
+        }
+        let direct = self.config.session_url(what)?.clone();
+        cruddur_db::pooler::check_direct_url(&self.config)?;
+        tracing::debug!(url = %direct, "{what}: through the direct URL, not the pooler");
+        self.config.database_url = direct;
+        self.config.pooler = cruddur_db::Pooler::Session;
+        self.config.direct_url = None;
+        Ok(self)
+    }
+
     /// Its connection string.
     pub fn url(&self) -> &DatabaseUrl {
         &self.config.database_url

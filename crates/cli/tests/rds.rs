@@ -24,6 +24,17 @@ use cruddur_db_aws::{
 use cruddur_db_aws::{Error, Remedy};
 use serde_json::json;
 
+/// A fix as the CLI shows it, after checking that the toolkit's own words
+/// for it name no command of the CLI.
+fn shown(fix: &cruddur_db_aws::Fix) -> String {
+    let words = fix.to_string();
+    assert!(
+        !words.contains("cruddur-db ") && !words.contains("`rds "),
+        "the toolkit names no command: {words}"
+    );
+    cruddur_db_cli::rds::remedy::fix_text(fix)
+}
+
 /// A `moto_server` on 127.0.0.1, stopped when dropped.
 struct Moto {
     child: Child,
@@ -794,7 +805,8 @@ fn audit_of_a_secure_setup_passes_every_practice() {
                 "{p} without a policy: {}",
                 r.detail
             );
-            assert!(r.fix.contains("rds scp-template"), "{p}: {}", r.fix);
+            let fix = shown(&r.fix);
+            assert!(fix.contains("cruddur-db rds scp-template"), "{p}: {fix}");
         }
 
         let status = instance_status(&aws, "cruddur-db-instance").await.unwrap();
@@ -867,9 +879,8 @@ fn audit_of_a_secure_setup_passes_every_practice() {
             assert!(!r.fix.is_empty(), "{p} says what would tell");
         }
         assert!(
-            find(&results, Practice::ScpRegionLock)
-                .fix
-                .contains("--organizations-profile"),
+            shown(&find(&results, Practice::ScpRegionLock).fix)
+                .contains("credentials for Organizations: --organizations-profile PROFILE;"),
             "{results:?}"
         );
         raw_instance(&aws, "fresh-db", true, 7, "default.postgres16").await;
@@ -957,20 +968,39 @@ fn audit_of_an_insecure_setup_reports_each_failure() {
                 r.detail
             );
             assert!(!r.fix.is_empty(), "{} needs a fix", r.practice);
+            // The toolkit's operations become the CLI's commands, in the
+            // CLI only.
+            if r.fix.operations().next().is_some() {
+                let fix = shown(&r.fix);
+                assert!(fix.contains("cruddur-db rds "), "{}: {fix}", r.practice);
+            }
         }
         let open = find(&results, Practice::SecurityGroupNotOpenToWorld);
         assert!(open.detail.contains("0.0.0.0/0"), "{}", open.detail);
-        assert!(open.fix.contains("rds allow-ip"), "{}", open.fix);
+        let fix = shown(&open.fix);
+        assert!(
+            fix.starts_with("cruddur-db rds allow-ip --group-id sg-")
+                && fix.ends_with(" --ip auto"),
+            "{fix}"
+        );
         let idle = find(&results, Practice::InUse);
-        assert!(idle.fix.starts_with("snapshot and delete"), "{}", idle.fix);
+        let fix = shown(&idle.fix);
+        assert!(
+            fix.starts_with(
+                "snapshot and delete: cruddur-db rds snapshot --identifier insecure-db; aws rds"
+            ) && fix.contains(
+                "; cruddur-db rds delete --identifier insecure-db --confirm insecure-db (restore"
+            ),
+            "{fix}"
+        );
         assert!(idle.auto_fix.is_none(), "deleting is never applied");
         let region = find(&results, Practice::RegionAllowed);
         assert!(region.detail.contains("us-east-1"), "{}", region.detail);
         let iam = find(&results, Practice::IamAuthentication);
+        let fix = shown(&iam.fix);
         assert!(
-            iam.fix.contains("--enable-iam-database-authentication") && iam.fix.contains("Cost"),
-            "{}",
-            iam.fix
+            fix.contains("--enable-iam-database-authentication") && fix.contains("Cost"),
+            "{fix}"
         );
         for p in SCPS {
             let r = find(&results, p);
@@ -1364,11 +1394,8 @@ fn audit_checks_each_replica() {
             ]
         );
         for r in results.iter().filter(|r| r.outcome == Outcome::Fail) {
-            assert!(
-                r.fix.contains(&replica),
-                "the fix names the replica: {}",
-                r.fix
-            );
+            let fix = shown(&r.fix);
+            assert!(fix.contains(&replica), "the fix names the replica: {fix}");
         }
 
         // Audited by itself, a replica is checked as one.

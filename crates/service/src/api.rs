@@ -15,7 +15,6 @@ use cruddur_db::{Consistency, Repository};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -23,6 +22,7 @@ use tracing::Span;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::{Author, JsonBody, Page, ReadConsistency};
+use crate::workers::{CallError, Workers};
 
 /// The response header that carries a post's write token, and the request
 /// header that brings it back: a feed read with it sees that post, from a
@@ -37,23 +37,23 @@ pub const WRITE_TOKEN_COOKIE: &str = "cruddur_write_token";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every handler shares: the repository (with its pool and any
-/// replicas), how authors are found, and the queue for the pool.
+/// replicas), how authors are found, and the primary's database threads.
 #[derive(Clone)]
 pub struct AppState {
     repo: Repository,
     auth: Arc<Auth>,
-    /// One permit per connection of the primary's pool: calls bound for
-    /// the primary wait here, first come first served, rather than in
-    /// r2d2's checkout, whose waiters are woken in no particular order (a
-    /// request could lose to later ones again and again; at 16 connections
-    /// on a pool of 10 that made the 99th percentile hundreds of times the
-    /// median). Reads the router sends to a replica take none: each
-    /// replica bounds its own reads
+    /// The calls bound for the primary: one thread per connection of the
+    /// primary's pool, taking calls first come, first served from one
+    /// queue, rather than r2d2's checkout, whose waiters are woken in no
+    /// particular order (a request could lose to later ones again and
+    /// again; at 16 connections on a pool of 10 that made the 99th
+    /// percentile hundreds of times the median). Reads the router sends
+    /// to a replica do not queue here: each replica bounds its own reads
     /// ([`cruddur_db::ReplicaOptions::max_reads_per_replica`]), so a
     /// replica that stops answering holds that many requests, never the
-    /// permits of writes and health checks.
-    permits: Arc<Semaphore>,
-    /// How long a call may wait for a permit: the pool's checkout timeout.
+    /// threads of writes and health checks.
+    workers: Workers,
+    /// How long a call may wait in the queue: the pool's checkout timeout.
     wait: Duration,
     /// How long a request body may take to arrive once its handler reads
     /// it (the transport's header-read timeout).
@@ -61,18 +61,22 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for `repo` and `auth`.
-    pub fn new(repo: Repository, auth: Auth) -> Self {
+    /// The state for `repo` and `auth`, with one database thread per
+    /// connection of the primary's pool.
+    ///
+    /// # Errors
+    /// When the threads cannot be started.
+    pub fn new(repo: Repository, auth: Auth) -> std::io::Result<Self> {
         let pool = repo.pool();
-        let permits = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
+        let threads = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
         let wait = pool.connection_timeout();
-        Self {
+        Ok(Self {
             repo,
             auth: Arc::new(auth),
-            permits: Arc::new(Semaphore::new(permits)),
+            workers: Workers::start(threads)?,
             wait,
             body_timeout: crate::transport::DEFAULT_HEADER_READ_TIMEOUT,
-        }
+        })
     }
 
     /// This state with request bodies allowed `timeout` to arrive (default
@@ -96,33 +100,25 @@ impl AppState {
     }
 
     /// Runs `f` (a call into the synchronous repository that uses the
-    /// primary) on Tokio's blocking pool, so that the runtime's worker
-    /// threads never wait on the database, once a permit is free; `503`
-    /// when none frees up within the checkout timeout.
+    /// primary) on a database thread once the calls queued before it have
+    /// been taken, so that the runtime's worker threads never wait on the
+    /// database; `503` when no thread takes it within the checkout timeout
+    /// (it then never runs).
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = self.permit().await?;
         let repo = self.repo.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(&repo)
-        });
-        joined(task.await)
+        match self.workers.call(self.wait, move || f(&repo)).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(CallError::Busy) => Err(ApiError::Busy),
+            Err(CallError::Failed(why)) => Err(ApiError::Internal(why.into())),
+        }
     }
 
-    /// A permit of the primary's queue, within the checkout timeout.
-    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
-            .await
-            .map_err(|_| ApiError::Busy)?
-            .map_err(|e| ApiError::Internal(format!("the connection queue closed: {e}")))
-    }
-
-    /// Like [`AppState::blocking`] for a read with `consistency`: with a
-    /// permit when the router would send it to the primary, without one
-    /// when it goes to a replica (which may still hand it to the primary:
+    /// Like [`AppState::blocking`] for a read with `consistency`: queued
+    /// for the primary's threads when the router would send it there, on
+    /// Tokio's blocking pool when it goes to a replica (which may still hand it to the primary:
     /// a token wait that ran out, a recovery conflict, a failure; such
     /// reads are bounded by the replicas' own bounds). A read sent to a
     /// replica that has not answered within the router's
@@ -254,7 +250,7 @@ async fn create(
     let (activity, token) = state
         .blocking(move |repo| {
             // Parsed where the repository is reached: bad input costs no
-            // checkout, only the permit this call holds anyway.
+            // checkout, only the thread this call holds anyway.
             repo.create_activity(&ActivityDraft::parse(&author, &crud.message, &crud.ttl)?)
         })
         .await?;

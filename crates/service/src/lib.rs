@@ -4,9 +4,11 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod extract;
+pub mod logs;
 pub mod settings;
 pub mod transport;
 pub mod variables;
+mod workers;
 
 pub use api::{AppState, app};
 pub use auth::Auth;

@@ -36,7 +36,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -251,26 +251,32 @@ async fn connection(
 }
 
 /// Completes when the connection has outstayed a timeout, with the reason.
+///
+/// It runs on its timer alone: nothing the connection does wakes it (a
+/// wake-up per change of phase cost a poll of the whole connection task,
+/// three times per request). Each time its timer fires, it reads the
+/// phase and sleeps until that phase's deadline, but never longer than
+/// the shorter timeout from now, so that a phase that began while it
+/// slept (a request head on an idle connection, the end of a busy spell)
+/// is seen before its own clock can run out: a deadline is met, late by
+/// the timer's resolution at most, with one wake-up per shorter timeout
+/// and connection.
 async fn watchdog(activity: &Activity, transport: Transport) -> &'static str {
+    let recheck = transport.header_read_timeout.min(transport.idle_timeout);
     loop {
-        let (deadline, reason) = match activity.phase() {
-            Phase::Busy(_) => {
-                activity.changed.notified().await;
-                continue;
+        let now = Instant::now();
+        let phase = activity.phase();
+        let wake = match phase.deadline(transport) {
+            Some(deadline) if deadline <= now => {
+                return match phase {
+                    Phase::Head(_) => "header-read timeout",
+                    _ => "idle timeout",
+                };
             }
-            Phase::Idle(since) => (since + transport.idle_timeout, "idle timeout"),
-            Phase::Head(since) => (since + transport.header_read_timeout, "header-read timeout"),
+            Some(deadline) => deadline.min(now + recheck),
+            None => now + recheck,
         };
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => {
-                // Still in the phase whose clock ran out (a change may
-                // have raced with the timer).
-                if activity.phase().deadline(transport) <= Some(Instant::now()) {
-                    return reason;
-                }
-            }
-            () = activity.changed.notified() => {}
-        }
+        tokio::time::sleep_until(wake).await;
     }
 }
 
@@ -295,17 +301,16 @@ impl Phase {
     }
 }
 
-/// A connection's phase, moved on by its reads and its requests.
+/// A connection's phase, moved on by its reads and its requests, and read
+/// by its [`watchdog`] when its timer fires.
 struct Activity {
     phase: Mutex<Phase>,
-    changed: Notify,
 }
 
 impl Activity {
     fn new() -> Self {
         Self {
             phase: Mutex::new(Phase::Idle(Instant::now())),
-            changed: Notify::new(),
         }
     }
 
@@ -316,8 +321,6 @@ impl Activity {
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
         *phase = f(*phase);
-        drop(phase);
-        self.changed.notify_one();
     }
 
     /// Bytes arrived: on an idle connection, a request head has begun.

@@ -3,12 +3,14 @@
 use std::sync::{Once, OnceLock};
 
 pub mod hostile;
+mod pgbouncer;
 mod standby;
 mod temp_cluster;
 pub mod tls;
 pub mod variables;
 
 pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
+pub use pgbouncer::PgBouncer;
 pub use standby::{StreamingPair, free_port, in_recovery, run, sees};
 pub use temp_cluster::{TempCluster, TempClusterBuilder};
 

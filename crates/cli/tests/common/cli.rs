@@ -76,6 +76,9 @@ pub fn clean(mut cmd: assert_cmd::Command) -> assert_cmd::Command {
         "DATABASE_URL",
         "CONNECTION_URL",
         "PROD_CONNECTION_URL",
+        "CRUDDUR_POOLER",
+        "DATABASE_DIRECT_URL",
+        "PROD_DIRECT_URL",
         "RUST_LOG",
         "PGPASSWORD",
     ] {

@@ -40,7 +40,10 @@ impl Service {
     /// router) with `auth` and these CORS origins.
     pub fn serve(repo: Repository, auth: Auth, origins: &[&str]) -> Self {
         let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
-        let router = app(AppState::new(repo, auth), &origins);
+        let router = app(
+            AppState::new(repo, auth).expect("database threads"),
+            &origins,
+        );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("non-blocking");
         let base = format!("http://{}", listener.local_addr().expect("address"));
