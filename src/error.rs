@@ -292,20 +292,39 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
-/// One failed validation rule, with the original application's error code.
+/// One failed validation rule, with the original application's error code
+/// (the codes the original did not have are named the same way).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValidationError {
     /// The message is empty or only whitespace.
     MessageBlank,
-    /// The message is longer than allowed (280 characters, 1024 for replies).
+    /// A post's message is longer than 280 characters.
     MessageExceedMaxChars,
+    /// A reply's message is longer than 1,024 characters.
+    #[serde(rename = "message_exceed_max_chars_1024")]
+    MessageExceedMaxChars1024,
     /// The handle is empty.
     UserHandleBlank,
     /// The ttl is not one of the allowed values.
     TtlBlank,
     /// The message contains a NUL character, which PostgreSQL text cannot hold.
     MessageContainsNul,
+    /// The uuid of the activity replied to is empty.
+    ActivityUuidBlank,
+    /// The uuid of the activity replied to is not a uuid.
+    ActivityUuidInvalid,
+    /// The display name is empty or only whitespace.
+    DisplayNameBlank,
+    /// The display name is longer than
+    /// [`MAX_DISPLAY_NAME_CHARS`](crate::repo::profiles::MAX_DISPLAY_NAME_CHARS).
+    DisplayNameExceedMaxChars,
+    /// The display name contains a NUL character.
+    DisplayNameContainsNul,
+    /// The bio is longer than [`MAX_BIO_CHARS`](crate::repo::profiles::MAX_BIO_CHARS).
+    BioExceedMaxChars,
+    /// The bio contains a NUL character.
+    BioContainsNul,
 }
 
 impl ValidationError {
@@ -314,9 +333,17 @@ impl ValidationError {
         match self {
             ValidationError::MessageBlank => "message_blank",
             ValidationError::MessageExceedMaxChars => "message_exceed_max_chars",
+            ValidationError::MessageExceedMaxChars1024 => "message_exceed_max_chars_1024",
             ValidationError::UserHandleBlank => "user_handle_blank",
             ValidationError::TtlBlank => "ttl_blank",
             ValidationError::MessageContainsNul => "message_contains_nul",
+            ValidationError::ActivityUuidBlank => "activity_uuid_blank",
+            ValidationError::ActivityUuidInvalid => "activity_uuid_invalid",
+            ValidationError::DisplayNameBlank => "display_name_blank",
+            ValidationError::DisplayNameExceedMaxChars => "display_name_exceed_max_chars",
+            ValidationError::DisplayNameContainsNul => "display_name_contains_nul",
+            ValidationError::BioExceedMaxChars => "bio_exceed_max_chars",
+            ValidationError::BioContainsNul => "bio_contains_nul",
         }
     }
 
@@ -342,5 +369,36 @@ impl Error {
             Error::Validation(errors) => errors.iter().map(|e| e.code()).collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ValidationError as V;
+
+    #[test]
+    fn each_code_serializes_as_itself() {
+        for error in [
+            V::MessageBlank,
+            V::MessageExceedMaxChars,
+            V::MessageExceedMaxChars1024,
+            V::UserHandleBlank,
+            V::TtlBlank,
+            V::MessageContainsNul,
+            V::ActivityUuidBlank,
+            V::ActivityUuidInvalid,
+            V::DisplayNameBlank,
+            V::DisplayNameExceedMaxChars,
+            V::DisplayNameContainsNul,
+            V::BioExceedMaxChars,
+            V::BioContainsNul,
+        ] {
+            let json = serde_json::to_string(&error).unwrap();
+            assert_eq!(json, format!("\"{}\"", error.code()), "{error:?}");
+        }
+        assert_eq!(
+            V::MessageExceedMaxChars1024.code(),
+            "message_exceed_max_chars_1024"
+        );
     }
 }

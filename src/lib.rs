@@ -32,18 +32,23 @@ pub use config::{Config, DatabaseUrl, Environment};
 pub use environment::{EnvironmentMark, mark_environment, read_mark, restore_mark};
 pub use error::{Error, Result, ValidationError};
 pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
-pub use models::{Activity, ActivityObject, FeedItem, NewActivity, NewUser, User};
+pub use models::{
+    Activity, ActivityObject, ActivityThread, FeedItem, MessageUser, MessageUserKind, NewActivity,
+    NewUser, Profile, ReplyItem, ReplyObject, User, UserPage, UserShort,
+};
 pub use pool::{PgPool, build_pool, establish};
 pub use pooler::Pooler;
 pub use replica::{
     ClusterIdentity, Consistency, Lsn, ReplicaOptions, ReplicaState, ReplicaStatus, Router,
     RoutingCounters, WriteToken,
 };
-pub use repo::activities::{ActivityDraft, Ttl, create_activity, create_reply};
+pub use repo::activities::{ActivityDraft, ReplyDraft, Ttl, create_activity, create_reply};
 pub use repo::feed::{FeedCursor, FeedPage, home_feed, home_feed_json};
+pub use repo::profiles::{ProfileDraft, update_profile, user_page, user_short};
 pub use repo::seed::{SeedReport, seed_reference};
 #[cfg(feature = "synthetic")]
 pub use repo::synthetic::{SyntheticSeed, seed_synthetic};
+pub use repo::thread::{ReplyPage, activity_thread};
 pub use repo::users::{Confirmed, PostConfirmationEvent, confirm_user};
 pub use repository::Repository;
 pub use resolve::{Resolved, UrlSource, resolve};

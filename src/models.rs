@@ -30,9 +30,12 @@ pub struct User {
     /// When the user was created.
     #[serde(with = "crate::timestamps")]
     pub created_at: DateTime<Utc>,
+    /// The profile's text; empty when the user wrote none.
+    pub bio: String,
 }
 
-/// A user to insert; `uuid` and `created_at` take their defaults.
+/// A user to insert; `uuid`, `created_at` and `bio` (empty) take their
+/// defaults.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct NewUser<'a> {
@@ -135,10 +138,42 @@ pub struct FeedItem {
     pub created_at: DateTime<Utc>,
 }
 
-/// A newly created activity, as `create_activity` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An activity as the API shows a crud: its author's names, no counters.
+/// Serializes with exactly these six keys, in this order.
+///
+/// What [`create_activity`](crate::create_activity) returns, and one item
+/// of a user's page ([`UserPage::activities`]).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ActivityObject {
     /// The activity's uuid.
+    #[diesel(select_expression = activities::uuid)]
+    pub uuid: Uuid,
+    /// The author's display name.
+    #[diesel(select_expression = users::display_name)]
+    pub display_name: String,
+    /// The author's handle.
+    #[diesel(select_expression = users::handle)]
+    pub handle: String,
+    /// The text.
+    #[diesel(select_expression = activities::message)]
+    pub message: String,
+    /// When it was created.
+    #[diesel(select_expression = activities::created_at)]
+    #[serde(with = "crate::timestamps")]
+    pub created_at: DateTime<Utc>,
+    /// When it expires (`None` for replies).
+    #[diesel(select_expression = activities::expires_at)]
+    #[serde(with = "crate::timestamps::option")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A newly created reply, as [`create_reply`](crate::create_reply) returns
+/// it: the six keys of an [`ActivityObject`], then the activity it replies
+/// to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyObject {
+    /// The reply's uuid.
     pub uuid: Uuid,
     /// The author's display name.
     pub display_name: String,
@@ -149,7 +184,124 @@ pub struct ActivityObject {
     /// When it was created.
     #[serde(with = "crate::timestamps")]
     pub created_at: DateTime<Utc>,
-    /// When it expires (`None` for replies).
+    /// Always `None`: replies do not expire.
     #[serde(with = "crate::timestamps::option")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The activity it replies to.
+    pub reply_to_activity_uuid: Uuid,
+}
+
+/// The head of a user's page. Serializes with exactly these six keys, in
+/// this order (the original's `users/show.sql`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    /// The user's uuid.
+    pub uuid: Uuid,
+    /// The identity provider's subject, `users.cognito_user_id` (the
+    /// original frontend builds the avatar's address from it).
+    pub cognito_user_uuid: String,
+    /// The unique `@handle`.
+    pub handle: String,
+    /// The name shown beside the user's activities.
+    pub display_name: String,
+    /// The profile's text; empty when the user wrote none.
+    pub bio: String,
+    /// How many activities (cruds and replies, expired ones too) the user
+    /// has written.
+    pub cruds_count: i64,
+}
+
+/// A user's page: the profile and one page of the user's activities,
+/// newest first. Serializes as `{"profile": …, "activities": […]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserPage {
+    /// The profile.
+    pub profile: Profile,
+    /// The user's activities (cruds and replies), newest first.
+    pub activities: Vec<ActivityObject>,
+}
+
+/// A reply on a crud's page. Serializes with exactly these nine keys, in
+/// this order (the original's `activities/show.sql`).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct ReplyItem {
+    /// The reply's uuid.
+    #[diesel(select_expression = activities::uuid)]
+    pub uuid: Uuid,
+    /// The author's display name.
+    #[diesel(select_expression = users::display_name)]
+    pub display_name: String,
+    /// The author's handle.
+    #[diesel(select_expression = users::handle)]
+    pub handle: String,
+    /// The text.
+    #[diesel(select_expression = activities::message)]
+    pub message: String,
+    /// Number of replies to this reply.
+    #[diesel(select_expression = activities::replies_count)]
+    pub replies_count: i32,
+    /// Number of reposts.
+    #[diesel(select_expression = activities::reposts_count)]
+    pub reposts_count: i32,
+    /// Number of likes.
+    #[diesel(select_expression = activities::likes_count)]
+    pub likes_count: i32,
+    /// The activity it replies to (never `None` here; nullable as the
+    /// column is).
+    #[diesel(select_expression = activities::reply_to_activity_uuid)]
+    pub reply_to_activity_uuid: Option<Uuid>,
+    /// When it was created.
+    #[diesel(select_expression = activities::created_at)]
+    #[serde(with = "crate::timestamps")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A crud's page: the activity, with the home feed's ten keys, and one page
+/// of its replies, oldest first. Serializes as
+/// `{"activity": …, "replies": […]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivityThread {
+    /// The activity.
+    pub activity: FeedItem,
+    /// Its replies, oldest first.
+    pub replies: Vec<ReplyItem>,
+}
+
+/// A user's short card: `{uuid, handle, display_name}` (the original's
+/// `users/short.sql`).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct UserShort {
+    /// The user's uuid.
+    pub uuid: Uuid,
+    /// The unique `@handle`.
+    pub handle: String,
+    /// The name shown beside the user's activities.
+    pub display_name: String,
+}
+
+/// Which side of a conversation a [`MessageUser`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum MessageUserKind {
+    /// The user who sends (`"sender"`).
+    #[serde(rename = "sender")]
+    Sender,
+    /// The user who receives (`"recv"`, as the original spelled it).
+    #[serde(rename = "recv")]
+    Receiver,
+}
+
+/// One of the two users of a new message (the original's
+/// `users/create_message_users.sql`): `{uuid, display_name, handle, kind}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageUser {
+    /// The user's uuid.
+    pub uuid: Uuid,
+    /// The name shown beside the user's messages.
+    pub display_name: String,
+    /// The unique `@handle`.
+    pub handle: String,
+    /// Sender or receiver.
+    pub kind: MessageUserKind,
 }

@@ -11,16 +11,20 @@ use uuid::Uuid;
 
 use crate::config::{Config, DatabaseUrl};
 use crate::error::Result;
-use crate::models::{ActivityObject, FeedItem, User};
+use crate::models::{
+    ActivityObject, ActivityThread, FeedItem, MessageUser, ReplyObject, User, UserPage, UserShort,
+};
 use diesel::PgConnection;
 
 use crate::pool::{PgPool, checkout};
 use crate::replica::{Consistency, ReplicaOptions, Router, RoutingCounters, WriteToken};
-use crate::repo::activities::ActivityDraft;
+use crate::repo::activities::{ActivityDraft, ReplyDraft};
 use crate::repo::feed::FeedPage;
+use crate::repo::profiles::ProfileDraft;
 use crate::repo::seed::SeedReport;
+use crate::repo::thread::ReplyPage;
 use crate::repo::users::{Confirmed, PostConfirmationEvent};
-use crate::repo::{activities, feed, seed, users};
+use crate::repo::{activities, feed, profiles, seed, thread, users};
 
 /// The application's handle on the database: an r2d2 pool (and one per
 /// read replica, in a [`Router`]) and the repository operations. Cheap to
@@ -140,14 +144,72 @@ impl Repository {
         self.write(|conn| activities::create_activity(conn, draft))
     }
 
-    /// [`activities::create_reply`], with the token of the write.
-    pub fn create_reply(
+    /// [`activities::create_reply`] for a draft parsed beforehand
+    /// ([`ReplyDraft::parse`]), with the token of the write.
+    pub fn create_reply(&self, draft: &ReplyDraft<'_>) -> Result<(ReplyObject, WriteToken)> {
+        self.write(|conn| activities::create_reply(conn, draft))
+    }
+
+    /// [`profiles::user_page`] (a user's page: the profile and a page of the
+    /// user's activities) on a server chosen for `consistency`.
+    pub fn user_page(
         &self,
+        consistency: Consistency,
         handle: &str,
-        reply_to: Uuid,
-        message: &str,
-    ) -> Result<(ActivityObject, WriteToken)> {
-        self.write(|conn| activities::create_reply(conn, handle, reply_to, message))
+        page: FeedPage,
+    ) -> Result<UserPage> {
+        self.read(consistency, |conn| profiles::user_page(conn, handle, page))
+    }
+
+    /// [`thread::activity_thread`] (a crud's page: the activity and a page
+    /// of its replies) on a server chosen for `consistency`.
+    pub fn activity_thread(
+        &self,
+        consistency: Consistency,
+        handle: &str,
+        uuid: Uuid,
+        page: ReplyPage,
+    ) -> Result<ActivityThread> {
+        self.read(consistency, |conn| {
+            thread::activity_thread(conn, handle, uuid, page)
+        })
+    }
+
+    /// [`profiles::user_short`] (a user's short card) on a server chosen for
+    /// `consistency`.
+    pub fn user_short(&self, consistency: Consistency, handle: &str) -> Result<UserShort> {
+        self.read(consistency, |conn| profiles::user_short(conn, handle))
+    }
+
+    /// [`profiles::update_profile`] for a draft parsed beforehand
+    /// ([`ProfileDraft::parse`]), with the token of the write.
+    pub fn update_profile(&self, draft: &ProfileDraft<'_>) -> Result<(UserShort, WriteToken)> {
+        self.write(|conn| profiles::update_profile(conn, draft))
+    }
+
+    /// [`users::uuid_from_cognito_user_id`] on a server chosen for
+    /// `consistency`.
+    pub fn user_uuid_by_cognito_user_id(
+        &self,
+        consistency: Consistency,
+        sub: &str,
+    ) -> Result<Option<Uuid>> {
+        self.read(consistency, |conn| {
+            users::uuid_from_cognito_user_id(conn, sub)
+        })
+    }
+
+    /// [`users::message_users`] (the sender and receiver of a new message)
+    /// on a server chosen for `consistency`.
+    pub fn message_users(
+        &self,
+        consistency: Consistency,
+        sender_sub: &str,
+        receiver_handle: &str,
+    ) -> Result<Vec<MessageUser>> {
+        self.read(consistency, |conn| {
+            users::message_users(conn, sender_sub, receiver_handle)
+        })
     }
 
     /// [`users::confirm_user`], with the token of the write.

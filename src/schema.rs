@@ -22,6 +22,7 @@ diesel::table! {
         email -> Text,
         cognito_user_id -> Text,
         created_at -> Timestamptz,
+        bio -> Text,
     }
 }
 

@@ -1,12 +1,11 @@
-//! Creating activities and replies: validation before any write, every ttl,
-//! unknown handles, verbatim storage of hostile text, reply counting.
+//! Creating activities: validation before any write, every ttl, unknown
+//! handles, verbatim storage of hostile text (replies: `replies.rs`).
 
 mod common;
 
 use chrono::TimeDelta;
 use cruddur_db::repo::activities::find_activity;
-use cruddur_db::{ActivityDraft, Error, Ttl, create_activity, create_reply};
-use uuid::Uuid;
+use cruddur_db::{ActivityDraft, Error, Ttl, create_activity};
 
 #[test]
 fn validation_reports_every_failing_rule_and_writes_nothing() {
@@ -128,45 +127,5 @@ fn hostile_text_is_stored_verbatim() {
             assert_eq!(find_activity(conn, created.uuid).unwrap().message, text);
         }
         assert_eq!(common::counts(conn).1, texts.len() as i64);
-    });
-}
-
-#[test]
-fn replies_count_on_the_parent_and_allow_1024_characters() {
-    common::with_rollback(|conn| {
-        let author = common::user(conn, "Parent");
-        let replier = common::user(conn, "Replier");
-        let parent = ActivityDraft::parse(&author.handle, "parent", "1-day")
-            .and_then(|draft| create_activity(conn, &draft))
-            .unwrap();
-        let reply = create_reply(conn, &replier.handle, parent.uuid, &"r".repeat(1024)).unwrap();
-        assert_eq!(reply.expires_at, None);
-        assert_eq!(
-            find_activity(conn, reply.uuid)
-                .unwrap()
-                .reply_to_activity_uuid,
-            Some(parent.uuid)
-        );
-        create_reply(conn, &author.handle, parent.uuid, "second").unwrap();
-        assert_eq!(find_activity(conn, parent.uuid).unwrap().replies_count, 2);
-
-        let before = common::counts(conn);
-        let too_long = create_reply(conn, &replier.handle, parent.uuid, &"r".repeat(1025));
-        assert_eq!(
-            too_long.unwrap_err().validation_codes(),
-            ["message_exceed_max_chars"]
-        );
-        let orphan = create_reply(conn, &replier.handle, Uuid::new_v4(), "to nothing");
-        assert!(
-            matches!(orphan, Err(Error::ActivityNotFound { .. })),
-            "{orphan:?}"
-        );
-        let stranger = create_reply(conn, "nobody-here", parent.uuid, "who am I");
-        assert!(
-            matches!(stranger, Err(Error::UserNotFound { .. })),
-            "{stranger:?}"
-        );
-        assert_eq!(common::counts(conn), before);
-        assert_eq!(find_activity(conn, parent.uuid).unwrap().replies_count, 2);
     });
 }

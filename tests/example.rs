@@ -120,7 +120,7 @@ fn the_example_finishes_an_interrupted_first_run_and_reads_a_read_only_database(
     }
     let (stdout, stderr) = run_example(&example, &db.url);
     assert!(stderr.contains("loaded the reference seed"), "{stderr}");
-    assert!(stdout.contains("(1 activity)"), "{stdout}");
+    assert!(stdout.contains("(2 activities)"), "{stdout}");
 
     // Current, and every session read-only (a cautious URL, a replica's
     // settings): it reads the feed and writes nothing.
@@ -137,9 +137,9 @@ fn the_example_finishes_an_interrupted_first_run_and_reads_a_read_only_database(
     ] {
         let (stdout, stderr) = run_example(&example, &url);
         assert!(!stderr.contains("prepared"), "{stderr}");
-        assert!(stdout.contains("(1 activity)"), "{stdout}");
+        assert!(stdout.contains("(2 activities)"), "{stdout}");
     }
-    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+    assert_eq!(common::counts(&mut db.conn()), (2, 2));
 }
 
 #[test]

@@ -136,7 +136,8 @@ fn json_path_is_byte_identical_for_hostile_text_and_nulls() {
         }
         // A reply, so reply_to_activity_uuid is non-null in one item.
         let parent = home_feed(conn, FeedPage::first(1)).unwrap()[0].uuid;
-        cruddur_db::create_reply(conn, &u.handle, parent, "a reply").unwrap();
+        let draft = cruddur_db::ReplyDraft::new(&u.handle, parent, "a reply").unwrap();
+        cruddur_db::create_reply(conn, &draft).unwrap();
         let items = home_feed(conn, FeedPage::default()).unwrap();
         assert!(
             items

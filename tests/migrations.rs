@@ -85,6 +85,7 @@ fn schema_matches_the_spec() {
             false,
             Some("now()"),
         ),
+        ("users", "bio", "text", false, Some("''::text")),
     ];
     assert_eq!(cols.len(), expect.len(), "{cols:#?}");
     for (col, (table, name, ty, nullable, default)) in cols.iter().zip(expect) {
@@ -150,6 +151,26 @@ fn every_foreign_key_has_an_index_and_the_feed_index_exists() {
         "{}",
         feed_index[0].name
     );
+
+    // A user's page and a crud's replies are keyset scans of an index each.
+    let page_indexes: Vec<Named> = diesel::sql_query(
+        "SELECT indexdef AS name FROM pg_indexes \
+         WHERE indexname IN ('activities_user_page_idx', 'activities_replies_idx') \
+         ORDER BY indexname",
+    )
+    .load(conn)
+    .unwrap();
+    let defs: Vec<&str> = page_indexes
+        .iter()
+        .map(|n| n.name.split(" USING btree ").nth(1).unwrap_or(&n.name))
+        .collect();
+    assert_eq!(
+        defs,
+        [
+            "(reply_to_activity_uuid, created_at, uuid) WHERE (reply_to_activity_uuid IS NOT NULL)",
+            "(user_uuid, created_at DESC, uuid DESC)",
+        ]
+    );
 }
 
 #[test]
@@ -206,11 +227,11 @@ fn up_down_up_leaves_the_same_schema_and_each_down_works() {
     let conn = &mut db.conn();
     let empty = schema_dump(&db);
     let applied = run_migrations(conn).unwrap();
-    assert_eq!(applied.len(), 3, "{applied:?}");
+    assert_eq!(applied.len(), 5, "{applied:?}");
     let first = schema_dump(&db);
 
     // Each migration's down.sql on its own, newest first, then all up again.
-    for _ in 0..3 {
+    for _ in 0..5 {
         assert!(revert_last_migration(conn).unwrap().is_some());
     }
     assert_eq!(revert_last_migration(conn).unwrap(), None);
@@ -234,7 +255,7 @@ fn up_down_up_leaves_the_same_schema_and_each_down_works() {
     run_migrations(conn).unwrap();
     assert_eq!(schema_dump(&db), first);
 
-    assert_eq!(revert_all_migrations(conn).unwrap().len(), 3);
+    assert_eq!(revert_all_migrations(conn).unwrap().len(), 5);
     run_migrations(conn).unwrap();
     assert_eq!(schema_dump(&db), first);
     assert_ne!(empty, first);
@@ -244,16 +265,16 @@ fn up_down_up_leaves_the_same_schema_and_each_down_works() {
 fn status_lists_applied_and_pending() {
     let db = TestDb::new();
     let conn = &mut db.conn();
-    assert_eq!(pending_migrations(conn).unwrap().len(), 3);
+    assert_eq!(pending_migrations(conn).unwrap().len(), 5);
     assert!(migration_status(conn).unwrap().iter().all(|m| !m.applied));
     run_migrations(conn).unwrap();
     revert_last_migration(conn).unwrap();
     let status = migration_status(conn).unwrap();
     let applied: Vec<bool> = status.iter().map(|m| m.applied).collect();
-    assert_eq!(applied, [true, true, false], "{status:?}");
+    assert_eq!(applied, [true, true, true, true, false], "{status:?}");
     assert_eq!(
         pending_migrations(conn).unwrap(),
-        ["2026-11-24-000003_create_activities"]
+        ["2026-12-03-000002_index_user_pages_and_replies"]
     );
     assert!(run_migrations(conn).unwrap().len() == 1);
     assert!(
@@ -293,14 +314,14 @@ fn concurrent_runners_apply_each_migration_once_and_all_succeed() {
         }
     }
     assert_eq!(
-        total, 3,
+        total, 5,
         "each migration applied exactly once across runners: {results:?}"
     );
     let conn = &mut db.conn();
     let recorded: Count = diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations")
         .get_result(conn)
         .unwrap();
-    assert_eq!(recorded.n, 3);
+    assert_eq!(recorded.n, 5);
 }
 
 /// The error and each of its causes, joined.
@@ -332,7 +353,7 @@ fn a_current_database_is_migrated_and_prepared_on_a_read_only_session() {
         !report.created && !report.seeded && report.migrations_applied.is_empty(),
         "{report:?}"
     );
-    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+    assert_eq!(common::counts(&mut db.conn()), (2, 2));
 
     // Missing one migration's record, it is not current: the read-only
     // session refuses the write instead of pretending.
@@ -381,13 +402,13 @@ fn a_schema_reload_that_fails_half_way_changes_nothing() {
         before,
         "a failed reload changed the schema"
     );
-    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+    assert_eq!(common::counts(&mut db.conn()), (2, 2));
     assert!(pending_migrations(&mut db.conn()).unwrap().is_empty());
 
     diesel::sql_query("DROP VIEW user_handles")
         .execute(&mut db.conn())
         .unwrap();
     let reload = cruddur_db::migrations::reload_schema(&mut db.conn()).unwrap();
-    assert_eq!((reload.reverted.len(), reload.applied.len()), (3, 3));
+    assert_eq!((reload.reverted.len(), reload.applied.len()), (5, 5));
     assert_eq!(common::counts(&mut db.conn()), (0, 0));
 }

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 
 use common::{PgBouncer, TestDb};
-use cruddur_db::repo::activities::{ActivityDraft, find_activity};
+use cruddur_db::repo::activities::{ActivityDraft, ReplyDraft, find_activity};
 use cruddur_db::{
     Config, Consistency, Error, FeedPage, Pooler, PostConfirmationEvent, Repository, build_pool,
 };
@@ -107,7 +107,8 @@ fn every_operation_through_the_pooler_with_more_clients_than_server_connections(
                     assert!(confirmed.created);
                     let draft = ActivityDraft::parse(&handle, "through the pooler", "1-day")?;
                     let (post, _) = repo.create_activity(&draft)?;
-                    let (reply, token) = repo.create_reply(&handle, post.uuid, "a reply")?;
+                    let reply = ReplyDraft::new(&handle, post.uuid, "a reply")?;
+                    let (reply, token) = repo.create_reply(&reply)?;
                     let mine = repo.read(Consistency::AtLeast(token), |conn| {
                         find_activity(conn, reply.uuid)
                     })?;
@@ -116,6 +117,17 @@ fn every_operation_through_the_pooler_with_more_clients_than_server_connections(
                     assert!(!page.is_empty());
                     let json = repo.home_feed_json(Consistency::Eventual, FeedPage::default())?;
                     assert!(json.starts_with('['), "{json}");
+                    // A user's page and a crud's page read through the pooler too.
+                    let mine =
+                        repo.user_page(Consistency::AtLeast(token), &handle, FeedPage::default())?;
+                    assert_eq!(mine.profile.cruds_count, 2);
+                    let thread = repo.activity_thread(
+                        Consistency::AtLeast(token),
+                        &handle,
+                        post.uuid,
+                        Default::default(),
+                    )?;
+                    assert_eq!(thread.replies.len(), 1);
                     let found = repo.user_by_cognito_user_id(Consistency::Primary, &event.sub)?;
                     assert_eq!(found.map(|u| u.handle), Some(handle));
                     Ok(())

@@ -48,6 +48,7 @@ fn copy_csv(conn: &mut PgConnection, users_csv: &[u8], activities_csv: &[u8]) {
         u::email,
         u::cognito_user_id,
         u::created_at,
+        u::bio,
     );
     let activity_columns = (
         a::uuid,
@@ -56,16 +57,17 @@ fn copy_csv(conn: &mut PgConnection, users_csv: &[u8], activities_csv: &[u8]) {
         a::replies_count,
         a::reposts_count,
         a::likes_count,
+        a::reply_to_activity_uuid,
         a::expires_at,
         a::created_at,
     );
     assert_eq!(
         SYNTHETIC_USER_COLUMNS,
-        "uuid, display_name, handle, email, cognito_user_id, created_at"
+        "uuid, display_name, handle, email, cognito_user_id, created_at, bio"
     );
     assert_eq!(
         SYNTHETIC_ACTIVITY_COLUMNS,
-        "uuid, user_uuid, message, replies_count, reposts_count, likes_count, expires_at, created_at"
+        "uuid, user_uuid, message, replies_count, reposts_count, likes_count, reply_to_activity_uuid, expires_at, created_at"
     );
     diesel::copy_from(u::table)
         .from_raw_data(user_columns, |sink: &mut dyn Write| {
@@ -107,6 +109,51 @@ fn csv_export_holds_the_rows_the_copy_load_writes() {
     let conn = &mut loaded.conn();
     copy_csv(conn, &users, &activities);
     assert_eq!(digest(conn), digest(&mut seeded.conn()));
+}
+
+#[derive(QueryableByName, Debug)]
+struct Shape {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    with_bio: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    replies: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    replies_that_expire: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    replies_before_their_parent: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    cruds_that_never_expire: i64,
+}
+
+#[test]
+fn synthetic_users_have_bios_and_some_activities_are_replies() {
+    let db = TestDb::migrated();
+    let conn = &mut db.conn();
+    seed_synthetic(conn, SPEC, &|_| ()).unwrap();
+    let shape: Shape = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM users WHERE bio <> '') AS with_bio, \
+         (SELECT count(*) FROM activities WHERE reply_to_activity_uuid IS NOT NULL) AS replies, \
+         (SELECT count(*) FROM activities WHERE reply_to_activity_uuid IS NOT NULL \
+            AND expires_at IS NOT NULL) AS replies_that_expire, \
+         (SELECT count(*) FROM activities r JOIN activities p ON p.uuid = r.reply_to_activity_uuid \
+            WHERE r.created_at < p.created_at) AS replies_before_their_parent, \
+         (SELECT count(*) FROM activities WHERE reply_to_activity_uuid IS NULL \
+            AND expires_at IS NULL) AS cruds_that_never_expire",
+    )
+    .get_result(conn)
+    .unwrap();
+    // Two users in three have a bio; one activity in five replies.
+    assert_eq!(shape.with_bio, 20, "{shape:?}");
+    assert!((100..=180).contains(&shape.replies), "{shape:?}");
+    assert_eq!(
+        (
+            shape.replies_that_expire,
+            shape.replies_before_their_parent,
+            shape.cruds_that_never_expire
+        ),
+        (0, 0, 0),
+        "{shape:?}"
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 mod common;
 
 use common::TestDb;
-use cruddur_db::repo::seed::{REFERENCE_MESSAGE, REFERENCE_TTL, has_data};
+use cruddur_db::repo::seed::{
+    REFERENCE_BIOS, REFERENCE_MESSAGE, REFERENCE_REPLY, REFERENCE_TTL, has_data,
+};
 use cruddur_db::repo::users::list_users;
 use cruddur_db::{
     Error, FeedPage, PostConfirmationEvent, SyntheticSeed, confirm_user, home_feed, prepare,
@@ -89,10 +91,10 @@ fn reference_seed_is_idempotent_and_matches_the_original() {
     let db = TestDb::migrated();
     let conn = &mut db.conn();
     let first = seed_reference(conn).unwrap();
-    assert_eq!((first.users, first.activities), (2, 1));
+    assert_eq!((first.users, first.activities), (2, 2));
     let second = seed_reference(conn).unwrap();
     assert_eq!((second.users, second.activities), (0, 0));
-    assert_eq!(common::counts(conn), (2, 1));
+    assert_eq!(common::counts(conn), (2, 2));
 
     let users = list_users(conn).unwrap();
     let shape: Vec<_> = users
@@ -103,21 +105,44 @@ fn reference_seed_is_idempotent_and_matches_the_original() {
                 u.display_name.as_str(),
                 u.email.as_str(),
                 u.cognito_user_id.as_str(),
+                u.bio.as_str(),
             )
         })
         .collect();
     assert_eq!(
         shape,
         [
-            ("andrewbrown", "Andrew Brown", "andrew@exampro.co", "MOCK"),
-            ("bayko", "Andrew Bayko", "bayko@exampro.co", "MOCK"),
+            (
+                "andrewbrown",
+                "Andrew Brown",
+                "andrew@exampro.co",
+                "MOCK",
+                REFERENCE_BIOS[0].1
+            ),
+            (
+                "bayko",
+                "Andrew Bayko",
+                "bayko@exampro.co",
+                "MOCK",
+                REFERENCE_BIOS[1].1
+            ),
         ]
     );
+    assert!(REFERENCE_BIOS.iter().all(|(_, bio)| !bio.is_empty()));
+    // Newest first: bayko's reply, then the reference activity it counts on.
     let feed = home_feed(conn, FeedPage::default()).unwrap();
-    assert_eq!(feed.len(), 1);
-    assert_eq!(feed[0].message, REFERENCE_MESSAGE);
-    assert_eq!(feed[0].handle, "andrewbrown");
-    assert_eq!(feed[0].expires_at, Some(feed[0].created_at + REFERENCE_TTL));
+    assert_eq!(feed.len(), 2);
+    let (reply, parent) = (&feed[0], &feed[1]);
+    assert_eq!(parent.message, REFERENCE_MESSAGE);
+    assert_eq!(parent.handle, "andrewbrown");
+    assert_eq!(parent.expires_at, Some(parent.created_at + REFERENCE_TTL));
+    assert_eq!(parent.replies_count, 1);
+    assert_eq!(parent.reply_to_activity_uuid, None);
+    assert_eq!(reply.message, REFERENCE_REPLY);
+    assert_eq!(reply.handle, "bayko");
+    assert_eq!(reply.reply_to_activity_uuid, Some(parent.uuid));
+    assert_eq!(reply.expires_at, None);
+    assert!(reply.created_at > parent.created_at);
 }
 
 #[test]
@@ -126,10 +151,10 @@ fn seeding_refuses_while_migrations_are_pending() {
     let conn = &mut db.conn();
     let err = seed_reference(conn).unwrap_err();
     assert!(
-        matches!(err, Error::PendingMigrations { count: 3, .. }),
+        matches!(err, Error::PendingMigrations { count: 5, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("3 migration(s) pending"), "{err}");
+    assert!(err.to_string().contains("5 migration(s) pending"), "{err}");
     let spec = SyntheticSeed {
         users: 1,
         activities: 1,
@@ -198,13 +223,13 @@ fn prepare_creates_migrates_seeds_once() {
     admin_drop(&db);
     let first = prepare(&db.url).unwrap();
     assert!(first.created && first.seeded, "{first:?}");
-    assert_eq!(first.migrations_applied.len(), 3);
+    assert_eq!(first.migrations_applied.len(), 5);
     let second = prepare(&db.url).unwrap();
     assert!(
         !second.created && !second.seeded && second.migrations_applied.is_empty(),
         "{second:?}"
     );
-    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+    assert_eq!(common::counts(&mut db.conn()), (2, 2));
 
     // A database with a user of its own (and not the reference rows) is
     // not seeded: whether to seed is "migrated and no user".
@@ -224,7 +249,7 @@ fn prepare_creates_migrates_seeds_once() {
     let fourth = prepare(&db.url).unwrap();
     assert!(fourth.seeded, "{fourth:?}");
     assert!(!prepare(&db.url).unwrap().seeded);
-    assert_eq!(common::counts(&mut db.conn()), (2, 1));
+    assert_eq!(common::counts(&mut db.conn()), (2, 2));
 }
 
 /// Applies the first `count` embedded migrations, as a first `prepare`
@@ -246,14 +271,14 @@ fn migrate_first(db: &TestDb, count: usize) {
 
 #[test]
 fn prepare_after_an_interrupted_first_prepare_seeds_exactly_once() {
-    // Killed after Diesel created its table and 0, 1, 2 or 3 of the 3
-    // migrations committed (3: before the seed's commit).
-    for applied in 0..=3 {
+    // Killed after Diesel created its table and 0 to 5 of the 5
+    // migrations committed (5: before the seed's commit).
+    for applied in 0..=5 {
         let db = TestDb::new();
         migrate_first(&db, applied);
         let first = prepare(&db.url).unwrap();
         assert!(first.seeded, "after {applied} migration(s): {first:?}");
-        assert_eq!(first.migrations_applied.len(), 3 - applied, "{applied}");
+        assert_eq!(first.migrations_applied.len(), 5 - applied, "{applied}");
         for _ in 0..2 {
             let again = prepare(&db.url).unwrap();
             assert!(
@@ -261,7 +286,7 @@ fn prepare_after_an_interrupted_first_prepare_seeds_exactly_once() {
                 "{again:?}"
             );
         }
-        assert_eq!(common::counts(&mut db.conn()), (2, 1), "after {applied}");
+        assert_eq!(common::counts(&mut db.conn()), (2, 2), "after {applied}");
     }
 }
 

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ValidationError};
-use crate::models::{Activity, ActivityObject, NewActivity, User};
+use crate::models::{Activity, ActivityObject, NewActivity, ReplyObject, User};
 use crate::schema::activities;
 
 /// Longest activity message, in Unicode characters.
@@ -100,19 +100,25 @@ impl FromStr for Ttl {
     }
 }
 
-/// Checks a message against the rules, appending every failure.
-fn check_message(message: &str, max_chars: usize, errors: &mut Vec<ValidationError>) {
+/// Checks a message against the rules, appending every failure; `too_long`
+/// is the code for more than `max_chars` characters.
+fn check_message(
+    message: &str,
+    max_chars: usize,
+    too_long: ValidationError,
+    errors: &mut Vec<ValidationError>,
+) {
     if message.trim().is_empty() {
         errors.push(ValidationError::MessageBlank);
     } else if message.chars().count() > max_chars {
-        errors.push(ValidationError::MessageExceedMaxChars);
+        errors.push(too_long);
     }
     if message.contains('\0') {
         errors.push(ValidationError::MessageContainsNul);
     }
 }
 
-fn check_handle(handle: &str, errors: &mut Vec<ValidationError>) {
+pub(crate) fn check_handle(handle: &str, errors: &mut Vec<ValidationError>) {
     if handle.trim().is_empty() {
         errors.push(ValidationError::UserHandleBlank);
     }
@@ -143,7 +149,12 @@ impl<'a> ActivityDraft<'a> {
 
     fn check(handle: &'a str, message: &'a str, ttl: Result<Ttl, ValidationError>) -> Result<Self> {
         let mut errors = Vec::new();
-        check_message(message, MAX_MESSAGE_CHARS, &mut errors);
+        check_message(
+            message,
+            MAX_MESSAGE_CHARS,
+            ValidationError::MessageExceedMaxChars,
+            &mut errors,
+        );
         check_handle(handle, &mut errors);
         match ttl {
             Ok(ttl) if errors.is_empty() => Ok(Self {
@@ -237,44 +248,124 @@ pub fn create_activity(
     })
 }
 
-/// Creates a reply by `handle` to the activity `reply_to`, and adds one to
-/// that activity's `replies_count`, in one transaction.
-///
-/// Replies may be up to [`MAX_REPLY_CHARS`] characters and do not expire.
-/// A missing parent is [`Error::ActivityNotFound`]; nothing is written then.
-pub fn create_reply(
-    conn: &mut PgConnection,
-    handle: &str,
+/// A reply whose input passed every rule: built once at the edge and
+/// passed to [`create_reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyDraft<'a> {
+    handle: &'a str,
     reply_to: Uuid,
-    message: &str,
-) -> Result<ActivityObject> {
-    let mut errors = Vec::new();
-    check_message(message, MAX_REPLY_CHARS, &mut errors);
-    check_handle(handle, &mut errors);
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
+    message: &'a str,
+}
+
+impl<'a> ReplyDraft<'a> {
+    /// Checks `handle`, `reply_to` (the API's text, e.g. a path segment) and
+    /// `message`, and reports every failing rule as [`Error::Validation`]:
+    /// `message_blank`, `message_exceed_max_chars_1024` (over
+    /// [`MAX_REPLY_CHARS`] characters), `message_contains_nul`,
+    /// `activity_uuid_blank`, `activity_uuid_invalid` (not a uuid) and
+    /// `user_handle_blank`. Touches no database.
+    pub fn parse(handle: &'a str, reply_to: &str, message: &'a str) -> Result<Self> {
+        let reply_to = if reply_to.trim().is_empty() {
+            Err(ValidationError::ActivityUuidBlank)
+        } else {
+            Uuid::try_parse(reply_to.trim()).map_err(|_| ValidationError::ActivityUuidInvalid)
+        };
+        Self::check(handle, reply_to, message)
     }
+
+    /// Like [`ReplyDraft::parse`], for a `reply_to` that is already a
+    /// [`Uuid`].
+    pub fn new(handle: &'a str, reply_to: Uuid, message: &'a str) -> Result<Self> {
+        Self::check(handle, Ok(reply_to), message)
+    }
+
+    fn check(
+        handle: &'a str,
+        reply_to: Result<Uuid, ValidationError>,
+        message: &'a str,
+    ) -> Result<Self> {
+        let mut errors = Vec::new();
+        check_message(
+            message,
+            MAX_REPLY_CHARS,
+            ValidationError::MessageExceedMaxChars1024,
+            &mut errors,
+        );
+        if let Err(e) = &reply_to {
+            errors.push(e.clone());
+        }
+        check_handle(handle, &mut errors);
+        match reply_to {
+            Ok(reply_to) if errors.is_empty() => Ok(Self {
+                handle,
+                reply_to,
+                message,
+            }),
+            _ => Err(Error::Validation(errors)),
+        }
+    }
+
+    /// The author's handle.
+    pub fn handle(&self) -> &'a str {
+        self.handle
+    }
+
+    /// The activity replied to.
+    pub fn reply_to(&self) -> Uuid {
+        self.reply_to
+    }
+
+    /// The message.
+    pub fn message(&self) -> &'a str {
+        self.message
+    }
+}
+
+/// Creates the reply of `draft` by the user with its handle, and adds one
+/// to the parent's `replies_count`, in one transaction (the original never
+/// counted replies).
+///
+/// Replies do not expire. An unknown handle is [`Error::UserNotFound`]; a
+/// parent that does not exist or has expired is [`Error::ActivityNotFound`];
+/// nothing is written then. Concurrent replies to one activity each count
+/// once: the increment takes the parent's row lock, and the next increment
+/// reads the committed count.
+pub fn create_reply(conn: &mut PgConnection, draft: &ReplyDraft<'_>) -> Result<ReplyObject> {
     conn.transaction(|conn| {
-        let user = find_user_by_handle(conn, handle)?;
-        // The increment takes the parent's row lock, so concurrent replies
-        // each count once.
-        let parents = diesel::update(activities::table.find(reply_to))
-            .set(activities::replies_count.eq(activities::replies_count + 1))
-            .execute(conn)?;
+        let user = find_user_by_handle(conn, draft.handle)?;
+        let parents = diesel::update(
+            activities::table.find(draft.reply_to).filter(
+                activities::expires_at
+                    .is_null()
+                    .or(activities::expires_at.gt(diesel::dsl::now)),
+            ),
+        )
+        .set(activities::replies_count.eq(activities::replies_count + 1))
+        .execute(conn)?;
         if parents == 0 {
-            return Err(Error::ActivityNotFound { uuid: reply_to });
+            return Err(Error::ActivityNotFound {
+                uuid: draft.reply_to,
+            });
         }
         let reply = diesel::insert_into(activities::table)
             .values(NewActivity {
                 user_uuid: user.uuid,
-                message,
-                reply_to_activity_uuid: Some(reply_to),
+                message: draft.message,
+                reply_to_activity_uuid: Some(draft.reply_to),
                 expires_at: None,
                 created_at: now_micros(),
             })
             .returning(Activity::as_returning())
             .get_result(conn)?;
-        Ok(object(reply, &user))
+        Ok(ReplyObject {
+            uuid: reply.uuid,
+            display_name: user.display_name,
+            handle: user.handle,
+            message: reply.message,
+            created_at: reply.created_at,
+            expires_at: reply.expires_at,
+            reply_to_activity_uuid: draft.reply_to,
+        })
     })
 }
 

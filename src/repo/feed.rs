@@ -42,10 +42,13 @@ pub struct FeedCursor {
 impl FeedCursor {
     /// The cursor that continues after `item`.
     pub fn after(item: &FeedItem) -> Self {
-        Self {
-            created_at: item.created_at,
-            uuid: item.uuid,
-        }
+        Self::at(item.created_at, item.uuid)
+    }
+
+    /// The cursor of the item created at `created_at` with `uuid`: for the
+    /// other keyset-paged lists (a user's page, a crud's replies).
+    pub fn at(created_at: DateTime<Utc>, uuid: Uuid) -> Self {
+        Self { created_at, uuid }
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod activities;
 pub mod feed;
+pub mod profiles;
 pub mod seed;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
+pub mod thread;
 pub mod users;

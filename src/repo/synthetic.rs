@@ -1,6 +1,7 @@
 //! Synthetic data for load tests and benchmarks (feature `synthetic`):
-//! reproducible random users and activities, loaded with binary `COPY`, or
-//! written as CSV for other tools to load the very same rows.
+//! reproducible random users (two in three with a bio) and activities (one
+//! in [`REPLY_EVERY`] a reply to a recent one), loaded with binary `COPY`,
+//! or written as CSV for other tools to load the very same rows.
 
 use std::io::Write;
 
@@ -38,6 +39,9 @@ pub struct SeedProgress {
     /// Activities written so far.
     pub activities: u64,
 }
+
+/// Mixed into the activity seed for the stream that picks replies.
+const REPLY_STREAM: u64 = u64::from_be_bytes(*b"replies!");
 
 /// How often (in rows) the progress callback is called.
 pub const PROGRESS_EVERY: u64 = 10_000;
@@ -91,11 +95,30 @@ fn copy_error(e: std::io::Error) -> diesel::result::Error {
 /// The columns of `users` a synthetic seed writes, in the order of its rows
 /// (also the column order of [`write_synthetic_csv`]'s users file).
 pub const SYNTHETIC_USER_COLUMNS: &str =
-    "uuid, display_name, handle, email, cognito_user_id, created_at";
+    "uuid, display_name, handle, email, cognito_user_id, created_at, bio";
 /// The columns of `activities` a synthetic seed writes, in the order of its
 /// rows (also the column order of [`write_synthetic_csv`]'s activities file).
-pub const SYNTHETIC_ACTIVITY_COLUMNS: &str =
-    "uuid, user_uuid, message, replies_count, reposts_count, likes_count, expires_at, created_at";
+pub const SYNTHETIC_ACTIVITY_COLUMNS: &str = "uuid, user_uuid, message, replies_count, reposts_count, likes_count, reply_to_activity_uuid, expires_at, created_at";
+
+/// On average one synthetic activity in this many is a reply.
+pub const REPLY_EVERY: u32 = 5;
+/// Replies answer one of this many activities written just before them, so
+/// that the generator's memory does not grow with the row count.
+const RECENT_PARENTS: usize = 1024;
+
+/// The bio of synthetic user `n`: empty for one in three, else a few of
+/// [`WORDS`] (no comma, quote or newline, so the CSV needs no quoting).
+fn synthetic_bio(n: u64, out: &mut String) {
+    out.clear();
+    if n % 3 == 2 {
+        return;
+    }
+    let word = |k: u64| WORDS[(k % WORDS.len() as u64) as usize];
+    out.push_str("Writes about ");
+    out.push_str(word(n));
+    out.push_str(" and ");
+    out.push_str(word(n / 7 + 3));
+}
 
 /// One synthetic user; the text fields derive from `n` and the seed.
 struct UserRow {
@@ -111,7 +134,8 @@ struct ActivityRow<'a> {
     replies: i32,
     reposts: i32,
     likes: i32,
-    expires_at: DateTime<Utc>,
+    reply_to: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
 }
 
@@ -165,18 +189,33 @@ impl SyntheticRows {
         mut f: impl FnMut(&ActivityRow<'_>) -> std::io::Result<()>,
     ) -> std::io::Result<u64> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.activity_seed);
+        // Replies draw from a stream of their own, so that every other
+        // column keeps the values the same seed gave before replies existed.
+        let mut replies_rng = ChaCha8Rng::seed_from_u64(self.activity_seed ^ REPLY_STREAM);
+        let mut recent: Vec<(Uuid, DateTime<Utc>)> = Vec::with_capacity(RECENT_PARENTS);
         let mut message = String::with_capacity(256);
         for n in 0..self.spec.activities {
             // The draws keep this order: it is what makes the rows.
             let id = random_uuid(&mut rng);
             let author = self.user_ids[rng.random_range(0..self.user_ids.len())];
             random_message(&mut rng, &mut message);
-            let created_at =
+            let mut created_at =
                 self.epoch - TimeDelta::microseconds(rng.random_range(0..31_536_000_000_000));
             let ttl = crate::repo::activities::Ttl::ALL[rng.random_range(0..7)];
             let replies = rng.random_range(0..50);
             let reposts = rng.random_range(0..20);
             let likes = rng.random_range(0..500);
+            let mut reply_to = None;
+            let mut expires_at = Some(created_at + ttl.duration());
+            if !recent.is_empty() && replies_rng.random_ratio(1, REPLY_EVERY) {
+                // A reply, up to six hours after its parent (never after the
+                // epoch), that does not expire.
+                let (parent, parent_at) = recent[replies_rng.random_range(0..recent.len())];
+                let after = TimeDelta::microseconds(replies_rng.random_range(1..21_600_000_000));
+                created_at = (parent_at + after).min(self.epoch);
+                reply_to = Some(parent);
+                expires_at = None;
+            }
             f(&ActivityRow {
                 id,
                 author,
@@ -184,9 +223,16 @@ impl SyntheticRows {
                 replies,
                 reposts,
                 likes,
-                expires_at: created_at + ttl.duration(),
+                reply_to,
+                expires_at,
                 created_at,
             })?;
+            let slot = (n % RECENT_PARENTS as u64) as usize;
+            if slot < recent.len() {
+                recent[slot] = (id, created_at);
+            } else {
+                recent.push((id, created_at));
+            }
             if (n + 1).is_multiple_of(PROGRESS_EVERY) {
                 progress(SeedProgress {
                     users: self.spec.users,
@@ -198,16 +244,20 @@ impl SyntheticRows {
     }
 
     /// Writes the users as CSV, one line each. No field contains a comma,
-    /// quote, backslash or newline, so nothing needs quoting.
+    /// quote, backslash or newline, so nothing needs escaping.
     fn write_users_csv(&self, out: &mut impl Write) -> std::io::Result<u64> {
         let seed = self.spec.rng_seed;
         let ts = self
             .user_created_at()
             .format(crate::timestamps::TIMESTAMP_FORMAT);
+        let mut bio = String::new();
         self.for_each_user(&|_| (), |UserRow { id, n }| {
+            synthetic_bio(*n, &mut bio);
             writeln!(
                 out,
-                "{id},User {n},user{seed}_{n},user{seed}_{n}@example.com,synthetic-{id},{ts}"
+                // Quoted: an empty unquoted field is NULL in CSV, and the
+                // column holds '' for no bio.
+                "{id},User {n},user{seed}_{n},user{seed}_{n}@example.com,synthetic-{id},{ts},\"{bio}\""
             )
         })
     }
@@ -215,16 +265,23 @@ impl SyntheticRows {
     /// Writes the activities as CSV, like [`Self::write_users_csv`].
     fn write_activities_csv(&self, out: &mut impl Write) -> std::io::Result<u64> {
         self.for_each_activity(&|_| (), |a| {
+            // An empty unquoted field is NULL in COPY's CSV format.
+            let reply_to = a.reply_to.map(|u| u.to_string()).unwrap_or_default();
+            let expires_at = a
+                .expires_at
+                .map(|t| t.format(crate::timestamps::TIMESTAMP_FORMAT).to_string())
+                .unwrap_or_default();
             writeln!(
                 out,
-                "{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{}",
                 a.id,
                 a.author,
                 a.message,
                 a.replies,
                 a.reposts,
                 a.likes,
-                a.expires_at.format(crate::timestamps::TIMESTAMP_FORMAT),
+                reply_to,
+                expires_at,
                 a.created_at.format(crate::timestamps::TIMESTAMP_FORMAT),
             )
         })
@@ -239,15 +296,18 @@ impl SyntheticRows {
         let seed = self.spec.rng_seed;
         let created_at = self.user_created_at();
         let mut row = BinaryRow::default();
+        let mut bio = String::new();
         binary_header(out)?;
         let written = self.for_each_user(progress, |u| {
-            row.start(6);
+            synthetic_bio(u.n, &mut bio);
+            row.start(7);
             row.uuid(u.id);
             row.text(format_args!("User {}", u.n));
             row.text(format_args!("user{seed}_{}", u.n));
             row.text(format_args!("user{seed}_{}@example.com", u.n));
             row.text(format_args!("synthetic-{}", u.id));
             row.timestamptz(created_at);
+            row.bytes(bio.as_bytes());
             out.write_all(&row.buf)
         })?;
         binary_trailer(out)?;
@@ -263,14 +323,21 @@ impl SyntheticRows {
         let mut row = BinaryRow::default();
         binary_header(out)?;
         let written = self.for_each_activity(progress, |a| {
-            row.start(8);
+            row.start(9);
             row.uuid(a.id);
             row.uuid(a.author);
             row.bytes(a.message.as_bytes());
             row.int4(a.replies);
             row.int4(a.reposts);
             row.int4(a.likes);
-            row.timestamptz(a.expires_at);
+            match a.reply_to {
+                Some(parent) => row.uuid(parent),
+                None => row.null(),
+            }
+            match a.expires_at {
+                Some(t) => row.timestamptz(t),
+                None => row.null(),
+            }
             row.timestamptz(a.created_at);
             out.write_all(&row.buf)
         })?;
@@ -320,6 +387,11 @@ impl BinaryRow {
         let _ = self.buf.write_fmt(value);
         let len = i32::try_from(self.buf.len() - at - 4).unwrap_or(i32::MAX);
         self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// A NULL field: length -1, no bytes.
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }
 
     fn uuid(&mut self, value: Uuid) {
@@ -414,6 +486,7 @@ pub fn seed_synthetic(
                     users::email,
                     users::cognito_user_id,
                     users::created_at,
+                    users::bio,
                 ),
                 |sink: &mut dyn Write| {
                     buffered(sink, |out| rows.write_users_binary(out, progress).map(drop))
@@ -439,6 +512,7 @@ pub fn seed_synthetic(
                     activities::replies_count,
                     activities::reposts_count,
                     activities::likes_count,
+                    activities::reply_to_activity_uuid,
                     activities::expires_at,
                     activities::created_at,
                 ),

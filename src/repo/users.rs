@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::models::{NewUser, User};
+use crate::models::{MessageUser, MessageUserKind, NewUser, User};
 use crate::schema::users;
 
 /// The user attributes of a post-confirmation event (the Cognito trigger's
@@ -178,4 +178,73 @@ pub fn list_users(conn: &mut PgConnection) -> Result<Vec<User>> {
         .order(users::handle)
         .select(User::as_select())
         .load(conn)?)
+}
+
+/// The uuid of the user whose `cognito_user_id` is `sub` (the original's
+/// `users/uuid_from_cognito_user_id.sql`, which messages used to name their
+/// sender). Of several, the first by handle, as
+/// [`find_by_cognito_user_id`] picks; the original's `LIMIT 1` had no
+/// order.
+pub fn uuid_from_cognito_user_id(conn: &mut PgConnection, sub: &str) -> Result<Option<uuid::Uuid>> {
+    if sub.contains('\0') {
+        return Ok(None);
+    }
+    Ok(users::table
+        .filter(users::cognito_user_id.eq(sub))
+        .order(users::handle)
+        .select(users::uuid)
+        .first(conn)
+        .optional()?)
+}
+
+/// The users of a new message (the original's
+/// `users/create_message_users.sql`): every user whose `cognito_user_id` is
+/// `sender_sub` (kind [`MessageUserKind::Sender`]) and the user whose handle
+/// is `receiver_handle` ([`MessageUserKind::Receiver`], unless it is the
+/// sender too), by handle. Empty when neither matches; the caller decides
+/// what a missing side means.
+pub fn message_users(
+    conn: &mut PgConnection,
+    sender_sub: &str,
+    receiver_handle: &str,
+) -> Result<Vec<MessageUser>> {
+    // PostgreSQL text cannot hold NUL: such a value matches no user (and
+    // would be refused as a parameter).
+    let mut query = users::table.into_boxed();
+    let mut matchable = false;
+    if !sender_sub.contains('\0') {
+        query = query.or_filter(users::cognito_user_id.eq(sender_sub));
+        matchable = true;
+    }
+    if !receiver_handle.contains('\0') {
+        query = query.or_filter(users::handle.eq(receiver_handle));
+        matchable = true;
+    }
+    if !matchable {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(uuid::Uuid, String, String, String)> = query
+        .order(users::handle)
+        .select((
+            users::uuid,
+            users::display_name,
+            users::handle,
+            users::cognito_user_id,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(uuid, display_name, handle, cognito_user_id)| MessageUser {
+                uuid,
+                display_name,
+                handle,
+                kind: if cognito_user_id == sender_sub {
+                    MessageUserKind::Sender
+                } else {
+                    MessageUserKind::Receiver
+                },
+            },
+        )
+        .collect())
 }

@@ -48,7 +48,7 @@ enum Page {
 }
 
 /// A usage error (exit 2) for a cursor that does not decode.
-fn parse_cursor(raw: &str) -> Result<FeedCursor, String> {
+pub(crate) fn parse_cursor(raw: &str) -> Result<FeedCursor, String> {
     raw.parse().map_err(|e: cruddur_db::Error| e.to_string())
 }
 

@@ -12,6 +12,7 @@ pub mod local;
 pub mod migrate;
 mod options;
 pub mod output;
+pub mod profile;
 #[cfg(feature = "aws")]
 pub mod rds;
 pub mod seed;
@@ -171,12 +172,21 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
-    /// Post an activity (a "crud") as a user, checked as the API checks it;
-    /// prints the new activity as JSON.
+    /// Post an activity (a "crud") or a reply as a user, checked as the API
+    /// checks it, or show a crud with its replies; prints JSON.
     Activity {
         /// What to do.
         #[command(subcommand)]
         command: activity::ActivityCommand,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Show a user's page, or update a user's display name and bio.
+    Profile {
+        /// What to do.
+        #[command(subcommand)]
+        command: profile::ProfileCommand,
         /// The database.
         #[command(flatten)]
         db: DatabaseArgs,
@@ -218,6 +228,7 @@ impl Command {
             | Self::Connect { db, .. }
             | Self::Feed { db, .. }
             | Self::Activity { db, .. }
+            | Self::Profile { db, .. }
             | Self::User { db, .. } => Some(db),
             Self::Local(_) => None,
             #[cfg(feature = "aws")]
@@ -304,6 +315,7 @@ pub fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Connect { args, .. } => connect::run(args, db, settings),
         Command::Feed { args, .. } => feed::run(args, db, settings),
         Command::Activity { command, .. } => activity::run(command, db, settings),
+        Command::Profile { command, .. } => profile::run(command, db, settings),
         Command::User { command, .. } => user::run(command, db, settings),
         Command::Local(args) => local::run(args, settings),
         #[cfg(feature = "aws")]

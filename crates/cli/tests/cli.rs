@@ -60,19 +60,23 @@ fn full_lifecycle_create_migrate_seed_feed_sessions_drop() {
         .stdout_has("created database");
     run(url, &["migrate", "run"])
         .success()
-        .stdout_has("applied 3 migration(s)");
+        .stdout_has("applied 5 migration(s)");
     run(url, &["seed"])
         .success()
-        .stdout_has("2 user(s), 1 activity");
+        .stdout_has("2 user(s), 2 activities");
     run(url, &["feed"])
         .success()
         .stdout_has("@andrewbrown")
         .stdout_has("This was imported as seed data!")
-        .stdout_has("(1 activity)");
+        .stdout_has("(2 activities)");
     let feed = run(url, &["feed", "--json"]).success().stdout.clone();
     let items = json(&feed);
-    assert_eq!(items.as_array().map(Vec::len), Some(1), "{feed}");
-    assert_eq!(items[0]["handle"], "andrewbrown", "{feed}");
+    assert_eq!(items.as_array().map(Vec::len), Some(2), "{feed}");
+    assert_eq!(items[1]["handle"], "andrewbrown", "{feed}");
+    assert_eq!(
+        items[0]["reply_to_activity_uuid"], items[1]["uuid"],
+        "{feed}"
+    );
     run(url, &["sessions"])
         .success()
         .stdout_has("this session")
@@ -93,7 +97,7 @@ fn setup_then_feed_shows_the_reference_feed_and_setup_starts_over() {
     run(url, &["setup"])
         .success()
         .stdout_has("is set up")
-        .stdout_has("applied 3 migration(s)")
+        .stdout_has("applied 5 migration(s)")
         .stdout_has("loaded the reference seed")
         .stderr_has("== create, migrate, seed");
     let seeded = counts(&mut cruddur_db::establish(&db.url).unwrap());
@@ -117,14 +121,14 @@ fn setup_then_feed_shows_the_reference_feed_and_setup_starts_over() {
         ],
     )
     .success();
-    run(url, &["feed"]).success().stdout_has("(2 activities)");
+    run(url, &["feed"]).success().stdout_has("(3 activities)");
     run(url, &["setup", "-y"])
         .success()
         .stdout_has("dropped database");
     run(url, &["feed"])
         .success()
         .stdout_has("This was imported as seed data!")
-        .stdout_has("(1 activity)");
+        .stdout_has("(2 activities)");
 }
 
 #[test]
@@ -139,7 +143,7 @@ fn create_prepare_and_seed_are_idempotent() {
         .stdout_has("already exists; nothing to do");
     run(url, &["prepare"])
         .success()
-        .stdout_has("existed, 3 migration(s) applied, seeded");
+        .stdout_has("existed, 5 migration(s) applied, seeded");
     run(url, &["prepare"])
         .success()
         .stdout_has("is ready; nothing to do");
@@ -147,12 +151,12 @@ fn create_prepare_and_seed_are_idempotent() {
         .success()
         .stdout_has("already holds the reference seed");
     let mut conn = cruddur_db::establish(&db.url).unwrap();
-    assert_eq!(counts(&mut conn), (2, 1));
+    assert_eq!(counts(&mut conn), (2, 2));
 
     let fresh = NewDb::new();
     run(&fresh.with_password, &["prepare"])
         .success()
-        .stdout_has("created, 3 migration(s) applied, seeded");
+        .stdout_has("created, 5 migration(s) applied, seeded");
 }
 
 /// The destructive commands a production database refuses, as arguments.
@@ -315,7 +319,7 @@ fn errors_end_with_the_command_that_fixes_them() {
     let db = TestDb::new();
     run(&with_password(&db.url), &["feed"])
         .failure()
-        .stderr_has("3 migration(s) pending")
+        .stderr_has("5 migration(s) pending")
         .stderr_has("(run `cruddur-db migrate run` first)");
     // No URL, nothing at the default URL, the local cluster not running.
     let scratch = tempfile::tempdir().unwrap();
@@ -523,28 +527,28 @@ fn migrate_status_lists_applied_and_pending() {
     let db = TestDb::new();
     let url = with_password(&db.url);
     let status = run(&url, &["migrate", "status"]).success().stdout.clone();
-    assert_eq!(status.matches("pending   2026-").count(), 3, "{status}");
-    assert!(status.contains("0 applied, 3 pending"), "{status}");
+    assert_eq!(status.matches("pending   2026-").count(), 5, "{status}");
+    assert!(status.contains("0 applied, 5 pending"), "{status}");
     run(&url, &["migrate"])
         .success()
-        .stdout_has("applied 3 migration(s)");
+        .stdout_has("applied 5 migration(s)");
     run(&url, &["migrate", "status"])
         .success()
         .stdout_has("applied   2026-11-24-000003_create_activities")
-        .stdout_has("3 applied, 0 pending");
+        .stdout_has("5 applied, 0 pending");
     run(&url, &["migrate", "revert"])
         .failure()
         .stderr_has("pass -y/--yes to confirm");
     run(&url, &["migrate", "status"])
         .success()
-        .stdout_has("3 applied, 0 pending");
+        .stdout_has("5 applied, 0 pending");
     run(&url, &["migrate", "revert", "-y"])
         .success()
         .stdout_has("reverted");
     run(&url, &["migrate", "status"])
         .success()
-        .stdout_has("pending   2026-11-24-000003_create_activities")
-        .stdout_has("2 applied, 1 pending");
+        .stdout_has("pending   2026-12-03-000002_index_user_pages_and_replies")
+        .stdout_has("4 applied, 1 pending");
     run(&url, &["migrate", "run"])
         .success()
         .stdout_has("applied 1 migration(s)");
@@ -562,13 +566,13 @@ fn status_reports_server_environment_tls_and_migrations() {
         "server       PostgreSQL",
         "environment  development",
         "tls ",
-        "migrations   3 applied, 0 pending",
+        "migrations   5 applied, 0 pending",
     ] {
         assert!(text.contains(field), "status lacks {field:?}:\n{text}");
     }
     let status = json(&run(&url, &["status", "--json"]).success().stdout);
     assert_eq!(status["database"], db.name().as_str());
-    assert_eq!(status["migrations_applied"], 3);
+    assert_eq!(status["migrations_applied"], 5);
     assert!(status["tls"].is_boolean(), "{status}");
     assert!(status["mark"].is_null(), "{status}");
 }
@@ -714,6 +718,180 @@ fn user_confirm_reads_an_event_once_per_subject() {
         .failure()
         .stderr_has("`email` is missing");
     assert_eq!(counts(&mut db.conn()).0, 1);
+}
+
+#[test]
+fn profile_and_activity_pages_replies_and_profile_updates() {
+    let db = TestDb::migrated();
+    let url = with_password(&db.url);
+    run(&url, &["seed"]).success();
+    let page = json(
+        &run(&url, &["profile", "show", "--handle", "andrewbrown"])
+            .success()
+            .stdout,
+    );
+    assert_eq!(page["profile"]["handle"], "andrewbrown", "{page}");
+    assert_eq!(page["profile"]["cognito_user_uuid"], "MOCK", "{page}");
+    assert_eq!(page["profile"]["cruds_count"], 1, "{page}");
+    let parent = page["activities"][0]["uuid"].as_str().unwrap().to_owned();
+    let show = [
+        "activity",
+        "show",
+        "--handle",
+        "andrewbrown",
+        "--uuid",
+        &parent,
+    ];
+    let thread = json(&run(&url, &show).success().stdout);
+    assert_eq!(thread["activity"]["uuid"], parent.as_str(), "{thread}");
+    assert_eq!(thread["replies"][0]["handle"], "bayko", "{thread}");
+
+    let reply = run(
+        &url,
+        &[
+            "activity",
+            "reply",
+            "--handle",
+            "andrewbrown",
+            "--to",
+            &parent,
+            "--message",
+            "hello back",
+        ],
+    )
+    .success()
+    .stderr_has("write token: ")
+    .stdout
+    .clone();
+    let reply = json(&reply);
+    assert_eq!(reply["reply_to_activity_uuid"], parent.as_str(), "{reply}");
+    assert_eq!(reply["message"], "hello back", "{reply}");
+    let thread = json(&run(&url, &show).success().stdout);
+    assert_eq!(thread["activity"]["replies_count"], 2, "{thread}");
+    assert_eq!(thread["replies"][1]["uuid"], reply["uuid"], "{thread}");
+    // One reply per page: the cursor of the first page leads to the second.
+    let first = run(&url, &[&show[..], &["--limit", "1"]].concat())
+        .success()
+        .stderr_has("next page: --after ")
+        .stderr
+        .clone();
+    let cursor = first
+        .split("--after ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let second = json(
+        &run(
+            &url,
+            &[&show[..], &["--limit", "1", "--after", &cursor]].concat(),
+        )
+        .success()
+        .stdout,
+    );
+    assert_eq!(second["replies"][0]["uuid"], reply["uuid"], "{second}");
+
+    let short = json(
+        &run(
+            &url,
+            &[
+                "profile",
+                "update",
+                "--handle",
+                "bayko",
+                "--display-name",
+                "Bayko",
+                "--bio",
+                "New bio",
+            ],
+        )
+        .success()
+        .stdout,
+    );
+    assert_eq!(short["handle"], "bayko", "{short}");
+    assert_eq!(short["display_name"], "Bayko", "{short}");
+    assert_eq!(short.as_object().map(|o| o.len()), Some(3), "{short}");
+    let bayko = json(
+        &run(&url, &["profile", "show", "--handle", "bayko"])
+            .success()
+            .stdout,
+    );
+    assert_eq!(bayko["profile"]["bio"], "New bio", "{bayko}");
+
+    // Bad input and unknown names: every failing code, nothing written.
+    let before = counts(&mut db.conn());
+    run(
+        &url,
+        &[
+            "activity",
+            "reply",
+            "--handle",
+            "",
+            "--to",
+            "nope",
+            "--message",
+            "",
+        ],
+    )
+    .failure()
+    .stderr_has("reply not created")
+    .stderr_has("message_blank, activity_uuid_invalid, user_handle_blank");
+    let missing = uuid::Uuid::new_v4().to_string();
+    for (args, text) in [
+        (
+            &[
+                "activity",
+                "reply",
+                "--handle",
+                "bayko",
+                "--to",
+                &missing,
+                "--message",
+                "hi",
+            ][..],
+            "activity not found",
+        ),
+        (
+            &["activity", "show", "--handle", "bayko", "--uuid", &parent],
+            "activity not found",
+        ),
+        (&["profile", "show", "--handle", "nobody"], "user not found"),
+        (
+            &[
+                "profile",
+                "update",
+                "--handle",
+                "bayko",
+                "--display-name",
+                " ",
+                "--bio",
+                "x",
+            ],
+            "display_name_blank",
+        ),
+        (
+            &[
+                "profile",
+                "update",
+                "--handle",
+                "nobody",
+                "--display-name",
+                "N",
+                "--bio",
+                "",
+            ],
+            "user not found",
+        ),
+    ] {
+        run(&url, args).failure().stderr_has(text);
+    }
+    assert_eq!(counts(&mut db.conn()), before);
+    let bayko = json(
+        &run(&url, &["profile", "show", "--handle", "bayko"])
+            .success()
+            .stdout,
+    );
+    assert_eq!(bayko["profile"]["display_name"], "Bayko", "{bayko}");
 }
 
 #[test]

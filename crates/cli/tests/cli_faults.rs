@@ -77,5 +77,5 @@ fn concurrent_migrate_processes_all_succeed_once() {
     )
     .get_result(&mut db.conn())
     .unwrap();
-    assert_eq!((row.n, row.distinct), (3, 3));
+    assert_eq!((row.n, row.distinct), (5, 5));
 }

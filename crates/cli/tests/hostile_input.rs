@@ -8,7 +8,8 @@ use std::io::Write;
 
 use common::TestDb;
 use cruddur_db::{
-    ActivityDraft, Error, PostConfirmationEvent, create_activity, create_reply, seed_reference,
+    ActivityDraft, Error, PostConfirmationEvent, ReplyDraft, create_activity, create_reply,
+    seed_reference,
 };
 use diesel::prelude::*;
 
@@ -64,8 +65,10 @@ fn ten_megabyte_messages_are_refused_without_writing() {
         err.to_string().len()
     );
     let parent = cruddur_db::home_feed(conn, Default::default()).unwrap()[0].uuid;
-    let err = create_reply(conn, "bayko", parent, &huge).unwrap_err();
-    assert_eq!(err.validation_codes(), ["message_exceed_max_chars"]);
+    let err = ReplyDraft::new("bayko", parent, &huge)
+        .and_then(|draft| create_reply(conn, &draft))
+        .unwrap_err();
+    assert_eq!(err.validation_codes(), ["message_exceed_max_chars_1024"]);
 
     let file = file_with(huge.as_bytes());
     let out = cli(&db)
@@ -170,6 +173,19 @@ fn sql_looking_text_is_data_not_code() {
             .and_then(|draft| create_activity(conn, &draft))
             .unwrap_err();
         assert!(matches!(err, Error::UserNotFound { .. }), "{text}: {err}");
+        // And in the profile and a crud's page.
+        let page = cruddur_db::user_page(conn, text, Default::default());
+        assert!(
+            matches!(page, Err(Error::UserNotFound { .. })),
+            "{text}: {page:?}"
+        );
+        let draft = cruddur_db::ProfileDraft::parse("bayko", text, text).unwrap();
+        let short = cruddur_db::update_profile(conn, &draft).unwrap();
+        assert_eq!(short.display_name, text);
+        let reply = ReplyDraft::new("bayko", created.uuid, text)
+            .and_then(|draft| create_reply(conn, &draft))
+            .unwrap();
+        assert_eq!(reply.message, text);
     }
     let event = serde_json::json!({"request": {"userAttributes": {
         "name": "x'); DROP TABLE users; --", "email": "e@x", "preferred_username": "bobby'--", "sub": "s'--"
@@ -177,5 +193,5 @@ fn sql_looking_text_is_data_not_code() {
     let parsed = PostConfirmationEvent::parse(&event.to_string()).unwrap();
     let confirmed = cruddur_db::confirm_user(conn, &parsed).unwrap();
     assert_eq!(confirmed.user.handle, "bobby'--");
-    assert_eq!(common::counts(conn), (3, 1 + texts.len() as i64));
+    assert_eq!(common::counts(conn), (3, 2 + 2 * texts.len() as i64));
 }

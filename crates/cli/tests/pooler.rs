@@ -49,7 +49,7 @@ fn behind_a_transaction_pooler_commands_go_through_it_or_the_direct_url() {
 
     let env = [pooled, mode, ("DATABASE_DIRECT_URL", direct.expose())];
     run(&env, &["prepare"]).success();
-    run(&env, &["feed"]).success().stdout_has("(1 activity)");
+    run(&env, &["feed"]).success().stdout_has("(2 activities)");
     run(
         &env,
         &[

@@ -44,8 +44,8 @@ fn every_read_path_works(url: &DatabaseUrl) {
     );
     let report = cruddur_db::prepare(url).expect("prepare a current database");
     assert_eq!(report, cruddur_db::PrepareReport::default());
-    assert!(ok(url, &["status"]).contains("3 applied, 0 pending"));
-    assert!(ok(url, &["migrate", "status"]).contains("3 applied, 0 pending"));
+    assert!(ok(url, &["status"]).contains("5 applied, 0 pending"));
+    assert!(ok(url, &["migrate", "status"]).contains("5 applied, 0 pending"));
     assert!(ok(url, &["feed"]).contains("This was imported as seed data!"));
     assert!(ok(url, &["feed", "--json"]).contains("This was imported as seed data!"));
     ok(url, &["sessions"]);
@@ -56,8 +56,22 @@ fn every_read_path_works(url: &DatabaseUrl) {
     let json = repo
         .home_feed_json(Consistency::Primary, FeedPage::default())
         .expect("JSON feed");
-    assert_eq!(typed.len(), 1);
+    assert_eq!(typed.len(), 2);
     assert_eq!(json, serde_json::to_string(&typed).unwrap());
+    // The pages of a user and of a crud are reads too.
+    assert!(ok(url, &["profile", "show", "--handle", "bayko"]).contains("\"cruds_count\":1"));
+    let parent = typed[1].uuid.to_string();
+    let args = [
+        "activity",
+        "show",
+        "--handle",
+        "andrewbrown",
+        "--uuid",
+        &parent,
+    ];
+    assert!(ok(url, &args).contains("This was imported as a seed reply!"));
+    repo.user_short(Consistency::Primary, "bayko")
+        .expect("short card");
 }
 
 fn has_migrations_table(conn: &mut PgConnection) -> bool {
@@ -79,8 +93,8 @@ fn read_paths_work_on_read_only_sessions_and_change_nothing() {
             empty.name()
         ))
         .unwrap();
-    assert!(ok(&empty.url, &["status"]).contains("0 applied, 3 pending"));
-    assert!(ok(&empty.url, &["migrate", "status"]).contains("0 applied, 3 pending"));
+    assert!(ok(&empty.url, &["status"]).contains("0 applied, 5 pending"));
+    assert!(ok(&empty.url, &["migrate", "status"]).contains("0 applied, 5 pending"));
     let feed = cli(&empty.url, &["feed"]);
     let stderr = String::from_utf8_lossy(&feed.stderr);
     assert!(

@@ -201,7 +201,7 @@ fn setup_rebuilds_a_database_the_url_does_not_name() {
             .stdout_has(&format!("database `{name}` is set up"));
         let after = oid_of(&name).unwrap_or_else(|| panic!("{}: `{name}` is gone", spelling.what));
         assert_ne!(before, after, "{}: not rebuilt", spelling.what);
-        assert_eq!(counts(&mut db.conn()), (2, 1), "{}", spelling.what);
+        assert_eq!(counts(&mut db.conn()), (2, 2), "{}", spelling.what);
         // And `prepare` and `create` name it the same way.
         run_with(&spelling.url, &spelling.env, &["prepare"])
             .success()
@@ -219,7 +219,7 @@ fn setup_rebuilds_a_database_the_url_does_not_name() {
                 "database `{name}` does not exist; nothing to drop"
             ))
             .stdout_has(&format!("created database `{name}`"));
-        assert_eq!(counts(&mut db.conn()), (2, 1), "{}", spelling.what);
+        assert_eq!(counts(&mut db.conn()), (2, 2), "{}", spelling.what);
     }
 }
 
@@ -242,7 +242,7 @@ fn setup_rebuilds_the_database_named_after_the_user() {
     out.success()
         .stdout_has(&format!("database `{name}` is set up"));
     assert_ne!(oid_of(&name), Some(before));
-    assert_eq!(counts(&mut cruddur_db::establish(&url).unwrap()), (2, 1));
+    assert_eq!(counts(&mut cruddur_db::establish(&url).unwrap()), (2, 2));
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn setup_refuses_before_dropping_what_it_could_not_create_again() {
             .stderr_has("may not create databases")
             .stderr_has("nothing was dropped");
         assert_eq!(oid_of(&name), Some(before), "{args:?} dropped it");
-        assert_eq!(counts(&mut db.conn()), (2, 1), "{args:?}");
+        assert_eq!(counts(&mut db.conn()), (2, 2), "{args:?}");
     }
     // With PGDATABASE and no dbname in the URL, the same.
     let unnamed = without_dbname(&server_url()).with_param("user", &role.0);
@@ -327,7 +327,7 @@ fn allow_production_setup_keeps_the_mark_so_the_next_drop_is_refused() {
         run_with(url, env, &["status"])
             .success()
             .stdout_has("production");
-        assert_eq!(counts(&mut db.conn()), (2, 1), "{what}");
+        assert_eq!(counts(&mut db.conn()), (2, 2), "{what}");
     }
 }
 
@@ -419,14 +419,14 @@ fn rerun_ends_seeded_once(db: &TestDb) {
     run(hostile.expose(), &["prepare"])
         .success()
         .stdout_has("seeded");
-    assert_eq!(counts(&mut db.conn()), (2, 1));
+    assert_eq!(counts(&mut db.conn()), (2, 2));
     for again in [&url, &hostile] {
         run(again.expose(), &["prepare"])
             .success()
             .stdout_has("is ready; nothing to do");
     }
-    assert_eq!(counts(&mut db.conn()), (2, 1));
-    assert_eq!(applied_count(&mut db.conn()), 3);
+    assert_eq!(counts(&mut db.conn()), (2, 2));
+    assert_eq!(applied_count(&mut db.conn()), 5);
 }
 
 #[test]
@@ -464,7 +464,7 @@ fn a_first_prepare_killed_before_its_seed_committed_is_finished_and_seeded_once(
         .unwrap();
     let child = spawn_prepare(&db.url);
     let pid = backend_waiting_on(&db.name(), backend_pid(blocker));
-    assert_eq!(applied_count(&mut db.conn()), 3);
+    assert_eq!(applied_count(&mut db.conn()), 5);
     kill_with_its_session(child, pid);
     diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<BigInt, _>(cruddur_db::repo::seed::SEED_LOCK_KEY)
@@ -591,7 +591,7 @@ fn prepare_of_a_current_database_works_where_nothing_may_be_written() {
         run(url.expose(), &["migrate"])
             .success()
             .stdout_has("is up to date; no migration pending");
-        assert_eq!(counts(&mut db.conn()), (2, 1), "{what}");
+        assert_eq!(counts(&mut db.conn()), (2, 2), "{what}");
     }
     // Not current: it says the session is read-only, and creates nothing.
     let empty = TestDb::new();
