@@ -602,5 +602,6 @@ fn the_zero_setup_path_seeds_a_database_a_killed_first_start_left_unseeded() {
         "{}\n{printed}",
         answer.body
     );
-    assert_eq!(cruddur_db_test_support::counts(&mut db.conn()), (2, 1));
+    // The reference seed: two users, a post and a reply to it.
+    assert_eq!(cruddur_db_test_support::counts(&mut db.conn()), (2, 2));
 }
