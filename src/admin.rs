@@ -329,8 +329,8 @@ pub fn prepare(url: &DatabaseUrl) -> Result<PrepareReport> {
 }
 
 /// [`prepare`] on `config`'s database through the URL that keeps a
-/// session: [`Config::database_url`], or behind a transaction pooler
-/// (`CRUDDUR_POOLER=transaction`) [`Config::direct_url`], checked to reach
+/// session: [`Config::database_url`](crate::Config::database_url), or behind a transaction pooler
+/// (`CRUDDUR_POOLER=transaction`) [`Config::direct_url`](crate::Config::direct_url), checked to reach
 /// the same database when both exist ([`crate::pooler::check_direct_url`]).
 /// Without a direct URL there it refuses with [`Error::NeedsDirectUrl`].
 pub fn prepare_for(config: &crate::Config) -> Result<PrepareReport> {
