@@ -5,6 +5,8 @@ pub mod auth;
 pub mod error;
 mod extract;
 pub mod logs;
+pub mod openapi;
+mod routes;
 pub mod settings;
 pub mod transport;
 pub mod variables;
