@@ -17,7 +17,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{PgBouncer, StreamingPair, eventually, sees};
+use common::{PgBouncer, StreamingPair, eventually, in_recovery, sees};
 use cruddur_db::repo::activities::ActivityDraft;
 use cruddur_db::variables::{
     CRUDDUR_POOL_SIZE, CRUDDUR_POOLER, CRUDDUR_STATEMENT_TIMEOUT_MS, DATABASE_DIRECT_URL,
@@ -200,6 +200,18 @@ fn token_reads_see_their_writes_and_eventual_reads_use_the_standby_through_two_p
         ReplicaStatus::Up,
         "the standby stayed in"
     );
+    // Eventual reads alone, one at a time: each on the standby, each counted.
+    let before = repo.counters();
+    for read in 0..20 {
+        let on_standby = repo
+            .read(Consistency::Eventual, in_recovery)
+            .expect("eventual read");
+        assert!(
+            on_standby,
+            "eventual read {read} was not served by the standby"
+        );
+    }
+    assert_eq!(repo.counters().replica_reads - before.replica_reads, 20);
 
     drop(repo);
     for (name, bouncer) in [("primary", &primary), ("standby", &standby)] {
