@@ -18,7 +18,10 @@
 //! process, or one whose server process changes between two transactions,
 //! can only be a transaction pooler's) and refuses with
 //! [`Error::TransactionPooler`], which says what to set: the breakage is a
-//! clear error at start rather than wrong answers later.
+//! clear error at start rather than wrong answers later. A replica's URL is
+//! checked the same way by its prober, before it sets anything there: a
+//! replica behind a transaction pooler without the mode is out, with that
+//! error as its reason, and its reads go to the primary.
 //!
 //! Replica routing and write tokens work through a pooler in front of each
 //! server: a token's position is the server's WAL position, whichever

@@ -24,8 +24,8 @@ use cruddur_db::variables::{
     DATABASE_REPLICA_URLS, DATABASE_URL,
 };
 use cruddur_db::{
-    Consistency, Environment, Error, FeedPage, Pooler, ReplicaOptions, ReplicaStatus, Repository,
-    Settings,
+    Config, Consistency, Environment, Error, FeedPage, Pooler, ReplicaOptions, ReplicaStatus,
+    Repository, Settings,
 };
 use diesel::prelude::*;
 
@@ -228,5 +228,59 @@ fn token_reads_see_their_writes_and_eventual_reads_use_the_standby_through_two_p
                  pooler"
             );
         }
+    }
+}
+
+/// Probes every 50 ms, so that the tests see health changes quickly.
+fn fast_probes() -> ReplicaOptions {
+    ReplicaOptions {
+        probe_interval: Duration::from_millis(50),
+        ..ReplicaOptions::default()
+    }
+}
+
+#[test]
+fn a_standby_behind_a_transaction_pooler_without_pooler_mode_is_out_and_nothing_is_set_there() {
+    let pair = StreamingPair::start();
+    cruddur_db::prepare(&pair.primary_url(DB)).expect("prepare the primary");
+    assert!(
+        pair.caught_up(Duration::from_secs(30)),
+        "the standby did not replay the new database within 30 s"
+    );
+    let standby = PgBouncer::in_front_of(&pair.standby_url(DB), SERVER_CONNECTIONS);
+    // The primary directly, so no pooler mode; the standby behind its pooler.
+    let mut config = Config::new(pair.primary_url(DB));
+    config.replica_urls = vec![standby.url(DB)];
+    let repo = Repository::connect_with(&config, fast_probes()).expect("connect");
+    let refused = |repo: &Repository| {
+        let state = repo.router().replicas()[0].1.clone();
+        state.status == ReplicaStatus::Down
+            && state
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("CRUDDUR_POOLER=transaction"))
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || refused(&repo)),
+        "the standby behind a transaction pooler was not taken out with the reason: {:?}",
+        repo.router().replicas()
+    );
+    for read in 0..5 {
+        let on_standby = repo.read(Consistency::Eventual, in_recovery).unwrap();
+        assert!(!on_standby, "read {read} went to the standby");
+    }
+    assert!(refused(&repo), "it stays out");
+    drop(repo);
+    for seen in what_plain_clients_see(&standby) {
+        assert_eq!(
+            seen,
+            Session {
+                statement_timeout: "0".into(),
+                read_only: "off".into(),
+                plan_cache_mode: "auto".into(),
+                prepared: 0,
+            },
+            "a setting or a named statement of ours reached another client of the standby's pooler"
+        );
     }
 }
