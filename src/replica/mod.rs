@@ -41,7 +41,7 @@
 
 mod counters;
 mod health;
-mod positions;
+pub(crate) mod positions;
 mod prober;
 mod router;
 mod token;

@@ -26,11 +26,37 @@ pub(crate) fn connection_lost(e: &DieselError) -> bool {
         // not expose the SQLSTATE.
         DieselError::DatabaseError(_, info) => {
             let message = info.message();
-            message.contains("terminating connection due to administrator command")
-                || message.contains("server closed the connection")
+            [
+                "terminating connection due to administrator command",
+                "server closed the connection",
+                // libpq, once the connection is gone or while reading from
+                // or writing to a dead one.
+                "no connection to the server",
+                "connection to server was lost",
+                "could not receive data from server",
+                "could not send data to server",
+                // A server that ends its sessions as it crashes or stops.
+                "terminating connection because of crash of another server process",
+                "the database system is shutting down",
+            ]
+            .iter()
+            .any(|m| message.contains(m))
         }
+        // COMMIT failed and so did the ROLLBACK after it: the connection
+        // is gone if the commit's error says so.
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => connection_lost(commit_error),
         _ => false,
     }
+}
+
+/// Whether a statement failed because the server is a read-only standby
+/// (SQLSTATE 25006, `read_only_sql_transaction`): a primary demoted, or a
+/// connection that reached a standby. Nothing was written.
+pub(crate) fn read_only_server(e: &DieselError) -> bool {
+    matches!(
+        e,
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _)
+    )
 }
 
 /// The primary's current WAL insert position
