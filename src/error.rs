@@ -164,6 +164,20 @@ pub enum Error {
     /// A query failed.
     #[error("database error")]
     Query(#[source] diesel::result::Error),
+    /// The connection to the primary was lost before a write's `COMMIT`
+    /// was sent: the server rolls the transaction back, so nothing was
+    /// written, and the write can be retried (on a new connection: through
+    /// a multi-host URL, to the new primary after a failover).
+    #[error(
+        "the connection to {url} was lost before the write was committed: nothing was written, so it can be retried"
+    )]
+    ConnectionLost {
+        /// The primary's URL, redacted.
+        url: String,
+        /// How the connection was lost.
+        #[source]
+        source: diesel::result::Error,
+    },
     /// The connection to the primary was lost after a write's `COMMIT` was
     /// sent and before its answer came: the write may or may not have been
     /// committed (the server may have died before or after it made the
@@ -387,7 +401,9 @@ impl Error {
     /// input and for refusals.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unreachable { .. } | Error::PoolTimeout { .. } => true,
+            Error::Unreachable { .. }
+            | Error::PoolTimeout { .. }
+            | Error::ConnectionLost { .. } => true,
             Error::Query(e) => {
                 crate::replica::positions::connection_lost(e)
                     || crate::replica::positions::read_only_server(e)

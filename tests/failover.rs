@@ -133,8 +133,9 @@ fn a_connection_lost_before_commit_is_a_retryable_failure_that_wrote_nothing() {
         .batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
         .unwrap();
     let err = writer.join().unwrap().unwrap_err();
-    assert!(!matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+    assert!(matches!(err, Error::ConnectionLost { .. }), "{err:?}");
     assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("can be retried"), "{err}");
     locker.batch_execute("ROLLBACK").unwrap();
     assert_eq!(activities_with(&url, "cut before"), 0);
     // And the retry works.

@@ -57,5 +57,5 @@ pub use positions::{
     current_position, primary_identity, replay_position, standby_identity, write_token,
 };
 pub use prober::PROBE_APPLICATION_NAME;
-pub use router::Router;
+pub use router::{DISCARD_WAIT, Router};
 pub use token::{ClusterIdentity, Consistency, Lsn, WriteToken};

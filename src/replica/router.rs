@@ -330,8 +330,8 @@ impl Router {
     /// When the connection is lost after `f` sent its top-level `COMMIT`
     /// (the primary died, or failed over, while committing), the write is
     /// reported as [`Error::OutcomeUnknown`]: it may have been committed.
-    /// A connection lost earlier leaves nothing committed: that error is
-    /// [retryable](Error::is_retryable). Either way the primary's idle
+    /// A connection lost earlier leaves nothing committed: that is an
+    /// [`Error::ConnectionLost`], [retryable](Error::is_retryable). Either way the primary's idle
     /// pooled connections are checked at once and the dead ones discarded
     /// (see [`Router::discard_dead_connections`]), so that the next
     /// checkouts open new connections (to the new primary, through a
@@ -364,14 +364,15 @@ impl Router {
                 }
                 drop(conn);
                 self.discard_dead_connections();
+                let url = self.inner.primary_url.to_string();
                 return Err(match e {
                     Error::Query(source) | Error::StatementTimeout(source)
                         if commit_sent.load(Ordering::Acquire) =>
                     {
-                        Error::OutcomeUnknown {
-                            url: self.inner.primary_url.to_string(),
-                            source,
-                        }
+                        Error::OutcomeUnknown { url, source }
+                    }
+                    Error::Query(source) | Error::StatementTimeout(source) => {
+                        Error::ConnectionLost { url, source }
                     }
                     other => other,
                 });

@@ -352,18 +352,6 @@ impl LocalCluster {
             self.point_at_primary(m)?;
             repointed.push(m);
         }
-        let streaming = |primary: &mut PgConnection, m: u8| {
-            diesel::select(
-                sql::<Bool>(
-                    "EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
-                     AND application_name = ",
-                )
-                .bind::<Text, _>(Self::member_name(m))
-                .sql(")"),
-            )
-            .get_result(primary)
-            .unwrap_or(false)
-        };
         for &m in &repointed {
             if !poll(FAILOVER_TIMEOUT, || streaming(&mut primary, m)) {
                 return Err(self.error(format!(
@@ -434,6 +422,11 @@ impl LocalCluster {
         // never had, which pg_rewind takes out.
         member.stop_locked()?;
         member.clear_stale_pid_file()?;
+        // pg_rewind reads the source's timeline from its control file,
+        // which a promotion updates only at its next checkpoint: without
+        // one it finds "the same timeline" and rewinds nothing.
+        conn.batch_execute("CHECKPOINT")
+            .map_err(cruddur_db::Error::from)?;
         let port = primary.require_port()?;
         let host = match self.auth() {
             Auth::SocketTrust => primary.socket_dir().to_string_lossy().into_owned(),
@@ -478,6 +471,13 @@ impl LocalCluster {
             .and_then(|()| data.write("standby.signal", b""))
             .map_err(|e| self.io_error("writing the rewound server's recovery settings", e))?;
         member.run_server_locked()?;
+        if !poll(FAILOVER_TIMEOUT, || streaming(&mut conn, m)) {
+            return Err(self.error(format!(
+                "the former primary (member {m}) was rewound and started, but does not stream from the primary within {} s; see {}",
+                FAILOVER_TIMEOUT.as_secs(),
+                member.log_file().display()
+            )));
+        }
         if self.is_synchronous() {
             let standbys: Vec<u8> = self
                 .member_numbers()?
@@ -485,9 +485,24 @@ impl LocalCluster {
                 .filter(|&s| s != self.primary_number())
                 .collect();
             self.set_synchronous_standbys(&mut conn, &standbys, true)?;
+            self.wait_for_synchronous(&mut conn)?;
         }
         Ok(Rejoined::Rewound)
     }
+}
+
+/// Whether member `m` streams to `primary` (`pg_stat_replication`).
+fn streaming(primary: &mut PgConnection, m: u8) -> bool {
+    diesel::select(
+        sql::<Bool>(
+            "EXISTS (SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
+             AND application_name = ",
+        )
+        .bind::<Text, _>(LocalCluster::member_name(m))
+        .sql(")"),
+    )
+    .get_result(primary)
+    .unwrap_or(false)
 }
 
 /// Creates the physical slot `name` on `primary` unless it exists.
