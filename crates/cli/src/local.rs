@@ -217,8 +217,7 @@ fn member(m: u8) -> String {
 /// The URL to give clients: the cluster's own without replicas, else the
 /// endpoint over every server that finds the primary.
 fn endpoint(cluster: &LocalCluster) -> anyhow::Result<cruddur_db::DatabaseUrl> {
-    let has_replicas = !cluster.replicas()?.is_empty();
-    Ok(if has_replicas || cluster.primary_number() != 0 {
+    Ok(if cluster.has_replicas() || cluster.primary_number() != 0 {
         cluster.endpoint_url()?
     } else {
         cluster.url()?

@@ -122,6 +122,12 @@ impl LocalCluster {
             .is_ok_and(|s| s.trim() == "on")
     }
 
+    /// Whether any replica directory exists (made by
+    /// [`start_replicas`](Self::start_replicas)). Asks no server.
+    pub fn has_replicas(&self) -> bool {
+        self.replica_numbers().is_ok_and(|n| !n.is_empty())
+    }
+
     /// Every member that exists: 0 and each `replica-K`, ascending.
     pub(crate) fn member_numbers(&self) -> Result<Vec<u8>> {
         let mut numbers = vec![0];
