@@ -68,6 +68,23 @@ pub fn current_position(conn: &mut PgConnection) -> Result<Lsn> {
     Ok(Lsn(lsn.0))
 }
 
+/// [`current_position`] with the timeline the primary writes (from the name
+/// of its current WAL file, as [`primary_identity`] reads it), in one round
+/// trip: the timeline of the server that just committed, which a failover
+/// changes before any probe sees it. `None` when the file name does not
+/// start with one.
+pub(crate) fn position_and_timeline(conn: &mut PgConnection) -> Result<(Lsn, Option<u32>)> {
+    let (lsn, walfile): (PgLsn, String) = diesel::select((
+        sql::<PgLsnType>("pg_catalog.pg_current_wal_insert_lsn()"),
+        sql::<Text>("pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"),
+    ))
+    .get_result(conn)?;
+    let timeline = walfile
+        .get(..8)
+        .and_then(|t| u32::from_str_radix(t, 16).ok());
+    Ok((Lsn(lsn.0), timeline))
+}
+
 /// A standby's replay position (`pg_last_wal_replay_lsn()`): every write
 /// whose position is at or below it is visible there. `None` on a primary.
 pub fn replay_position(conn: &mut PgConnection) -> Result<Option<Lsn>> {

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 
 use super::counters::{Counters, RoutingCounters, bump};
 use super::health::{ReplicaOptions, ReplicaState};
-use super::positions::{connection_lost, current_position, primary_identity};
+use super::positions::{connection_lost, position_and_timeline, primary_identity};
 use super::prober::{PrimaryView, Prober, SharedState, Stop, lock};
 use super::token::{ClusterIdentity, Consistency, Lsn, WriteToken};
 use super::watch::ReplayWatch;
@@ -382,8 +382,8 @@ impl Router {
         // whose position or identity cannot be read carries
         // `ClusterIdentity::UNVERIFIED`, which sends the next read to the
         // primary, where the write is.
-        let lsn = match current_position(&mut conn) {
-            Ok(lsn) => lsn,
+        let (lsn, timeline) = match position_and_timeline(&mut conn) {
+            Ok(read) => read,
             Err(e) => {
                 tracing::warn!(error = %e, "the write committed; its WAL position could not be read");
                 bump(&self.inner.counters.writes);
@@ -407,6 +407,23 @@ impl Router {
                     ClusterIdentity::UNVERIFIED
                 }
             },
+        };
+        // The timeline of the server that committed, not the one a probe
+        // (or the first write) saw: after a failover the new primary
+        // writes a new timeline, and a token of the old one is read on
+        // the primary until a replica is known to follow the new one.
+        let identity = match timeline {
+            Some(timeline)
+                if identity != ClusterIdentity::UNVERIFIED && timeline != identity.timeline =>
+            {
+                let current = ClusterIdentity {
+                    timeline,
+                    ..identity
+                };
+                view.set_identity(current);
+                current
+            }
+            _ => identity,
         };
         self.inner.issued.fetch_max(lsn.0, Ordering::AcqRel);
         bump(&self.inner.counters.writes);

@@ -347,7 +347,7 @@ fn writes_in_the_gap_fail_fast_and_the_old_primary_rejoins_as_a_standby() {
     let endpoint = project.url(&["local", "url"]);
     let repo = repository(&endpoint, 2);
     let draft = ActivityDraft::parse("bayko", "in the gap", "1-day").unwrap();
-    repo.create_activity(&draft).unwrap();
+    let (_, before) = repo.create_activity(&draft).unwrap();
 
     // The primary dies; nothing is promoted yet.
     let primary = project.cluster(None);
@@ -379,8 +379,20 @@ fn writes_in_the_gap_fail_fast_and_the_old_primary_rejoins_as_a_standby() {
         .run(&["local", "failover"])
         .success()
         .stderr_has("promoted replica 1");
-    repo.create_activity(&draft)
+    let (_, after) = repo
+        .create_activity(&draft)
         .expect("new checkouts reach the new primary");
+    // The token names the new primary's timeline at once (a token of the
+    // old one is read on the primary, never on a replica it may not hold).
+    assert_eq!(
+        after.identity().timeline,
+        before.identity().timeline + 1,
+        "{before} then {after}"
+    );
+    assert_eq!(
+        after.identity().system_identifier,
+        before.identity().system_identifier
+    );
 
     // The next start rewinds the old primary and runs it as a standby.
     project
