@@ -416,3 +416,71 @@ fn writes_in_the_gap_fail_fast_and_the_old_primary_rejoins_as_a_standby() {
     project.run(&["local", "stop"]).success();
     assert!(primary.processes().is_empty());
 }
+
+#[test]
+fn a_writer_reading_with_its_token_sees_its_write_across_a_failover() {
+    let project = ScratchProject::new();
+    project
+        .run(&["local", "start", "--replicas", "2", "--synchronous"])
+        .success();
+    let endpoint = project.url(&["local", "url"]);
+    repository(&endpoint, 2);
+    let mut config = Config::new(endpoint.clone());
+    config.pool_size = 4;
+    config.checkout_timeout = CHECKOUT;
+    config.replica_urls = [1, 2]
+        .map(|k| project.url(&["local", "url", "--replica", &k.to_string()]))
+        .into();
+    let repo = Repository::connect(&config).unwrap();
+    assert!(repo.router().wait_for_probes(Duration::from_secs(10)));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let (repo, stop, done) = (repo.clone(), Arc::clone(&stop), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let (mut read, mut stale, mut timelines) = (0, 0, HashSet::new());
+                let mut i = 0;
+                while !stop.load(Ordering::Acquire) {
+                    i += 1;
+                    let message = format!("reader {t} write {i}");
+                    let draft = ActivityDraft::parse("bayko", &message, "1-day").unwrap();
+                    let Ok((activity, token)) = repo.create_activity(&draft) else {
+                        continue;
+                    };
+                    timelines.insert(token.identity().timeline);
+                    match repo.read(cruddur_db::Consistency::AtLeast(token), |conn| {
+                        cruddur_db::repo::activities::find_activity(conn, activity.uuid)
+                    }) {
+                        Ok(_) => read += 1,
+                        Err(Error::ActivityNotFound { .. }) => stale += 1,
+                        // The read's server went away: not a stale read.
+                        Err(_) => {}
+                    }
+                    done.fetch_add(1, Ordering::AcqRel);
+                }
+                (read, stale, timelines)
+            })
+        })
+        .collect();
+    let done_now = || done.load(Ordering::Acquire);
+    assert!(common::eventually(Duration::from_secs(30), || done_now() >= 20));
+    let before = done_now();
+    project.run(&["local", "failover"]).success();
+    assert!(common::eventually(Duration::from_secs(60), || done_now() >= before + 40));
+    stop.store(true, Ordering::Release);
+    let (mut read, mut stale, mut timelines) = (0, 0, HashSet::new());
+    for writer in writers {
+        let (r, s, t) = writer.join().unwrap();
+        read += r;
+        stale += s;
+        timelines.extend(t);
+    }
+    let counters = repo.counters();
+    eprintln!(
+        "reads of one's own write across a failover: {read} saw it, {stale} did not; tokens of timelines {timelines:?}; {counters:?}"
+    );
+    assert_eq!(stale, 0, "a token read never misses its write");
+    assert_eq!(timelines.len(), 2, "writes on both sides of the failover");
+}
