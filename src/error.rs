@@ -149,7 +149,7 @@ pub enum Error {
         message: String,
     },
     /// No pooled connection became free within the checkout timeout.
-    #[error("no database connection available within {timeout_ms} ms (pool of {pool_size}){}", .last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    #[error("no database connection available within {timeout_ms} ms (pool of {pool_size}){}; nothing was sent, so it can be retried", .last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
     PoolTimeout {
         /// The checkout timeout.
         timeout_ms: u128,
@@ -164,6 +164,35 @@ pub enum Error {
     /// A query failed.
     #[error("database error")]
     Query(#[source] diesel::result::Error),
+    /// The connection to the primary was lost before a write's `COMMIT`
+    /// was sent: the server rolls the transaction back, so nothing was
+    /// written, and the write can be retried (on a new connection: through
+    /// a multi-host URL, to the new primary after a failover).
+    #[error(
+        "the connection to {url} was lost before the write was committed: nothing was written, so it can be retried"
+    )]
+    ConnectionLost {
+        /// The primary's URL, redacted.
+        url: String,
+        /// How the connection was lost.
+        #[source]
+        source: diesel::result::Error,
+    },
+    /// The connection to the primary was lost after a write's `COMMIT` was
+    /// sent and before its answer came: the write may or may not have been
+    /// committed (the server may have died before or after it made the
+    /// commit durable). Unlike a failure, it is not safe to retry blindly:
+    /// look for the write first, or retry with an idempotency key.
+    #[error(
+        "the outcome of the write on {url} is unknown: the connection was lost after COMMIT was sent, so it may or may not have been committed; check for it before retrying"
+    )]
+    OutcomeUnknown {
+        /// The primary's URL, redacted.
+        url: String,
+        /// How the connection was lost.
+        #[source]
+        source: diesel::result::Error,
+    },
     /// Applying or reading migrations failed.
     #[error("migration failed")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -363,6 +392,26 @@ impl fmt::Display for ValidationError {
 }
 
 impl Error {
+    /// Whether the operation failed without taking effect, for a reason
+    /// that may pass (the server is down, restarting or failing over, the
+    /// pool had no connection free, the connection was lost before the
+    /// write's `COMMIT` was sent, the server became a read-only standby):
+    /// trying again later, on a new connection, is safe. False for
+    /// [`Error::OutcomeUnknown`] (the write may have taken effect), for bad
+    /// input and for refusals.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unreachable { .. }
+            | Error::PoolTimeout { .. }
+            | Error::ConnectionLost { .. } => true,
+            Error::Query(e) => {
+                crate::replica::positions::connection_lost(e)
+                    || crate::replica::positions::read_only_server(e)
+            }
+            _ => false,
+        }
+    }
+
     /// The validation codes, when this is a validation error.
     pub fn validation_codes(&self) -> Vec<&'static str> {
         match self {

@@ -202,6 +202,10 @@ pub(crate) fn classify_connection_error(url: &DatabaseUrl, message: &str) -> Err
         || lower.contains("the database system is starting up")
         || lower.contains("the database system is shutting down")
         || lower.contains("server closed the connection")
+        // target_session_attrs=read-write found only standbys (a failover
+        // under way): the primary is not there yet.
+        || lower.contains("session is read-only")
+        || lower.contains("hot standby mode")
     {
         Error::Unreachable {
             url: shown,

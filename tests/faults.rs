@@ -66,6 +66,8 @@ fn server_restarts_under_write_load_lose_no_acknowledged_write() {
                                 matches!(
                                     e,
                                     Error::Query(_)
+                                        | Error::ConnectionLost { .. }
+                                        | Error::OutcomeUnknown { .. }
                                         | Error::Unreachable { .. }
                                         | Error::PoolTimeout { .. }
                                         | Error::Connection { .. }

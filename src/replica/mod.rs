@@ -43,7 +43,7 @@
 
 mod counters;
 mod health;
-mod positions;
+pub(crate) mod positions;
 mod prober;
 mod router;
 mod token;
@@ -59,5 +59,5 @@ pub use positions::{
     current_position, primary_identity, replay_position, standby_identity, write_token,
 };
 pub use prober::PROBE_APPLICATION_NAME;
-pub use router::Router;
+pub use router::{DISCARD_WAIT, Router};
 pub use token::{ClusterIdentity, Consistency, Lsn, WriteToken};

@@ -26,11 +26,37 @@ pub(crate) fn connection_lost(e: &DieselError) -> bool {
         // not expose the SQLSTATE.
         DieselError::DatabaseError(_, info) => {
             let message = info.message();
-            message.contains("terminating connection due to administrator command")
-                || message.contains("server closed the connection")
+            [
+                "terminating connection due to administrator command",
+                "server closed the connection",
+                // libpq, once the connection is gone or while reading from
+                // or writing to a dead one.
+                "no connection to the server",
+                "connection to server was lost",
+                "could not receive data from server",
+                "could not send data to server",
+                // A server that ends its sessions as it crashes or stops.
+                "terminating connection because of crash of another server process",
+                "the database system is shutting down",
+            ]
+            .iter()
+            .any(|m| message.contains(m))
         }
+        // COMMIT failed and so did the ROLLBACK after it: the connection
+        // is gone if the commit's error says so.
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => connection_lost(commit_error),
         _ => false,
     }
+}
+
+/// Whether a statement failed because the server is a read-only standby
+/// (SQLSTATE 25006, `read_only_sql_transaction`): a primary demoted, or a
+/// connection that reached a standby. Nothing was written.
+pub(crate) fn read_only_server(e: &DieselError) -> bool {
+    matches!(
+        e,
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _)
+    )
 }
 
 /// The primary's current WAL insert position
@@ -40,6 +66,23 @@ pub fn current_position(conn: &mut PgConnection) -> Result<Lsn> {
     let lsn: PgLsn = diesel::select(sql::<PgLsnType>("pg_catalog.pg_current_wal_insert_lsn()"))
         .get_result(conn)?;
     Ok(Lsn(lsn.0))
+}
+
+/// [`current_position`] with the timeline the primary writes (from the name
+/// of its current WAL file, as [`primary_identity`] reads it), in one round
+/// trip: the timeline of the server that just committed, which a failover
+/// changes before any probe sees it. `None` when the file name does not
+/// start with one.
+pub(crate) fn position_and_timeline(conn: &mut PgConnection) -> Result<(Lsn, Option<u32>)> {
+    let (lsn, walfile): (PgLsn, String) = diesel::select((
+        sql::<PgLsnType>("pg_catalog.pg_current_wal_insert_lsn()"),
+        sql::<Text>("pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"),
+    ))
+    .get_result(conn)?;
+    let timeline = walfile
+        .get(..8)
+        .and_then(|t| u32::from_str_radix(t, 16).ok());
+    Ok((Lsn(lsn.0), timeline))
 }
 
 /// A standby's replay position (`pg_last_wal_replay_lsn()`): every write

@@ -1,16 +1,17 @@
 //! [`Router`]: the primary's pool and one pool per replica, and the choice
 //! of a connection for each read by its [`Consistency`].
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
 
 use super::counters::{Counters, RoutingCounters, bump};
 use super::health::{ReplicaOptions, ReplicaState};
-use super::positions::{current_position, primary_identity};
+use super::positions::{connection_lost, position_and_timeline, primary_identity};
 use super::prober::{PrimaryView, Prober, SharedState, Stop, lock};
 use super::token::{ClusterIdentity, Consistency, Lsn, WriteToken};
 use super::watch::ReplayWatch;
@@ -20,6 +21,10 @@ use crate::pool::{PgPool, build_pool, build_replica_pool, checkout};
 
 mod reads;
 use reads::Pick;
+
+/// How long [`Router::discard_dead_connections`] waits for its checks: 2
+/// seconds (a dead local server fails them at once).
+pub const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The primary's pool and one pool per read replica, with a background
 /// prober per replica. Cheap to clone (shared); the probers stop when the
@@ -321,18 +326,64 @@ impl Router {
     /// its token. Nor does it when the position cannot be read after `f`
     /// committed (the connection broke in between): the token then carries
     /// [`ClusterIdentity::UNVERIFIED`] too, with the highest position known.
+    ///
+    /// When the connection is lost after `f` sent its top-level `COMMIT`
+    /// (the primary died, or failed over, while committing), the write is
+    /// reported as [`Error::OutcomeUnknown`]: it may have been committed.
+    /// A connection lost earlier leaves nothing committed: that is an
+    /// [`Error::ConnectionLost`], [retryable](Error::is_retryable). Either way the primary's idle
+    /// pooled connections are checked at once and the dead ones discarded
+    /// (see [`Router::discard_dead_connections`]), so that the next
+    /// checkouts open new connections (to the new primary, through a
+    /// multi-host URL with `target_session_attrs=read-write`).
     pub fn write<T>(
         &self,
         f: impl FnOnce(&mut PgConnection) -> Result<T>,
     ) -> Result<(T, WriteToken)> {
         let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
-        let value = f(&mut conn)?;
+        // Diesel announces each COMMIT before it sends it: after that, a
+        // lost connection leaves the outcome unknown.
+        let commit_sent = Arc::new(AtomicBool::new(false));
+        let sent = Arc::clone(&commit_sent);
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CommitTransaction { depth, .. } = event
+                && depth.get() == 1
+            {
+                sent.store(true, Ordering::Release);
+            }
+        });
+        let value = match f(&mut conn) {
+            Ok(value) => value,
+            Err(e) => {
+                let lost = match &e {
+                    Error::Query(q) | Error::StatementTimeout(q) => connection_lost(q),
+                    _ => false,
+                };
+                if !lost {
+                    return Err(e);
+                }
+                drop(conn);
+                self.discard_dead_connections();
+                let url = self.inner.primary_url.to_string();
+                return Err(match e {
+                    Error::Query(source) | Error::StatementTimeout(source)
+                        if commit_sent.load(Ordering::Acquire) =>
+                    {
+                        Error::OutcomeUnknown { url, source }
+                    }
+                    Error::Query(source) | Error::StatementTimeout(source) => {
+                        Error::ConnectionLost { url, source }
+                    }
+                    other => other,
+                });
+            }
+        };
         // `f` has committed: from here on nothing fails the write. A token
         // whose position or identity cannot be read carries
         // `ClusterIdentity::UNVERIFIED`, which sends the next read to the
         // primary, where the write is.
-        let lsn = match current_position(&mut conn) {
-            Ok(lsn) => lsn,
+        let (lsn, timeline) = match position_and_timeline(&mut conn) {
+            Ok(read) => read,
             Err(e) => {
                 tracing::warn!(error = %e, "the write committed; its WAL position could not be read");
                 bump(&self.inner.counters.writes);
@@ -357,9 +408,62 @@ impl Router {
                 }
             },
         };
+        // The timeline of the server that committed, not the one a probe
+        // (or the first write) saw: after a failover the new primary
+        // writes a new timeline, and a token of the old one is read on
+        // the primary until a replica is known to follow the new one.
+        let identity = match timeline {
+            Some(timeline)
+                if identity != ClusterIdentity::UNVERIFIED && timeline != identity.timeline =>
+            {
+                let current = ClusterIdentity {
+                    timeline,
+                    ..identity
+                };
+                view.set_identity(current);
+                current
+            }
+            _ => identity,
+        };
         self.inner.issued.fetch_max(lsn.0, Ordering::AcqRel);
         bump(&self.inner.counters.writes);
         Ok((value, WriteToken::new(lsn, identity)))
+    }
+
+    /// Checks each idle connection of the primary's pool (`SELECT 1`) and
+    /// discards those whose server is gone, waiting at most
+    /// [`DISCARD_WAIT`] (a check stuck on a silent network goes on in the
+    /// background). Called when a primary connection was found lost: a
+    /// server that died took its other connections with it, and without
+    /// this each of them would fail one more call before the pool dropped
+    /// it. Diesel marks a connection broken once libpq finds it dead, and
+    /// r2d2 then discards it instead of taking it back.
+    pub fn discard_dead_connections(&self) {
+        let pool = self.inner.primary.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        let checker = std::thread::Builder::new()
+            .name("cruddur-db-discard".into())
+            .spawn(move || {
+                let mut checked = Vec::new();
+                while let Some(mut conn) = pool.try_get() {
+                    let alive =
+                        diesel::connection::SimpleConnection::batch_execute(&mut *conn, "SELECT 1")
+                            .is_ok();
+                    if alive {
+                        // Held until every idle one is seen, so that
+                        // try_get does not hand it back.
+                        checked.push(conn);
+                    }
+                }
+                drop(checked);
+                let _ = done.send(());
+            });
+        match checker {
+            Ok(_) => {
+                let _ = finished.recv_timeout(DISCARD_WAIT);
+            }
+            Err(e) => tracing::warn!("cannot check the pool's connections: {e}"),
+        }
     }
 
     /// The highest position this primary is known to have reached: the

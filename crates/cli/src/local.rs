@@ -32,7 +32,18 @@ pub enum LocalCommand {
         /// replication slot); a replica whose slot is gone is copied again.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_REPLICAS)))]
         replicas: Option<u8>,
+        /// With --replicas: make the standbys synchronous (the primary's
+        /// synchronous_standby_names is ANY 1 of them, synchronous_commit
+        /// on), so that a commit returns once a standby has it and a
+        /// failover loses none; without it they are asynchronous.
+        #[arg(long, requires = "replicas")]
+        synchronous: bool,
     },
+    /// Fail over as RDS Multi-AZ does: kill the primary (SIGKILL), promote
+    /// the standby furthest along, point the other standbys at it. The URL
+    /// of `local url` finds the new primary; the next `local start` brings
+    /// the old primary back as a standby (pg_rewind).
+    Failover,
     /// Stop the local cluster and its replicas (fast shutdown); no server
     /// process is left.
     Stop,
@@ -40,7 +51,10 @@ pub enum LocalCommand {
     /// replicas; exits with 3 when it is not running.
     Status,
     /// Print the URL of the `cruddur` database on the local cluster, for
-    /// DATABASE_URL, psql and diesel (it holds no password).
+    /// DATABASE_URL, psql and diesel (it holds no password). With replicas,
+    /// the stable endpoint: every server, the primary first, with
+    /// target_session_attrs=read-write, so that a client reconnecting after
+    /// a failover reaches the new primary.
     Url {
         /// Print replica K's URL instead (a read-only hot standby, from 1).
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(1..))]
@@ -52,7 +66,10 @@ pub enum LocalCommand {
 pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<ExitCode> {
     let cluster = LocalCluster::project(settings)?;
     match args.command {
-        LocalCommand::Start { replicas } => {
+        LocalCommand::Start {
+            replicas,
+            synchronous,
+        } => {
             match cluster.start()? {
                 StartOutcome::Started { initialized: true } => {
                     eprintln!(
@@ -70,14 +87,20 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
                     );
                 }
             }
-            let url = cluster.url()?;
+            if cluster.primary_number() != 0 {
+                eprintln!(
+                    "the primary is replica {} since a failover; the original data directory runs as its standby",
+                    cluster.primary_number()
+                );
+            }
+            let url = cluster.endpoint_url()?;
             cruddur_db::admin::create_database(&url)?;
             // After `cruddur` exists, so that the replicas' copies have it.
             match replicas {
-                Some(n) => start_replicas(&cluster, n)?,
+                Some(n) => start_replicas(&cluster, n, synchronous)?,
                 None => note_stopped_replicas(&cluster),
             }
-            println!("{url}");
+            println!("{}", endpoint(&cluster)?);
         }
         LocalCommand::Stop => {
             if cluster.stop()? {
@@ -89,9 +112,68 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
                 );
             }
         }
+        LocalCommand::Failover => {
+            let report = cluster.failover()?;
+            eprintln!(
+                "failover: killed the primary ({}{}), promoted {} (received up to {}) in {:?}",
+                member(report.old_primary),
+                report
+                    .killed_pid
+                    .map(|p| format!(", pid {p}"))
+                    .unwrap_or_default(),
+                member(report.new_primary),
+                report.promoted_at.as_deref().unwrap_or("unknown"),
+                report.elapsed
+            );
+            for m in &report.repointed {
+                eprintln!("{} now streams from the new primary", member(*m));
+            }
+            if cluster.is_synchronous() {
+                if report.synchronous_standby_names.is_empty() {
+                    eprintln!(
+                        "note: no standby is left running, so the new primary waits for none until `cruddur-db local start` brings the old primary back as its standby"
+                    );
+                } else {
+                    eprintln!(
+                        "synchronous_standby_names = '{}'",
+                        report.synchronous_standby_names
+                    );
+                }
+            }
+            eprintln!(
+                "the old primary stays down; `cruddur-db local start` rewinds it (pg_rewind) and starts it as a standby"
+            );
+            println!("{}", endpoint(&cluster)?);
+        }
         LocalCommand::Status => {
-            let status = cluster.status()?;
+            let primary = cluster.primary_number();
+            let status = cluster.primary_member().status()?;
+            if primary != 0 {
+                println!("primary:    replica {primary} (promoted by a failover)");
+                let original = cluster.status()?;
+                println!(
+                    "original:   {} ({}){}",
+                    if original.running {
+                        "running"
+                    } else {
+                        "stopped"
+                    },
+                    original.dir.display(),
+                    cluster
+                        .sync_state(0)
+                        .map(|s| format!(", standby: {s}"))
+                        .unwrap_or_default()
+                );
+            }
             print!("{status}");
+            println!(
+                "standbys:   {}",
+                if cluster.is_synchronous() {
+                    "synchronous (ANY 1)"
+                } else {
+                    "asynchronous"
+                }
+            );
             for replica in cluster.replicas()? {
                 println!("{replica}");
             }
@@ -104,8 +186,7 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
         }
         LocalCommand::Url { replica } => {
             let url = match replica {
-                None => cluster
-                    .url()
+                None => endpoint(&cluster)
                     .context("no URL yet (start the cluster with `cruddur-db local start`)")?,
                 Some(k) => cluster.replica_url(k).with_context(|| {
                     format!("no URL for replica {k} (make and start it with `cruddur-db local start --replicas {k}`)")
@@ -124,9 +205,28 @@ pub fn run(args: LocalArgs, settings: &cruddur_db::Settings) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// "the original data directory" (member 0) or "replica K".
+fn member(m: u8) -> String {
+    if m == 0 {
+        "the original data directory".to_owned()
+    } else {
+        format!("replica {m}")
+    }
+}
+
+/// The URL to give clients: the cluster's own without replicas, else the
+/// endpoint over every server that finds the primary.
+fn endpoint(cluster: &LocalCluster) -> anyhow::Result<cruddur_db::DatabaseUrl> {
+    Ok(if cluster.has_replicas() || cluster.primary_number() != 0 {
+        cluster.endpoint_url()?
+    } else {
+        cluster.url()?
+    })
+}
+
 /// Starts replicas 1..=`n` and says on stderr what was done to each.
-fn start_replicas(cluster: &LocalCluster, n: u8) -> anyhow::Result<()> {
-    for started in cluster.start_replicas(n)? {
+fn start_replicas(cluster: &LocalCluster, n: u8, synchronous: bool) -> anyhow::Result<()> {
+    for started in cluster.start_replicas_with(n, synchronous)? {
         let k = started.number;
         let dir = cluster.replica_dir(k);
         match started.outcome {
@@ -145,7 +245,18 @@ fn start_replicas(cluster: &LocalCluster, n: u8) -> anyhow::Result<()> {
             ReplicaOutcome::AlreadyRunning { pid } => {
                 eprintln!("replica {k} is already running (pid {pid})");
             }
+            ReplicaOutcome::Rewound => {
+                eprintln!(
+                    "replica {k}, the primary before a failover, was rewound (pg_rewind) and started as a standby"
+                );
+            }
+            ReplicaOutcome::Primary => {
+                eprintln!("replica {k} is the primary (promoted by a failover)");
+            }
         }
+    }
+    if synchronous {
+        eprintln!("the standbys are synchronous: a commit returns once one of them has it");
     }
     Ok(())
 }
@@ -192,16 +303,19 @@ mod tests {
 
     #[test]
     fn parses_every_subcommand() {
-        let cases: [(&[&str], LocalCommand); 7] = [
-            (&["start"], LocalCommand::Start { replicas: None }),
+        let start = |replicas, synchronous| LocalCommand::Start {
+            replicas,
+            synchronous,
+        };
+        let cases: [(&[&str], LocalCommand); 9] = [
+            (&["start"], start(None, false)),
+            (&["start", "--replicas", "2"], start(Some(2), false)),
+            (&["start", "--replicas=8"], start(Some(8), false)),
             (
-                &["start", "--replicas", "2"],
-                LocalCommand::Start { replicas: Some(2) },
+                &["start", "--replicas", "1", "--synchronous"],
+                start(Some(1), true),
             ),
-            (
-                &["start", "--replicas=8"],
-                LocalCommand::Start { replicas: Some(8) },
-            ),
+            (&["failover"], LocalCommand::Failover),
             (&["stop"], LocalCommand::Stop),
             (&["status"], LocalCommand::Status),
             (&["url"], LocalCommand::Url { replica: None }),
@@ -228,6 +342,8 @@ mod tests {
             &["local", "url", "--replica", "0"],
             &["local", "url", "--replica", "x"],
             &["local", "stop", "--replicas", "2"],
+            &["local", "start", "--synchronous"],
+            &["local", "failover", "--replicas", "1"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} should be rejected"));
             assert_ne!(

@@ -2,12 +2,15 @@
 //! for the library and psql, password authentication, removal of temporary
 //! clusters, the embedded default of `cruddur_db_local::resolve`, links
 //! planted in the cluster directory (in `local/links.rs`), server programs
-//! another user could have written (in `local/programs.rs`) and replicas
-//! (in `local/replicas.rs`).
+//! another user could have written (in `local/programs.rs`), replicas
+//! (in `local/replicas.rs`) and failover (in `local/failover.rs`).
 //!
 //! Every test runs its own private cluster, never the machine's server.
 
 mod common;
+/// Synchronous standbys, `local failover` and writes across it.
+#[path = "local/failover.rs"]
+mod failover;
 /// Links planted in the cluster directory by the server's OS user.
 #[path = "local/links.rs"]
 mod links;

@@ -3,6 +3,7 @@
 mod binaries;
 mod cluster;
 pub mod error;
+mod failover;
 mod os;
 mod replicas;
 mod resolve;
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use binaries::Binaries;
 pub use cluster::{Auth, ClusterOptions, LocalCluster, StartOutcome, Status};
 pub use error::{Error, Result};
+pub use failover::{FAILOVER_TIMEOUT, FailoverReport, Rejoined};
 pub use os::{ServerUser, process_alive, server_user};
 pub use replicas::{MAX_REPLICAS, RebuildReason, ReplicaOutcome, ReplicaStart, ReplicaStatus};
 pub use resolve::{Fallback, resolve, resolve_with};

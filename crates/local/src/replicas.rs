@@ -7,12 +7,14 @@ use std::fs;
 use std::path::PathBuf;
 
 use cruddur_db::DatabaseUrl;
+use diesel::connection::SimpleConnection as _;
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 
 use crate::cluster::*;
 use crate::error::{Error, Result};
+use crate::failover::Rejoined;
 use crate::*;
 
 /// The most replicas [`LocalCluster::start_replicas`] makes: 8 (the
@@ -58,6 +60,12 @@ pub enum ReplicaOutcome {
         /// Its postmaster's process id.
         pid: u32,
     },
+    /// It is the primary (promoted by [`LocalCluster::failover`]); it was
+    /// started if it was not running.
+    Primary,
+    /// It was the primary until a failover: it was rewound with
+    /// `pg_rewind` and started as a standby of the new one.
+    Rewound,
 }
 
 /// One replica's result of [`LocalCluster::start_replicas`].
@@ -97,6 +105,13 @@ pub struct ReplicaStatus {
     /// primary's: e.g. a replica directory left from another cluster. Its
     /// positions say nothing about the primary's then.
     pub not_following: Option<String>,
+    /// Whether it is the primary now (promoted by
+    /// [`LocalCluster::failover`]).
+    pub is_primary: bool,
+    /// How the primary waits for it, as `pg_stat_replication.sync_state`
+    /// says (`async`, `sync`, `quorum`, `potential`), with the stream's
+    /// `state`; `None` when it does not stream to the primary.
+    pub sync_state: Option<String>,
 }
 
 impl fmt::Display for ReplicaStatus {
@@ -107,10 +122,16 @@ impl fmt::Display for ReplicaStatus {
             (true, Some(pid)) => write!(f, "running (pid {pid})")?,
             _ => f.write_str("stopped")?,
         }
+        if self.is_primary {
+            f.write_str(", the PRIMARY (promoted by a failover)")?;
+        }
         if let Some(port) = self.port {
             write!(f, ", tcp 127.0.0.1:{port}")?;
         }
-        if self.in_recovery == Some(false) {
+        if let Some(state) = &self.sync_state {
+            write!(f, ", {state}")?;
+        }
+        if self.in_recovery == Some(false) && !self.is_primary {
             f.write_str(", NOT in recovery")?;
         }
         if let Some(why) = &self.not_following {
@@ -158,7 +179,21 @@ impl LocalCluster {
     /// twice changes nothing the second time.
     ///
     /// Fails when `n` is above [`MAX_REPLICAS`].
+    ///
+    /// The standbys stay synchronous or asynchronous as they were (see
+    /// [`start_replicas_with`](Self::start_replicas_with)).
     pub fn start_replicas(&self, n: u8) -> Result<Vec<ReplicaStart>> {
+        self.start_replicas_with(n, self.is_synchronous())
+    }
+
+    /// [`start_replicas`](Self::start_replicas), making the standbys
+    /// synchronous or not: when `synchronous`, the primary's
+    /// `synchronous_standby_names` is `ANY 1 (…)` of every standby (each
+    /// by its application name, [`member_name`](Self::member_name)) with
+    /// `synchronous_commit = on`, so that a commit returns only once one
+    /// standby has flushed it, and this waits until one streams as
+    /// synchronous. Otherwise the primary waits for none.
+    pub fn start_replicas_with(&self, n: u8, synchronous: bool) -> Result<Vec<ReplicaStart>> {
         if n > MAX_REPLICAS {
             return Err(self.error(format!(
                 "{n} replicas asked for; at most {MAX_REPLICAS} are supported"
@@ -166,11 +201,25 @@ impl LocalCluster {
         }
         let _lock = self.lock()?;
         self.start_locked()?;
-        let mut primary = cruddur_db::establish(&self.url_for("postgres")?)?;
+        let primary_number = self.primary_number();
+        let mut primary = cruddur_db::establish(&self.primary_member().url_for("postgres")?)?;
         let mut started = Vec::new();
         for number in 1..=n {
-            let outcome = self.start_replica_locked(&mut primary, number)?;
+            let outcome = if number == primary_number {
+                ReplicaOutcome::Primary
+            } else {
+                self.start_replica_locked(&mut primary, number)?
+            };
             started.push(ReplicaStart { number, outcome });
+        }
+        let standbys: Vec<u8> = self
+            .member_numbers()?
+            .into_iter()
+            .filter(|&m| m != primary_number)
+            .collect();
+        self.set_synchronous_standbys(&mut primary, &standbys, synchronous)?;
+        if synchronous {
+            self.wait_for_synchronous(&mut primary)?;
         }
         Ok(started)
     }
@@ -193,6 +242,17 @@ impl LocalCluster {
                 .map_err(|e| self.io_error("removing an interrupted replica copy", e))?;
             reason = Some(RebuildReason::HalfMade);
         }
+        if replica.dir.exists()
+            && replica.is_initialized()
+            && !replica.data_dir().join("standby.signal").is_file()
+            && self.has_failed_over()
+        {
+            // A primary that a failover replaced: rewound, not copied again.
+            return Ok(match self.rejoin_locked(number)? {
+                Rejoined::Rewound => ReplicaOutcome::Rewound,
+                Rejoined::AlreadyStandby => ReplicaOutcome::Started,
+            });
+        }
         if replica.dir.exists() {
             let complete =
                 replica.is_initialized() && replica.data_dir().join("standby.signal").is_file();
@@ -201,10 +261,16 @@ impl LocalCluster {
             } else if !slot_exists(primary, &slot)? {
                 reason = Some(RebuildReason::SlotMissing);
             } else {
-                return Ok(match replica.run_server_locked()? {
+                let outcome = match replica.run_server_locked()? {
                     Some(pid) => ReplicaOutcome::AlreadyRunning { pid },
                     None => ReplicaOutcome::Started,
-                });
+                };
+                if self.primary_number() != 0 {
+                    // Stopped during a failover, it may still name the
+                    // old primary.
+                    self.point_at_primary(number)?;
+                }
+                return Ok(outcome);
             }
             // Without its slot a running standby cannot stream, and its
             // files go with the directory.
@@ -249,12 +315,13 @@ impl LocalCluster {
         let copy = dir
             .create_dir(&Self::building_name(number))
             .map_err(|e| self.io_error("creating the replica's directory", e))?;
-        let port = self.require_port()?;
+        let source = self.primary_member();
+        let port = source.require_port()?;
         let mut cmd = self.command("pg_basebackup");
         cmd.arg("--pgdata")
             .arg(building.join(DATA))
             .arg("--host")
-            .arg(self.socket_dir())
+            .arg(source.socket_dir())
             .arg("--port")
             .arg(port.to_string())
             .args(["--username", SUPERUSER, "--no-password"])
@@ -299,8 +366,12 @@ impl LocalCluster {
                 in_recovery: None,
                 replay_lag_bytes: None,
                 not_following: None,
+                is_primary: self.primary_number() == number,
+                sync_state: self.sync_state(number),
             };
+            // The promoted one is the primary: it follows nothing.
             if pid.is_some()
+                && !status.is_primary
                 && let Ok(mut conn) = replica
                     .url_for("postgres")
                     .and_then(|url| Ok(cruddur_db::establish(&url)?))
@@ -321,7 +392,7 @@ impl LocalCluster {
                 status.replay_lag_bytes = replayed
                     .filter(|_| status.not_following.is_none())
                     .and_then(|replayed| {
-                        let url = self.url_for("postgres").ok()?;
+                        let url = self.primary_member().url_for("postgres").ok()?;
                         let mut primary = cruddur_db::establish(&url).ok()?;
                         let lag: i64 = diesel::select(
                             sql::<BigInt>("greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), ")
@@ -343,7 +414,7 @@ impl LocalCluster {
     /// identity could not be read.
     fn not_following(&self, replica: &mut PgConnection) -> Option<String> {
         let theirs = cruddur_db::replica::standby_identity(replica).ok()??;
-        let url = self.url_for("postgres").ok()?;
+        let url = self.primary_member().url_for("postgres").ok()?;
         let mut primary = cruddur_db::establish(&url).ok()?;
         let ours = cruddur_db::replica::primary_identity(&mut primary).ok()??;
         if theirs.system_identifier != ours.system_identifier {
@@ -386,8 +457,54 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Member `m`'s (0: this data directory, K: replica K) `sync_state`
+    /// and `state` in the primary's `pg_stat_replication` (e.g. `quorum,
+    /// streaming`), when it streams to the primary.
+    pub fn sync_state(&self, m: u8) -> Option<String> {
+        let primary = self.primary_member();
+        if self.primary_number() == m {
+            return None;
+        }
+        let mut conn = cruddur_db::establish(&primary.url_for("postgres").ok()?).ok()?;
+        diesel::select(
+            sql::<Nullable<Text>>(
+                "(SELECT sync_state || ', ' || state FROM pg_stat_replication WHERE application_name = ",
+            )
+            .bind::<Text, _>(Self::member_name(m))
+            .sql(" LIMIT 1)"),
+        )
+        .get_result(&mut conn)
+        .ok()
+        .flatten()
+    }
+
+    /// Points the running standby `m` at the current primary
+    /// (`primary_conninfo` and its slot, reloaded; PostgreSQL 13 and later
+    /// restart the WAL receiver on it).
+    pub(crate) fn point_at_primary(&self, m: u8) -> Result<()> {
+        let conninfo = self.primary_conninfo(&self.primary_member())?;
+        let mut conn = cruddur_db::establish(&self.member(m).url_for("postgres")?)?;
+        // ALTER SYSTEM runs alone (not in a transaction block) and takes
+        // no parameters.
+        for statement in [
+            format!(
+                "ALTER SYSTEM SET primary_conninfo = '{}'",
+                conninfo.replace('\'', "''")
+            ),
+            format!(
+                "ALTER SYSTEM SET primary_slot_name = '{}'",
+                Self::member_slot(m)
+            ),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            conn.batch_execute(&statement)
+                .map_err(cruddur_db::Error::from)?;
+        }
+        Ok(())
+    }
+
     /// The numbers of the `replica-K` directories, ascending.
-    fn replica_numbers(&self) -> Result<Vec<u8>> {
+    pub(crate) fn replica_numbers(&self) -> Result<Vec<u8>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -58,7 +58,9 @@ pub fn resolve_with(
             other => return Ok(other?),
         };
     let cluster = cluster()?;
-    let started = if cluster.pid().is_some() {
+    // After a failover the primary is a replica's server, and this
+    // cluster's own one its standby.
+    let started = if cluster.primary_member().pid().is_some() {
         false
     } else if fallback == Fallback::Start {
         matches!(cluster.start()?, StartOutcome::Started { .. })
@@ -68,7 +70,12 @@ pub fn resolve_with(
             dir: cluster.dir().to_owned(),
         });
     };
-    let url = cluster.url_for(database.as_deref().unwrap_or(DEFAULT_DATABASE))?;
+    let database = database.as_deref().unwrap_or(DEFAULT_DATABASE);
+    let url = if cluster.primary_number() == 0 {
+        cluster.url_for(database)?
+    } else {
+        cluster.endpoint_url_for(database)?
+    };
     let notice = format!(
         "no database configured and nothing answers at {default}: using the local cluster in {} ({}), {url}",
         cluster.dir().display(),

@@ -138,6 +138,18 @@ impl LocalCluster {
 
     pub(crate) fn start_locked(&self) -> Result<StartOutcome> {
         let initialized = self.init_locked()?;
+        let primary = self.primary_number();
+        if primary != 0 {
+            // After a failover: the promoted replica is the primary, and
+            // this data directory, the old primary, comes back as its
+            // standby (never as a second primary).
+            let outcome = match self.member(primary).run_server_locked()? {
+                Some(pid) => StartOutcome::AlreadyRunning { pid },
+                None => StartOutcome::Started { initialized },
+            };
+            self.rejoin_locked(0)?;
+            return Ok(outcome);
+        }
         Ok(match self.run_server_locked()? {
             Some(pid) => StartOutcome::AlreadyRunning { pid },
             None => StartOutcome::Started { initialized },
@@ -208,6 +220,17 @@ impl LocalCluster {
     /// way, so that none is left streaming from a server that is gone.
     pub fn stop(&self) -> Result<bool> {
         let _lock = self.lock()?;
+        let primary = self.primary_number();
+        if primary != 0 {
+            // After a failover the primary is a replica's directory: the
+            // standbys (this one among them) stop first.
+            for m in self.member_numbers()? {
+                if m != primary {
+                    self.member(m).stop_locked()?;
+                }
+            }
+            return self.member(primary).stop_locked();
+        }
         self.stop_replicas_locked()?;
         self.stop_locked()
     }
@@ -308,13 +331,33 @@ impl LocalCluster {
     }
 
     pub(crate) fn write_runtime_conf(&self, port: u16, socket_dir: &Path) -> Result<()> {
-        let text = format!(
+        // The name a standby streams with (`pg_stat_replication`'s
+        // application_name, what `synchronous_standby_names` lists): its
+        // directory's, so that it holds after a rewind copied another
+        // member's files over.
+        let member = self
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("replica-"))
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(0);
+        let mut text = format!(
             "# Written by cruddur-db at every start; put your settings in postgresql.conf.\n\
              port = {port}\n\
              listen_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{}'\n",
-            socket_dir.to_string_lossy().replace('\'', "''")
+             unix_socket_directories = '{}'\n\
+             cluster_name = '{}'\n",
+            socket_dir.to_string_lossy().replace('\'', "''"),
+            LocalCluster::member_name(member)
         );
+        if !self.options.throwaway {
+            // pg_rewind needs it to bring a failed primary back as a
+            // standby (initdb did not enable data checksums); a throwaway
+            // cluster runs without full_page_writes, which pg_rewind needs
+            // too, so it cannot be rewound anyway.
+            text.push_str("wal_log_hints = on\n");
+        }
         self.open_dir()
             .and_then(|d| d.dir(DATA))
             .and_then(|data| data.write(RUNTIME_CONF, text.as_bytes()))

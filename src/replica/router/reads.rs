@@ -59,10 +59,15 @@ impl Router {
         &self,
         f: &mut impl FnMut(&mut PgConnection) -> Result<T>,
     ) -> Result<T> {
-        f(&mut *checkout(
-            &self.inner.primary,
-            &self.inner.primary_url,
-        )?)
+        let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
+        let result = f(&mut conn);
+        if let Err(Error::Query(e)) = &result
+            && connection_lost(e)
+        {
+            drop(conn);
+            self.discard_dead_connections();
+        }
+        result
     }
 
     /// Runs `f` on the replica of `slot`, falling back to the primary as

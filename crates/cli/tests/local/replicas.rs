@@ -14,13 +14,13 @@ use super::{Count, common, process_alive, rows};
 /// A project cluster in a scratch directory, driven through the binary
 /// with `CRUDDUR_LOCAL_DIR`; stopping it (replicas first) on drop, so that
 /// no server outlives a failed test. The directory goes with it.
-struct ScratchProject {
-    cluster_dir: std::path::PathBuf,
+pub(super) struct ScratchProject {
+    pub(super) cluster_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl ScratchProject {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         // As root the server runs as `postgres`, who must reach the directory.
         std::fs::set_permissions(
@@ -34,20 +34,20 @@ impl ScratchProject {
         }
     }
 
-    fn run(&self, args: &[&str]) -> common::cli::Run {
+    pub(super) fn run(&self, args: &[&str]) -> common::cli::Run {
         let mut cmd = common::cli::cli();
         cmd.env("CRUDDUR_LOCAL_DIR", &self.cluster_dir);
         common::cli::run_cmd(cmd, args)
     }
 
-    fn url(&self, args: &[&str]) -> cruddur_db::DatabaseUrl {
+    pub(super) fn url(&self, args: &[&str]) -> cruddur_db::DatabaseUrl {
         let run = self.run(args);
         run.success();
         cruddur_db::DatabaseUrl::parse(run.stdout.trim()).unwrap()
     }
 
     /// The primary, or replica K, as a cluster (to list its processes).
-    fn cluster(&self, replica: Option<u8>) -> LocalCluster {
+    pub(super) fn cluster(&self, replica: Option<u8>) -> LocalCluster {
         let dir = match replica {
             None => self.cluster_dir.clone(),
             Some(k) => self.cluster_dir.join(format!("replica-{k}")),
@@ -72,7 +72,7 @@ struct Flag {
     b: bool,
 }
 
-fn in_recovery(url: &cruddur_db::DatabaseUrl) -> bool {
+pub(super) fn in_recovery(url: &cruddur_db::DatabaseUrl) -> bool {
     diesel::sql_query("SELECT pg_is_in_recovery() AS b")
         .get_result::<Flag>(&mut establish(url).unwrap())
         .unwrap()
@@ -81,7 +81,7 @@ fn in_recovery(url: &cruddur_db::DatabaseUrl) -> bool {
 
 /// Whether the row `v` of table `kept` shows up on `url` within 30 s (a
 /// standby may not have the table yet: that counts as not yet).
-fn row_arrives(url: &cruddur_db::DatabaseUrl, v: i32) -> bool {
+pub(super) fn row_arrives(url: &cruddur_db::DatabaseUrl, v: i32) -> bool {
     let mut conn = establish(url).unwrap();
     common::eventually(Duration::from_secs(30), || {
         diesel::sql_query("SELECT count(*) AS n FROM kept WHERE v = $1")
