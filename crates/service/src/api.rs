@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use cruddur_db::repo::activities::ActivityDraft;
@@ -22,6 +23,8 @@ use tracing::Span;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::{Author, JsonBody, Page, ReadConsistency};
+use crate::metrics::Metrics;
+use crate::shed::{Shedder, Shedding};
 use crate::workers::{CallError, Workers};
 
 /// The response header that carries a post's write token, and the request
@@ -58,11 +61,16 @@ pub struct AppState {
     /// How long a request body may take to arrive once its handler reads
     /// it (the transport's header-read timeout).
     body_timeout: Duration,
+    /// What `GET /metrics` serves, or `None` when metrics are off.
+    metrics: Option<Arc<Metrics>>,
+    /// When requests are refused because too many calls wait.
+    shedding: Shedding,
 }
 
 impl AppState {
     /// The state for `repo` and `auth`, with one database thread per
-    /// connection of the primary's pool.
+    /// connection of the primary's pool, metrics on and the default
+    /// [`Shedding`].
     ///
     /// # Errors
     /// When the threads cannot be started.
@@ -70,13 +78,36 @@ impl AppState {
         let pool = repo.pool();
         let threads = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
         let wait = pool.connection_timeout();
+        let queue_wait = crate::metrics::latency_histogram();
+        let workers = Workers::start(threads, Some(queue_wait.clone()))?;
+        let metrics = Metrics::new(repo.clone(), workers.clone(), queue_wait);
         Ok(Self {
             repo,
             auth: Arc::new(auth),
-            workers: Workers::start(threads)?,
+            workers,
             wait,
             body_timeout: crate::transport::DEFAULT_HEADER_READ_TIMEOUT,
+            metrics: Some(Arc::new(metrics)),
+            shedding: Shedding::default(),
         })
+    }
+
+    /// This state with `GET /metrics` and the request counters on or off
+    /// (default on).
+    #[must_use]
+    pub fn with_metrics(mut self, on: bool) -> Self {
+        if !on {
+            self.metrics = None;
+        }
+        self
+    }
+
+    /// This state refusing requests as `shedding` says (default
+    /// [`Shedding::default`]).
+    #[must_use]
+    pub fn with_shedding(mut self, shedding: Shedding) -> Self {
+        self.shedding = shedding;
+        self
     }
 
     /// This state with request bodies allowed `timeout` to arrive (default
@@ -191,16 +222,32 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
             );
         })
         .on_failure(());
-    Router::new()
+    let shedder = Shedder {
+        shedding: state.shedding,
+        workers: state.workers.clone(),
+    };
+    let metrics = state.metrics.clone();
+    let router = Router::new()
         .route("/api/activities/home", get(home))
         .route("/api/activities", post(create))
         .route("/api/health-check", get(health))
+        .route("/api/ready", get(crate::ready::ready))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(from_fn_with_state(shedder, crate::shed::shed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(cors)
-        .layer(trace)
+        .layer(cors);
+    let router = match metrics {
+        Some(metrics) => router
+            .route(
+                "/metrics",
+                get(crate::metrics::scrape).with_state(Arc::clone(&metrics)),
+            )
+            .layer(from_fn_with_state(metrics, crate::metrics::track)),
+        None => router,
+    };
+    router.layer(trace)
 }
 
 /// The home feed, as the JSON array PostgreSQL built (served as is).

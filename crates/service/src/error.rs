@@ -54,6 +54,12 @@ impl From<cruddur_db::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Set where the error is answered, so that every route's failures
+        // are counted by `/metrics` without each handler reporting them.
+        let failed = match &self {
+            ApiError::Unavailable(cause) => crate::metrics::FailedStatement::of(cause),
+            _ => None,
+        };
         let (status, body) = match self {
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, json!({ "error": message })),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({})),
@@ -100,7 +106,11 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(failed) = failed {
+            response.extensions_mut().insert(failed);
+        }
+        response
     }
 }
 

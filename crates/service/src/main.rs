@@ -12,9 +12,10 @@ use cruddur_db::{
     read_mark,
 };
 use cruddur_db_local::{Fallback, resolve};
-use cruddur_db_service::settings::AuthSettings;
+use cruddur_db_service::settings::{AuthSettings, LogFormat, log_format};
 use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Serves Cruddur's activity API (`GET /api/activities/home`,
 /// `POST /api/activities`, `GET /api/health-check`) from the database of
@@ -42,8 +43,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match Settings::from_env()
         .map_err(anyhow::Error::from)
-        .and_then(|settings| {
-            let logs = init_logs(&settings);
+        .and_then(|settings| Ok((log_format(&settings)?, settings)))
+        .and_then(|(format, settings)| {
+            let logs = init_logs(&settings, format);
             let result = run(args, &settings);
             // The log lines still queued come out before the last word.
             drop(logs);
@@ -85,23 +87,41 @@ fn hint(error: &anyhow::Error) -> &'static str {
 /// requests of the worker that logged, and a request's line costs neither
 /// a system call nor a thread wake-up. None is dropped: when 16 MiB are
 /// queued, workers wait. Without the thread, lines go straight to stderr.
-fn init_logs(settings: &Settings) -> Option<cruddur_db_service::logs::LogGuard> {
+/// With `CRUDDUR_LOG_FORMAT=json` each line is a JSON object, with the
+/// request's span (method, path) beside the event's fields.
+fn init_logs(settings: &Settings, format: LogFormat) -> Option<cruddur_db_service::logs::LogGuard> {
     let colour = std::io::stderr().is_terminal()
         && !settings.is_set(&cruddur_db_service::variables::NO_COLOR);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour);
     match cruddur_db_service::logs::batched(std::io::stderr()) {
         Ok((writer, guard)) => {
-            builder.with_writer(writer).init();
+            install_logs(writer, filter, colour, format);
             Some(guard)
         }
         Err(e) => {
-            builder.with_writer(std::io::stderr).init();
+            install_logs(std::io::stderr, filter, colour, format);
             tracing::warn!("cannot start the log thread, logging from the workers: {e}");
             None
         }
+    }
+}
+
+/// The global subscriber writing to `writer` in `format` (a generic, not
+/// a boxed writer: a line costs no allocation of its own).
+fn install_logs<W>(writer: W, filter: EnvFilter, colour: bool, format: LogFormat)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.with_ansi(colour).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 
@@ -164,7 +184,9 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     }
     let state = AppState::new(repo, auth)
         .context("starting the database threads")?
-        .with_body_timeout(service.transport.header_read_timeout);
+        .with_body_timeout(service.transport.header_read_timeout)
+        .with_metrics(service.metrics)
+        .with_shedding(service.shedding);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
