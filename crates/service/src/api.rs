@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use axum::http::{HeaderName, HeaderValue, Method, Response, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -79,7 +79,8 @@ impl AppState {
         let threads = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
         let wait = pool.connection_timeout();
         let queue_wait = crate::metrics::latency_histogram();
-        let workers = Workers::start(threads, Some(queue_wait.clone()))?;
+        let primary = crate::metrics::server_address(repo.router().primary_url());
+        let workers = Workers::start(threads, Some(queue_wait.clone()), primary)?;
         let metrics = Metrics::new(repo.clone(), workers.clone(), queue_wait);
         Ok(Self {
             repo,
@@ -210,9 +211,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST])
         .expose_headers([token_header]);
     let trace = TraceLayer::new_for_http()
-        .make_span_with(|request: &Request<Body>| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        })
+        .make_span_with(crate::telemetry::request_span)
         .on_request(())
         .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
             tracing::info!(

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod ready;
 pub mod settings;
 pub mod shed;
+pub mod telemetry;
 pub mod transport;
 pub mod variables;
 mod workers;

@@ -12,10 +12,15 @@ use cruddur_db::{
     read_mark,
 };
 use cruddur_db_local::{Fallback, resolve};
+use cruddur_db_service::logs::LogGuard;
 use cruddur_db_service::settings::{AuthSettings, LogFormat, log_format};
+use cruddur_db_service::telemetry::Telemetry;
 use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Serves Cruddur's activity API (`GET /api/activities/home`,
 /// `POST /api/activities`, `GET /api/health-check`) from the database of
@@ -45,9 +50,11 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|settings| Ok((log_format(&settings)?, settings)))
         .and_then(|(format, settings)| {
-            let logs = init_logs(&settings, format);
+            let (logs, traces) = init_logs(&settings, format)?;
             let result = run(args, &settings);
-            // The log lines still queued come out before the last word.
+            // The spans still batched are sent, and the log lines still
+            // queued come out, before the last word.
+            drop(traces);
             drop(logs);
             result
         }) {
@@ -88,40 +95,67 @@ fn hint(error: &anyhow::Error) -> &'static str {
 /// a system call nor a thread wake-up. None is dropped: when 16 MiB are
 /// queued, workers wait. Without the thread, lines go straight to stderr.
 /// With `CRUDDUR_LOG_FORMAT=json` each line is a JSON object, with the
-/// request's span (method, path) beside the event's fields.
-fn init_logs(settings: &Settings, format: LogFormat) -> Option<cruddur_db_service::logs::LogGuard> {
+/// request's span (method, path; its trace id with tracing on) beside the
+/// event's fields. With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans that
+/// `RUST_LOG` admits also go out as OTLP traces
+/// ([`cruddur_db_service::telemetry`]).
+fn init_logs(
+    settings: &Settings,
+    format: LogFormat,
+) -> anyhow::Result<(Option<LogGuard>, Option<Telemetry>)> {
     let colour = std::io::stderr().is_terminal()
         && !settings.is_set(&cruddur_db_service::variables::NO_COLOR);
+    let endpoint = settings
+        .get(&cruddur_db_service::variables::OTEL_EXPORTER_OTLP_ENDPOINT)
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    let (telemetry, traces) = match endpoint {
+        Some(endpoint) => {
+            let (telemetry, layer) = Telemetry::start(endpoint)?;
+            (Some(telemetry), Some(layer))
+        }
+        None => (None, None),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match cruddur_db_service::logs::batched(std::io::stderr()) {
+    let subscriber = tracing_subscriber::registry().with(filter).with(traces);
+    let logs = match cruddur_db_service::logs::batched(std::io::stderr()) {
         Ok((writer, guard)) => {
-            install_logs(writer, filter, colour, format);
+            subscriber.with(log_layer(writer, colour, format)).init();
             Some(guard)
         }
         Err(e) => {
-            install_logs(std::io::stderr, filter, colour, format);
+            subscriber
+                .with(log_layer(std::io::stderr, colour, format))
+                .init();
             tracing::warn!("cannot start the log thread, logging from the workers: {e}");
             None
         }
+    };
+    if let Some(endpoint) = endpoint {
+        tracing::info!(endpoint, "sending traces over OTLP");
     }
+    Ok((logs, telemetry))
 }
 
-/// The global subscriber writing to `writer` in `format` (a generic, not
-/// a boxed writer: a line costs no allocation of its own).
-fn install_logs<W>(writer: W, filter: EnvFilter, colour: bool, format: LogFormat)
+/// The log lines' layer, writing to `writer` in `format` (a generic
+/// writer, not a boxed one: a line costs no allocation of its own).
+fn log_layer<S, W>(
+    writer: W,
+    colour: bool,
+    format: LogFormat,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
 where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
-        LogFormat::Text => builder.with_ansi(colour).init(),
-        LogFormat::Json => builder
+        LogFormat::Text => layer.with_ansi(colour).boxed(),
+        LogFormat::Json => layer
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
+            .boxed(),
     }
 }
 

@@ -20,6 +20,7 @@
 //! | `CRUDDUR_SHED_WRITES_AT` | posts are refused so while this many wait (default 256; at least `CRUDDUR_SHED_READS_AT`) |
 //! | `CRUDDUR_METRICS` | `0` turns `GET /metrics` and the request counters off (default `1`) |
 //! | `CRUDDUR_LOG_FORMAT` | `text` (default) or `json`: one JSON object per log line |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the OTLP collector's base URL (`http://localhost:4318`): traces are sent to its `/v1/traces` over HTTP/protobuf; unset, none are |
 //! | `NO_COLOR` | turns the logs' colours off (they are off when stderr is not a terminal) |
 
 use cruddur_db::Variable;
@@ -105,6 +106,11 @@ pub const CRUDDUR_LOG_FORMAT: Variable = Variable::new(
     "CRUDDUR_LOG_FORMAT",
     "text (default) or json: one JSON object per log line",
 );
+/// The OTLP collector's base URL.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: Variable = Variable::new(
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "the OTLP collector's base URL; traces go to its /v1/traces (default: no traces)",
+);
 /// Turns the logs' colours off (the <https://no-color.org> convention).
 pub const NO_COLOR: Variable = Variable::new("NO_COLOR", "turns the logs' colours off");
 
@@ -127,6 +133,7 @@ pub const VARIABLES: &[Variable] = &[
     CRUDDUR_SHED_WRITES_AT,
     CRUDDUR_METRICS,
     CRUDDUR_LOG_FORMAT,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
     NO_COLOR,
 ];
 

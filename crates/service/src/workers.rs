@@ -64,6 +64,8 @@ struct Shared {
     /// Where each call's wait in the queue is observed, in seconds: until
     /// a thread took it, or until it was withdrawn at its timeout.
     wait_seconds: Option<Histogram>,
+    /// The primary's `host:port`, for the calls' trace spans.
+    server_address: String,
 }
 
 impl Shared {
@@ -123,12 +125,17 @@ impl Drop for Owner {
 }
 
 impl Workers {
-    /// `threads` threads (at least one), named `cruddur-db-N`; each call's
-    /// wait in the queue is observed in `wait_seconds`, if given.
+    /// `threads` threads (at least one), named `cruddur-db-N`, calling
+    /// `server_address` (the primary's `host:port`, for trace spans); each
+    /// call's wait in the queue is observed in `wait_seconds`, if given.
     ///
     /// # Errors
     /// When a thread cannot be started.
-    pub(crate) fn start(threads: usize, wait_seconds: Option<Histogram>) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        threads: usize,
+        wait_seconds: Option<Histogram>,
+        server_address: String,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -138,6 +145,7 @@ impl Workers {
             ready: Condvar::new(),
             waiting: AtomicUsize::new(0),
             wait_seconds,
+            server_address,
         });
         for n in 0..threads.max(1) {
             let shared = Arc::clone(&shared);
@@ -164,6 +172,9 @@ impl Workers {
             state: Arc::new(AtomicU8::new(QUEUED)),
         };
         let queued_at = Instant::now();
+        // With tracing on: `queue wait` until a thread takes the call, then
+        // `statement` while it runs, both children of the request's span.
+        let (wait_span, call_span) = crate::telemetry::call_spans(&shared.server_address).unzip();
         let (tx, mut rx) = oneshot::channel();
         let job: Job = {
             let state = Arc::clone(&ticket.state);
@@ -171,8 +182,17 @@ impl Workers {
                 if !shared.leave_queue(&state, TAKEN) {
                     return;
                 }
+                drop(wait_span);
                 shared.observe_wait(queued_at);
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                let statement = call_span.as_ref().map(crate::telemetry::CallSpan::start);
+                let result = {
+                    let _in_statement = statement.as_ref().map(tracing::Span::enter);
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                };
+                // Closed before the caller is answered, so that the span
+                // ends within its request's, and before any shutdown the
+                // answer lets happen.
+                drop(statement);
                 let _ = tx.send(result);
             })
         };
@@ -249,7 +269,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_run_in_order_and_a_call_not_taken_in_time_never_runs() {
-        let workers = Workers::start(1, None).unwrap();
+        let workers = Workers::start(1, None, String::new()).unwrap();
         // The one thread is held until `release` is sent.
         let (release, held) = mpsc::channel::<()>();
         let (started, first_started) = mpsc::channel::<()>();
@@ -287,7 +307,7 @@ mod tests {
     #[tokio::test]
     async fn waiting_counts_the_calls_not_taken_until_they_are_taken_or_withdrawn() {
         let histogram = Histogram::new([0.001, 1.0]);
-        let workers = Workers::start(1, Some(histogram.clone())).unwrap();
+        let workers = Workers::start(1, Some(histogram.clone()), String::new()).unwrap();
         let (release, held) = mpsc::channel::<()>();
         let (started, first_started) = mpsc::channel::<()>();
         let first = tokio::spawn({
@@ -347,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_call_is_an_error_and_the_thread_goes_on() {
-        let workers = Workers::start(1, None).unwrap();
+        let workers = Workers::start(1, None, String::new()).unwrap();
         let panicked = workers
             .call(Duration::from_secs(30), || -> u8 { panic!("boom") })
             .await;

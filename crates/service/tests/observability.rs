@@ -629,3 +629,146 @@ fn json_logs_are_one_object_per_line_with_the_requests_span() {
         "{stderr}"
     );
 }
+
+/// The Python OTLP receiver, killed on drop.
+struct Receiver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otlp_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let mut first = String::new();
+        let stdout = child.stdout.as_mut().expect("stdout");
+        let mut byte = [0_u8; 1];
+        while stdout.read(&mut byte).expect("read the receiver") == 1 && byte[0] != b'\n' {
+            first.push(char::from(byte[0]));
+        }
+        let port = serde_json::from_str::<serde_json::Value>(&first)
+            .ok()
+            .and_then(|v| v["port"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| {
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("the OTLP receiver did not start: {first:?} {err}")
+            });
+        Self { child, port }
+    }
+
+    /// Every span it received, once it is stopped.
+    fn spans(mut self) -> Vec<serde_json::Value> {
+        let _ = self.child.kill();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read the receiver");
+        let _ = self.child.wait();
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn traces_go_over_otlp_with_the_callers_trace_and_a_span_per_queue_wait_and_statement() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CALLER: &str = "00f067aa0ba902b7";
+    let db = seeded_db();
+    let receiver = Receiver::start();
+    let url = db.url.expose().to_owned();
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
+    let mut running = Running::start(&[
+        ("DATABASE_URL", url.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("CRUDDUR_LOG_FORMAT", "json"),
+        ("RUST_LOG", "info"),
+    ]);
+    let traceparent = format!("00-{TRACE}-{CALLER}-01");
+    let answer = get(
+        &format!("{}{HOME}", running.base),
+        &[("traceparent", traceparent.as_str())],
+    );
+    assert_eq!(answer.status, 200);
+    // Without a traceparent, a trace of its own.
+    assert_eq!(
+        get(&format!("{}/api/health-check", running.base), &[]).status,
+        200
+    );
+    // The spans still batched are sent before the service exits.
+    running.terminate();
+    let mut logs = String::new();
+    running
+        .stderr
+        .read_to_string(&mut logs)
+        .expect("read stderr");
+    assert!(running.child.wait().expect("exit").success(), "{logs}");
+    let spans = receiver.spans();
+    let named = |name: &str| -> Vec<&serde_json::Value> {
+        spans.iter().filter(|s| s["name"] == name).collect()
+    };
+
+    let requests = named("GET /api/activities/home");
+    assert_eq!(requests.len(), 1, "{spans:#?}");
+    let request = requests[0];
+    assert_eq!(request["trace_id"], TRACE, "{request}");
+    assert_eq!(request["parent_span_id"], CALLER, "{request}");
+    assert_eq!(request["kind"], 2, "a server span: {request}");
+    assert_eq!(request["service"], "cruddur-db-service", "{request}");
+    assert_eq!(request["attributes"]["http.route"], HOME, "{request}");
+    for name in ["queue wait", "statement"] {
+        let children: Vec<_> = named(name)
+            .into_iter()
+            .filter(|s| s["trace_id"] == TRACE)
+            .collect();
+        assert_eq!(children.len(), 1, "{name}: {spans:#?}");
+        assert_eq!(
+            children[0]["parent_span_id"], request["span_id"],
+            "{name} is the request's child: {spans:#?}"
+        );
+    }
+    let statement = named("statement")
+        .into_iter()
+        .find(|s| s["trace_id"] == TRACE)
+        .expect("statement");
+    assert_eq!(statement["attributes"]["db.system"], "postgresql");
+    let address = format!(
+        "{}:{}",
+        db.url.param("host").unwrap_or("localhost"),
+        db.url.param("port").unwrap_or("5432")
+    );
+    assert_eq!(statement["attributes"]["server.address"], address.as_str());
+    assert_eq!(statement["kind"], 3, "a client span: {statement}");
+    // The health check's trace is its own.
+    let health = named("GET /api/health-check");
+    assert_eq!(health.len(), 1, "{spans:#?}");
+    assert_ne!(health[0]["trace_id"], TRACE);
+    assert_eq!(health[0]["parent_span_id"], "");
+
+    // The request's log line carries the trace id.
+    let answered = logs
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|e| e["fields"]["message"] == "answered" && e["span"]["path"] == HOME)
+        .unwrap_or_else(|| panic!("no request line in:\n{logs}"));
+    assert_eq!(answered["span"]["trace_id"], TRACE, "{answered}");
+}
