@@ -75,13 +75,19 @@ impl Shared {
 
     /// Moves a queued call to `to` (taken or withdrawn), once: whichever
     /// of its thread and its caller comes first wins, and only the winner
-    /// stops counting it as waiting.
-    fn leave_queue(&self, state: &AtomicU8, to: u8) -> bool {
-        let left = state
+    /// stops counting it as waiting and ends its `queue wait` span (so
+    /// that a call withdrawn at its timeout does not seem to wait until a
+    /// thread pops it).
+    fn leave_queue(&self, slot: &Slot, to: u8) -> bool {
+        let left = slot
+            .state
             .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if left {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+            if let Some(span) = &slot.wait_span {
+                drop(span.lock().unwrap_or_else(PoisonError::into_inner).take());
+            }
         }
         left
     }
@@ -93,16 +99,25 @@ impl Shared {
     }
 }
 
+/// What a queued call's caller and its job share.
+struct Slot {
+    /// [`QUEUED`], [`TAKEN`] or [`WITHDRAWN`].
+    state: AtomicU8,
+    /// With tracing on, the call's `queue wait` span, ended by whoever
+    /// takes the call out of the queue.
+    wait_span: Option<Mutex<Option<tracing::Span>>>,
+}
+
 /// A queued call's place, held by its caller: dropping it (the caller went
 /// away) withdraws the call if no thread has taken it yet.
 struct Ticket {
     shared: Arc<Shared>,
-    state: Arc<AtomicU8>,
+    slot: Arc<Slot>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.shared.leave_queue(&self.state, WITHDRAWN);
+        self.shared.leave_queue(&self.slot, WITHDRAWN);
     }
 }
 
@@ -167,22 +182,24 @@ impl Workers {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CallError> {
         let shared = &self.owner.shared;
-        let ticket = Ticket {
-            shared: Arc::clone(shared),
-            state: Arc::new(AtomicU8::new(QUEUED)),
-        };
-        let queued_at = Instant::now();
         // With tracing on: `queue wait` until a thread takes the call, then
         // `statement` while it runs, both children of the request's span.
         let (wait_span, call_span) = crate::telemetry::call_spans(&shared.server_address).unzip();
+        let ticket = Ticket {
+            shared: Arc::clone(shared),
+            slot: Arc::new(Slot {
+                state: AtomicU8::new(QUEUED),
+                wait_span: wait_span.map(|span| Mutex::new(Some(span))),
+            }),
+        };
+        let queued_at = Instant::now();
         let (tx, mut rx) = oneshot::channel();
         let job: Job = {
-            let state = Arc::clone(&ticket.state);
+            let slot = Arc::clone(&ticket.slot);
             Box::new(move |shared: &Shared| {
-                if !shared.leave_queue(&state, TAKEN) {
+                if !shared.leave_queue(&slot, TAKEN) {
                     return;
                 }
-                drop(wait_span);
                 shared.observe_wait(queued_at);
                 let statement = call_span.as_ref().map(crate::telemetry::CallSpan::start);
                 let result = {
@@ -200,7 +217,7 @@ impl Workers {
         let received = match tokio::time::timeout(wait, &mut rx).await {
             Ok(received) => received,
             Err(_) => {
-                if shared.leave_queue(&ticket.state, WITHDRAWN) {
+                if shared.leave_queue(&ticket.slot, WITHDRAWN) {
                     shared.observe_wait(queued_at);
                     return Err(CallError::Busy);
                 }
