@@ -101,6 +101,7 @@ pub struct NewActivity<'a> {
 /// Loaded with [`Queryable`] for the SQL types of its columns in this order
 /// (written by hand rather than derived, in `src/feed_row.rs`, the hot path
 /// of the typed feed).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Selectable, Serialize)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct FeedItem {
@@ -130,10 +131,12 @@ pub struct FeedItem {
     pub reply_to_activity_uuid: Option<Uuid>,
     /// When the activity expires.
     #[diesel(select_expression = activities::expires_at)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "crate::timestamps::option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// When the activity was created.
     #[diesel(select_expression = activities::created_at)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "crate::timestamps")]
     pub created_at: DateTime<Utc>,
 }
@@ -143,6 +146,7 @@ pub struct FeedItem {
 ///
 /// What [`create_activity`](crate::create_activity) returns, and one item
 /// of a user's page ([`UserPage::activities`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ActivityObject {
@@ -160,10 +164,12 @@ pub struct ActivityObject {
     pub message: String,
     /// When it was created.
     #[diesel(select_expression = activities::created_at)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "crate::timestamps")]
     pub created_at: DateTime<Utc>,
     /// When it expires (`None` for replies).
     #[diesel(select_expression = activities::expires_at)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "crate::timestamps::option")]
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -171,6 +177,7 @@ pub struct ActivityObject {
 /// A newly created reply, as [`create_reply`](crate::create_reply) returns
 /// it: the six keys of an [`ActivityObject`], then the activity it replies
 /// to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplyObject {
     /// The reply's uuid.
@@ -182,9 +189,11 @@ pub struct ReplyObject {
     /// The text.
     pub message: String,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "crate::timestamps")]
     pub created_at: DateTime<Utc>,
     /// Always `None`: replies do not expire.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "crate::timestamps::option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// The activity it replies to.
@@ -193,6 +202,7 @@ pub struct ReplyObject {
 
 /// The head of a user's page. Serializes with exactly these six keys, in
 /// this order (the original's `users/show.sql`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Profile {
     /// The user's uuid.
@@ -213,6 +223,7 @@ pub struct Profile {
 
 /// A user's page: the profile and one page of the user's activities,
 /// newest first. Serializes as `{"profile": …, "activities": […]}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserPage {
     /// The profile.
@@ -223,6 +234,7 @@ pub struct UserPage {
 
 /// A reply on a crud's page. Serializes with exactly these nine keys, in
 /// this order (the original's `activities/show.sql`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ReplyItem {
@@ -253,6 +265,7 @@ pub struct ReplyItem {
     pub reply_to_activity_uuid: Option<Uuid>,
     /// When it was created.
     #[diesel(select_expression = activities::created_at)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "crate::timestamps")]
     pub created_at: DateTime<Utc>,
 }
@@ -260,6 +273,7 @@ pub struct ReplyItem {
 /// A crud's page: the activity, with the home feed's ten keys, and one page
 /// of its replies, oldest first. Serializes as
 /// `{"activity": …, "replies": […]}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActivityThread {
     /// The activity.
@@ -270,6 +284,7 @@ pub struct ActivityThread {
 
 /// A user's short card: `{uuid, handle, display_name}` (the original's
 /// `users/short.sql`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserShort {

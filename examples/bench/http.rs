@@ -4,7 +4,9 @@
 //! statements) and against the original Flask backend
 //! (`examples/bench/python/flask_backend/app.py`), as it ran (Flask's development server)
 //! and under gunicorn, on the same database, loaded by `oha` at 1, 16 and
-//! 64 connections on both endpoints. Every server reaches PostgreSQL
+//! 64 connections on both endpoints; and a user's page and a crud's page
+//! at 1 and 16 connections against the Flask servers, which serve them
+//! with the original's SQL (`tests/original_sql`). Every server reaches PostgreSQL
 //! without TLS (`sslmode=disable`), as the Rust peer's client is built.
 //!
 //! Every server is started and warmed up first, then each cell (endpoint,
@@ -71,13 +73,40 @@ impl Server {
 enum Endpoint {
     Home,
     Post,
+    /// The seed user's page.
+    Profile,
+    /// The seed post's page, with its reply.
+    Thread,
 }
 
+/// The user and the crud whose pages are measured: the reference seed's.
+const PROFILE_PATH: &str = "/api/activities/@andrewbrown";
+
 impl Endpoint {
-    fn path(self) -> &'static str {
+    const ALL: [Endpoint; 4] = [
+        Endpoint::Home,
+        Endpoint::Post,
+        Endpoint::Profile,
+        Endpoint::Thread,
+    ];
+
+    /// The path of this endpoint; `thread` is the crud's page's.
+    fn path(self, thread: &str) -> String {
+        match self {
+            Endpoint::Home => "/api/activities/home".into(),
+            Endpoint::Post => "/api/activities".into(),
+            Endpoint::Profile => PROFILE_PATH.into(),
+            Endpoint::Thread => thread.into(),
+        }
+    }
+
+    /// How the rows and the ratios' keys name it.
+    fn label(self) -> &'static str {
         match self {
             Endpoint::Home => "/api/activities/home",
             Endpoint::Post => "/api/activities",
+            Endpoint::Profile => "/api/activities/@{handle}",
+            Endpoint::Thread => "/api/activities/@{handle}/status/{uuid}",
         }
     }
 
@@ -85,7 +114,23 @@ impl Endpoint {
         match self {
             Endpoint::Home => "home",
             Endpoint::Post => "post",
+            Endpoint::Profile => "profile",
+            Endpoint::Thread => "thread",
         }
+    }
+
+    /// The connection counts it is measured at: the pages at 1 and 16.
+    fn levels(self) -> &'static [usize] {
+        match self {
+            Endpoint::Home | Endpoint::Post => &LEVELS,
+            Endpoint::Profile | Endpoint::Thread => &LEVELS[..2],
+        }
+    }
+
+    /// Whether `server` serves it: the Rust peer serves the feed and
+    /// posts only.
+    fn served_by(self, server: Server) -> bool {
+        server != Server::RustPeer || matches!(self, Endpoint::Home | Endpoint::Post)
     }
 }
 
@@ -121,8 +166,16 @@ pub(super) fn http_phase(
             return Ok(skipped(&why));
         }
     };
-    // The original posts as andrewbrown: the reference seed's user.
-    cruddur_db::repo::seed::seed_reference(&mut cruddur_db::establish(db)?)?;
+    // The original posts as andrewbrown: the reference seed's user, whose
+    // post (with its reply) is the crud whose page is measured.
+    let conn = &mut cruddur_db::establish(db)?;
+    cruddur_db::repo::seed::seed_reference(conn)?;
+    let seed_post = cruddur_db::user_page(conn, "andrewbrown", cruddur_db::FeedPage::first(1))?
+        .activities
+        .last()
+        .map(|a| a.uuid)
+        .ok_or("the reference seed has no post")?;
+    let thread = format!("{PROFILE_PATH}/status/{seed_post}");
     let seconds = if plan.quick { 2 } else { 2 * plan.seconds };
     let servers: &[Server] = if rust_only {
         &[Server::Ours, Server::RustPeer]
@@ -142,17 +195,26 @@ pub(super) fn http_phase(
     let mut results: Vec<(Server, Cells)> =
         servers.iter().map(|&server| (server, Vec::new())).collect();
     for round in 0..ROUNDS {
-        for endpoint in [Endpoint::Home, Endpoint::Post] {
-            for level in LEVELS {
+        for endpoint in Endpoint::ALL {
+            for &level in endpoint.levels() {
                 for turn in 0..running.len() {
                     check_stop()?;
                     let index = (turn + round) % running.len();
                     let (server, ref live) = running[index];
-                    let run = setup.load(&live.base, endpoint, level, seconds)?;
+                    if !endpoint.served_by(server) {
+                        continue;
+                    }
+                    let run = setup.load(
+                        &live.base,
+                        &endpoint.path(&thread),
+                        endpoint,
+                        level,
+                        seconds,
+                    )?;
                     eprintln!(
                         "http, round {}, {}, {} connection(s), {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
                         round + 1,
-                        endpoint.path(),
+                        endpoint.label(),
                         level,
                         server.label(),
                         run.requests_per_s,
@@ -263,7 +325,7 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
                 what: format!(
                     "HTTP {} {}{}",
                     method(*endpoint),
-                    endpoint.path(),
+                    endpoint.label(),
                     errors(mine)
                 ),
                 clients: level.to_string(),
@@ -309,8 +371,8 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
 
 fn method(endpoint: Endpoint) -> &'static str {
     match endpoint {
-        Endpoint::Home => "GET",
         Endpoint::Post => "POST",
+        Endpoint::Home | Endpoint::Profile | Endpoint::Thread => "GET",
     }
 }
 
@@ -440,15 +502,16 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(100));
         }
         // Warm up: pools filled, code paths hot.
-        self.load(&running.base, Endpoint::Home, 16, 1)?;
+        self.load(&running.base, "/api/activities/home", Endpoint::Home, 16, 1)?;
         Ok(running)
     }
 
-    /// `oha` on `endpoint` with `connections` for `seconds`, waiting for
+    /// `oha` on `path` (of `endpoint`) with `connections` for `seconds`, waiting for
     /// the requests still under way at the end.
     fn load(
         &self,
         base: &str,
+        path: &str,
         endpoint: Endpoint,
         connections: usize,
         seconds: u64,
@@ -469,7 +532,7 @@ impl Setup {
                 .args(["-d", POST_BODY]);
         }
         let out = command
-            .arg(format!("{base}{}", endpoint.path()))
+            .arg(format!("{base}{path}"))
             .stdin(Stdio::null())
             .output()?;
         if !out.status.success() {

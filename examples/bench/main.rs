@@ -5,7 +5,7 @@
 //! cargo run --release --example bench -- --quick # 100k activities, short runs (under a minute)
 //! cargo run --release --example bench -- --no-replicas    # without the replica rows
 //! cargo run --release --example bench -- --replicas-only  # the replica rows alone
-//! cargo run --release --example bench -- --http-only      # ours and the Rust peer over HTTP alone
+//! cargo run --release --example bench -- --http-only      # the HTTP rows alone (Flask when a Python has it)
 //! cargo run --release --example bench -- --pooler-only    # the feed through PgBouncer alone
 //! ```
 //!
@@ -167,7 +167,7 @@ fn main() -> ExitCode {
                      --no-replicas    skip the rows on a private primary and standby\n\
                      --replicas-only  those rows alone (the server below is not used)\n\
                      --rust-clients-only  the typed feed against the other Rust clients alone\n\
-                     --http-only      the service against the Rust HTTP peer alone (no Flask)\n\
+                     --http-only      the HTTP rows alone: the Rust peer, and Flask when a Python has it\n\
                      --pooler-only    the feed through PgBouncer against directly, and the statement cache's cost\n\n\
                      Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
                      else postgres://localhost/postgres"
@@ -980,7 +980,9 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
         if scope == Scope::HttpOnly {
             let main_db = dbs.create("feed")?;
             seed_ours(&main_db, spec)?;
-            phases.push(http::http_phase(plan, &main_db, &tools, true)?);
+            // The Flask rows too when a Python with Flask is at hand.
+            let rust_only = tools.python.is_err();
+            phases.push(http::http_phase(plan, &main_db, &tools, rust_only)?);
         } else if scope == Scope::PoolerOnly {
             let main_db = dbs.create("feed")?;
             seed_ours(&main_db, spec)?;

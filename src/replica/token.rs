@@ -164,13 +164,23 @@ impl FromStr for WriteToken {
                     "the system identifier must be a decimal number below 2^64",
                 )
             })?;
-        Ok(Self::new(
+        let token = Self::new(
             lsn,
             ClusterIdentity {
                 system_identifier,
                 timeline,
             },
-        ))
+        );
+        // One spelling per token, the one `Display` writes (upper-case
+        // hexadecimal, no leading zeros), so that a token's text is a
+        // pattern a client or an API document can state exactly.
+        if token.to_string() != s {
+            return Err(invalid(
+                s,
+                "not written as tokens are: upper-case hexadecimal and decimal without leading zeros",
+            ));
+        }
+        Ok(token)
     }
 }
 
@@ -259,10 +269,6 @@ mod tests {
             assert_eq!(token.identity().system_identifier, sysid, "{text}");
             assert_eq!(token.to_string(), text, "{text}");
         }
-        assert_eq!(
-            "0/a.0a.007".parse::<WriteToken>().unwrap().to_string(),
-            "0/A.A.7"
-        );
     }
 
     #[test]
@@ -287,6 +293,11 @@ mod tests {
             "0/0.1.0x1",
             "0/0.1.18446744073709551616",
             "0/0.1.000000000000000000001",
+            // One spelling per token: the one tokens are written in.
+            "0/a.0a.007",
+            "0/A.A.07",
+            "00/A.A.7",
+            "0/0A.A.7",
             " 0/0.1.1",
             "0/0.1.1 ",
             "123456789/0.1.1",

@@ -82,10 +82,19 @@ impl FromStr for FeedCursor {
             ));
         }
         let uuid = Uuid::try_parse(id).map_err(|e| invalid(&format!("bad uuid: {e}")))?;
-        Ok(Self {
+        let cursor = Self {
             created_at: naive.and_utc(),
             uuid,
-        })
+        };
+        // One spelling per cursor, the one `Display` writes (microseconds,
+        // a lower-case hyphenated uuid, no leap second), so that a cursor's
+        // text is a pattern a client or an API document can state exactly.
+        if cursor.to_string() != s || naive.and_utc().timestamp_subsec_nanos() >= 1_000_000_000 {
+            return Err(invalid(
+                "not written as cursors are: <YYYY-MM-DDTHH:MM:SS.ffffffZ>_<lower-case uuid>",
+            ));
+        }
+        Ok(cursor)
     }
 }
 

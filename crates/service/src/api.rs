@@ -5,24 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Response, header};
 use axum::middleware::from_fn_with_state;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use cruddur_db::repo::activities::ActivityDraft;
+use axum::routing::get;
 use cruddur_db::{Consistency, Repository};
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
-use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::extract::{Author, JsonBody, Page, ReadConsistency};
 use crate::metrics::Metrics;
 use crate::shed::{Shedder, Shedding};
 use crate::workers::{CallError, Workers};
@@ -136,13 +130,13 @@ impl AppState {
     /// been taken, so that the runtime's worker threads never wait on the
     /// database; `503` when no thread takes it within the checkout timeout
     /// (it then never runs).
-    pub(crate) async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&Repository) -> cruddur_db::Result<T> + Send + 'static,
+        f: impl FnOnce(&Repository) -> Result<T, E> + Send + 'static,
     ) -> Result<T, ApiError> {
         let repo = self.repo.clone();
         match self.workers.call(self.wait, move || f(&repo)).await {
-            Ok(result) => result.map_err(ApiError::from),
+            Ok(result) => result.map_err(Into::into),
             Err(CallError::Busy) => Err(ApiError::Busy),
             Err(CallError::Failed(why)) => Err(ApiError::Internal(why.into())),
         }
@@ -157,10 +151,10 @@ impl AppState {
     /// [`replica_read_bound`](cruddur_db::Router::replica_read_bound) is
     /// read on the primary (the stuck one keeps its thread, not the
     /// request).
-    async fn blocking_read<T: Send + 'static>(
+    pub(crate) async fn blocking_read<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
         &self,
         consistency: Consistency,
-        f: impl Fn(&Repository, Consistency) -> cruddur_db::Result<T> + Send + Sync + 'static,
+        f: impl Fn(&Repository, Consistency) -> Result<T, E> + Send + Sync + 'static,
     ) -> Result<T, ApiError> {
         let router = self.repo.router();
         if router.would_read_on_primary(consistency) {
@@ -185,14 +179,16 @@ impl AppState {
 }
 
 /// The result of a blocking task, its panic an internal error.
-fn joined<T>(result: Result<cruddur_db::Result<T>, tokio::task::JoinError>) -> Result<T, ApiError> {
+fn joined<T, E: Into<ApiError>>(
+    result: Result<Result<T, E>, tokio::task::JoinError>,
+) -> Result<T, ApiError> {
     result
         .map_err(|e| ApiError::Internal(format!("a database call panicked: {e}")))?
-        .map_err(ApiError::from)
+        .map_err(Into::into)
 }
 
-/// The service: `GET /api/activities/home`, `POST /api/activities` and
-/// `GET /api/health-check`, with CORS for `allowed_origins` (headers
+/// The service: the routes of [`crate::routes`], their OpenAPI document at
+/// `GET /api/openapi.json`, with CORS for `allowed_origins` (headers
 /// `Content-Type`, `Authorization` and the write token; methods `OPTIONS`,
 /// `GET`, `HEAD`, `POST`) and one log line per request.
 pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
@@ -226,10 +222,18 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         workers: state.workers.clone(),
     };
     let metrics = state.metrics.clone();
-    let router = Router::new()
-        .route("/api/activities/home", get(home))
-        .route("/api/activities", post(create))
-        .route("/api/health-check", get(health))
+    let (routes, document) = crate::routes::api_routes().split_for_parts();
+    let document = Bytes::from(crate::openapi::to_json(&document));
+    let router = routes
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                std::future::ready((
+                    [(header::CONTENT_TYPE, "application/json")],
+                    document.clone(),
+                ))
+            }),
+        )
         .route("/api/ready", get(crate::ready::ready))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -247,72 +251,4 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         None => router,
     };
     router.layer(trace)
-}
-
-/// The home feed, as the JSON array PostgreSQL built (served as is).
-async fn home(
-    State(state): State<AppState>,
-    Page(page): Page,
-    ReadConsistency(consistency): ReadConsistency,
-) -> Result<impl IntoResponse, ApiError> {
-    let json = state
-        .blocking_read(consistency, move |repo, consistency| {
-            repo.home_feed_json(consistency, page)
-        })
-        .await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], json))
-}
-
-/// A post's body: a JSON object `{"message": "...", "ttl": "..."}`, both
-/// strings (other keys are ignored).
-struct NewCrud {
-    message: String,
-    ttl: String,
-}
-
-impl<'de> Deserialize<'de> for NewCrud {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Fields {
-            message: String,
-            ttl: String,
-        }
-        // Read as an object first: serde's derive alone would also take
-        // the two values as an array.
-        let object = serde_json::Map::deserialize(d)?;
-        let Fields { message, ttl } =
-            Fields::deserialize(serde_json::Value::Object(object)).map_err(D::Error::custom)?;
-        Ok(Self { message, ttl })
-    }
-}
-
-/// Creates a crud by the request's author: the 6-key object, with its
-/// write token in a header and a cookie.
-async fn create(
-    State(state): State<AppState>,
-    Author(author): Author,
-    JsonBody(crud): JsonBody<NewCrud>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (activity, token) = state
-        .blocking(move |repo| {
-            // Parsed where the repository is reached: bad input costs no
-            // checkout, only the thread this call holds anyway.
-            repo.create_activity(&ActivityDraft::parse(&author, &crud.message, &crud.ttl)?)
-        })
-        .await?;
-    let token = token.to_string();
-    let cookie = format!("{WRITE_TOKEN_COOKIE}={token}; Path=/; SameSite=Lax; HttpOnly");
-    Ok((
-        [
-            (HeaderName::from_static(WRITE_TOKEN_HEADER), token),
-            (header::SET_COOKIE, cookie),
-        ],
-        axum::Json(activity),
-    ))
-}
-
-/// 200 once the database answers.
-async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.blocking(Repository::ping).await?;
-    Ok(axum::Json(json!({ "success": true, "ver": 1 })))
 }

@@ -4,7 +4,20 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+
+/// The body of most failures: what went wrong, for a person to read.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// The body of a `401`: `{}`, as the original answered.
+#[derive(Serialize, ToSchema)]
+pub struct EmptyObject {}
 
 /// A request that failed, and how to answer it.
 #[derive(Debug)]
@@ -15,8 +28,11 @@ pub enum ApiError {
     Unauthorized,
     /// 403 `{"error": …}`: a valid token whose user is not in the database.
     Forbidden(String),
-    /// 404 `{"error": "not found"}`.
+    /// 404 `{"error": "not found"}`: no route has this path.
     NotFound,
+    /// 404 `{"error": …}`: the user or activity a request names does not
+    /// exist (or, for a reply, has expired).
+    Missing(String),
     /// 405 `{"error": "method not allowed"}`.
     MethodNotAllowed,
     /// 408 `{"error": …}`: a body that did not arrive within the body
@@ -43,11 +59,24 @@ impl From<cruddur_db::Error> for ApiError {
         use cruddur_db::Error as E;
         match e {
             E::Validation(_) => ApiError::Invalid(e.validation_codes()),
+            // The author of a write: the route names no user.
             E::UserNotFound { .. } => ApiError::Invalid(vec!["user_not_found"]),
+            E::ActivityNotFound { .. } => ApiError::Missing(e.to_string()),
             E::InvalidPageSize { .. } | E::InvalidCursor { .. } | E::InvalidToken { .. } => {
                 ApiError::BadRequest(e.to_string())
             }
             other => ApiError::Unavailable(other),
+        }
+    }
+}
+
+impl ApiError {
+    /// `e` for a route whose path names the user: an unknown handle is
+    /// `404`, not the `422` a write by an unknown author is.
+    pub(crate) fn named_in_path(e: cruddur_db::Error) -> Self {
+        match e {
+            cruddur_db::Error::UserNotFound { .. } => ApiError::Missing(e.to_string()),
+            other => other.into(),
         }
     }
 }
@@ -61,49 +90,47 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let (status, body) = match self {
-            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, json!({ "error": message })),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({})),
-            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, json!({ "error": message })),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "error": "not found" })),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                json!({ "error": "method not allowed" }),
-            ),
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, error(message)),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!(EmptyObject {})),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, error(message)),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, error("not found")),
+            ApiError::Missing(message) => (StatusCode::NOT_FOUND, error(message)),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, error("method not allowed"))
+            }
             ApiError::BodyTimeout => (
                 StatusCode::REQUEST_TIMEOUT,
-                json!({ "error": "the request body did not arrive in time" }),
+                error("the request body did not arrive in time"),
             ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                json!({
-                    "error": format!("the body is over {} bytes", crate::api::MAX_BODY_BYTES)
-                }),
+                error(format!(
+                    "the body is over {} bytes",
+                    crate::api::MAX_BODY_BYTES
+                )),
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({ "error": "expected a JSON body (Content-Type: application/json)" }),
+                error("expected a JSON body (Content-Type: application/json)"),
             ),
             ApiError::Invalid(codes) => (StatusCode::UNPROCESSABLE_ENTITY, json!(codes)),
             ApiError::Unavailable(cause) => {
                 tracing::error!("database unavailable: {}", chain(&cause));
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "error": "the database is unavailable" }),
+                    error("the database is unavailable"),
                 )
             }
             ApiError::Busy => {
                 tracing::warn!("no database connection freed up within the checkout timeout");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "error": "the database is busy" }),
+                    error("the database is busy"),
                 )
             }
             ApiError::Internal(cause) => {
                 tracing::error!("internal error: {cause}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({ "error": "internal error" }),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, error("internal error"))
             }
         };
         let mut response = (status, Json(body)).into_response();
@@ -112,6 +139,13 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// An [`ErrorBody`] as JSON.
+fn error(message: impl Into<String>) -> serde_json::Value {
+    json!(ErrorBody {
+        error: message.into()
+    })
 }
 
 /// The error and its causes, on one line.

@@ -9,17 +9,21 @@ use std::str::FromStr;
 use axum::Json;
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use cruddur_db::repo::feed::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use cruddur_db::repo::profiles::PROFILE_PAGE_SIZE;
+use cruddur_db::repo::thread::ReplyPage;
 use cruddur_db::{Consistency, FeedCursor, FeedPage, WriteToken};
 use serde::de::{DeserializeOwned, Error as _, IgnoredAny};
 use serde::{Deserialize, Deserializer};
+use utoipa::IntoParams;
 
 use crate::api::{AppState, MAX_BODY_BYTES, WRITE_TOKEN_COOKIE, WRITE_TOKEN_HEADER};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::openapi::CursorText;
 
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
@@ -131,26 +135,88 @@ fn cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'
         .map(|(_, v)| v)
 }
 
-/// The feed page of the query string: `limit` (default
-/// [`DEFAULT_PAGE_SIZE`]; its range is the library's,
+/// A page of the home feed or of a user's page, from the query string:
+/// `limit` (default `DEFAULT`; its range is the library's,
 /// [`FeedPage::checked`]) and `before`, a cursor.
-pub(crate) struct Page(pub(crate) FeedPage);
+pub(crate) struct Page<const DEFAULT: i64>(pub(crate) FeedPage);
 
-#[derive(Deserialize)]
-struct FeedQuery {
+/// A page of the home feed: 20 items unless asked.
+pub(crate) type FeedPageQuery = Page<DEFAULT_PAGE_SIZE>;
+/// A page of a user's activities: the original's 40 unless asked.
+pub(crate) type ProfilePageQuery = Page<PROFILE_PAGE_SIZE>;
+
+/// The query string of a feed or a user's page.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Items on the page: 1 to 100 (default 20 on the home feed, 40 on a
+    /// user's page).
     #[serde(default, deserialize_with = "page_size")]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// The cursor of the last item of the previous page,
+    /// `<created_at>_<uuid>`: the page holds what is older.
     #[serde(default, deserialize_with = "parsed")]
+    #[param(value_type = Option<CursorText>)]
     before: Option<FeedCursor>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Page {
+impl<S: Send + Sync, const DEFAULT: i64> FromRequestParts<S> for Page<DEFAULT> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(query) = Query::<FeedQuery>::from_request_parts(parts, state).await?;
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        let Query(query) = Query::<PageQuery>::from_request_parts(parts, state).await?;
+        let limit = query.limit.unwrap_or(DEFAULT);
         Ok(Self(FeedPage::checked(limit, query.before)?))
+    }
+}
+
+/// A page of a crud's replies, oldest first, from the query string:
+/// `limit` (default 100, the most) and `after`, the cursor of the last
+/// reply seen.
+pub(crate) struct RepliesPage(pub(crate) ReplyPage);
+
+/// The query string of a crud's page.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RepliesQuery {
+    /// Replies on the page: 1 to 100 (default 100).
+    #[serde(default, deserialize_with = "page_size")]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// The cursor of the last reply of the previous page,
+    /// `<created_at>_<uuid>`: the page holds the replies after it.
+    #[serde(default, deserialize_with = "parsed")]
+    #[param(value_type = Option<CursorText>)]
+    after: Option<FeedCursor>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RepliesPage {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(query) = Query::<RepliesQuery>::from_request_parts(parts, state).await?;
+        let limit = query.limit.unwrap_or(MAX_PAGE_SIZE);
+        // The library checks the range, as it does for feed pages.
+        Ok(Self(ReplyPage {
+            limit,
+            after: query.after,
+        }))
+    }
+}
+
+/// The parameters of a route's path, read by [`Path`], refused with the
+/// API's `400` (a segment that is not valid UTF-8 once percent-decoded).
+pub(crate) struct InPath<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for InPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Ok(Self(value))
     }
 }
 
@@ -176,6 +242,15 @@ where
         .parse()
         .map(Some)
         .map_err(D::Error::custom)
+}
+
+/// A JSON object read as `T`, for a body's `Deserialize`: serde's derive
+/// alone would also take a struct from an array of its values.
+pub(crate) fn from_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<T, D::Error> {
+    let object = serde_json::Map::deserialize(d)?;
+    T::deserialize(serde_json::Value::Object(object)).map_err(D::Error::custom)
 }
 
 /// A body of JSON read as `T` by [`axum::Json`]: `415` unless declared

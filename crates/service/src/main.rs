@@ -22,9 +22,10 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// Serves Cruddur's activity API (`GET /api/activities/home`,
-/// `POST /api/activities`, `GET /api/health-check`) from the database of
-/// `DATABASE_URL`, else the zero-setup database of the example.
+/// Serves Cruddur's PostgreSQL API (the home feed, posting and replying,
+/// users' pages and profiles; its OpenAPI document at `/api/openapi.json`)
+/// from the database of `DATABASE_URL`, else the zero-setup database of
+/// the example.
 ///
 /// Authors come from Cognito tokens verified against `CRUDDUR_JWKS` (or the
 /// user pool of `AWS_COGNITO_USER_POOL_ID`); without either, every post is
@@ -38,6 +39,10 @@ struct Args {
     /// CRUDDUR_BIND, else 127.0.0.1:4567]
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
     bind: Option<SocketAddr>,
+    /// Print the API's OpenAPI document (as served at
+    /// `/api/openapi.json`) and exit, without a database
+    #[arg(long)]
+    openapi: bool,
 }
 
 fn parse_bind(value: &str) -> Result<SocketAddr, String> {
@@ -46,6 +51,10 @@ fn parse_bind(value: &str) -> Result<SocketAddr, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.openapi {
+        print!("{}", cruddur_db_service::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
     match Settings::from_env()
         .map_err(anyhow::Error::from)
         .and_then(|settings| Ok((log_format(&settings)?, settings)))
@@ -285,9 +294,9 @@ fn announce_development_mode(handle: &str) {
     eprintln!(
         "{line}\n\
          DEVELOPMENT MODE: no token verification is configured (CRUDDUR_JWKS or\n\
-         AWS_COGNITO_USER_POOL_ID). Every POST /api/activities is posted as `{handle}`,\n\
-         whoever sends it. Do not expose this service to a network.\n\
+         AWS_COGNITO_USER_POOL_ID). Every post, reply and profile update is made as\n\
+         `{handle}`, whoever sends it. Do not expose this service to a network.\n\
          {line}"
     );
-    tracing::warn!(handle, "development mode: posts are not authenticated");
+    tracing::warn!(handle, "development mode: writes are not authenticated");
 }

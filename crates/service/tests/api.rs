@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{Keys, Service, TestDb, activities, get, now, post_json, seeded_db, send};
+use common::{
+    CLIENT, ISSUER, Keys, Service, TestDb, access_claims, activities, confirm_token_holder, get,
+    jwt_service, now, post_json, seeded_db, send,
+};
 use cruddur_db::{Config, FeedPage};
 use cruddur_db_service::Auth;
 use cruddur_db_service::auth::Verifier;
@@ -329,39 +332,6 @@ fn cors_admits_the_frontend_and_backend_origins_only() {
         .header("access-control-allow-origin"),
         None
     );
-}
-
-const ISSUER: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Test";
-const CLIENT: &str = "test-client";
-
-fn jwt_service(db: &TestDb, keys: &Keys) -> Service {
-    let verifier = Verifier::from_jwks(&keys.jwks, ISSUER, CLIENT).unwrap();
-    Service::start(
-        &Config::new(db.url.clone()),
-        Auth::Jwt(Box::new(verifier)),
-        &[],
-    )
-}
-
-fn access_claims(sub: &str) -> serde_json::Value {
-    json!({
-        "sub": sub, "iss": ISSUER, "client_id": CLIENT, "token_use": "access",
-        "exp": now() + 600, "iat": now(),
-    })
-}
-
-/// The user `holder`, whose Cognito subject is `sub-of-holder`.
-fn confirm_token_holder(db: &TestDb) {
-    cruddur_db::repo::users::confirm_user(
-        &mut db.conn(),
-        &cruddur_db::repo::users::PostConfirmationEvent {
-            name: "Token Holder".into(),
-            email: "holder@example.com".into(),
-            preferred_username: "holder".into(),
-            sub: "sub-of-holder".into(),
-        },
-    )
-    .unwrap();
 }
 
 #[test]

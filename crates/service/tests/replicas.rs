@@ -303,3 +303,75 @@ fn a_replica_of_another_cluster_serves_nothing_and_forged_tokens_are_answered_fr
     let long = format!("0/1.1.{}", "9".repeat(10_000));
     assert_eq!(get(&home, &[("X-Write-Token", &long)]).status, 400);
 }
+
+#[test]
+fn ones_own_replies_and_profile_updates_are_read_back_with_their_tokens_through_a_replica() {
+    let pair = StreamingPair::start();
+    cruddur_db::prepare(&pair.primary_url(DB)).expect("prepare the primary");
+    assert!(pair.caught_up(Duration::from_secs(30)));
+    let mut config = Config::new(pair.primary_url(DB));
+    config.replica_urls = vec![pair.standby_url(DB)];
+    let options = ReplicaOptions {
+        probe_interval: Duration::from_millis(50),
+        ..ReplicaOptions::default()
+    };
+    let repo = Repository::connect_with(&config, options).expect("connect");
+    assert!(repo.router().wait_for_probes(Duration::from_secs(30)));
+    let service = Service::serve(repo.clone(), development(), &[]);
+    let page = get(&service.url("/api/activities/@andrewbrown"), &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let post = page.json()["activities"][0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let eventual_before = repo.counters().replica_reads;
+
+    // Each write's token makes the next read see it, whichever server
+    // answers: 0 stale reads of one's own writes.
+    for i in 0..20 {
+        let reply = post_json(
+            &service.url(&format!("/api/activities/{post}/reply")),
+            &[],
+            &format!(r#"{{"message": "reply {i}"}}"#),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let token = reply.header("x-write-token").unwrap().to_owned();
+        let thread = get(
+            &service.url(&format!("/api/activities/@andrewbrown/status/{post}")),
+            &[("x-write-token", &token)],
+        );
+        assert!(
+            thread.body.contains(&format!("\"reply {i}\"")),
+            "{i}: {}",
+            thread.body
+        );
+
+        let bio = format!("bio {i}");
+        let update = post_json(
+            &service.url("/api/profile/update"),
+            &[],
+            &format!(r#"{{"display_name": "Andrew {i}", "bio": "{bio}"}}"#),
+        );
+        assert_eq!(update.status, 200, "{}", update.body);
+        let token = update.header("x-write-token").unwrap().to_owned();
+        let short = get(
+            &service.url("/api/users/@andrewbrown/short"),
+            &[("x-write-token", &token)],
+        );
+        assert_eq!(short.json()["display_name"], format!("Andrew {i}"));
+        let profile = get(
+            &service.url("/api/activities/@andrewbrown"),
+            &[("x-write-token", &token)],
+        );
+        assert_eq!(profile.json()["profile"]["bio"], bio);
+    }
+    // Reads without a token go to the replica.
+    for path in [
+        "/api/activities/@andrewbrown".to_owned(),
+        format!("/api/activities/@andrewbrown/status/{post}"),
+        "/api/users/@andrewbrown/short".to_owned(),
+    ] {
+        assert_eq!(get(&service.url(&path), &[]).status, 200, "{path}");
+    }
+    assert!(repo.counters().replica_reads >= eventual_before + 3);
+}

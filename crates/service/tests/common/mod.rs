@@ -10,8 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cruddur_db::{Config, Repository};
+use cruddur_db_service::auth::Verifier;
 use cruddur_db_service::{AppState, Auth, Transport, app, serve};
 pub use cruddur_db_test_support::TestDb;
+use serde_json::json;
 use ureq::http::{Request, Response};
 
 /// A seeded, migrated database of the test's own.
@@ -430,4 +432,41 @@ fn is_reset(e: &std::io::Error) -> bool {
         e.kind(),
         K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
     )
+}
+
+/// The issuer of the tokens the tests sign.
+pub const ISSUER: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Test";
+/// The app client of the tokens the tests sign.
+pub const CLIENT: &str = "test-client";
+
+/// The service verifying tokens signed by `keys`.
+pub fn jwt_service(db: &TestDb, keys: &Keys) -> Service {
+    let verifier = Verifier::from_jwks(&keys.jwks, ISSUER, CLIENT).unwrap();
+    Service::start(
+        &Config::new(db.url.clone()),
+        Auth::Jwt(Box::new(verifier)),
+        &[],
+    )
+}
+
+/// An access token's claims for `sub`, valid for ten minutes.
+pub fn access_claims(sub: &str) -> serde_json::Value {
+    json!({
+        "sub": sub, "iss": ISSUER, "client_id": CLIENT, "token_use": "access",
+        "exp": now() + 600, "iat": now(),
+    })
+}
+
+/// The user `holder`, whose Cognito subject is `sub-of-holder`.
+pub fn confirm_token_holder(db: &TestDb) {
+    cruddur_db::repo::users::confirm_user(
+        &mut db.conn(),
+        &cruddur_db::repo::users::PostConfirmationEvent {
+            name: "Token Holder".into(),
+            email: "holder@example.com".into(),
+            preferred_username: "holder".into(),
+            sub: "sub-of-holder".into(),
+        },
+    )
+    .unwrap();
 }

@@ -1,5 +1,6 @@
-"""The original Cruddur backend's activity API (week 4), re-created as the
-peer of the HTTP benchmark (examples/bench, phase `http`).
+"""The original Cruddur backend's activity API (week 4, and the final
+version's user and crud pages), re-created as the peer of the HTTP benchmark
+(examples/bench, phase `http`).
 
 Faithful to how the original served it: Flask, flask-cors, a
 psycopg_pool ConnectionPool with the library's defaults, each request reading
@@ -26,6 +27,9 @@ from flask_cors import CORS
 from psycopg_pool import ConnectionPool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The final version's SQL for a user's page and a crud's page, verbatim
+# (tests/original_sql, which tests/original_sql.rs holds to the library).
+ORIGINAL_SQL = os.path.join(HERE, "..", "..", "..", "..", "tests", "original_sql")
 FEED_LIMIT = int(os.environ.get("BENCH_FEED_LIMIT", "20"))
 
 pool = ConnectionPool(os.environ["CONNECTION_URL"])
@@ -48,6 +52,12 @@ cors = CORS(
 
 def template(*args):
     path = os.path.join(HERE, "sql", *args) + ".sql"
+    with open(path, "r", encoding="utf-8") as f:
+        return f.read()
+
+
+def original_template(*args):
+    path = os.path.join(ORIGINAL_SQL, *args) + ".sql"
     with open(path, "r", encoding="utf-8") as f:
         return f.read()
 
@@ -153,6 +163,18 @@ def create_activity(message, user_handle, ttl):
     return model
 
 
+def user_activities(handle):
+    # services/user_activities.py (week-x): the profile and its newest 40.
+    sql = original_template("users", "show")
+    return query_object_json(sql, {"handle": handle})
+
+
+def show_activity(activity_uuid):
+    # services/show_activity.py (week-x): the crud and its replies.
+    sql = original_template("activities", "show")
+    return query_object_json(sql, {"uuid": activity_uuid})
+
+
 # --- app.py ----------------------------------------------------------------
 
 
@@ -171,6 +193,16 @@ def data_activities():
     if model["errors"] is not None:
         return model["errors"], 422
     return model["data"], 200
+
+
+@app.route("/api/activities/@<string:handle>", methods=["GET"])
+def data_handle(handle):
+    return user_activities(handle), 200
+
+
+@app.route("/api/activities/@<string:handle>/status/<string:activity_uuid>", methods=["GET"])
+def data_show_activity(handle, activity_uuid):
+    return show_activity(activity_uuid), 200
 
 
 @app.route("/api/health-check")

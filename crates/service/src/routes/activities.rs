@@ -1,0 +1,170 @@
+//! The home feed, posting a crud, and replying to one.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use cruddur_db::repo::activities::{ActivityDraft, ReplyDraft};
+use cruddur_db::{ActivityObject, FeedItem, ReplyObject};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use super::token_headers;
+use crate::api::AppState;
+use crate::error::{ApiError, EmptyObject, ErrorBody};
+use crate::extract::{
+    Author, FeedPageQuery, InPath, JsonBody, Page, PageQuery, ReadConsistency, from_object,
+};
+use crate::openapi::{TtlName, WriteTokenHeader};
+
+/// The home feed: the newest cruds of every user, newest first, as the
+/// JSON array PostgreSQL built (served as is).
+#[utoipa::path(
+    get,
+    path = "/api/activities/home",
+    tag = "activities",
+    params(PageQuery, WriteTokenHeader),
+    responses(
+        (status = 200, description = "A page of the home feed, newest first", body = Vec<FeedItem>),
+        (status = 400, description = "A bad `limit`, `before` or write token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable or busy", body = ErrorBody),
+    )
+)]
+pub(crate) async fn home(
+    State(state): State<AppState>,
+    Page(page): FeedPageQuery,
+    ReadConsistency(consistency): ReadConsistency,
+) -> Result<impl IntoResponse, ApiError> {
+    let json = state
+        .blocking_read(consistency, move |repo, consistency| {
+            repo.home_feed_json(consistency, page)
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json))
+}
+
+/// A post's body (other keys are ignored).
+#[derive(ToSchema)]
+pub(crate) struct NewCrud {
+    /// The text: 1 to 280 characters, not only whitespace, no NUL.
+    #[schema(
+        example = "Cloud is fun!",
+        min_length = 1,
+        max_length = 280,
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
+    message: String,
+    /// How long the crud lives.
+    #[schema(value_type = TtlName)]
+    ttl: String,
+}
+
+impl<'de> Deserialize<'de> for NewCrud {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            message: String,
+            ttl: String,
+        }
+        let Fields { message, ttl } = from_object(d)?;
+        Ok(Self { message, ttl })
+    }
+}
+
+/// Creates a crud by the request's author: the 6-key object, with its
+/// write token in a header and a cookie.
+#[utoipa::path(
+    post,
+    path = "/api/activities",
+    tag = "activities",
+    request_body = NewCrud,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The crud, as the home feed will show it", body = ActivityObject,
+            headers(("x-write-token" = String, description = "The write's token: send it back in `x-write-token` to read what was written"))),
+        (status = 400, description = "The body is not JSON, or not the object asked for", body = ErrorBody),
+        (status = 401, description = "No valid token", body = EmptyObject),
+        (status = 403, description = "The token names no Cruddur user", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not declared JSON", body = ErrorBody),
+        (status = 422, description = "Every failing validation code (`message_blank`, `message_exceed_max_chars`, `ttl_blank`, …)", body = Vec<String>),
+        (status = 503, description = "The database is unavailable or busy", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Author(author): Author,
+    JsonBody(crud): JsonBody<NewCrud>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (activity, token) = state
+        .blocking(move |repo| {
+            // Parsed where the repository is reached: bad input costs no
+            // checkout, only the thread this call holds anyway.
+            repo.create_activity(&ActivityDraft::parse(&author, &crud.message, &crud.ttl)?)
+        })
+        .await?;
+    Ok((token_headers(token), Json(activity)))
+}
+
+/// A reply's body (other keys are ignored).
+#[derive(ToSchema)]
+pub(crate) struct NewReply {
+    /// The text: 1 to 1,024 characters, not only whitespace, no NUL.
+    #[schema(
+        example = "Agreed.",
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
+    message: String,
+}
+
+impl<'de> Deserialize<'de> for NewReply {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            message: String,
+        }
+        let Fields { message } = from_object(d)?;
+        Ok(Self { message })
+    }
+}
+
+/// Replies to a crud as the request's author: the reply's object, with
+/// its write token in a header and a cookie. The crud's `replies_count`
+/// goes up in the same transaction.
+#[utoipa::path(
+    post,
+    path = "/api/activities/{activity_uuid}/reply",
+    tag = "activities",
+    params(("activity_uuid" = uuid::Uuid, Path, description = "The crud replied to")),
+    request_body = NewReply,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The reply", body = ReplyObject,
+            headers(("x-write-token" = String, description = "The write's token: send it back in `x-write-token` to read what was written"))),
+        (status = 400, description = "The body is not JSON, or not the object asked for", body = ErrorBody),
+        (status = 401, description = "No valid token", body = EmptyObject),
+        (status = 403, description = "The token names no Cruddur user", body = ErrorBody),
+        (status = 404, description = "No crud has this uuid, or it has expired", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not declared JSON", body = ErrorBody),
+        (status = 422, description = "Every failing validation code (`message_blank`, `message_exceed_max_chars_1024`, `activity_uuid_blank`, …)", body = Vec<String>),
+        (status = 503, description = "The database is unavailable or busy", body = ErrorBody),
+    )
+)]
+pub(crate) async fn reply(
+    State(state): State<AppState>,
+    InPath(activity_uuid): InPath<String>,
+    Author(author): Author,
+    JsonBody(reply): JsonBody<NewReply>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (reply, token) = state
+        .blocking(move |repo| {
+            repo.create_reply(&ReplyDraft::parse(&author, &activity_uuid, &reply.message)?)
+        })
+        .await?;
+    Ok((token_headers(token), Json(reply)))
+}
