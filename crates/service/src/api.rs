@@ -187,7 +187,7 @@ fn joined<T, E: Into<ApiError>>(
         .map_err(Into::into)
 }
 
-/// The service: the routes of [`crate::routes`], their OpenAPI document at
+/// The service: the routes of `crate::routes`, their OpenAPI document at
 /// `GET /api/openapi.json`, with CORS for `allowed_origins` (headers
 /// `Content-Type`, `Authorization` and the write token; methods `OPTIONS`,
 /// `GET`, `HEAD`, `POST`) and one log line per request.
