@@ -234,7 +234,6 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
                 ))
             }),
         )
-        .route("/api/ready", get(crate::ready::ready))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

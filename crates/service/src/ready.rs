@@ -11,45 +11,75 @@
 //! an instance whose queue is stuck is not ready either; load shedding
 //! never refuses it.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cruddur_db::{Consistency, pending_migrations};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::AppState;
 use crate::error::ApiError;
 
-/// The readiness check.
+/// The readiness check's answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Readiness {
+    /// Whether this instance should be sent traffic.
+    ready: bool,
+    /// Why not, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// 200 when the database answers and no migration is pending.
+#[utoipa::path(
+    get,
+    path = "/api/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready: the database answers and every migration is applied", body = Readiness),
+        (status = 503, description = "Not ready: the database does not answer, or migrations are pending", body = Readiness),
+    )
+)]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let pending = state
         .blocking(|repo| repo.read(Consistency::Primary, pending_migrations))
         .await;
-    match pending {
-        Ok(pending) if pending.is_empty() => axum::Json(json!({ "ready": true })).into_response(),
-        Ok(pending) => (
+    let not_ready = |reason: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({
-                "ready": false,
-                "reason": format!(
-                    "{} migration(s) pending: {}",
-                    pending.len(),
-                    pending.join(", ")
-                ),
-            })),
+            Json(Readiness {
+                ready: false,
+                reason: Some(reason),
+            }),
         )
-            .into_response(),
+    };
+    match pending {
+        Ok(pending) if pending.is_empty() => Json(Readiness {
+            ready: true,
+            reason: None,
+        })
+        .into_response(),
+        Ok(pending) => not_ready(format!(
+            "{} migration(s) pending: {}",
+            pending.len(),
+            pending.join(", ")
+        ))
+        .into_response(),
         Err(error) => {
             let reason = match &error {
                 ApiError::Busy => "the database is busy",
                 _ => "the database is unavailable",
             };
-            // The cause is logged, not sent (it names hosts), as for any
-            // request that fails for the database.
-            let mut response = error.into_response();
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            *response.body_mut() =
-                axum::body::Body::from(json!({ "ready": false, "reason": reason }).to_string());
+            // Answered as the error would be (its cause logged, not sent:
+            // it names hosts; a failed statement counted), with the
+            // readiness body.
+            let answered = error.into_response();
+            let mut response = not_ready(reason.to_owned()).into_response();
+            response
+                .extensions_mut()
+                .extend(answered.extensions().clone());
             response
         }
     }
