@@ -112,6 +112,41 @@ pub(crate) fn establish_as(
     Ok(conn)
 }
 
+/// Opens one connection to `url` like [`establish_as`], but in session
+/// mode only after checking, on two connections that set nothing, that
+/// `url` is not behind a transaction pooler ([`Error::TransactionPooler`]
+/// if it is): a session setting made there would reach another client.
+/// [`build_pool`] checks the primary so; a replica's URL is checked by its
+/// prober with this, since a replica that is down at start must not fail
+/// the start.
+pub(crate) fn establish_checked(
+    url: &DatabaseUrl,
+    statement_timeout_ms: u64,
+    pooler: Pooler,
+) -> Result<PgConnection> {
+    if pooler.is_transaction() {
+        return establish_as(url, statement_timeout_ms, pooler);
+    }
+    let mut first = establish_as(url, statement_timeout_ms, Pooler::Transaction)?;
+    let mut second = establish_as(url, statement_timeout_ms, Pooler::Transaction)?;
+    if crate::pooler::behind_transaction_pooler(&mut first, &mut second)? {
+        return Err(Error::TransactionPooler {
+            url: url.to_string(),
+        });
+    }
+    drop(second);
+    // Not a transaction pooler: the session's cache and settings, as
+    // `establish_as` gives them in session mode.
+    first.set_prepared_statement_cache_size(diesel::connection::CacheSize::Unbounded);
+    session_settings(statement_timeout_ms, false, pooler)
+        .on_acquire(&mut first)
+        .map_err(|e| Error::Connection {
+            url: url.to_string(),
+            message: url.scrub(&e.to_string()),
+        })?;
+    Ok(first)
+}
+
 /// Sorts a libpq connection failure into the variant a user can act on.
 pub(crate) fn classify_connection_error(url: &DatabaseUrl, message: &str) -> Error {
     let message = url.scrub(message.trim());

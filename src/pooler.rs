@@ -8,7 +8,7 @@
 //! | what | direct or session pooler | transaction pooler |
 //! |---|---|---|
 //! | named prepared statements (Diesel's statement cache) | prepared once per connection | `42P05` "already exists" or `26000` "does not exist": the cache is off ([`CacheSize::Disabled`]), every statement goes unnamed |
-//! | session settings (`SET statement_timeout`, `TimeZone`, `plan_cache_mode`, a replica's `default_transaction_read_only`) | set once per connection | never set: they would leak to the next client of that server connection. Set them on the role or database instead (`ALTER ROLE … SET statement_timeout = '30s'`); the pool warns at start when the server's `statement_timeout` is not the configured one |
+//! | session settings (`SET statement_timeout`, `TimeZone`, `plan_cache_mode`, a replica's `default_transaction_read_only`) | set once per connection | never set: they would leak to the next client of that server connection. Set them on the role or database instead (`ALTER ROLE … SET statement_timeout = '30s'`); the pool warns at start when the server's `statement_timeout` is not the configured one; a replica read runs in a read-only transaction (`BEGIN READ ONLY`) instead of a read-only session |
 //! | session advisory locks (the migration lock), `LISTEN` | hold for the session | mean nothing: whatever needs a session goes through [`Config::direct_url`] (`DATABASE_DIRECT_URL`) |
 //! | `SET LOCAL`, `pg_advisory_xact_lock`, one statement | safe | safe |
 //!
@@ -18,7 +18,10 @@
 //! process, or one whose server process changes between two transactions,
 //! can only be a transaction pooler's) and refuses with
 //! [`Error::TransactionPooler`], which says what to set: the breakage is a
-//! clear error at start rather than wrong answers later.
+//! clear error at start rather than wrong answers later. A replica's URL is
+//! checked the same way by its prober, before it sets anything there: a
+//! replica behind a transaction pooler without the mode is out, with that
+//! error as its reason, and its reads go to the primary.
 //!
 //! Replica routing and write tokens work through a pooler in front of each
 //! server: a token's position is the server's WAL position, whichever

@@ -32,8 +32,10 @@
 //!   go elsewhere. A read waiting for a replica to replay past its token
 //!   waits on that replica's watch (one thread and connection per replica,
 //!   polling only while someone waits), not on a pooled connection.
-//! - Replica sessions are read-only (`default_transaction_read_only`); a
-//!   read cancelled by a recovery conflict is retried once on the primary.
+//! - Replica sessions are read-only (`default_transaction_read_only`;
+//!   behind a transaction pooler, which keeps no session setting, each
+//!   replica read runs in a read-only transaction instead); a read
+//!   cancelled by a recovery conflict is retried once on the primary.
 //! - [`RoutingCounters`] count each decision.
 //!
 //! Replicas are listed in `DATABASE_REPLICA_URLS` ([`crate::config`]);

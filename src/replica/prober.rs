@@ -17,7 +17,7 @@ use super::positions::{primary_identity, standby_identity};
 use super::token::{ClusterIdentity, Lsn};
 use crate::config::DatabaseUrl;
 use crate::error::Result;
-use crate::pool::establish_as;
+use crate::pool::{establish_as, establish_checked};
 use crate::pooler::Pooler;
 
 /// The `application_name` of a prober's connections, so that they can be
@@ -124,10 +124,27 @@ pub(crate) fn probe_connect(
     options: &ReplicaOptions,
     pooler: Pooler,
 ) -> Result<PgConnection> {
+    establish_as(url, probe_timeout_ms(options), pooler)
+}
+
+/// The probe's statement timeout in milliseconds; a zero one would mean
+/// "none", so at least 1 ms.
+fn probe_timeout_ms(options: &ReplicaOptions) -> u64 {
     let timeout_ms = options.probe_statement_timeout.as_millis();
-    // A zero statement timeout would mean "none": keep at least 1 ms.
-    let timeout_ms = u64::try_from(timeout_ms).unwrap_or(u64::MAX).max(1);
-    establish_as(url, timeout_ms, pooler)
+    u64::try_from(timeout_ms).unwrap_or(u64::MAX).max(1)
+}
+
+/// [`probe_connect`] for a replica's URL, first checking that, without
+/// pooler mode, it is not behind a transaction pooler: the replica is then
+/// out with [`Error::TransactionPooler`](crate::Error::TransactionPooler)
+/// as its reason (which says what to set), and nothing of its session is
+/// set there.
+fn probe_connect_checked(
+    url: &DatabaseUrl,
+    options: &ReplicaOptions,
+    pooler: Pooler,
+) -> Result<PgConnection> {
+    establish_checked(url, probe_timeout_ms(options), pooler)
 }
 
 impl Prober {
@@ -202,7 +219,9 @@ impl Prober {
             },
             Err(_) => None,
         };
-        let conn = match reuse_or_connect(replica_conn, || self.connect(replica)) {
+        let conn = match reuse_or_connect(replica_conn, || {
+            probe_connect_checked(replica, &self.options, self.pooler)
+        }) {
             Ok(conn) => conn,
             Err(e) => return Probe::Failed(e.to_string()),
         };

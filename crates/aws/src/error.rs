@@ -144,4 +144,10 @@ pub enum Remedy {
     },
     /// Name the new read replica.
     NameTheReplica,
+    /// Put the proxy in front of the primary `identifier` instead of its
+    /// replica.
+    ProxyThePrimary {
+        /// The primary.
+        identifier: String,
+    },
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod fix;
 mod http;
 pub mod json_api;
+pub mod proxy;
 pub mod rds;
 pub mod replica;
 pub mod scp;
@@ -22,6 +23,7 @@ pub use ec2::{Ec2Client, IngressRule, SecurityGroupRule};
 pub use error::{Error, Remedy, Result};
 pub use fix::{Applied, apply_fix};
 pub use json_api::JsonApiClient;
+pub use proxy::{CreatedProxy, ProxyOptions, ProxyStatus, create_proxy, proxies_of};
 pub use rds::{
     AllowIp, AllowIpOutcome, CreateOptions, CreatedInstance, DeleteOptions, DeletedInstance,
     InstanceStatus, ProductionUrl, Snapshot, allow_ip, create_instance, create_snapshot,

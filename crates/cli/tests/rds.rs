@@ -17,9 +17,9 @@ use aws_sdk_rds::types::Tag;
 use cruddur_db_aws::rds::DeleteOptions;
 use cruddur_db_aws::{
     AllowIp, AuditOptions, AutoFix, Aws, CreateOptions, IngressRule, Outcome, Practice,
-    PracticeResult, ReplicaOptions, SecurityGroupRule, allow_ip, apply_fix, audit, create_instance,
-    create_replica, create_snapshot, delete_instance, instance_status, production_url, replica_url,
-    scp,
+    PracticeResult, ProxyOptions, ReplicaOptions, SecurityGroupRule, allow_ip, apply_fix, audit,
+    create_instance, create_proxy, create_replica, create_snapshot, delete_instance,
+    instance_status, production_url, replica_url, scp,
 };
 use cruddur_db_aws::{Error, Remedy};
 use serde_json::json;
@@ -1463,6 +1463,355 @@ fn delete_is_refused_under_deletion_protection() {
     });
 }
 
+/// The IAM role the proxies of the tests assume (moto checks only its form).
+const PROXY_ROLE: &str = "arn:aws:iam::123456789012:role/cruddur-proxy";
+
+/// Two subnets of moto's default VPC, through EC2's Query API (the
+/// toolkit's EC2 client covers security groups only).
+fn default_subnets(moto: &Moto) -> Vec<String> {
+    let answer = moto.raw_with_body(
+        "POST",
+        "/",
+        &[
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            ),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "Action=DescribeSubnets&Version=2016-11-15&Filter.1.Name=default-for-az\
+         &Filter.1.Value.1=true",
+    );
+    let mut subnets: Vec<String> = answer
+        .split("<subnetId>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</subnetId>").next())
+        .map(str::to_owned)
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    assert!(subnets.len() >= 2, "DescribeSubnets: {answer}");
+    subnets.truncate(2);
+    subnets
+}
+
+/// A PostgreSQL instance as a proxy needs it: its master password in
+/// Secrets Manager, a DB subnet group of two default subnets, `group`;
+/// returns the subnets.
+async fn proxied_instance(
+    moto: &Moto,
+    aws: &Aws,
+    identifier: &str,
+    group: &str,
+    iam: bool,
+) -> Vec<String> {
+    let subnets = default_subnets(moto);
+    let subnet_group = format!("{identifier}-subnets");
+    aws.rds
+        .create_db_subnet_group()
+        .db_subnet_group_name(&subnet_group)
+        .db_subnet_group_description("cruddur-db")
+        .set_subnet_ids(Some(subnets.clone()))
+        .send()
+        .await
+        .unwrap();
+    aws.rds
+        .create_db_instance()
+        .db_instance_identifier(identifier)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .engine_version("16")
+        .master_username("cruddurroot")
+        .manage_master_user_password(true)
+        .allocated_storage(20)
+        .storage_encrypted(true)
+        .db_subnet_group_name(&subnet_group)
+        .vpc_security_group_ids(group)
+        .enable_iam_database_authentication(iam)
+        .send()
+        .await
+        .unwrap();
+    subnets
+}
+
+fn proxy_of(instance: &str) -> ProxyOptions {
+    ProxyOptions {
+        instance: instance.into(),
+        name: None,
+        role_arn: PROXY_ROLE.into(),
+    }
+}
+
+async fn proxy_count(aws: &Aws) -> usize {
+    aws.rds
+        .describe_db_proxies()
+        .send()
+        .await
+        .unwrap()
+        .db_proxies()
+        .len()
+}
+
+#[test]
+fn proxy_create_requires_tls_and_uses_the_instance_s_secret_subnets_and_group() {
+    use aws_sdk_rds::types::{AuthScheme, ClientPasswordAuthType, IamAuthMode};
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
+        let subnets = proxied_instance(&moto, &aws, "cruddur-db-instance", &group, false).await;
+        let secret = instance_status(&aws, "cruddur-db-instance")
+            .await
+            .unwrap()
+            .master_user_secret_arn
+            .expect("a managed secret");
+
+        let created = create_proxy(&aws, &proxy_of("cruddur-db-instance"))
+            .await
+            .unwrap();
+        assert_eq!(created.name, "cruddur-db-instance-proxy");
+        assert_eq!(created.target, "cruddur-db-instance");
+        assert!(created.require_tls, "{created:?}");
+        assert_eq!(created.secret_arn, secret);
+        assert!(!created.iam_auth, "the instance has no IAM authentication");
+        let mut got = created.subnet_ids.clone();
+        got.sort();
+        assert_eq!(got, subnets, "the instance's subnets");
+        assert_eq!(created.security_group_ids, std::slice::from_ref(&group));
+        assert!(created.endpoint.is_some(), "{created:?}");
+
+        // As RDS holds it.
+        let described = aws
+            .rds
+            .describe_db_proxies()
+            .db_proxy_name("cruddur-db-instance-proxy")
+            .send()
+            .await
+            .unwrap();
+        let proxy = &described.db_proxies()[0];
+        assert_eq!(proxy.engine_family(), Some("POSTGRESQL"));
+        assert_eq!(proxy.require_tls(), Some(true));
+        assert_eq!(proxy.role_arn(), Some(PROXY_ROLE));
+        let auth = &proxy.auth()[0];
+        assert_eq!(auth.auth_scheme(), Some(&AuthScheme::Secrets));
+        assert_eq!(auth.secret_arn(), Some(secret.as_str()));
+        assert_eq!(auth.iam_auth(), Some(&IamAuthMode::Disabled));
+        assert_eq!(
+            auth.client_password_auth_type(),
+            Some(&ClientPasswordAuthType::PostgresScramSha256)
+        );
+        let targets = aws
+            .rds
+            .describe_db_proxy_targets()
+            .db_proxy_name("cruddur-db-instance-proxy")
+            .send()
+            .await
+            .unwrap();
+        let targets: Vec<Option<&str>> = targets
+            .targets()
+            .iter()
+            .map(|t| t.rds_resource_id())
+            .collect();
+        assert_eq!(targets, [Some("cruddur-db-instance")]);
+
+        // An instance with IAM database authentication: so are its proxy's clients.
+        proxied_instance(&moto, &aws, "iam-db", &group, true).await;
+        let iam = create_proxy(
+            &aws,
+            &ProxyOptions {
+                name: Some("iam-proxy".into()),
+                ..proxy_of("iam-db")
+            },
+        )
+        .await
+        .unwrap();
+        assert!(iam.iam_auth && iam.require_tls, "{iam:?}");
+        let described = aws
+            .rds
+            .describe_db_proxies()
+            .db_proxy_name("iam-proxy")
+            .send()
+            .await
+            .unwrap();
+        let auth = &described.db_proxies()[0].auth()[0];
+        assert_eq!(auth.iam_auth(), Some(&IamAuthMode::Required));
+        assert_eq!(auth.client_password_auth_type(), None);
+    });
+}
+
+#[test]
+fn proxy_create_refuses_an_instance_it_cannot_serve_and_creates_nothing() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
+        proxied_instance(&moto, &aws, "cruddur-db-instance", &group, false).await;
+        // A password of its own rather than a managed secret.
+        aws.rds
+            .create_db_instance()
+            .db_instance_identifier("own-password")
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .master_username("cruddurroot")
+            .master_user_password("not-managed-1234")
+            .allocated_storage(20)
+            .send()
+            .await
+            .unwrap();
+        // A managed secret, but no subnet group.
+        aws.rds
+            .create_db_instance()
+            .db_instance_identifier("no-subnets")
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .master_username("cruddurroot")
+            .manage_master_user_password(true)
+            .allocated_storage(20)
+            .send()
+            .await
+            .unwrap();
+        aws.rds
+            .create_db_instance_read_replica()
+            .db_instance_identifier("a-replica")
+            .source_db_instance_identifier("cruddur-db-instance")
+            .send()
+            .await
+            .unwrap();
+
+        for (instance, reason, remedy) in [
+            (
+                "missing",
+                "there is no instance `missing`",
+                Some(Remedy::CreateInstance {
+                    identifier: "missing".into(),
+                }),
+            ),
+            (
+                "own-password",
+                "not managed by Secrets Manager",
+                Some(Remedy::Audit {
+                    identifier: "own-password".into(),
+                }),
+            ),
+            ("no-subnets", "no subnets", None),
+            (
+                "a-replica",
+                "is a read replica of `cruddur-db-instance`",
+                Some(Remedy::ProxyThePrimary {
+                    identifier: "cruddur-db-instance".into(),
+                }),
+            ),
+        ] {
+            let err = create_proxy(&aws, &proxy_of(instance)).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::Refused { reason: r, .. } if r.contains(reason)),
+                "{instance}: {err}"
+            );
+            assert_eq!(err.remedy(), remedy.as_ref(), "{instance}: {err}");
+        }
+        let err = create_proxy(
+            &aws,
+            &ProxyOptions {
+                role_arn: "cruddur-proxy".into(),
+                ..proxy_of("cruddur-db-instance")
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+        assert_eq!(proxy_count(&aws).await, 0, "nothing was created");
+    });
+}
+
+#[test]
+fn audit_checks_each_proxy_in_front_of_the_instance() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let aws = aws_for(&moto);
+        let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
+        let subnets = proxied_instance(&moto, &aws, "cruddur-db-instance", &group, false).await;
+        let proxies = |results: &[PracticeResult]| -> Vec<(Option<String>, Outcome)> {
+            results
+                .iter()
+                .filter(|r| r.practice.about_a_proxy())
+                .map(|r| (r.instance.clone(), r.outcome))
+                .collect()
+        };
+        let options = opts(false, &["us-east-1"]);
+        let results = audit(&aws, "cruddur-db-instance", &options).await.unwrap();
+        assert_eq!(proxies(&results), [], "no proxy, nothing to report");
+
+        create_proxy(&aws, &proxy_of("cruddur-db-instance"))
+            .await
+            .unwrap();
+        // One made by hand without RequireTLS, and one for another instance.
+        let secret = instance_status(&aws, "cruddur-db-instance")
+            .await
+            .unwrap()
+            .master_user_secret_arn
+            .unwrap();
+        for (name, target) in [("plain", "cruddur-db-instance"), ("elsewhere", "other-db")] {
+            aws.rds
+                .create_db_proxy()
+                .db_proxy_name(name)
+                .engine_family(aws_sdk_rds::types::EngineFamily::Postgresql)
+                .auth(
+                    aws_sdk_rds::types::UserAuthConfig::builder()
+                        .auth_scheme(aws_sdk_rds::types::AuthScheme::Secrets)
+                        .secret_arn(&secret)
+                        .build(),
+                )
+                .role_arn(PROXY_ROLE)
+                .set_vpc_subnet_ids(Some(subnets.clone()))
+                .send()
+                .await
+                .unwrap();
+            aws.rds
+                .register_db_proxy_targets()
+                .db_proxy_name(name)
+                .db_instance_identifiers(target)
+                .send()
+                .await
+                .unwrap();
+        }
+        let results = audit(&aws, "cruddur-db-instance", &options).await.unwrap();
+        assert_eq!(
+            proxies(&results),
+            [
+                (Some("cruddur-db-instance-proxy".into()), Outcome::Pass),
+                (Some("plain".into()), Outcome::Fail),
+            ]
+        );
+        let plain = results
+            .iter()
+            .find(|r| r.instance.as_deref() == Some("plain"))
+            .unwrap();
+        assert_eq!(plain.practice, Practice::ProxyRequiresTls);
+        assert_eq!(plain.item, 14);
+        assert!(
+            plain.detail.contains("requires TLS: false"),
+            "{}",
+            plain.detail
+        );
+        let fix = shown(&plain.fix);
+        assert!(
+            fix.contains("aws rds modify-db-proxy --db-proxy-name plain --require-tls"),
+            "{fix}"
+        );
+        assert_eq!(
+            plain.auto_fix, None,
+            "changing a proxy's TLS is a decision to make"
+        );
+        // The instance's own practices are unchanged by its proxies.
+        let of_instance = results
+            .iter()
+            .filter(|r| !r.practice.about_a_proxy())
+            .count();
+        assert_eq!(of_instance, Practice::ALL.len());
+    });
+}
+
 /// The CLI, driven through `cruddur_db_cli::rds::run` in a child process so
 /// that its environment (dummy credentials) and working directory are its own.
 mod cli {
@@ -1687,6 +2036,88 @@ mod cli {
         assert!(stderr.contains("deletion protection is on"), "{stderr}");
         let out = run(&moto, dir.path(), &["delete", "--confirm", "other"]);
         assert!(!out.status.success(), "rds delete with a wrong --confirm");
+    }
+
+    #[test]
+    fn proxy_create_then_audit_names_the_proxy() {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(async {
+            let aws = aws_for(&moto);
+            let group = group_with_rule(&aws, "db", 5432, "203.0.113.7/32").await;
+            proxied_instance(&moto, &aws, "cruddur-db-instance", &group, false).await;
+            aws.rds
+                .create_db_instance_read_replica()
+                .db_instance_identifier("a-replica")
+                .source_db_instance_identifier("cruddur-db-instance")
+                .send()
+                .await
+                .unwrap();
+        });
+
+        let out = run(&moto, dir.path(), &["proxy", "create"]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "the role is required");
+        assert!(stderr.contains("--role-arn"), "{stderr}");
+
+        let out = run(
+            &moto,
+            dir.path(),
+            &["proxy", "create", "--role-arn", PROXY_ROLE],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "rds proxy create: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains(
+                "created proxy cruddur-db-instance-proxy for cruddur-db-instance (TLS required"
+            ),
+            "{stdout}"
+        );
+        assert!(stdout.contains("CRUDDUR_POOLER=transaction"), "{stdout}");
+
+        // A replica: refused, and the hint is the command for its primary.
+        let out = run(
+            &moto,
+            dir.path(),
+            &[
+                "proxy",
+                "create",
+                "--identifier",
+                "a-replica",
+                "--role-arn",
+                PROXY_ROLE,
+            ],
+        );
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "a proxy for a replica");
+        assert!(
+            stderr.contains("cruddur-db rds proxy create --identifier cruddur-db-instance"),
+            "{stderr}"
+        );
+
+        let out = run(&moto, dir.path(), &["audit"]);
+        let (stdout, _) = text(&out);
+        assert!(
+            stdout.contains("proxy cruddur-db-instance-proxy (of cruddur-db-instance):"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("PASS proxy-requires-tls"), "{stdout}");
+        assert!(stdout.contains("and its proxy)"), "{stdout}");
+
+        let out = run(&moto, dir.path(), &["audit", "--json"]);
+        let (stdout, stderr) = text(&out);
+        // The test harness writes around the child's output.
+        let start = stdout
+            .find('[')
+            .unwrap_or_else(|| panic!("{stdout}\n{stderr}"));
+        let end = stdout.rfind(']').unwrap();
+        let results: Vec<serde_json::Value> = serde_json::from_str(&stdout[start..=end]).unwrap();
+        let proxy = results
+            .iter()
+            .find(|r| r["practice"] == "proxy-requires-tls")
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert_eq!(proxy["instance"], "cruddur-db-instance-proxy");
+        assert_eq!(proxy["outcome"], "pass");
     }
 
     #[test]

@@ -82,7 +82,16 @@ impl Router {
                 return self.after_replica_failure(index, e.to_string(), f);
             }
         };
-        let result = f(&mut conn);
+        let result = if self.inner.config.pooler.is_transaction() {
+            // No session default behind a transaction pooler (it would
+            // reach the pooler's other clients): the read runs in a
+            // read-only transaction of its own instead, so that a write
+            // sent here fails even on a replica promoted since its last
+            // probe. Two more round trips (BEGIN READ ONLY, COMMIT).
+            conn.build_transaction().read_only().run(|c| f(c))
+        } else {
+            f(&mut conn)
+        };
         drop(conn);
         drop(slot);
         let counters = &self.inner.counters;

@@ -124,6 +124,9 @@ pub(super) async fn check(
         | Practice::CloudTrailLogging => {
             unreachable!("account-wide practices are checked by account_results")
         }
+        Practice::ProxyRequiresTls => {
+            unreachable!("a proxy's practices are checked by proxy_results")
+        }
     };
     if r.outcome == Outcome::Fail && r.auto_fix.is_none() {
         let id = identifier.clone();

@@ -19,7 +19,7 @@
 //! | 11 | GuardDuty | [`Practice::GuardDutyEnabled`] |
 //! | 12 | CloudTrail | [`Practice::CloudTrailLogging`] |
 //! | 13 | appropriate authentication | [`Practice::IamAuthentication`] |
-//! | 14 | encryption in transit | [`Practice::TlsRequired`] |
+//! | 14 | encryption in transit | [`Practice::TlsRequired`], and for each RDS Proxy in front of the instance [`Practice::ProxyRequiresTls`] |
 //! | 15 | master password in Secrets Manager, rotated | [`Practice::ManagedMasterSecret`], [`Practice::SecretRotation`] |
 
 use std::fmt;
@@ -88,6 +88,11 @@ pub enum Practice {
     IamAuthentication,
     /// The parameter group requires TLS (`rds.force_ssl = 1`).
     TlsRequired,
+    /// An RDS Proxy in front of the instance requires TLS from its clients
+    /// (`RequireTLS`): the instance's own requirement does not reach
+    /// clients of the proxy. Checked for each proxy with the instance among
+    /// its targets, not in [`Practice::ALL`].
+    ProxyRequiresTls,
     /// The master password is managed by Secrets Manager.
     ManagedMasterSecret,
     /// The master secret's rotation is on and ran within its schedule.
@@ -95,8 +100,9 @@ pub enum Practice {
 }
 
 impl Practice {
-    /// Every practice, in the order of the original list, as `audit`
-    /// reports them for the audited instance.
+    /// Every practice of an instance and its account, in the order of the
+    /// original list, as `audit` reports them for the audited instance
+    /// (each proxy's are [`Practice::PROXY`]).
     pub const ALL: [Practice; 20] = [
         Practice::RegionAllowed,
         Practice::MasterUserAndDatabase,
@@ -120,6 +126,9 @@ impl Practice {
         Practice::SecretRotation,
     ];
 
+    /// The practices checked for each RDS Proxy in front of the instance.
+    pub const PROXY: [Practice; 1] = [Practice::ProxyRequiresTls];
+
     /// The practice's short name, as printed.
     pub fn name(self) -> &'static str {
         match self {
@@ -141,6 +150,7 @@ impl Practice {
             Practice::CloudTrailLogging => "cloudtrail-logging",
             Practice::IamAuthentication => "iam-authentication",
             Practice::TlsRequired => "tls-required",
+            Practice::ProxyRequiresTls => "proxy-requires-tls",
             Practice::ManagedMasterSecret => "managed-master-secret",
             Practice::SecretRotation => "secret-rotation",
         }
@@ -164,7 +174,7 @@ impl Practice {
             Practice::GuardDutyEnabled => 11,
             Practice::CloudTrailLogging => 12,
             Practice::IamAuthentication => 13,
-            Practice::TlsRequired => 14,
+            Practice::TlsRequired | Practice::ProxyRequiresTls => 14,
             Practice::ManagedMasterSecret | Practice::SecretRotation => 15,
         }
     }
@@ -184,6 +194,12 @@ impl Practice {
                 | Practice::DeletionProtection
                 | Practice::TlsRequired
         )
+    }
+
+    /// Whether the practice is about an RDS Proxy (its result's
+    /// [`instance`](PracticeResult::instance) names the proxy).
+    pub fn about_a_proxy(self) -> bool {
+        matches!(self, Practice::ProxyRequiresTls)
     }
 
     /// Whether the practice is about the account rather than an instance
@@ -240,7 +256,8 @@ pub struct PracticeResult {
     pub practice: Practice,
     /// Its number in the original list.
     pub item: u8,
-    /// The instance it is about; `None` for the account-wide practices.
+    /// The instance it is about (for a [proxy's](Practice::about_a_proxy)
+    /// practice, the proxy); `None` for the account-wide practices.
     pub instance: Option<String>,
     /// What was found.
     pub outcome: Outcome,
@@ -317,7 +334,9 @@ impl Default for AuditOptions {
 /// replicas against the practices that [apply to a
 /// replica](Practice::applies_to_replica); each result names its instance.
 /// An instance that is itself a replica is checked as a replica (with the
-/// account's practices). A check whose API call fails (for example for lack
+/// account's practices). Last come the RDS Proxies with the instance among
+/// their targets, each checked against [`Practice::PROXY`] (none: nothing
+/// reported). A check whose API call fails (for example for lack
 /// of permission) is [`Outcome::Unknown`] and says so; only a failure to
 /// describe `identifier` is an error.
 pub async fn audit(
@@ -332,7 +351,44 @@ pub async fn audit(
     for replica in &db.read_replicas {
         out.extend(replica_results(aws, replica, options).await);
     }
+    out.extend(proxy_results(aws, &db.identifier).await);
     Ok(out)
+}
+
+/// The results of each RDS Proxy in front of `identifier`, each naming
+/// the proxy; when the proxies cannot be listed, one unknown result says
+/// why.
+async fn proxy_results(aws: &Aws, identifier: &str) -> Vec<PracticeResult> {
+    let practice = Practice::ProxyRequiresTls;
+    let proxies = match crate::proxy::proxies_of(aws, identifier).await {
+        Ok(proxies) => proxies,
+        Err(e) => {
+            return vec![cannot_check(
+                practice,
+                &e,
+                "grant rds:DescribeDBProxies and rds:DescribeDBProxyTargets",
+            )];
+        }
+    };
+    proxies
+        .into_iter()
+        .map(|proxy| PracticeResult {
+            instance: Some(proxy.name.clone()),
+            ..result(
+                practice,
+                proxy.require_tls,
+                format!(
+                    "proxy {} in front of {identifier} requires TLS: {}",
+                    proxy.name, proxy.require_tls
+                ),
+                format!(
+                    "aws rds modify-db-proxy --db-proxy-name {} --require-tls (clients \
+                     without TLS are refused from then on: connect with sslmode=verify-full)",
+                    proxy.name
+                ),
+            )
+        })
+        .collect()
 }
 
 /// A replica's results; when it cannot be described, each of its practices

@@ -44,6 +44,10 @@ pub enum RdsCommand {
     /// deletion-protected, TLS required (its parameter group), its security
     /// groups and tags; checked after creation.
     CreateReplica(CreateReplicaArgs),
+    /// RDS Proxy, a transaction pooler in front of the instance (run the
+    /// data layer behind it with CRUDDUR_POOLER=transaction).
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
     /// Show the endpoint, status and every security-relevant attribute.
     Status(InstanceArg),
     /// Point the security group's inbound rule for the database port at one
@@ -156,6 +160,33 @@ pub struct CreateReplicaArgs {
     /// Availability zone (default: chosen by RDS).
     #[arg(long)]
     pub availability_zone: Option<String>,
+}
+
+/// The `rds proxy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Create an RDS Proxy for the instance: TLS required, authenticating
+    /// with the instance's managed master-user secret (clients use IAM when
+    /// the instance does), in the instance's subnets and security groups,
+    /// the instance as its target.
+    Create(ProxyCreateArgs),
+}
+
+/// `rds proxy create`.
+#[derive(Debug, Args)]
+pub struct ProxyCreateArgs {
+    /// The instance the proxy is for (a PostgreSQL instance whose master
+    /// password Secrets Manager manages; not a read replica).
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
+    pub identifier: String,
+    /// The proxy's name (default: IDENTIFIER-proxy).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The IAM role the proxy assumes to read the instance's secret
+    /// (arn:aws:iam::ACCOUNT:role/NAME, allowed secretsmanager:GetSecretValue
+    /// on it); RDS requires one.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: String,
 }
 
 /// `rds allow-ip`.

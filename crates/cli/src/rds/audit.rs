@@ -53,7 +53,8 @@ pub(super) async fn scp_template(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the results as lines, each replica's under a heading.
+/// Prints the results as lines, each replica's and each proxy's under a
+/// heading.
 fn print_results(results: &[cruddur_db_aws::PracticeResult], identifier: &str) {
     use cruddur_db_aws::Outcome;
     let width = cruddur_db_aws::Practice::ALL
@@ -62,17 +63,22 @@ fn print_results(results: &[cruddur_db_aws::PracticeResult], identifier: &str) {
         .max()
         .unwrap_or(0);
     // The audited instance's and the account's results first; each
-    // replica's under a heading, every line naming the replica.
+    // replica's and each proxy's under a heading, every line naming it.
     let mut heading: Option<&str> = None;
-    let mut replicas = 0;
+    let (mut replicas, mut proxies) = (0, 0);
     for r in results {
         let other = r.instance.as_deref().filter(|i| *i != identifier);
         if let Some(instance) = other
             && heading != Some(instance)
         {
-            println!("replica {instance} (of {identifier}):");
+            if r.practice.about_a_proxy() {
+                println!("proxy {instance} (of {identifier}):");
+                proxies += 1;
+            } else {
+                println!("replica {instance} (of {identifier}):");
+                replicas += 1;
+            }
             heading = Some(instance);
-            replicas += 1;
         }
         let detail = match other {
             Some(instance) => format!("{instance}: {}", r.detail),
@@ -98,12 +104,24 @@ fn print_results(results: &[cruddur_db_aws::PracticeResult], identifier: &str) {
         count(Outcome::Fail),
         count(Outcome::Unknown),
         count(Outcome::Info),
-        match replicas {
-            0 => String::new(),
-            1 => format!(" ({identifier} and its read replica)"),
-            n => format!(" ({identifier} and its {n} read replicas)"),
+        match (replicas, proxies) {
+            (0, 0) => String::new(),
+            (r, p) => format!(
+                " ({identifier}{}{})",
+                counted(r, "read replica", "read replicas"),
+                counted(p, "proxy", "proxies")
+            ),
         }
     );
+}
+
+/// ` and its N things`, or nothing for none.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    match n {
+        0 => String::new(),
+        1 => format!(" and its {one}"),
+        n => format!(" and its {n} {many}"),
+    }
 }
 
 /// One result as `rds audit --json` prints it: the toolkit's result with

@@ -1,10 +1,10 @@
-//! `rds create` and `rds create-replica`.
+//! `rds create`, `rds create-replica` and `rds proxy create`.
 
 use std::process::ExitCode;
 
 use cruddur_db_aws::Aws;
 
-use super::{CreateArgs, CreateReplicaArgs};
+use super::{CreateArgs, CreateReplicaArgs, ProxyCreateArgs};
 
 pub(super) async fn create(aws: &Aws, a: CreateArgs) -> anyhow::Result<ExitCode> {
     let options = cruddur_db_aws::CreateOptions {
@@ -75,6 +75,40 @@ pub(super) async fn create_replica(aws: &Aws, a: CreateReplicaArgs) -> anyhow::R
         "next: wait until `cruddur-db rds status --identifier {id}` says available, then \
          `cruddur-db rds url --replica {id}`",
         id = replica.identifier
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn create_proxy(aws: &Aws, a: ProxyCreateArgs) -> anyhow::Result<ExitCode> {
+    let options = cruddur_db_aws::ProxyOptions {
+        instance: a.identifier,
+        name: a.name,
+        role_arn: a.role_arn,
+    };
+    let p = cruddur_db_aws::create_proxy(aws, &options).await?;
+    println!(
+        "created proxy {} for {} (TLS required; authenticating with {}; clients {})",
+        p.name,
+        p.target,
+        p.secret_arn,
+        if p.iam_auth {
+            "with IAM tokens"
+        } else {
+            "with the password (SCRAM-SHA-256)"
+        }
+    );
+    println!(
+        "endpoint        {}",
+        p.endpoint.as_deref().unwrap_or("(not yet)")
+    );
+    println!("subnets         {}", p.subnet_ids.join(", "));
+    println!("security groups {}", p.security_group_ids.join(", "));
+    println!();
+    println!(
+        "next: connect through the endpoint with sslmode=verify-full and \
+         CRUDDUR_POOLER=transaction, and keep PROD_DIRECT_URL on the instance itself \
+         (`cruddur-db rds url --identifier {}`) for migrations",
+        p.target
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -16,10 +16,11 @@ mod url;
 
 pub use args::{
     AllowIpArgs, AuditArgs, CreateArgs, CreateReplicaArgs, DEFAULT_IP_ENDPOINT, DeleteArgs,
-    InstanceArg, RdsArgs, RdsCommand, ScpTemplateArgs, SnapshotArgs, UrlArgs,
+    InstanceArg, ProxyCommand, ProxyCreateArgs, RdsArgs, RdsCommand, ScpTemplateArgs, SnapshotArgs,
+    UrlArgs,
 };
 use audit::{audit, organizations_as, scp_template};
-use create::{create, create_replica};
+use create::{create, create_proxy, create_replica};
 use network::allow_ip;
 use url::url;
 
@@ -52,6 +53,7 @@ async fn run_async(args: RdsArgs, settings: &cruddur_db::Settings) -> anyhow::Re
     match args.command {
         RdsCommand::Create(a) => create(&aws, a).await,
         RdsCommand::CreateReplica(a) => create_replica(&aws, a).await,
+        RdsCommand::Proxy(ProxyCommand::Create(a)) => create_proxy(&aws, a).await,
         RdsCommand::Status(a) => {
             print!(
                 "{}",

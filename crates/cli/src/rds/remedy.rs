@@ -41,6 +41,9 @@ pub fn hint(remedy: &Remedy) -> Option<String> {
             format!("`cruddur-db rds create-replica --source {identifier}`")
         }
         Remedy::NameTheReplica => "name it with --identifier".to_owned(),
+        Remedy::ProxyThePrimary { identifier } => {
+            format!("`cruddur-db rds proxy create --identifier {identifier}`")
+        }
         _ => return None,
     })
 }
@@ -112,6 +115,7 @@ mod tests {
             Remedy::NameARule,
             Remedy::ReplicateThePrimary { identifier: id() },
             Remedy::NameTheReplica,
+            Remedy::ProxyThePrimary { identifier: id() },
         ];
         for remedy in &remedies {
             let shown = hint(remedy);
@@ -129,6 +133,10 @@ mod tests {
                 "`cruddur-db rds create-replica --source db-1`",
             ),
             (Remedy::NameTheReplica, "name it with --identifier"),
+            (
+                Remedy::ProxyThePrimary { identifier: id() },
+                "`cruddur-db rds proxy create --identifier db-1`",
+            ),
         ] {
             assert_eq!(hint(&remedy).as_deref(), Some(want), "{remedy:?}");
         }
