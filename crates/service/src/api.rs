@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use axum::http::{HeaderName, HeaderValue, Method, Response, header};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use cruddur_db::{Consistency, Repository};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -16,6 +17,8 @@ use tracing::Span;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::shed::{Shedder, Shedding};
 use crate::workers::{CallError, Workers};
 
 /// The response header that carries a post's write token, and the request
@@ -52,11 +55,16 @@ pub struct AppState {
     /// How long a request body may take to arrive once its handler reads
     /// it (the transport's header-read timeout).
     body_timeout: Duration,
+    /// What `GET /metrics` serves, or `None` when metrics are off.
+    metrics: Option<Arc<Metrics>>,
+    /// When requests are refused because too many calls wait.
+    shedding: Shedding,
 }
 
 impl AppState {
     /// The state for `repo` and `auth`, with one database thread per
-    /// connection of the primary's pool.
+    /// connection of the primary's pool, metrics on and the default
+    /// [`Shedding`].
     ///
     /// # Errors
     /// When the threads cannot be started.
@@ -64,13 +72,37 @@ impl AppState {
         let pool = repo.pool();
         let threads = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
         let wait = pool.connection_timeout();
+        let queue_wait = crate::metrics::latency_histogram();
+        let primary = crate::metrics::server_address(repo.router().primary_url());
+        let workers = Workers::start(threads, Some(queue_wait.clone()), primary)?;
+        let metrics = Metrics::new(repo.clone(), workers.clone(), queue_wait);
         Ok(Self {
             repo,
             auth: Arc::new(auth),
-            workers: Workers::start(threads)?,
+            workers,
             wait,
             body_timeout: crate::transport::DEFAULT_HEADER_READ_TIMEOUT,
+            metrics: Some(Arc::new(metrics)),
+            shedding: Shedding::default(),
         })
+    }
+
+    /// This state with `GET /metrics` and the request counters on or off
+    /// (default on).
+    #[must_use]
+    pub fn with_metrics(mut self, on: bool) -> Self {
+        if !on {
+            self.metrics = None;
+        }
+        self
+    }
+
+    /// This state refusing requests as `shedding` says (default
+    /// [`Shedding::default`]).
+    #[must_use]
+    pub fn with_shedding(mut self, shedding: Shedding) -> Self {
+        self.shedding = shedding;
+        self
     }
 
     /// This state with request bodies allowed `timeout` to arrive (default
@@ -155,7 +187,7 @@ fn joined<T, E: Into<ApiError>>(
         .map_err(Into::into)
 }
 
-/// The service: the routes of [`crate::routes`], their OpenAPI document at
+/// The service: the routes of `crate::routes`, their OpenAPI document at
 /// `GET /api/openapi.json`, with CORS for `allowed_origins` (headers
 /// `Content-Type`, `Authorization` and the write token; methods `OPTIONS`,
 /// `GET`, `HEAD`, `POST`) and one log line per request.
@@ -175,9 +207,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST])
         .expose_headers([token_header]);
     let trace = TraceLayer::new_for_http()
-        .make_span_with(|request: &Request<Body>| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        })
+        .make_span_with(crate::telemetry::request_span)
         .on_request(())
         .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
             tracing::info!(
@@ -187,9 +217,14 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
             );
         })
         .on_failure(());
+    let shedder = Shedder {
+        shedding: state.shedding,
+        workers: state.workers.clone(),
+    };
+    let metrics = state.metrics.clone();
     let (routes, document) = crate::routes::api_routes().split_for_parts();
     let document = Bytes::from(crate::openapi::to_json(&document));
-    routes
+    let router = routes
         .route(
             "/api/openapi.json",
             get(move || {
@@ -202,7 +237,17 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .layer(from_fn_with_state(shedder, crate::shed::shed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(cors)
-        .layer(trace)
+        .layer(cors);
+    let router = match metrics {
+        Some(metrics) => router
+            .route(
+                "/metrics",
+                get(crate::metrics::scrape).with_state(Arc::clone(&metrics)),
+            )
+            .layer(from_fn_with_state(metrics, crate::metrics::track)),
+        None => router,
+    };
+    router.layer(trace)
 }

@@ -83,6 +83,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Set where the error is answered, so that every route's failures
+        // are counted by `/metrics` without each handler reporting them.
+        let failed = match &self {
+            ApiError::Unavailable(cause) => crate::metrics::FailedStatement::of(cause),
+            _ => None,
+        };
         let (status, body) = match self {
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, error(message)),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!(EmptyObject {})),
@@ -127,7 +133,11 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, error("internal error"))
             }
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(failed) = failed {
+            response.extensions_mut().insert(failed);
+        }
+        response
     }
 }
 

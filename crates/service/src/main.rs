@@ -12,9 +12,15 @@ use cruddur_db::{
     read_mark,
 };
 use cruddur_db_local::{Fallback, resolve};
-use cruddur_db_service::settings::AuthSettings;
+use cruddur_db_service::logs::LogGuard;
+use cruddur_db_service::settings::{AuthSettings, LogFormat, log_format};
+use cruddur_db_service::telemetry::Telemetry;
 use cruddur_db_service::{AppState, Auth, ServiceSettings, Stopped, app, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Serves Cruddur's PostgreSQL API (the home feed, posting and replying,
 /// users' pages and profiles; its OpenAPI document at `/api/openapi.json`)
@@ -51,10 +57,13 @@ fn main() -> ExitCode {
     }
     match Settings::from_env()
         .map_err(anyhow::Error::from)
-        .and_then(|settings| {
-            let logs = init_logs(&settings);
+        .and_then(|settings| Ok((log_format(&settings)?, settings)))
+        .and_then(|(format, settings)| {
+            let (logs, traces) = init_logs(&settings, format)?;
             let result = run(args, &settings);
-            // The log lines still queued come out before the last word.
+            // The spans still batched are sent, and the log lines still
+            // queued come out, before the last word.
+            drop(traces);
             drop(logs);
             result
         }) {
@@ -94,23 +103,68 @@ fn hint(error: &anyhow::Error) -> &'static str {
 /// requests of the worker that logged, and a request's line costs neither
 /// a system call nor a thread wake-up. None is dropped: when 16 MiB are
 /// queued, workers wait. Without the thread, lines go straight to stderr.
-fn init_logs(settings: &Settings) -> Option<cruddur_db_service::logs::LogGuard> {
+/// With `CRUDDUR_LOG_FORMAT=json` each line is a JSON object, with the
+/// request's span (method, path; its trace id with tracing on) beside the
+/// event's fields. With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans that
+/// `RUST_LOG` admits also go out as OTLP traces
+/// ([`cruddur_db_service::telemetry`]).
+fn init_logs(
+    settings: &Settings,
+    format: LogFormat,
+) -> anyhow::Result<(Option<LogGuard>, Option<Telemetry>)> {
     let colour = std::io::stderr().is_terminal()
         && !settings.is_set(&cruddur_db_service::variables::NO_COLOR);
+    let endpoint = settings
+        .get(&cruddur_db_service::variables::OTEL_EXPORTER_OTLP_ENDPOINT)
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    let (telemetry, traces) = match endpoint {
+        Some(endpoint) => {
+            let (telemetry, layer) = Telemetry::start(endpoint)?;
+            (Some(telemetry), Some(layer))
+        }
+        None => (None, None),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour);
-    match cruddur_db_service::logs::batched(std::io::stderr()) {
+    let subscriber = tracing_subscriber::registry().with(filter).with(traces);
+    let logs = match cruddur_db_service::logs::batched(std::io::stderr()) {
         Ok((writer, guard)) => {
-            builder.with_writer(writer).init();
+            subscriber.with(log_layer(writer, colour, format)).init();
             Some(guard)
         }
         Err(e) => {
-            builder.with_writer(std::io::stderr).init();
+            subscriber
+                .with(log_layer(std::io::stderr, colour, format))
+                .init();
             tracing::warn!("cannot start the log thread, logging from the workers: {e}");
             None
         }
+    };
+    if let Some(endpoint) = endpoint {
+        tracing::info!(endpoint, "sending traces over OTLP");
+    }
+    Ok((logs, telemetry))
+}
+
+/// The log lines' layer, writing to `writer` in `format` (a generic
+/// writer, not a boxed one: a line costs no allocation of its own).
+fn log_layer<S, W>(
+    writer: W,
+    colour: bool,
+    format: LogFormat,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_ansi(colour).boxed(),
+        LogFormat::Json => layer
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
     }
 }
 
@@ -173,7 +227,9 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     }
     let state = AppState::new(repo, auth)
         .context("starting the database threads")?
-        .with_body_timeout(service.transport.header_read_timeout);
+        .with_body_timeout(service.transport.header_read_timeout)
+        .with_metrics(service.metrics)
+        .with_shedding(service.shedding);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

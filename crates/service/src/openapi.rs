@@ -29,7 +29,7 @@ use crate::api::WRITE_TOKEN_HEADER;
     tags(
         (name = "activities", description = "Cruds and their replies"),
         (name = "users", description = "Users' pages, short cards and profiles"),
-        (name = "health", description = "Whether the service is up"),
+        (name = "health", description = "Whether the service is up, and ready for traffic"),
     ),
     components(schemas(CursorText)),
     modifiers(&Bearer),

@@ -16,6 +16,11 @@
 //! | `CRUDDUR_IDLE_TIMEOUT_MS` | a keep-alive connection idle this many ms is closed (default 60000) |
 //! | `CRUDDUR_MAX_CONNECTIONS` | open connections at most; more are closed at once (default 1024) |
 //! | `CRUDDUR_SHUTDOWN_DEADLINE_MS` | after SIGTERM, how long requests in flight may take before they are dropped (default 30000) |
+//! | `CRUDDUR_SHED_READS_AT` | reads (`GET`) are refused `503` with `Retry-After` while this many database calls wait for a thread (default 128) |
+//! | `CRUDDUR_SHED_WRITES_AT` | posts are refused so while this many wait (default 256; at least `CRUDDUR_SHED_READS_AT`) |
+//! | `CRUDDUR_METRICS` | `0` turns `GET /metrics` and the request counters off (default `1`) |
+//! | `CRUDDUR_LOG_FORMAT` | `text` (default) or `json`: one JSON object per log line |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the OTLP collector's base URL (`http://localhost:4318`): traces are sent to its `/v1/traces` over HTTP/protobuf; unset, none are |
 //! | `NO_COLOR` | turns the logs' colours off (they are off when stderr is not a terminal) |
 
 use cruddur_db::Variable;
@@ -81,6 +86,31 @@ pub const CRUDDUR_SHUTDOWN_DEADLINE_MS: Variable = Variable::new(
     "CRUDDUR_SHUTDOWN_DEADLINE_MS",
     "ms requests in flight may take after SIGTERM (default 30000)",
 );
+/// The queue length at which reads are refused.
+pub const CRUDDUR_SHED_READS_AT: Variable = Variable::new(
+    "CRUDDUR_SHED_READS_AT",
+    "reads are refused (503, Retry-After) while this many database calls wait (default 128)",
+);
+/// The queue length at which writes are refused.
+pub const CRUDDUR_SHED_WRITES_AT: Variable = Variable::new(
+    "CRUDDUR_SHED_WRITES_AT",
+    "posts are refused (503, Retry-After) while this many database calls wait (default 256)",
+);
+/// Turns the metrics off.
+pub const CRUDDUR_METRICS: Variable = Variable::new(
+    "CRUDDUR_METRICS",
+    "0 turns GET /metrics and the request counters off (default 1)",
+);
+/// The log lines' format.
+pub const CRUDDUR_LOG_FORMAT: Variable = Variable::new(
+    "CRUDDUR_LOG_FORMAT",
+    "text (default) or json: one JSON object per log line",
+);
+/// The OTLP collector's base URL.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: Variable = Variable::new(
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "the OTLP collector's base URL; traces go to its /v1/traces (default: no traces)",
+);
 /// Turns the logs' colours off (the <https://no-color.org> convention).
 pub const NO_COLOR: Variable = Variable::new("NO_COLOR", "turns the logs' colours off");
 
@@ -99,6 +129,11 @@ pub const VARIABLES: &[Variable] = &[
     CRUDDUR_IDLE_TIMEOUT_MS,
     CRUDDUR_MAX_CONNECTIONS,
     CRUDDUR_SHUTDOWN_DEADLINE_MS,
+    CRUDDUR_SHED_READS_AT,
+    CRUDDUR_SHED_WRITES_AT,
+    CRUDDUR_METRICS,
+    CRUDDUR_LOG_FORMAT,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
     NO_COLOR,
 ];
 

@@ -69,6 +69,7 @@ fn the_service_serves_the_document_with_every_route_and_its_statuses() {
         ("/api/users/@{handle}/short", "get", &["200", "404"]),
         ("/api/profile/update", "post", &["200", "401", "422"]),
         ("/api/health-check", "get", &["200", "503"]),
+        ("/api/ready", "get", &["200", "503"]),
     ] {
         let found = statuses(path, method);
         for status in wanted {
@@ -313,6 +314,6 @@ fn schemathesis_finds_nothing_with_every_check() {
             String::from_utf8_lossy(&output.stderr)
         );
         // It tested every operation.
-        assert!(stdout.contains("Tested: 8"), "{stdout}");
+        assert!(stdout.contains("Tested: 9"), "{stdout}");
     }
 }

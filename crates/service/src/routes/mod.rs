@@ -28,6 +28,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::short))
         .routes(routes!(users::update_profile))
         .routes(routes!(health::health))
+        .routes(routes!(crate::ready::ready))
 }
 
 /// The headers that hand a write's token to its client: the header a

@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 
 use cruddur_db::Settings;
 
+use crate::shed::Shedding;
 use crate::transport::Transport;
 use crate::variables::{
     BACKEND_URL, CRUDDUR_BIND, CRUDDUR_DEV_ALLOW_NETWORK, CRUDDUR_HEADER_READ_TIMEOUT_MS,
-    CRUDDUR_IDLE_TIMEOUT_MS, CRUDDUR_MAX_CONNECTIONS, CRUDDUR_SHUTDOWN_DEADLINE_MS, FRONTEND_URL,
+    CRUDDUR_IDLE_TIMEOUT_MS, CRUDDUR_LOG_FORMAT, CRUDDUR_MAX_CONNECTIONS, CRUDDUR_METRICS,
+    CRUDDUR_SHED_READS_AT, CRUDDUR_SHED_WRITES_AT, CRUDDUR_SHUTDOWN_DEADLINE_MS, FRONTEND_URL,
 };
 
 pub use auth::{AuthSettings, DEFAULT_DEV_HANDLE, JwksSource};
@@ -31,6 +33,36 @@ pub struct ServiceSettings {
     pub auth: AuthSettings,
     /// The transport's timeouts, connection cap and shutdown deadline.
     pub transport: Transport,
+    /// When requests are refused because too many database calls wait.
+    pub shedding: Shedding,
+    /// Whether `GET /metrics` and the request counters are on
+    /// (`CRUDDUR_METRICS`, default on).
+    pub metrics: bool,
+}
+
+/// How log lines are written (`CRUDDUR_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `text`, the default: tracing's human-readable lines.
+    #[default]
+    Text,
+    /// `json`: one JSON object per line (`timestamp`, `level`, `fields`,
+    /// `target`, and the request's span with its fields), for a log
+    /// collector.
+    Json,
+}
+
+/// The log format `CRUDDUR_LOG_FORMAT` asks for (default
+/// [`LogFormat::Text`]). Read apart from [`ServiceSettings`], since the
+/// logs start before everything else.
+pub fn log_format(settings: &Settings) -> Result<LogFormat, SettingsError> {
+    match settings.get(&CRUDDUR_LOG_FORMAT).map(str::trim) {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(SettingsError::Invalid(format!(
+            "invalid CRUDDUR_LOG_FORMAT `{other}`: expected text or json"
+        ))),
+    }
 }
 
 /// The longest timeout or deadline accepted, in milliseconds: one day.
@@ -89,13 +121,43 @@ impl ServiceSettings {
                  CRUDDUR_DEV_ALLOW_NETWORK=1 to expose it anyway"
             )));
         }
+        let metrics = !settings.is_set(&CRUDDUR_METRICS) || settings.flag(&CRUDDUR_METRICS)?;
         Ok(Self {
             bind,
             allowed_origins,
             auth,
             transport: transport_settings(settings)?,
+            shedding: shedding_settings(settings)?,
+            metrics,
         })
     }
+}
+
+/// The largest shedding threshold accepted: a million waiting calls.
+pub const MAX_SHED_AT: usize = 1_000_000;
+
+/// The shedding thresholds, each from its variable or its default; writes
+/// are never refused before reads.
+fn shedding_settings(settings: &Settings) -> Result<Shedding, SettingsError> {
+    let defaults = Shedding::default();
+    let reads_at = settings
+        .number(&CRUDDUR_SHED_READS_AT, 1..=MAX_SHED_AT)?
+        .unwrap_or(defaults.reads_at);
+    let writes_at = match settings.number(&CRUDDUR_SHED_WRITES_AT, 1..=MAX_SHED_AT)? {
+        Some(writes_at) if writes_at < reads_at => {
+            return Err(SettingsError::Invalid(format!(
+                "CRUDDUR_SHED_WRITES_AT ({writes_at}) is below CRUDDUR_SHED_READS_AT ({reads_at}): \
+                 posts would be refused before reads"
+            )));
+        }
+        Some(writes_at) => writes_at,
+        // Never below the reads' threshold, which may be set above it.
+        None => defaults.writes_at.max(reads_at),
+    };
+    Ok(Shedding {
+        reads_at,
+        writes_at,
+    })
 }
 
 /// The transport's limits, each from its variable or its default.

@@ -285,3 +285,69 @@ fn origins_lose_a_trailing_slash_and_the_flag_wins_over_the_variable() {
     );
     assert_eq!(s.bind.to_string(), "127.0.0.1:9");
 }
+
+#[test]
+fn shedding_metrics_and_the_log_format_default_and_bad_values_are_refused() {
+    let s = ServiceSettings::from_settings(&settings(&[]), None).unwrap();
+    assert_eq!(
+        s.shedding,
+        Shedding {
+            reads_at: 128,
+            writes_at: 256
+        }
+    );
+    assert!(s.metrics);
+    assert_eq!(log_format(&settings(&[])).unwrap(), LogFormat::Text);
+    let s = ServiceSettings::from_settings(
+        &settings(&[
+            ("CRUDDUR_SHED_READS_AT", "2"),
+            ("CRUDDUR_SHED_WRITES_AT", "8"),
+            ("CRUDDUR_METRICS", "0"),
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        s.shedding,
+        Shedding {
+            reads_at: 2,
+            writes_at: 8
+        }
+    );
+    assert!(!s.metrics);
+    // A reads' threshold above the writes' default lifts the writes' too.
+    let s = ServiceSettings::from_settings(&settings(&[("CRUDDUR_SHED_READS_AT", "500")]), None)
+        .unwrap();
+    assert_eq!(s.shedding.writes_at, 500);
+    assert_eq!(
+        log_format(&settings(&[("CRUDDUR_LOG_FORMAT", " json ")])).unwrap(),
+        LogFormat::Json
+    );
+    for (name, value, expected) in [
+        ("CRUDDUR_SHED_READS_AT", "0", "whole number from"),
+        ("CRUDDUR_SHED_WRITES_AT", "many", "whole number from"),
+        ("CRUDDUR_METRICS", "yes", "must be 1 or 0"),
+    ] {
+        let err = ServiceSettings::from_settings(&settings(&[(name, value)]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(name) && err.contains(expected),
+            "{name}={value}: {err}"
+        );
+    }
+    let err = ServiceSettings::from_settings(
+        &settings(&[
+            ("CRUDDUR_SHED_READS_AT", "10"),
+            ("CRUDDUR_SHED_WRITES_AT", "5"),
+        ]),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("posts would be refused before reads"), "{err}");
+    let err = log_format(&settings(&[("CRUDDUR_LOG_FORMAT", "xml")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CRUDDUR_LOG_FORMAT `xml`"), "{err}");
+}

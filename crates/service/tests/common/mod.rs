@@ -41,11 +41,17 @@ impl Service {
     /// Serves `repo` (a clone of which the test may keep, to read its
     /// router) with `auth` and these CORS origins.
     pub fn serve(repo: Repository, auth: Auth, origins: &[&str]) -> Self {
-        let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
-        let router = app(
+        Self::serve_state(
             AppState::new(repo, auth).expect("database threads"),
-            &origins,
-        );
+            origins,
+        )
+    }
+
+    /// Serves `state` (made by the test, with its own settings) with these
+    /// CORS origins.
+    pub fn serve_state(state: AppState, origins: &[&str]) -> Self {
+        let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
+        let router = app(state, &origins);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("non-blocking");
         let base = format!("http://{}", listener.local_addr().expect("address"));
