@@ -242,6 +242,21 @@ pub enum Error {
         #[source]
         source: Option<serde_json::Error>,
     },
+    /// An `Idempotency-Key` that is not 1 to 255 visible ASCII characters.
+    #[error("invalid idempotency key: {reason}")]
+    InvalidIdempotencyKey {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An idempotency key already used, within its lifetime, for another
+    /// post (another message or ttl); nothing was written.
+    #[error(
+        "the idempotency key `{key}` was used for another post; nothing was written (a new post needs a new key)"
+    )]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
     /// A page size outside 1..=100.
     #[error("invalid page size {limit}: it must be between 1 and {max}")]
     InvalidPageSize {

@@ -20,11 +20,12 @@ use crate::pool::{PgPool, checkout};
 use crate::replica::{Consistency, ReplicaOptions, Router, RoutingCounters, WriteToken};
 use crate::repo::activities::{ActivityDraft, ReplyDraft};
 use crate::repo::feed::FeedPage;
+use crate::repo::idempotency::{Created, IdempotencyKey};
 use crate::repo::profiles::ProfileDraft;
 use crate::repo::seed::SeedReport;
 use crate::repo::thread::ReplyPage;
 use crate::repo::users::{Confirmed, PostConfirmationEvent};
-use crate::repo::{activities, feed, profiles, seed, thread, users};
+use crate::repo::{activities, feed, idempotency, profiles, seed, thread, users};
 
 /// The application's handle on the database: an r2d2 pool (and one per
 /// read replica, in a [`Router`]) and the repository operations. Cheap to
@@ -142,6 +143,16 @@ impl Repository {
         draft: &ActivityDraft<'_>,
     ) -> Result<(ActivityObject, WriteToken)> {
         self.write(|conn| activities::create_activity(conn, draft))
+    }
+
+    /// [`idempotency::create_activity_once`]: the post of `draft` once per
+    /// `key` of its author, with the token of the write.
+    pub fn create_activity_once(
+        &self,
+        draft: &ActivityDraft<'_>,
+        key: IdempotencyKey<'_>,
+    ) -> Result<(Created, WriteToken)> {
+        self.write(|conn| idempotency::create_activity_once(conn, draft, key))
     }
 
     /// [`activities::create_reply`] for a draft parsed beforehand

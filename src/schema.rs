@@ -15,6 +15,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (user_uuid, key) {
+        user_uuid -> Uuid,
+        key -> Text,
+        request -> Text,
+        activity_uuid -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (uuid) {
         uuid -> Uuid,
         display_name -> Text,
@@ -27,5 +37,7 @@ diesel::table! {
 }
 
 diesel::joinable!(activities -> users (user_uuid));
+diesel::joinable!(idempotency_keys -> activities (activity_uuid));
+diesel::joinable!(idempotency_keys -> users (user_uuid));
 
-diesel::allow_tables_to_appear_in_same_query!(activities, users,);
+diesel::allow_tables_to_appear_in_same_query!(activities, idempotency_keys, users,);

@@ -233,19 +233,42 @@ pub fn create_activity(
 ) -> Result<ActivityObject> {
     conn.transaction(|conn| {
         let user = find_user_by_handle(conn, draft.handle)?;
-        let created_at = now_micros();
-        let activity = diesel::insert_into(activities::table)
-            .values(NewActivity {
-                user_uuid: user.uuid,
-                message: draft.message,
-                reply_to_activity_uuid: None,
-                expires_at: Some(created_at + draft.ttl.duration()),
-                created_at,
-            })
-            .returning(Activity::as_returning())
-            .get_result(conn)?;
-        Ok(object(activity, &user))
+        insert_activity(conn, &user, draft)
     })
+}
+
+/// Inserts the activity of `draft` by `user` (found beforehand, in the
+/// caller's transaction).
+pub(crate) fn insert_activity(
+    conn: &mut PgConnection,
+    user: &User,
+    draft: &ActivityDraft<'_>,
+) -> Result<ActivityObject> {
+    let created_at = now_micros();
+    let activity = diesel::insert_into(activities::table)
+        .values(NewActivity {
+            user_uuid: user.uuid,
+            message: draft.message,
+            reply_to_activity_uuid: None,
+            expires_at: Some(created_at + draft.ttl.duration()),
+            created_at,
+        })
+        .returning(Activity::as_returning())
+        .get_result(conn)?;
+    Ok(object(activity, user))
+}
+
+/// The activity `uuid` as the API shows a crud, or
+/// [`Error::ActivityNotFound`].
+pub fn activity_object(conn: &mut PgConnection, uuid: Uuid) -> Result<ActivityObject> {
+    use crate::schema::users;
+    activities::table
+        .inner_join(users::table)
+        .filter(activities::uuid.eq(uuid))
+        .select(ActivityObject::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::ActivityNotFound { uuid })
 }
 
 /// A reply whose input passed every rule: built once at the edge and

@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod feed;
+pub mod idempotency;
 pub mod profiles;
 pub mod seed;
 #[cfg(feature = "synthetic")]

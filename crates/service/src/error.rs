@@ -33,6 +33,9 @@ pub enum ApiError {
     /// 404 `{"error": …}`: the user or activity a request names does not
     /// exist (or, for a reply, has expired).
     Missing(String),
+    /// 409 `{"error": …}`: an idempotency key already used for another
+    /// post.
+    Conflict(String),
     /// 405 `{"error": "method not allowed"}`.
     MethodNotAllowed,
     /// 408 `{"error": …}`: a body that did not arrive within the body
@@ -62,9 +65,11 @@ impl From<cruddur_db::Error> for ApiError {
             // The author of a write: the route names no user.
             E::UserNotFound { .. } => ApiError::Invalid(vec!["user_not_found"]),
             E::ActivityNotFound { .. } => ApiError::Missing(e.to_string()),
-            E::InvalidPageSize { .. } | E::InvalidCursor { .. } | E::InvalidToken { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
+            E::IdempotencyKeyReused { .. } => ApiError::Conflict(e.to_string()),
+            E::InvalidPageSize { .. }
+            | E::InvalidCursor { .. }
+            | E::InvalidToken { .. }
+            | E::InvalidIdempotencyKey { .. } => ApiError::BadRequest(e.to_string()),
             other => ApiError::Unavailable(other),
         }
     }
@@ -95,6 +100,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, error(message)),
             ApiError::NotFound => (StatusCode::NOT_FOUND, error("not found")),
             ApiError::Missing(message) => (StatusCode::NOT_FOUND, error(message)),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, error(message)),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, error("method not allowed"))
             }

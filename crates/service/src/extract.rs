@@ -205,6 +205,28 @@ impl<S: Send + Sync> FromRequestParts<S> for RepliesPage {
     }
 }
 
+/// The request's `Idempotency-Key` header, when it has one (checked by
+/// the library: [`cruddur_db::IdempotencyKey::parse`]); `400` when it is not
+/// text.
+pub(crate) struct IdempotencyKeyHeader(pub(crate) Option<String>);
+
+/// The header a post's retries carry.
+pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY_HEADER) else {
+            return Ok(Self(None));
+        };
+        let text = value.to_str().map_err(|_| {
+            ApiError::BadRequest("invalid Idempotency-Key header: it must be visible ASCII".into())
+        })?;
+        Ok(Self(Some(text.to_owned())))
+    }
+}
+
 /// The parameters of a route's path, read by [`Path`], refused with the
 /// API's `400` (a segment that is not valid UTF-8 once percent-decoded).
 pub(crate) struct InPath<T>(pub(crate) T);

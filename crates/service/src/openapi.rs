@@ -99,6 +99,30 @@ impl ToSchema for TtlName {
     }
 }
 
+/// The optional `Idempotency-Key` request header of a post.
+pub(crate) struct IdempotencyKeyParam;
+
+impl IntoParams for IdempotencyKeyParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "A key of the client's for this post (1 to 255 visible ASCII characters), kept 24 hours: \
+                     a retry with the same key and the same post gets the first post back, never a second one",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[!-~]{1,255}$")),
+                ))
+                .build(),
+        ]
+    }
+}
+
 /// The optional `x-write-token` request header of a read.
 pub(crate) struct WriteTokenHeader;
 

@@ -615,3 +615,37 @@ fn tokens_not_yet_valid_with_crit_or_a_control_character_in_sub_are_401() {
     // The database still answers: nothing reached it to fail.
     assert_eq!(get(&service.url("/api/health-check"), &[]).status, 200);
 }
+
+#[test]
+fn a_post_retried_with_its_idempotency_key_is_made_once() {
+    let db = seeded_db();
+    let service = Service::development(&db);
+    let url = service.url("/api/activities");
+    let body = r#"{"message": "exactly once", "ttl": "1-day"}"#;
+    let before = activities(&db);
+    let key = [("Idempotency-Key", "4b1f0e0c-retry")];
+    let first = post_json(&url, &key, body);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let retry = post_json(&url, &key, body);
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.json(), first.json(), "the first post, again");
+    assert!(retry.header("x-write-token").is_some());
+    assert_eq!(activities(&db), before + 1);
+
+    // The key with another post: 409, nothing written.
+    let other = post_json(&url, &key, r#"{"message": "another", "ttl": "1-day"}"#);
+    assert_eq!(other.status, 409, "{}", other.body);
+    assert!(other.json()["error"].is_string());
+    // A key that is not 1 to 255 visible ASCII characters: 400.
+    let long = "k".repeat(256);
+    for bad in ["a b", "", long.as_str()] {
+        let answer = post_json(&url, &[("Idempotency-Key", bad)], body);
+        assert_eq!(answer.status, 400, "{bad:?}: {}", answer.body);
+    }
+    // Without a key, each post is a post.
+    assert_eq!(post_json(&url, &[], body).status, 200);
+    assert_eq!(post_json(&url, &[], body).status, 200);
+    assert_eq!(activities(&db), before + 3);
+}

@@ -223,6 +223,14 @@ pub fn user(conn: &mut PgConnection, display_name: &str) -> cruddur_db::User {
         .expect("insert user")
 }
 
+/// How many migrations the library embeds ([`cruddur_db::MIGRATIONS`]).
+pub fn migration_count() -> usize {
+    use diesel::migration::MigrationSource;
+    MigrationSource::<diesel::pg::Pg>::migrations(&cruddur_db::MIGRATIONS)
+        .map(|m| m.len())
+        .unwrap_or_default()
+}
+
 /// Row counts of (users, activities).
 pub fn counts(conn: &mut PgConnection) -> (i64, i64) {
     use cruddur_db::schema::{activities, users};

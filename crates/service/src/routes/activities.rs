@@ -2,10 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use cruddur_db::repo::activities::{ActivityDraft, ReplyDraft};
-use cruddur_db::{ActivityObject, FeedItem, ReplyObject};
+use cruddur_db::{ActivityObject, Created, FeedItem, IdempotencyKey, ReplyObject};
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
@@ -13,9 +13,10 @@ use super::token_headers;
 use crate::api::AppState;
 use crate::error::{ApiError, EmptyObject, ErrorBody};
 use crate::extract::{
-    Author, FeedPageQuery, InPath, JsonBody, Page, PageQuery, ReadConsistency, from_object,
+    Author, FeedPageQuery, IdempotencyKeyHeader, InPath, JsonBody, Page, PageQuery,
+    ReadConsistency, from_object,
 };
-use crate::openapi::{TtlName, WriteTokenHeader};
+use crate::openapi::{IdempotencyKeyParam, TtlName, WriteTokenHeader};
 
 /// The home feed: the newest cruds of every user, newest first, as the
 /// JSON array PostgreSQL built (served as is).
@@ -78,11 +79,16 @@ impl<'de> Deserialize<'de> for NewCrud {
     path = "/api/activities",
     tag = "activities",
     request_body = NewCrud,
+    params(IdempotencyKeyParam),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The crud, as the home feed will show it", body = ActivityObject,
-            headers(("x-write-token" = String, description = "The write's token: send it back in `x-write-token` to read what was written"))),
-        (status = 400, description = "The body is not JSON, or not the object asked for", body = ErrorBody),
+        (status = 200, description = "The crud, as the home feed will show it (with `Idempotency-Key`, the one the key's first request made)", body = ActivityObject,
+            headers(
+                ("x-write-token" = String, description = "The write's token: send it back in `x-write-token` to read what was written"),
+                ("idempotent-replayed" = String, description = "`true` when an earlier request with this `Idempotency-Key` made the crud"),
+            )),
+        (status = 409, description = "The `Idempotency-Key` was used for another post within its 24 hours; nothing was written", body = ErrorBody),
+        (status = 400, description = "The body is not JSON, or not the object asked for, or a bad `Idempotency-Key`", body = ErrorBody),
         (status = 401, description = "No valid token", body = EmptyObject),
         (status = 403, description = "The token names no Cruddur user", body = ErrorBody),
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
@@ -95,17 +101,41 @@ impl<'de> Deserialize<'de> for NewCrud {
 pub(crate) async fn create(
     State(state): State<AppState>,
     Author(author): Author,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     JsonBody(crud): JsonBody<NewCrud>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (activity, token) = state
+) -> Result<Response, ApiError> {
+    let (created, token) = state
         .blocking(move |repo| {
             // Parsed where the repository is reached: bad input costs no
             // checkout, only the thread this call holds anyway.
-            repo.create_activity(&ActivityDraft::parse(&author, &crud.message, &crud.ttl)?)
+            let draft = ActivityDraft::parse(&author, &crud.message, &crud.ttl)?;
+            match &key {
+                Some(key) => repo.create_activity_once(&draft, IdempotencyKey::parse(key)?),
+                None => repo.create_activity(&draft).map(|(activity, token)| {
+                    (
+                        Created {
+                            activity,
+                            replayed: false,
+                        },
+                        token,
+                    )
+                }),
+            }
         })
         .await?;
-    Ok((token_headers(token), Json(activity)))
+    let mut response = (token_headers(token), Json(created.activity)).into_response();
+    if created.replayed {
+        response.headers_mut().insert(
+            HeaderName::from_static(REPLAYED_HEADER),
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
+
+/// The response header that marks the answer to a retry: the post was made
+/// by an earlier request with the same `Idempotency-Key`.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// A reply's body (other keys are ignored).
 #[derive(ToSchema)]
