@@ -50,7 +50,14 @@ const POST_BODY: &str = r#"{"message": "posted by the HTTP benchmark", "ttl": "1
 /// The servers compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
+    /// As it starts by default: metrics on, no traces.
     Ours,
+    /// Ours with metrics off (`CRUDDUR_METRICS=0`) and no traces: what
+    /// observability is measured against.
+    OursBare,
+    /// Ours with metrics on and every request traced, exported over OTLP to
+    /// a sink that answers 200 at once.
+    OursTraced,
     /// axum on deadpool-postgres: `http-peer` of `crates/client-cost`.
     RustPeer,
     FlaskDev,
@@ -61,6 +68,8 @@ impl Server {
     fn label(self) -> String {
         match self {
             Server::Ours => "cruddur-db-service".into(),
+            Server::OursBare => "cruddur-db-service, metrics off".into(),
+            Server::OursTraced => "cruddur-db-service, metrics on, every request traced".into(),
             Server::RustPeer => "axum 0.8 + deadpool-postgres, pool of 10, same SQL".into(),
             Server::FlaskDev => "Flask development server (as the original ran)".into(),
             Server::Gunicorn => format!("Flask under gunicorn, {GUNICORN_WORKERS} workers"),
@@ -127,10 +136,16 @@ impl Endpoint {
         }
     }
 
-    /// Whether `server` serves it: the Rust peer serves the feed and
-    /// posts only.
-    fn served_by(self, server: Server) -> bool {
-        server != Server::RustPeer || matches!(self, Endpoint::Home | Endpoint::Post)
+    /// Whether `server` is measured on it at `level`: the Rust peer
+    /// serves the feed and posts only; observability's cost is measured on
+    /// those at the target level.
+    fn served_by(self, server: Server, level: usize) -> bool {
+        let feed_or_post = matches!(self, Endpoint::Home | Endpoint::Post);
+        match server {
+            Server::RustPeer => feed_or_post,
+            Server::OursBare | Server::OursTraced => feed_or_post && level == TARGET_LEVEL,
+            Server::Ours | Server::FlaskDev | Server::Gunicorn => true,
+        }
     }
 }
 
@@ -178,19 +193,27 @@ pub(super) fn http_phase(
     let thread = format!("{PROFILE_PATH}/status/{seed_post}");
     let seconds = if plan.quick { 2 } else { 2 * plan.seconds };
     let servers: &[Server] = if rust_only {
-        &[Server::Ours, Server::RustPeer]
+        &[
+            Server::Ours,
+            Server::RustPeer,
+            Server::OursBare,
+            Server::OursTraced,
+        ]
     } else {
         &[
             Server::Ours,
             Server::RustPeer,
+            Server::OursBare,
+            Server::OursTraced,
             Server::FlaskDev,
             Server::Gunicorn,
         ]
     };
+    let sink = OtlpSink::start()?;
     let mut running = Vec::new();
     for &server in servers {
         check_stop()?;
-        running.push((server, setup.start(server, db)?));
+        running.push((server, setup.start(server, db, &sink.endpoint)?));
     }
     let mut results: Vec<(Server, Cells)> =
         servers.iter().map(|&server| (server, Vec::new())).collect();
@@ -201,7 +224,7 @@ pub(super) fn http_phase(
                     check_stop()?;
                     let index = (turn + round) % running.len();
                     let (server, ref live) = running[index];
-                    if !endpoint.served_by(server) {
+                    if !endpoint.served_by(server, level) {
                         continue;
                     }
                     let run = setup.load(
@@ -237,6 +260,11 @@ pub(super) fn http_phase(
     for (_, live) in running {
         live.stop();
     }
+    let exports = sink.exports();
+    eprintln!("http: the OTLP sink answered {exports} export request(s) of the traced service");
+    if exports == 0 {
+        return fail("the traced service exported no spans: its row would measure nothing");
+    }
     Ok(rows(&results))
 }
 
@@ -264,7 +292,10 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
     let mut worst_p99 = 0.0_f64;
     let mut worst_rust_p99 = 0.0_f64;
     for (endpoint, level, mine_runs) in ours {
-        for (server, theirs) in results.iter().filter(|(s, _)| *s != Server::Ours) {
+        for (server, theirs) in results
+            .iter()
+            .filter(|(s, _)| !matches!(s, Server::Ours | Server::OursBare | Server::OursTraced))
+        {
             let Some((_, _, peer_runs)) =
                 theirs.iter().find(|(e, l, _)| e == endpoint && l == level)
             else {
@@ -337,6 +368,7 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
             });
         }
     }
+    observability_rows(results, &mut measured);
     let has = |server| results.iter().any(|(s, _)| *s == server);
     if has(Server::RustPeer) {
         measured
@@ -367,6 +399,116 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
         });
     }
     measured
+}
+
+/// What metrics and traces cost: the default (metrics on) and the traced
+/// service against the bare one, per round, on the feed and posts at the
+/// target level. The target: at most 5% of requests/s.
+fn observability_rows(results: &[(Server, Cells)], measured: &mut Measured) {
+    let cells_of = |server| results.iter().find(|(s, _)| *s == server).map(|(_, c)| c);
+    let Some(bare) = cells_of(Server::OursBare) else {
+        return;
+    };
+    for (server, key) in [(Server::Ours, "metrics"), (Server::OursTraced, "traced")] {
+        let Some(observed) = cells_of(server) else {
+            continue;
+        };
+        for (endpoint, level, bare_runs) in bare {
+            let Some((_, _, runs)) = observed
+                .iter()
+                .find(|(e, l, _)| e == endpoint && l == level)
+            else {
+                continue;
+            };
+            let ratio = median(
+                runs.iter()
+                    .zip(bare_runs)
+                    .map(|(o, b)| o.requests_per_s / b.requests_per_s)
+                    .collect(),
+            );
+            measured.ratios.push((
+                format!("http_{}_{key}_on_vs_off_c{level}", endpoint.key()),
+                ratio,
+            ));
+            measured.rows.push(Row {
+                what: format!("HTTP {} {}", method(*endpoint), endpoint.label()),
+                clients: level.to_string(),
+                ours: cells(&pooled(runs)),
+                peer: Server::OursBare.label(),
+                theirs: cells(&pooled(bare_runs)),
+                ratio: Some(ratio),
+                target: Target::AtLeast(0.95),
+            });
+        }
+    }
+}
+
+/// A sink for OTLP over HTTP: answers every request `200` with an empty
+/// body at once, so that the traced service's cost is its own.
+struct OtlpSink {
+    endpoint: String,
+    /// The export requests answered: the traced row means something only
+    /// when spans arrived.
+    exports: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl OtlpSink {
+    fn start() -> BenchResult<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let exports = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = std::sync::Arc::clone(&exports);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = std::sync::Arc::clone(&counter);
+                std::thread::spawn(move || drain_requests(stream, &counter));
+            }
+        });
+        Ok(Self { endpoint, exports })
+    }
+
+    fn exports(&self) -> u64 {
+        self.exports.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Reads HTTP/1.1 requests on `stream` (their bodies by `Content-Length`)
+/// and answers each `200`, until the peer closes.
+fn drain_requests(stream: std::net::TcpStream, exports: &std::sync::atomic::AtomicU64) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut length = 0_usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0_u8; length];
+        exports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if reader.read_exact(&mut body).is_err()
+            || writer
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                .is_err()
+        {
+            return;
+        }
+    }
 }
 
 fn method(endpoint: Endpoint) -> &'static str {
@@ -433,18 +575,26 @@ impl Setup {
 
     /// Starts `server` on a free loopback port over `db` and waits until
     /// its health check answers (at most 60 s).
-    fn start(&self, server: Server, db: &DatabaseUrl) -> BenchResult<Running> {
+    fn start(&self, server: Server, db: &DatabaseUrl, otlp: &str) -> BenchResult<Running> {
         let port = cruddur_db_test_support::free_port();
         let bind = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(self.bench_dir.join(format!("http_{port}.log")))?;
         let flask_dir =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench/python/flask_backend");
         let mut command = match server {
-            Server::Ours => {
+            Server::Ours | Server::OursBare | Server::OursTraced => {
                 let mut c = Command::new(&self.service);
                 c.env("DATABASE_URL", db.expose())
                     .env("CRUDDUR_BIND", &bind)
-                    .env("NO_COLOR", "1");
+                    .env("NO_COLOR", "1")
+                    .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+                if server == Server::OursBare {
+                    c.env("CRUDDUR_METRICS", "0");
+                }
+                if server == Server::OursTraced {
+                    c.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+                        .env("OTEL_SERVICE_NAME", "cruddur-db-bench");
+                }
                 c
             }
             Server::RustPeer => {
