@@ -58,9 +58,10 @@ fn full_lifecycle_create_migrate_seed_feed_sessions_drop() {
     run(url, &["create"])
         .success()
         .stdout_has("created database");
-    run(url, &["migrate", "run"])
-        .success()
-        .stdout_has("applied 5 migration(s)");
+    run(url, &["migrate", "run"]).success().stdout_has(&format!(
+        "applied {} migration(s)",
+        common::migration_count()
+    ));
     run(url, &["seed"])
         .success()
         .stdout_has("2 user(s), 2 activities");
@@ -97,7 +98,10 @@ fn setup_then_feed_shows_the_reference_feed_and_setup_starts_over() {
     run(url, &["setup"])
         .success()
         .stdout_has("is set up")
-        .stdout_has("applied 5 migration(s)")
+        .stdout_has(&format!(
+            "applied {} migration(s)",
+            common::migration_count()
+        ))
         .stdout_has("loaded the reference seed")
         .stderr_has("== create, migrate, seed");
     let seeded = counts(&mut cruddur_db::establish(&db.url).unwrap());
@@ -141,9 +145,10 @@ fn create_prepare_and_seed_are_idempotent() {
     run(url, &["create"])
         .success()
         .stdout_has("already exists; nothing to do");
-    run(url, &["prepare"])
-        .success()
-        .stdout_has("existed, 5 migration(s) applied, seeded");
+    run(url, &["prepare"]).success().stdout_has(&format!(
+        "existed, {} migration(s) applied, seeded",
+        common::migration_count()
+    ));
     run(url, &["prepare"])
         .success()
         .stdout_has("is ready; nothing to do");
@@ -156,7 +161,10 @@ fn create_prepare_and_seed_are_idempotent() {
     let fresh = NewDb::new();
     run(&fresh.with_password, &["prepare"])
         .success()
-        .stdout_has("created, 5 migration(s) applied, seeded");
+        .stdout_has(&format!(
+            "created, {} migration(s) applied, seeded",
+            common::migration_count()
+        ));
 }
 
 /// The destructive commands a production database refuses, as arguments.
@@ -319,7 +327,10 @@ fn errors_end_with_the_command_that_fixes_them() {
     let db = TestDb::new();
     run(&with_password(&db.url), &["feed"])
         .failure()
-        .stderr_has("5 migration(s) pending")
+        .stderr_has(&format!(
+            "{} migration(s) pending",
+            common::migration_count()
+        ))
         .stderr_has("(run `cruddur-db migrate run` first)");
     // No URL, nothing at the default URL, the local cluster not running.
     let scratch = tempfile::tempdir().unwrap();
@@ -526,29 +537,34 @@ fn activity_create_rejects_hostile_input_and_writes_nothing() {
 fn migrate_status_lists_applied_and_pending() {
     let db = TestDb::new();
     let url = with_password(&db.url);
+    let n = common::migration_count();
     let status = run(&url, &["migrate", "status"]).success().stdout.clone();
-    assert_eq!(status.matches("pending   2026-").count(), 5, "{status}");
-    assert!(status.contains("0 applied, 5 pending"), "{status}");
+    assert_eq!(status.matches("pending   2026-").count(), n, "{status}");
+    assert!(
+        status.contains(&format!("0 applied, {n} pending")),
+        "{status}"
+    );
     run(&url, &["migrate"])
         .success()
-        .stdout_has("applied 5 migration(s)");
+        .stdout_has(&format!("applied {n} migration(s)"));
+    let all_applied = format!("{n} applied, 0 pending");
     run(&url, &["migrate", "status"])
         .success()
         .stdout_has("applied   2026-11-24-000003_create_activities")
-        .stdout_has("5 applied, 0 pending");
+        .stdout_has(&all_applied);
     run(&url, &["migrate", "revert"])
         .failure()
         .stderr_has("pass -y/--yes to confirm");
     run(&url, &["migrate", "status"])
         .success()
-        .stdout_has("5 applied, 0 pending");
+        .stdout_has(&all_applied);
     run(&url, &["migrate", "revert", "-y"])
         .success()
         .stdout_has("reverted");
     run(&url, &["migrate", "status"])
         .success()
-        .stdout_has("pending   2026-12-03-000002_index_user_pages_and_replies")
-        .stdout_has("4 applied, 1 pending");
+        .stdout_has("pending   2026-12-03-000003_create_idempotency_keys")
+        .stdout_has(&format!("{} applied, 1 pending", n - 1));
     run(&url, &["migrate", "run"])
         .success()
         .stdout_has("applied 1 migration(s)");
@@ -566,13 +582,17 @@ fn status_reports_server_environment_tls_and_migrations() {
         "server       PostgreSQL",
         "environment  development",
         "tls ",
-        "migrations   5 applied, 0 pending",
+        format!(
+            "migrations   {} applied, 0 pending",
+            common::migration_count()
+        )
+        .as_str(),
     ] {
         assert!(text.contains(field), "status lacks {field:?}:\n{text}");
     }
     let status = json(&run(&url, &["status", "--json"]).success().stdout);
     assert_eq!(status["database"], db.name().as_str());
-    assert_eq!(status["migrations_applied"], 5);
+    assert_eq!(status["migrations_applied"], common::migration_count());
     assert!(status["tls"].is_boolean(), "{status}");
     assert!(status["mark"].is_null(), "{status}");
 }

@@ -179,7 +179,7 @@ fn migrate_names_a_migration_the_same_way_in_run_revert_and_status() {
     assert!(
         revert
             .stdout
-            .contains("reverted 2026-12-03-000002_index_user_pages_and_replies"),
+            .contains("reverted 2026-12-03-000003_create_idempotency_keys"),
         "{}",
         revert.stdout
     );
@@ -187,7 +187,7 @@ fn migrate_names_a_migration_the_same_way_in_run_revert_and_status() {
     assert!(
         status
             .stdout
-            .contains("pending   2026-12-03-000002_index_user_pages_and_replies"),
+            .contains("pending   2026-12-03-000003_create_idempotency_keys"),
         "{}",
         status.stdout
     );

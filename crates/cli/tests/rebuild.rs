@@ -426,7 +426,7 @@ fn rerun_ends_seeded_once(db: &TestDb) {
             .stdout_has("is ready; nothing to do");
     }
     assert_eq!(counts(&mut db.conn()), (2, 2));
-    assert_eq!(applied_count(&mut db.conn()), 5);
+    assert_eq!(applied_count(&mut db.conn()), common::migration_count());
 }
 
 #[test]
@@ -464,7 +464,7 @@ fn a_first_prepare_killed_before_its_seed_committed_is_finished_and_seeded_once(
         .unwrap();
     let child = spawn_prepare(&db.url);
     let pid = backend_waiting_on(&db.name(), backend_pid(blocker));
-    assert_eq!(applied_count(&mut db.conn()), 5);
+    assert_eq!(applied_count(&mut db.conn()), common::migration_count());
     kill_with_its_session(child, pid);
     diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<BigInt, _>(cruddur_db::repo::seed::SEED_LOCK_KEY)

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 /// The body of most failures: what went wrong, for a person to read.
 #[derive(Serialize, ToSchema)]
@@ -18,6 +18,34 @@ pub struct ErrorBody {
 /// The body of a `401`: `{}`, as the original answered.
 #[derive(Serialize, ToSchema)]
 pub struct EmptyObject {}
+
+/// The refusals every write shares, for the OpenAPI document: who may
+/// write, how its body arrives, whether the database takes it.
+#[derive(IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "the responses' description: built by the derive, never as a value"
+)]
+pub(crate) enum WriteRefusals {
+    /// No valid token.
+    #[response(status = 401, description = "No valid token")]
+    Unauthorized(EmptyObject),
+    /// The token names no Cruddur user.
+    #[response(status = 403, description = "The token names no Cruddur user")]
+    Forbidden(ErrorBody),
+    /// The body did not arrive in time.
+    #[response(status = 408, description = "The body did not arrive in time")]
+    BodyTimeout(ErrorBody),
+    /// The body is over 64 KiB.
+    #[response(status = 413, description = "The body is over 64 KiB")]
+    PayloadTooLarge(ErrorBody),
+    /// The body is not declared JSON.
+    #[response(status = 415, description = "The body is not declared JSON")]
+    UnsupportedMediaType(ErrorBody),
+    /// The database is unavailable or busy.
+    #[response(status = 503, description = "The database is unavailable or busy")]
+    Unavailable(ErrorBody),
+}
 
 /// A request that failed, and how to answer it.
 #[derive(Debug)]

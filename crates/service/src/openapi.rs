@@ -17,6 +17,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr, Required};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::api::WRITE_TOKEN_HEADER;
+use crate::error::EmptyObject;
 
 /// The document's fixed parts: its title, tags and security scheme. The
 /// paths come from the router ([`crate::routes`]).
@@ -31,7 +32,7 @@ use crate::api::WRITE_TOKEN_HEADER;
         (name = "users", description = "Users' pages, short cards and profiles"),
         (name = "health", description = "Whether the service is up, and ready for traffic"),
     ),
-    components(schemas(CursorText)),
+    components(schemas(CursorText, EmptyObject)),
     modifiers(&Bearer),
 )]
 pub(crate) struct ApiDoc;

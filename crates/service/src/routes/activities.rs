@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::token_headers;
 use crate::api::AppState;
-use crate::error::{ApiError, EmptyObject, ErrorBody};
+use crate::error::{ApiError, ErrorBody, WriteRefusals};
 use crate::extract::{
     Author, FeedPageQuery, IdempotencyKeyHeader, InPath, JsonBody, Page, PageQuery,
     ReadConsistency, from_object,
@@ -89,13 +89,8 @@ impl<'de> Deserialize<'de> for NewCrud {
             )),
         (status = 409, description = "The `Idempotency-Key` was used for another post within its 24 hours; nothing was written", body = ErrorBody),
         (status = 400, description = "The body is not JSON, or not the object asked for, or a bad `Idempotency-Key`", body = ErrorBody),
-        (status = 401, description = "No valid token", body = EmptyObject),
-        (status = 403, description = "The token names no Cruddur user", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 415, description = "The body is not declared JSON", body = ErrorBody),
         (status = 422, description = "Every failing validation code (`message_blank`, `message_exceed_max_chars`, `ttl_blank`, …)", body = Vec<String>),
-        (status = 503, description = "The database is unavailable or busy", body = ErrorBody),
+        WriteRefusals,
     )
 )]
 pub(crate) async fn create(
@@ -175,14 +170,9 @@ impl<'de> Deserialize<'de> for NewReply {
         (status = 200, description = "The reply", body = ReplyObject,
             headers(("x-write-token" = String, description = "The write's token: send it back in `x-write-token` to read what was written"))),
         (status = 400, description = "The body is not JSON, or not the object asked for", body = ErrorBody),
-        (status = 401, description = "No valid token", body = EmptyObject),
-        (status = 403, description = "The token names no Cruddur user", body = ErrorBody),
         (status = 404, description = "No crud has this uuid, or it has expired", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 415, description = "The body is not declared JSON", body = ErrorBody),
         (status = 422, description = "Every failing validation code (`message_blank`, `message_exceed_max_chars_1024`, `activity_uuid_blank`, …)", body = Vec<String>),
-        (status = 503, description = "The database is unavailable or busy", body = ErrorBody),
+        WriteRefusals,
     )
 )]
 pub(crate) async fn reply(

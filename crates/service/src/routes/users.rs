@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::token_headers;
 use crate::api::AppState;
-use crate::error::{ApiError, EmptyObject, ErrorBody};
+use crate::error::{ApiError, ErrorBody, WriteRefusals};
 use crate::extract::{Author, InPath, JsonBody, ReadConsistency, from_object};
 use crate::openapi::WriteTokenHeader;
 
@@ -88,13 +88,8 @@ impl<'de> Deserialize<'de> for ProfileUpdate {
         (status = 200, description = "The author's short card, updated", body = UserShort,
             headers(("x-write-token" = String, description = "The write's token: send it back in `x-write-token` to read what was written"))),
         (status = 400, description = "The body is not JSON, or not the object asked for", body = ErrorBody),
-        (status = 401, description = "No valid token", body = EmptyObject),
-        (status = 403, description = "The token names no Cruddur user", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 415, description = "The body is not declared JSON", body = ErrorBody),
         (status = 422, description = "Every failing validation code (`display_name_blank`, `display_name_exceed_max_chars`, `bio_exceed_max_chars`, …)", body = Vec<String>),
-        (status = 503, description = "The database is unavailable or busy", body = ErrorBody),
+        WriteRefusals,
     )
 )]
 pub(crate) async fn update_profile(
