@@ -2,7 +2,7 @@
 //! text, and none with a 500 for bad input.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
@@ -150,10 +150,20 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(codes) => (StatusCode::UNPROCESSABLE_ENTITY, json!(codes)),
             ApiError::Unavailable(cause) => {
                 tracing::error!("database unavailable: {}", chain(&cause));
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    error("the database is unavailable"),
-                )
+                let message = unavailable_message(&cause);
+                let mut response =
+                    (StatusCode::SERVICE_UNAVAILABLE, Json(error(message))).into_response();
+                if cause.is_retryable() || is_outcome_unknown(&cause) {
+                    // A failover's gap, a server restarting: worth trying
+                    // again in a moment.
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                if let Some(failed) = failed {
+                    response.extensions_mut().insert(failed);
+                }
+                return response;
             }
             ApiError::Busy => {
                 tracing::warn!("no database connection freed up within the checkout timeout");
@@ -175,6 +185,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether `cause` is a write whose outcome is unknown.
+fn is_outcome_unknown(cause: &cruddur_db::Error) -> bool {
+    matches!(cause, cruddur_db::Error::OutcomeUnknown { .. })
+}
+
+/// What a `503` says about retrying: safe when nothing was written, with
+/// the same `Idempotency-Key` when the write's outcome is unknown. The
+/// cause itself is logged, not sent: it names hosts.
+fn unavailable_message(cause: &cruddur_db::Error) -> &'static str {
+    if is_outcome_unknown(cause) {
+        "the connection to the database was lost after the write was sent: it may or may not have been made; \
+         retry with the same Idempotency-Key to make it exactly once"
+    } else if cause.is_retryable() {
+        "the database is unavailable; nothing was written, so the request can be retried"
+    } else {
+        "the database is unavailable"
+    }
+}
+
 /// An [`ErrorBody`] as JSON.
 fn error(message: impl Into<String>) -> serde_json::Value {
     json!(ErrorBody {
@@ -192,4 +221,75 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost() -> diesel::result::Error {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_owned()),
+        )
+    }
+
+    /// The status, the `Retry-After` header and the body's message.
+    fn answer(cause: cruddur_db::Error) -> (u16, Option<String>, String) {
+        let response = ApiError::from(cause).into_response();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let status = response.status().as_u16();
+        let body = body_error(response);
+        (status, retry, body)
+    }
+
+    fn body_error(response: Response) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = runtime
+            .block_on(axum::body::to_bytes(response.into_body(), 1 << 16))
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        value["error"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_503_says_whether_and_how_the_request_can_be_retried() {
+        let (status, retry, body) = answer(cruddur_db::Error::ConnectionLost {
+            url: "postgres://db/cruddur".into(),
+            source: lost(),
+        });
+        assert_eq!((status, retry.as_deref()), (503, Some("1")));
+        assert!(
+            body.contains("nothing was written, so the request can be retried"),
+            "{body}"
+        );
+
+        let (status, retry, body) = answer(cruddur_db::Error::Unreachable {
+            url: "postgres://db/cruddur".into(),
+            message: "connection refused".into(),
+        });
+        assert_eq!((status, retry.as_deref()), (503, Some("1")));
+        assert!(
+            !body.contains("db/cruddur"),
+            "the cause names hosts: {body}"
+        );
+
+        let (status, retry, body) = answer(cruddur_db::Error::OutcomeUnknown {
+            url: "postgres://db/cruddur".into(),
+            source: lost(),
+        });
+        assert_eq!((status, retry.as_deref()), (503, Some("1")));
+        assert!(body.contains("same Idempotency-Key"), "{body}");
+        assert!(!body.contains("nothing was written"), "{body}");
+
+        let (status, retry, body) = answer(cruddur_db::Error::Migration("broken".into()));
+        assert_eq!((status, retry), (503, None));
+        assert_eq!(body, "the database is unavailable");
+    }
 }

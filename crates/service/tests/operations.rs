@@ -75,10 +75,14 @@ fn database_trouble_is_a_503_with_a_json_body_and_the_service_recovers() {
         "/api/activities/home",
     ] {
         let answer = get(&service.url(path), &[]);
-        assert_eq!(
-            (answer.status, answer.json()),
-            (503, json!({ "error": "the database is unavailable" })),
-            "{path}"
+        assert_eq!(answer.status, 503, "{path}: {}", answer.body);
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.starts_with("the database is unavailable"),
+            "{path}: {error}"
         );
     }
     let post = common::post_json(
