@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::{IntoResponses, ToSchema};
 
+use crate::shed::RETRY_AFTER_SECS;
+
 /// The body of most failures: what went wrong, for a person to read.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -122,6 +124,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(cause) => crate::metrics::FailedStatement::of(cause),
             _ => None,
         };
+        let mut retry_after = false;
         let (status, body) = match self {
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, error(message)),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!(EmptyObject {})),
@@ -150,23 +153,18 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(codes) => (StatusCode::UNPROCESSABLE_ENTITY, json!(codes)),
             ApiError::Unavailable(cause) => {
                 tracing::error!("database unavailable: {}", chain(&cause));
-                let message = unavailable_message(&cause);
-                let mut response =
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(error(message))).into_response();
-                if cause.is_retryable() || is_outcome_unknown(&cause) {
-                    // A failover's gap, a server restarting: worth trying
-                    // again in a moment.
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                }
-                if let Some(failed) = failed {
-                    response.extensions_mut().insert(failed);
-                }
-                return response;
+                // A failover's gap, a server restarting: worth trying again
+                // in a moment.
+                retry_after = cause.is_retryable() || is_outcome_unknown(&cause);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    error(unavailable_message(&cause)),
+                )
             }
             ApiError::Busy => {
                 tracing::warn!("no database connection freed up within the checkout timeout");
+                // The call never ran.
+                retry_after = true;
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     error("the database is busy"),
@@ -178,6 +176,11 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(body)).into_response();
+        if retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
         if let Some(failed) = failed {
             response.extensions_mut().insert(failed);
         }
@@ -287,6 +290,16 @@ mod tests {
         assert_eq!((status, retry.as_deref()), (503, Some("1")));
         assert!(body.contains("same Idempotency-Key"), "{body}");
         assert!(!body.contains("nothing was written"), "{body}");
+
+        let busy = ApiError::Busy.into_response();
+        assert_eq!(busy.status().as_u16(), 503);
+        assert_eq!(
+            busy.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..]),
+            "the call never ran"
+        );
 
         let (status, retry, body) = answer(cruddur_db::Error::Migration("broken".into()));
         assert_eq!((status, retry), (503, None));

@@ -29,7 +29,7 @@ use crate::workers::Workers;
 pub const DEFAULT_SHED_READS_AT: usize = 128;
 /// The default [`Shedding::writes_at`]: 256 waiting calls.
 pub const DEFAULT_SHED_WRITES_AT: usize = 256;
-/// The `Retry-After` of a refused request, in seconds: 1.
+/// The `Retry-After` of a refused request, and of a `503` worth retrying, in seconds: 1.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
 /// The paths never refused: the probes and the metrics.

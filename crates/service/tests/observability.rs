@@ -8,14 +8,12 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Running, Service, TestDb, get, post_json, seeded_db};
+use common::{Running, Service, TestDb, get, lock_activities, lock_waiters, post_json, seeded_db};
 use cruddur_db::{Config, DatabaseUrl, Repository};
 use cruddur_db_service::shed::Shedding;
 use cruddur_db_service::{AppState, Auth};
 use cruddur_db_test_support::eventually;
 use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use serde_json::json;
 
 fn development() -> Auth {
@@ -115,31 +113,6 @@ fn scrape(service: &Service) -> Scrape {
         samples,
         text: answer.body,
     }
-}
-
-/// A connection holding `LOCK TABLE activities` in an open transaction:
-/// every feed read and post waits until it is dropped.
-fn lock_activities(db: &TestDb) -> PgConnection {
-    let mut conn = db.conn();
-    conn.batch_execute("BEGIN; LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
-        .expect("lock");
-    conn
-}
-
-/// How many sessions of `db` wait for a lock.
-fn lock_waiters(db: &TestDb) -> i64 {
-    #[derive(QueryableByName)]
-    struct Waiting {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = '{}' AND wait_event_type = 'Lock'",
-        db.name()
-    ))
-    .get_result::<Waiting>(&mut db.conn())
-    .map_or(0, |w| w.n)
 }
 
 const HOME: &str = "/api/activities/home";

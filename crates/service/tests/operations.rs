@@ -7,39 +7,15 @@ mod common;
 use std::io::BufRead;
 use std::time::Duration;
 
-use common::{Service, TestDb, get, seeded_db, service_command, wait_for_listening};
+use common::{
+    Service, TestDb, get, lock_activities, lock_waiters, seeded_db, service_command,
+    wait_for_listening,
+};
 use cruddur_db::{Config, Environment};
 use cruddur_db_service::Auth;
 use cruddur_db_test_support::eventually;
 use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use serde_json::json;
-
-/// A connection holding `LOCK TABLE activities` in an open transaction:
-/// every feed read waits until it is dropped (which ends the transaction).
-fn lock_activities(db: &TestDb) -> PgConnection {
-    let mut conn = db.conn();
-    conn.batch_execute("BEGIN; LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
-        .expect("lock");
-    conn
-}
-
-/// Whether a query of the service waits for a lock in `db`.
-fn someone_waits_for_a_lock(db: &TestDb) -> bool {
-    #[derive(QueryableByName)]
-    struct Waiting {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = '{}' AND wait_event_type = 'Lock'",
-        db.name()
-    ))
-    .get_result::<Waiting>(&mut db.conn())
-    .is_ok_and(|w| w.n > 0)
-}
 
 #[test]
 fn database_trouble_is_a_503_with_a_json_body_and_the_service_recovers() {
@@ -127,7 +103,7 @@ fn an_exhausted_pool_answers_503_within_the_checkout_timeout() {
     let url = service.url("/api/activities/home");
     let held = std::thread::spawn(move || get(&url, &[]));
     assert!(
-        eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
+        eventually(Duration::from_secs(10), || lock_waiters(&db) > 0),
         "the first request never reached the database"
     );
     // The only connection is busy: the next request waits 300 ms for it.
@@ -155,7 +131,7 @@ fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     let url = format!("{base}/api/activities/home");
     let in_flight = std::thread::spawn(move || get(&url, &[]));
     assert!(
-        eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
+        eventually(Duration::from_secs(10), || lock_waiters(&db) > 0),
         "the request never reached the database"
     );
     common::sigterm(&child);
@@ -202,7 +178,7 @@ fn sigterm_exits_at_the_shutdown_deadline_while_a_request_waits_on_the_database(
         let _ = std::panic::catch_unwind(|| get(&url, &[]));
     });
     assert!(
-        eventually(Duration::from_secs(10), || someone_waits_for_a_lock(&db)),
+        eventually(Duration::from_secs(10), || lock_waiters(&db) > 0),
         "the request never reached the database"
     );
     common::sigterm(&child);

@@ -470,3 +470,31 @@ pub fn confirm_token_holder(db: &TestDb) {
     )
     .unwrap();
 }
+
+/// A connection holding `LOCK TABLE activities` in an open transaction:
+/// every feed read and post waits until it is dropped (which ends the
+/// transaction).
+pub fn lock_activities(db: &TestDb) -> diesel::PgConnection {
+    use diesel::connection::SimpleConnection;
+    let mut conn = db.conn();
+    conn.batch_execute("BEGIN; LOCK TABLE activities IN ACCESS EXCLUSIVE MODE")
+        .expect("lock");
+    conn
+}
+
+/// How many sessions of `db` wait for a lock.
+pub fn lock_waiters(db: &TestDb) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = '{}' AND wait_event_type = 'Lock'",
+        db.name()
+    ))
+    .get_result::<Waiting>(&mut db.conn())
+    .map_or(0, |w| w.n)
+}
