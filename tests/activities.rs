@@ -129,3 +129,44 @@ fn hostile_text_is_stored_verbatim() {
         assert_eq!(common::counts(conn).1, texts.len() as i64);
     });
 }
+
+#[test]
+fn a_post_is_one_statement_in_a_transaction_of_its_own() {
+    use diesel::connection::{Connection, InstrumentationEvent};
+    use std::sync::{Arc, Mutex};
+
+    let db = common::TestDb::migrated();
+    let mut conn = db.conn();
+    let user = common::user(&mut conn, "One Round Trip");
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&sent);
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+        InstrumentationEvent::StartQuery { query, .. } => {
+            log.lock().unwrap().push(query.to_string());
+        }
+        InstrumentationEvent::BeginTransaction { .. } => log.lock().unwrap().push("BEGIN".into()),
+        InstrumentationEvent::CommitTransaction { .. } => {
+            log.lock().unwrap().push("COMMIT".into());
+        }
+        _ => {}
+    });
+    let draft = ActivityDraft::parse(&user.handle, "counted", "1-day").unwrap();
+    let created = create_activity(&mut conn, &draft).unwrap();
+    let sent = sent.lock().unwrap().clone();
+    // Besides the transaction's events, the statements Diesel sends.
+    let statements: Vec<&String> = sent
+        .iter()
+        .filter(|s| !s.starts_with("BEGIN") && !s.starts_with("COMMIT"))
+        .collect();
+    assert_eq!(statements.len(), 1, "{sent:?}");
+    assert!(statements[0].starts_with("WITH author AS"), "{sent:?}");
+    assert_eq!(sent.first().map(String::as_str), Some("BEGIN"), "{sent:?}");
+    assert!(sent.iter().any(|s| s == "COMMIT"), "{sent:?}");
+    assert_eq!(created.handle, user.handle);
+    assert_eq!(created.display_name, "One Round Trip");
+    assert_eq!(created.message, "counted");
+    assert_eq!(
+        find_activity(&mut conn, created.uuid).unwrap().uuid,
+        created.uuid
+    );
+}

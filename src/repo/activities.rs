@@ -4,7 +4,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{self, Nullable, Text, Timestamptz};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ValidationError};
@@ -186,15 +189,22 @@ impl<'a> ActivityDraft<'a> {
     }
 }
 
-/// Finds a user by handle, or [`Error::UserNotFound`].
-pub fn find_user_by_handle(conn: &mut PgConnection, handle: &str) -> Result<User> {
-    use crate::schema::users;
-    // PostgreSQL text cannot hold NUL, so no user can have such a handle.
+/// [`Error::UserNotFound`] for a handle with a NUL in it: PostgreSQL text
+/// cannot hold NUL, so no user can have such a handle (and the server
+/// would refuse the bind).
+fn refuse_nul_handle(handle: &str) -> Result<()> {
     if handle.contains('\0') {
         return Err(Error::UserNotFound {
             handle: handle.replace('\0', "\\0"),
         });
     }
+    Ok(())
+}
+
+/// Finds a user by handle, or [`Error::UserNotFound`].
+pub fn find_user_by_handle(conn: &mut PgConnection, handle: &str) -> Result<User> {
+    use crate::schema::users;
+    refuse_nul_handle(handle)?;
     users::table
         .filter(users::handle.eq(handle))
         .select(User::as_select())
@@ -227,15 +237,87 @@ fn object(activity: Activity, user: &User) -> ActivityObject {
 /// Creates the activity of `draft` by the user with its handle, expiring
 /// its ttl after its creation. An unknown handle is
 /// [`Error::UserNotFound`]; nothing is written then.
+///
+/// One statement finds the author and inserts the activity, in a
+/// transaction of its own: a connection lost before its `COMMIT` was sent
+/// wrote nothing.
 pub fn create_activity(
     conn: &mut PgConnection,
     draft: &ActivityDraft<'_>,
 ) -> Result<ActivityObject> {
+    refuse_nul_handle(draft.handle)?;
+    let created_at = now_micros();
+    let post = PostByHandle {
+        handle: draft.handle,
+        message: draft.message,
+        expires_at: created_at + draft.ttl.duration(),
+        created_at,
+    };
     conn.transaction(|conn| {
-        let user = find_user_by_handle(conn, draft.handle)?;
-        insert_activity(conn, &user, draft)
+        post.get_result::<ActivityObject>(conn)
+            .optional()?
+            .ok_or_else(|| Error::UserNotFound {
+                handle: draft.handle.to_owned(),
+            })
     })
 }
+
+/// A post in one statement: the author found by handle, the activity
+/// inserted for them, and the object the API shows, in one round trip
+/// instead of a look-up and an insert. No row (and nothing inserted) when
+/// no user has the handle. `users.handle` is unique, so at most one row.
+///
+/// Written by hand because Diesel's query builder has no `WITH`; a static
+/// [`QueryId`] makes Diesel prepare it once per connection.
+#[derive(Debug, Clone, Copy)]
+struct PostByHandle<'a> {
+    handle: &'a str,
+    message: &'a str,
+    expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+}
+
+impl QueryId for PostByHandle<'_> {
+    type QueryId = PostByHandle<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for PostByHandle<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH author AS (SELECT uuid, display_name, handle FROM users WHERE handle = ",
+        );
+        out.push_bind_param::<Text, str>(self.handle)?;
+        out.push_sql(
+            "), created AS (INSERT INTO activities (user_uuid, message, expires_at, created_at) \
+             SELECT author.uuid, ",
+        );
+        out.push_bind_param::<Text, str>(self.message)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.created_at)?;
+        out.push_sql(
+            " FROM author RETURNING uuid, message, created_at, expires_at) \
+             SELECT created.uuid, author.display_name, author.handle, created.message, \
+             created.created_at, created.expires_at FROM created CROSS JOIN author",
+        );
+        Ok(())
+    }
+}
+
+impl Query for PostByHandle<'_> {
+    type SqlType = (
+        sql_types::Uuid,
+        Text,
+        Text,
+        Text,
+        Timestamptz,
+        Nullable<Timestamptz>,
+    );
+}
+
+impl RunQueryDsl<PgConnection> for PostByHandle<'_> {}
 
 /// Inserts the activity of `draft` by `user` (found beforehand, in the
 /// caller's transaction).

@@ -11,9 +11,9 @@
 //!   with Diesel's instrumentation at start), prepared once per connection
 //!   (`prepare_cached`), its one text column served as is.
 //! - `POST /api/activities` `{"message", "ttl"}`: in one transaction, the
-//!   same user look-up and the same `INSERT … RETURNING` that cruddur-db's
-//!   `create_activity` sends (captured the same way), answered with the same
-//!   6-key object; every post is by `andrewbrown`, as the service's
+//!   one statement that cruddur-db's `create_activity` sends (the author's
+//!   look-up and the `INSERT … RETURNING`, captured the same way), answered
+//!   with the same 6-key object; every post is by `andrewbrown`, as the service's
 //!   development mode posts.
 //! - `GET /api/health-check`: `200` once a connection answers.
 //!
@@ -58,11 +58,10 @@ axum on deadpool-postgres, running cruddur-db's own statements.";
 struct Statements {
     /// The JSON page; `$1` is the page size.
     feed: String,
-    /// The author by handle; `$1` the handle, `$2` the row limit (1).
-    user: String,
-    /// The insert; `$1` user uuid, `$2` message, `$3` expires_at,
-    /// `$4` created_at.
-    insert: String,
+    /// The post: the author found by handle and the activity inserted,
+    /// returning the object; `$1` the handle, `$2` message, `$3`
+    /// expires_at, `$4` created_at.
+    post: String,
 }
 
 #[derive(Clone)]
@@ -158,23 +157,22 @@ fn capture(url: &DatabaseUrl) -> AnyResult<Statements> {
     let post: Vec<&String> = post
         .iter()
         .map(|(sql, _)| sql)
-        .filter(|s| s.contains("\"users\"") || s.contains("\"activities\""))
+        .filter(|s| s.contains("users") || s.contains("activities"))
         .collect();
-    let [user, insert] = post.as_slice() else {
+    let [post] = post.as_slice() else {
         return fail(format!(
-            "create_activity sent {} statements on users and activities, not two: {post:?}",
+            "create_activity sent {} statements on users and activities, not one: {post:?}",
             post.len()
         ));
     };
-    if !user.starts_with("SELECT") || !insert.starts_with("INSERT") {
+    if !post.starts_with("WITH author AS (SELECT") {
         return fail(format!(
-            "create_activity's statements are not a SELECT then an INSERT: {post:?}"
+            "create_activity's statement is not the author's look-up and the insert: {post}"
         ));
     }
     Ok(Statements {
         feed: feed.clone(),
-        user: (*user).clone(),
-        insert: (*insert).clone(),
+        post: (*post).clone(),
     })
 }
 
@@ -242,31 +240,29 @@ async fn create(
             .into_response());
     }
     let mut client = state.pool.get().await?;
-    let user_statement = client.prepare_cached(&state.sql.user).await?;
-    let insert_statement = client.prepare_cached(&state.sql.insert).await?;
-    let tx = client.transaction().await?;
-    let Some(user) = tx.query_opt(&user_statement, &[&AUTHOR, &1_i64]).await? else {
-        return Err(Failure(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "user_not_found".into(),
-        ));
-    };
-    let user_uuid: Uuid = user.try_get("uuid")?;
-    let display_name: String = user.try_get("display_name")?;
-    let handle: String = user.try_get("handle")?;
+    let post_statement = client.prepare_cached(&state.sql.post).await?;
     let now = Utc::now();
     let created_at = now
         .duration_trunc(chrono::TimeDelta::microseconds(1))
         .unwrap_or(now);
     let expires_at = created_at + ttl.duration();
-    let row = tx
-        .query_one(
-            &insert_statement,
-            &[&user_uuid, &crud.message, &expires_at, &created_at],
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            &post_statement,
+            &[&AUTHOR, &crud.message, &expires_at, &created_at],
         )
-        .await?;
+        .await?
+    else {
+        return Err(Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user_not_found".into(),
+        ));
+    };
     tx.commit().await?;
     let uuid: Uuid = row.try_get("uuid")?;
+    let display_name: String = row.try_get("display_name")?;
+    let handle: String = row.try_get("handle")?;
     let message: String = row.try_get("message")?;
     let created_at: DateTime<Utc> = row.try_get("created_at")?;
     let expires_at: Option<DateTime<Utc>> = row.try_get("expires_at")?;
