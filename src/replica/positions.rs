@@ -74,16 +74,38 @@ pub fn current_position(conn: &mut PgConnection) -> Result<Lsn> {
 /// changes before any probe sees it. `None` when the file name does not
 /// start with one.
 pub(crate) fn position_and_timeline(conn: &mut PgConnection) -> Result<(Lsn, Option<u32>)> {
-    let (lsn, walfile): (PgLsn, String) = diesel::select((
-        sql::<PgLsnType>("pg_catalog.pg_current_wal_insert_lsn()"),
-        sql::<Text>("pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"),
-    ))
-    .get_result(conn)?;
+    let (lsn, walfile): (PgLsn, String) = WritePosition.get_result(conn)?;
     let timeline = walfile
         .get(..8)
         .and_then(|t| u32::from_str_radix(t, 16).ok());
     Ok((Lsn(lsn.0), timeline))
 }
+
+/// The statement of [`position_and_timeline`], every write's last: with a
+/// static [`QueryId`](diesel::query_builder::QueryId) Diesel prepares it
+/// once per connection, where `diesel::select(sql(..))` has the server
+/// parse and plan it at every write.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct WritePosition;
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for WritePosition {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT pg_catalog.pg_current_wal_insert_lsn(), \
+             pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())",
+        );
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for WritePosition {
+    type SqlType = (PgLsnType, Text);
+}
+
+impl RunQueryDsl<PgConnection> for WritePosition {}
 
 /// A standby's replay position (`pg_last_wal_replay_lsn()`): every write
 /// whose position is at or below it is visible there. `None` on a primary.
