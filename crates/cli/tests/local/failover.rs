@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cruddur_db::repo::activities::ActivityDraft;
-use cruddur_db::{Config, DatabaseUrl, Error, Repository, establish};
+use cruddur_db::{Config, DatabaseUrl, Error, IdempotencyKey, Repository, establish};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Uuid as SqlUuid;
@@ -54,11 +54,35 @@ struct Acknowledged {
     ended: Instant,
 }
 
+/// How a writer treats a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// Records it and goes on with the next write.
+    Once,
+    /// Retries it with the same idempotency key
+    /// (`Repository::create_activity_once`) while it is retryable or of
+    /// unknown outcome, up to [`MAX_ATTEMPTS`] attempts,
+    /// [`RETRY_PAUSE`] apart.
+    RetryingWithKeys,
+}
+
+/// Attempts per write of a retrying writer before it gives up (the test
+/// fails on a write given up).
+const MAX_ATTEMPTS: usize = 30;
+/// A retrying writer's pause between attempts.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// What the writers saw across a failover.
 #[derive(Debug, Default)]
 struct Writes {
     acknowledged: Vec<Acknowledged>,
     failures: Vec<Failure>,
+    /// Every write's message (one per key for a retrying writer).
+    messages: Vec<String>,
+    /// Writes a retrying writer gave up, with their last error.
+    given_up: Vec<String>,
+    /// Acknowledged writes that an earlier attempt with their key made.
+    replayed: usize,
 }
 
 impl Writes {
@@ -109,6 +133,7 @@ fn write_across_a_failover(
     repo: &Repository,
     writers: usize,
     cut: &[DatabaseUrl],
+    mode: Writer,
 ) -> Writes {
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Arc<Vec<AtomicUsize>> =
@@ -122,24 +147,50 @@ fn write_across_a_failover(
                 while !stop.load(Ordering::Acquire) {
                     i += 1;
                     let message = format!("writer {t} write {i}");
+                    let key = format!("writer-{t}-write-{i}");
                     let draft = ActivityDraft::parse("bayko", &message, "1-day").unwrap();
-                    let began = Instant::now();
-                    match repo.create_activity(&draft) {
-                        Ok((activity, _)) => {
-                            seen.acknowledged.push(Acknowledged {
-                                uuid: activity.uuid,
-                                began,
-                                ended: Instant::now(),
-                            });
-                            counts[t].fetch_add(1, Ordering::AcqRel);
-                        }
-                        Err(e) => seen.failures.push(Failure {
+                    seen.messages.push(message.clone());
+                    for attempt in 1.. {
+                        let began = Instant::now();
+                        let written = match mode {
+                            Writer::Once => repo
+                                .create_activity(&draft)
+                                .map(|(activity, _)| (activity.uuid, false)),
+                            Writer::RetryingWithKeys => repo
+                                .create_activity_once(&draft, IdempotencyKey::parse(&key).unwrap())
+                                .map(|(created, _)| (created.activity.uuid, created.replayed)),
+                        };
+                        let e = match written {
+                            Ok((uuid, replayed)) => {
+                                seen.acknowledged.push(Acknowledged {
+                                    uuid,
+                                    began,
+                                    ended: Instant::now(),
+                                });
+                                seen.replayed += usize::from(replayed);
+                                counts[t].fetch_add(1, Ordering::AcqRel);
+                                break;
+                            }
+                            Err(e) => e,
+                        };
+                        let unknown = matches!(e, Error::OutcomeUnknown { .. });
+                        let retryable = e.is_retryable();
+                        seen.failures.push(Failure {
                             at: began,
                             took: began.elapsed(),
-                            unknown: matches!(e, Error::OutcomeUnknown { .. }),
-                            retryable: e.is_retryable(),
+                            unknown,
+                            retryable,
                             message: e.to_string(),
-                        }),
+                        });
+                        if mode == Writer::Once {
+                            break;
+                        }
+                        if !(retryable || unknown) || attempt >= MAX_ATTEMPTS {
+                            seen.given_up
+                                .push(format!("{key} after {attempt} attempts: {e}"));
+                            break;
+                        }
+                        std::thread::sleep(RETRY_PAUSE);
                     }
                 }
                 seen
@@ -202,6 +253,9 @@ fn write_across_a_failover(
         let seen = thread.join().unwrap();
         all.acknowledged.extend(seen.acknowledged);
         all.failures.extend(seen.failures);
+        all.messages.extend(seen.messages);
+        all.given_up.extend(seen.given_up);
+        all.replayed += seen.replayed;
     }
     all
 }
@@ -280,7 +334,7 @@ fn with_a_synchronous_standby_no_acknowledged_write_is_lost() {
     // Both standbys fall behind before the primary dies: the primary waits
     // for them, so what it acknowledged is on both.
     let standbys = [1, 2].map(|k| project.url(&["local", "url", "--replica", &k.to_string()]));
-    let writes = write_across_a_failover(&project, &repo, 4, &standbys);
+    let writes = write_across_a_failover(&project, &repo, 4, &standbys, Writer::Once);
     let lost = lost(&endpoint, &writes);
     report("synchronous standby", &writes, lost);
     assert_eq!(
@@ -318,6 +372,75 @@ fn with_a_synchronous_standby_no_acknowledged_write_is_lost() {
     );
 }
 
+#[derive(QueryableByName)]
+struct MessageCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    message: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// How many activities the new primary (reached through the endpoint)
+/// holds for each message of `writes`.
+fn activities_per_write(endpoint: &DatabaseUrl, writes: &Writes) -> Vec<(String, i64)> {
+    let mut conn = establish(endpoint).unwrap();
+    let rows: std::collections::HashMap<String, i64> =
+        diesel::sql_query("SELECT message, count(*) AS n FROM activities GROUP BY message")
+            .load::<MessageCount>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.message, r.n))
+            .collect();
+    writes
+        .messages
+        .iter()
+        .map(|m| (m.clone(), rows.get(m).copied().unwrap_or(0)))
+        .collect()
+}
+
+#[test]
+fn writers_retrying_with_idempotency_keys_make_each_write_exactly_once() {
+    let project = ScratchProject::new();
+    project
+        .run(&["local", "start", "--replicas", "2", "--synchronous"])
+        .success();
+    let endpoint = project.url(&["local", "url"]);
+    let repo = repository(&endpoint, 4);
+    // As in the first test: the writes waiting for a standby at the kill
+    // are on no standby, so each retry must make its write anew.
+    let standbys = [1, 2].map(|k| project.url(&["local", "url", "--replica", &k.to_string()]));
+    let writes = write_across_a_failover(&project, &repo, 4, &standbys, Writer::RetryingWithKeys);
+    let lost = lost(&endpoint, &writes);
+    report(
+        "synchronous standby, writers retrying with keys",
+        &writes,
+        lost,
+    );
+    let per_write = activities_per_write(&endpoint, &writes);
+    let twice: Vec<_> = per_write.iter().filter(|(_, n)| *n > 1).collect();
+    let missing: Vec<_> = per_write.iter().filter(|(_, n)| *n == 0).collect();
+    eprintln!(
+        "{} writes (keys), {} of them made twice, {} missing; {} retries answered with an earlier attempt's post",
+        per_write.len(),
+        twice.len(),
+        missing.len(),
+        writes.replayed
+    );
+    assert!(writes.given_up.is_empty(), "{:?}", writes.given_up);
+    assert_eq!(
+        lost, 0,
+        "a synchronous standby holds every acknowledged write"
+    );
+    assert!(twice.is_empty(), "one activity per key: {twice:?}");
+    assert!(missing.is_empty(), "every key's write is made: {missing:?}");
+    assert!(
+        writes.failures.iter().any(|f| f.unknown),
+        "the writes in flight at the kill are of unknown outcome: {:?}",
+        writes.failures
+    );
+    assert_failures_are_fast_and_retryable(&writes);
+}
+
 #[test]
 fn with_an_asynchronous_standby_the_loss_is_measured() {
     let project = ScratchProject::new();
@@ -331,7 +454,7 @@ fn with_an_asynchronous_standby_the_loss_is_measured() {
         .stdout_has("async, streaming");
     let endpoint = project.url(&["local", "url"]);
     let repo = repository(&endpoint, 4);
-    let writes = write_across_a_failover(&project, &repo, 4, &[]);
+    let writes = write_across_a_failover(&project, &repo, 4, &[], Writer::Once);
     let lost = lost(&endpoint, &writes);
     report("asynchronous standby, streaming", &writes, lost);
     assert!(lost <= writes.acknowledged.len());
