@@ -1,5 +1,5 @@
 //! The reference seed: the rows of the original `seed.sql`. (Bulk
-//! synthetic data is [`crate::repo::synthetic`], feature `synthetic`.)
+//! synthetic data is `crate::repo::synthetic`, with the feature `synthetic`.)
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::prelude::*;
