@@ -1,12 +1,11 @@
 //! [`Router`]: the primary's pool and one pool per replica, and the choice
 //! of a connection for each read by its [`Consistency`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
 
 use super::counters::{Counters, RoutingCounters, bump};
@@ -17,6 +16,7 @@ use super::token::{ClusterIdentity, Consistency, Lsn, WriteToken};
 use super::watch::ReplayWatch;
 use crate::config::{Config, DatabaseUrl};
 use crate::error::{Error, Result};
+use crate::instrument::Events;
 use crate::pool::{PgPool, build_pool, build_replica_pool, checkout};
 
 mod reads;
@@ -342,16 +342,13 @@ impl Router {
     ) -> Result<(T, WriteToken)> {
         let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
         // Diesel announces each COMMIT before it sends it: after that, a
-        // lost connection leaves the outcome unknown.
-        let commit_sent = Arc::new(AtomicBool::new(false));
-        let sent = Arc::clone(&commit_sent);
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::CommitTransaction { depth, .. } = event
-                && depth.get() == 1
-            {
-                sent.store(true, Ordering::Release);
-            }
-        });
+        // lost connection leaves the outcome unknown. The pool's
+        // connections carry the library's instrumentation, which notes it;
+        // a connection of a pool built elsewhere gets it now, once.
+        match conn.instrumentation().downcast_mut::<Events>() {
+            Some(events) => events.commit_sent = false,
+            None => conn.set_instrumentation(Events::new(None)),
+        }
         let value = match f(&mut conn) {
             Ok(value) => value,
             Err(e) => {
@@ -362,13 +359,17 @@ impl Router {
                 if !lost {
                     return Err(e);
                 }
+                // `f` replaced the instrumentation if it is not there:
+                // then a COMMIT may have been sent unseen.
+                let commit_sent = conn
+                    .instrumentation()
+                    .downcast_mut::<Events>()
+                    .is_none_or(|events| events.commit_sent);
                 drop(conn);
                 self.discard_dead_connections();
                 let url = self.inner.primary_url.to_string();
                 return Err(match e {
-                    Error::Query(source) | Error::StatementTimeout(source)
-                        if commit_sent.load(Ordering::Acquire) =>
-                    {
+                    Error::Query(source) | Error::StatementTimeout(source) if commit_sent => {
                         Error::OutcomeUnknown { url, source }
                     }
                     Error::Query(source) | Error::StatementTimeout(source) => {

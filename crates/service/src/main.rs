@@ -174,7 +174,8 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     // cluster is started if nothing answers at the default URL.
     let resolved = resolve(None, Environment::Development, settings, Fallback::Start)?;
     eprintln!("note: {}", resolved.describe());
-    let config = resolved.config;
+    let mut config = resolved.config;
+    cruddur_db_service::telemetry::trace_statements(&mut config);
     if let Some(warning) = &config.warning {
         eprintln!("warning: {warning}");
     }

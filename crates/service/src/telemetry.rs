@@ -3,9 +3,13 @@
 //!
 //! Each request is a span (`GET /api/activities/home`, kind server) whose
 //! parent is the caller's, from the W3C `traceparent` header; a database
-//! call bound for the primary adds two children: `queue wait`, until one
-//! of the database threads takes it, and `statement`, while it runs there
-//! (with `db.system` and `server.address`). The spans are the service's
+//! call bound for the primary adds a child `pool checkout`, until one of
+//! the database threads (each holding one of the pool's connections)
+//! takes it; and each statement, on the primary or a replica, is a child
+//! span of its own (named after its first keyword: `SELECT`, `INSERT`,
+//! `BEGIN`, ...) with `db.system`, `db.query.text` (with its `$1`
+//! placeholders, never the values bound), `server.address` and
+//! `server.port`: see [`statement_instrumentation`]. The spans are the service's
 //! `tracing` spans, turned into OpenTelemetry's by `tracing-opentelemetry`,
 //! and sent in batches by the SDK's batch processor from a thread of its
 //! own, with ureq (the service's HTTP client already), to
@@ -26,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::Request;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_http::{Bytes, HttpClient, HttpError};
@@ -156,42 +161,209 @@ pub(crate) fn request_span(request: &Request<Body>) -> Span {
     span
 }
 
-/// The spans of a database call bound for the primary, children of the
-/// request's: `queue wait` from now until a thread takes it, and
-/// `statement` (made when it is taken) while it runs. `None` with tracing
-/// off.
-pub(crate) fn call_spans(server_address: &str) -> Option<(Span, CallSpan)> {
+/// The spans of a database call bound for the primary: `pool checkout`, a
+/// child of the request's from now until one of the database threads
+/// (each holding one of the pool's connections) takes it, and the
+/// request's span itself, which the thread enters while it runs the call,
+/// so that each statement's span is the request's child. `None` with
+/// tracing off.
+pub(crate) fn call_spans() -> Option<(Span, Span)> {
     if !tracing_on() {
         return None;
     }
     let parent = Span::current();
-    let wait = tracing::info_span!(parent: &parent, "queue wait", otel.kind = "internal");
-    Some((
-        wait,
-        CallSpan {
-            parent,
-            server_address: server_address.to_owned(),
-        },
-    ))
+    let wait = tracing::info_span!(parent: &parent, "pool checkout", otel.kind = "internal");
+    Some((wait, parent))
 }
 
-/// What the `statement` span is made from, on the database thread.
-pub(crate) struct CallSpan {
-    parent: Span,
-    server_address: String,
+/// The request's span, for a call that runs on another thread without
+/// queueing (a read sent to a replica) to enter there. `None` with tracing
+/// off.
+pub(crate) fn current_span() -> Option<Span> {
+    tracing_on().then(Span::current)
 }
 
-impl CallSpan {
-    /// The `statement` span, started now.
-    pub(crate) fn start(&self) -> Span {
+/// With tracing on, has the connections of `config`'s pools (the
+/// primary's and the replicas') trace their statements (see
+/// [`statement_instrumentation`]); with tracing off, leaves `config` as it
+/// is, and statements cost nothing more.
+pub fn trace_statements(config: &mut cruddur_db::Config) {
+    if tracing_on() {
+        config.instrumentation = Some(statement_instrumentation());
+    }
+}
+
+/// The instrumentation of a connection that traces its statements: one
+/// client span per statement, child of the span current where it runs
+/// (the request's), with `db.system`, `db.query.text` (the SQL with its
+/// `$1` placeholders, never the values bound), `server.address` and
+/// `server.port`.
+pub fn statement_instrumentation() -> cruddur_db::ConnectionInstrumentation {
+    cruddur_db::ConnectionInstrumentation::new(|target| {
+        Some(Box::new(StatementSpans::new(target)) as Box<dyn Instrumentation>)
+    })
+}
+
+/// One connection's statement spans: from Diesel's `StartQuery` to its
+/// `FinishQuery`, a client span, child of the span current on the thread
+/// (a statement run outside of one, such as the start-up checks, gets
+/// none), named after the statement's first keyword, with `db.system`,
+/// `db.system.name` (`postgresql`), `db.query.text` (the SQL as sent, with
+/// its `$1` placeholders: the values bound to it are never formatted),
+/// `server.address` and `server.port` (the host and port of the
+/// connection's URL, a replica's for a replica's connection), and for a
+/// statement that failed, status error and `error.type` (Diesel's kind of
+/// error; never its message, which can quote a value).
+struct StatementSpans {
+    host: String,
+    port: i64,
+    /// The span of the statement under way.
+    open: Option<Span>,
+    /// The statement's text, rebuilt in place for each statement.
+    text: String,
+}
+
+impl StatementSpans {
+    fn new(target: &cruddur_db::ConnectionTarget) -> Self {
+        Self {
+            host: target.host.clone(),
+            port: i64::from(target.port),
+            open: None,
+            text: String::new(),
+        }
+    }
+}
+
+/// What Diesel's query `Display` puts between the SQL and the values bound.
+const BINDS: &str = " -- binds: ";
+
+/// A writer that keeps what comes before [`BINDS`] and stops there, so
+/// that the values after it are never formatted.
+struct UntilBinds<'a>(&'a mut String);
+
+impl std::fmt::Write for UntilBinds<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.push_str(s);
+        if self.0.ends_with(BINDS) {
+            self.0.truncate(self.0.len() - BINDS.len());
+            // Ends the formatting before the values.
+            return Err(std::fmt::Error);
+        }
+        Ok(())
+    }
+}
+
+/// The SQL of `query` (a Diesel query's `Display`: its SQL, then
+/// [`BINDS`] and the values; a text sent as it is, such as `BEGIN`, has
+/// none) into `text`.
+fn statement_text(text: &mut String, query: &dyn std::fmt::Display) {
+    use std::fmt::Write as _;
+    text.clear();
+    // An error is the writer stopping before the values.
+    let _ = write!(UntilBinds(text), "{query}");
+}
+
+/// A span named `$name` with the statement's attributes.
+macro_rules! statement_span {
+    ($name:literal, $spans:expr) => {
         tracing::info_span!(
-            parent: &self.parent,
-            "statement",
+            $name,
             otel.kind = "client",
             db.system = "postgresql",
             db.system.name = "postgresql",
-            server.address = %self.server_address,
+            db.query.text = $spans.text.as_str(),
+            server.address = $spans.host.as_str(),
+            server.port = $spans.port,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         )
+    };
+}
+
+impl StatementSpans {
+    fn start(&mut self, query: &dyn std::fmt::Display) {
+        // A statement Diesel did not report finished ends here.
+        self.open = None;
+        if Span::current().is_none() {
+            return;
+        }
+        statement_text(&mut self.text, query);
+        let keyword = self
+            .text
+            .trim_start()
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .next()
+            .unwrap_or_default();
+        let is = |name: &str| keyword.eq_ignore_ascii_case(name);
+        // A name of its own per keyword: a span's name is static.
+        let span = if is("SELECT") {
+            statement_span!("SELECT", self)
+        } else if is("INSERT") {
+            statement_span!("INSERT", self)
+        } else if is("UPDATE") {
+            statement_span!("UPDATE", self)
+        } else if is("DELETE") {
+            statement_span!("DELETE", self)
+        } else if is("WITH") {
+            statement_span!("WITH", self)
+        } else if is("BEGIN") {
+            statement_span!("BEGIN", self)
+        } else if is("COMMIT") {
+            statement_span!("COMMIT", self)
+        } else if is("ROLLBACK") {
+            statement_span!("ROLLBACK", self)
+        } else if is("SAVEPOINT") {
+            statement_span!("SAVEPOINT", self)
+        } else if is("RELEASE") {
+            statement_span!("RELEASE", self)
+        } else {
+            statement_span!("postgresql", self)
+        };
+        self.open = Some(span);
+    }
+
+    fn finish(&mut self, error: Option<&diesel::result::Error>) {
+        let Some(span) = self.open.take() else {
+            return;
+        };
+        if let Some(error) = error {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error_type(error));
+        }
+    }
+}
+
+impl Instrumentation for StatementSpans {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => self.start(query),
+            InstrumentationEvent::FinishQuery { error, .. } => self.finish(error),
+            _ => {}
+        }
+    }
+}
+
+/// A statement's error as `error.type`: its kind, never its message.
+fn error_type(error: &diesel::result::Error) -> &'static str {
+    use diesel::result::{DatabaseErrorKind as K, Error as D};
+    match error {
+        D::DatabaseError(kind, _) => match kind {
+            K::UniqueViolation => "unique_violation",
+            K::ForeignKeyViolation => "foreign_key_violation",
+            K::NotNullViolation => "not_null_violation",
+            K::CheckViolation => "check_violation",
+            K::RestrictViolation => "restrict_violation",
+            K::ExclusionViolation => "exclusion_violation",
+            K::ReadOnlyTransaction => "read_only_transaction",
+            K::SerializationFailure => "serialization_failure",
+            K::ClosedConnection => "closed_connection",
+            K::UnableToSendCommand => "unable_to_send_command",
+            _ => "database_error",
+        },
+        D::NotFound => "not_found",
+        D::DeserializationError(_) => "deserialization_error",
+        D::SerializationError(_) => "serialization_error",
+        _ => "error",
     }
 }
 
