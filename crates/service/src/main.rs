@@ -158,12 +158,15 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    // The spans made for traces alone are never formatted for logs.
+    let for_logs = tracing_subscriber::filter::filter_fn(cruddur_db_service::telemetry::for_logs);
     match format {
-        LogFormat::Text => layer.with_ansi(colour).boxed(),
+        LogFormat::Text => layer.with_ansi(colour).with_filter(for_logs).boxed(),
         LogFormat::Json => layer
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .with_filter(for_logs)
             .boxed(),
     }
 }

@@ -49,6 +49,17 @@ pub(crate) fn tracing_on() -> bool {
     TRACING.load(Ordering::Relaxed)
 }
 
+/// The target of the spans made for traces alone (a statement's, a pool
+/// checkout's): the log lines' layer leaves them out (see
+/// [`for_logs`]), so that it does not format their fields for nothing.
+pub const TRACES_ONLY: &str = "cruddur_db_service::traces_only";
+
+/// Whether the log lines' layer takes a span or event of `metadata`: all
+/// but the spans made for traces alone.
+pub fn for_logs(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target() != TRACES_ONLY
+}
+
 /// The service's name in its traces, unless `OTEL_SERVICE_NAME` says
 /// otherwise.
 pub const SERVICE_NAME: &str = "cruddur-db-service";
@@ -123,7 +134,16 @@ impl Telemetry {
             .with_batch_exporter(exporter)
             .with_resource(resource)
             .build();
-        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE_NAME));
+        // No attributes a span of the service does not need: its source
+        // file and line, its thread, its busy and idle times (two clock
+        // reads on every enter and exit); and no OpenTelemetry context
+        // made current on entering a span, which nothing here reads.
+        let layer = tracing_opentelemetry::layer()
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+            .with_tracer(provider.tracer(SERVICE_NAME));
         TRACING.store(true, Ordering::Relaxed);
         Ok((Self { provider }, layer))
     }
@@ -172,7 +192,7 @@ pub(crate) fn call_spans() -> Option<(Span, Span)> {
         return None;
     }
     let parent = Span::current();
-    let wait = tracing::info_span!(parent: &parent, "pool checkout", otel.kind = "internal");
+    let wait = tracing::info_span!(target: TRACES_ONLY, parent: &parent, "pool checkout", otel.kind = "internal");
     Some((wait, parent))
 }
 
@@ -267,6 +287,7 @@ fn statement_text(text: &mut String, query: &dyn std::fmt::Display) {
 macro_rules! statement_span {
     ($name:literal, $spans:expr) => {
         tracing::info_span!(
+            target: TRACES_ONLY,
             $name,
             otel.kind = "client",
             db.system = "postgresql",
@@ -391,5 +412,39 @@ impl HttpClient for Ureq {
             *answer.status_mut() = status;
             Ok(answer)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+
+    diesel::table! {
+        notes (id) {
+            id -> Integer,
+            body -> Text,
+        }
+    }
+
+    #[test]
+    fn a_statements_text_has_its_placeholders_and_never_its_values() {
+        let query = notes::table
+            .filter(notes::body.eq("a secret value"))
+            .select(notes::id);
+        let shown = diesel::debug_query::<diesel::pg::Pg, _>(&query);
+        assert!(
+            shown.to_string().contains("a secret value"),
+            "Diesel's Display shows the values bound: {shown}"
+        );
+        let mut text = String::from("what was there before");
+        statement_text(&mut text, &shown);
+        assert_eq!(
+            text,
+            r#"SELECT "notes"."id" FROM "notes" WHERE ("notes"."body" = $1)"#
+        );
+        // A text sent as it is (Diesel's BEGIN, COMMIT) has no values.
+        statement_text(&mut text, &"BEGIN");
+        assert_eq!(text, "BEGIN");
     }
 }
