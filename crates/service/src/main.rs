@@ -121,7 +121,11 @@ fn init_logs(
     let (telemetry, traces) = match endpoint {
         Some(endpoint) => {
             let (telemetry, layer) = Telemetry::start(endpoint)?;
-            (Some(telemetry), Some(layer))
+            // Spans only: a log line is not copied into its span as an
+            // OpenTelemetry event (the logs carry the trace id instead).
+            let spans =
+                tracing_subscriber::filter::filter_fn(|m: &tracing::Metadata<'_>| m.is_span());
+            (Some(telemetry), Some(layer.with_filter(spans)))
         }
         None => (None, None),
     };

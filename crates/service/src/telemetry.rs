@@ -20,7 +20,8 @@
 //! `cruddur-db-service`).
 //!
 //! With tracing on, each request's span carries its `trace_id`, which the
-//! log lines logged within it show (`CRUDDUR_LOG_FORMAT=json`: in `span`).
+//! log lines logged within it show (`CRUDDUR_LOG_FORMAT=json`: in `span`);
+//! the log lines themselves are not copied into the spans as events.
 //! With tracing off, none of this runs: no header is read, no span added.
 
 use std::future::Future;
@@ -135,11 +136,13 @@ impl Telemetry {
             .with_resource(resource)
             .build();
         // No attributes a span of the service does not need: its source
-        // file and line, its thread, its busy and idle times (two clock
-        // reads on every enter and exit); and no OpenTelemetry context
-        // made current on entering a span, which nothing here reads.
+        // file and line, its target, its thread, its busy and idle times
+        // (two clock reads on every enter and exit); and no OpenTelemetry
+        // context made current on entering a span, which nothing here
+        // reads.
         let layer = tracing_opentelemetry::layer()
             .with_location(false)
+            .with_target(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
             .with_context_activation(false)

@@ -847,6 +847,21 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
         .unwrap_or_default();
     assert!(insert.contains("$1"), "{insert}");
     for span in &spans {
+        // Nothing a span does not need: each costs its export.
+        for needless in [
+            "code.file.path",
+            "code.line.number",
+            "thread.name",
+            "thread.id",
+            "busy_ns",
+            "idle_ns",
+            "target",
+        ] {
+            assert!(
+                span["attributes"].get(needless).is_none(),
+                "{needless}: {span}"
+            );
+        }
         let attributes = span["attributes"].to_string();
         for value in [MESSAGE, HANDLE] {
             assert!(
