@@ -17,7 +17,9 @@
 //! standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`,
 //! `OTEL_EXPORTER_OTLP_TIMEOUT`), and the resource `OTEL_SERVICE_NAME` and
 //! `OTEL_RESOURCE_ATTRIBUTES` (the service's name is otherwise
-//! `cruddur-db-service`).
+//! `cruddur-db-service`), and the sampler `OTEL_TRACES_SAMPLER` (default
+//! every request, or as the caller's `traceparent` says): the database
+//! calls of a request whose trace is not sampled make no span.
 //!
 //! With tracing on, each request's span carries its `trace_id`, which the
 //! log lines logged within it show (`CRUDDUR_LOG_FORMAT=json`: in `span`);
@@ -40,6 +42,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::registry::{LookupSpan as _, SpanData as _};
 
 /// Whether the OpenTelemetry layer is installed: the request span reads
 /// `traceparent` and database calls add their spans only then.
@@ -179,9 +182,42 @@ pub(crate) fn request_span(request: &Request<Body>) -> Span {
         // Fails only when the span is disabled or already started.
         let _ = span.set_parent(parent);
     }
-    let trace_id = span.context().span().span_context().trace_id();
-    span.record("trace_id", tracing::field::display(trace_id));
+    let context = span.context();
+    let trace = context.span();
+    let trace = trace.span_context();
+    span.record("trace_id", tracing::field::display(trace.trace_id()));
+    if !trace.is_sampled() {
+        mark_not_sampled(&span);
+    }
     span
+}
+
+/// What marks a request's span whose trace the sampler left out
+/// (`OTEL_TRACES_SAMPLER`): its database calls then make no span at all,
+/// neither a pool checkout nor their statements (whose text costs the most
+/// to make), rather than spans that would only be dropped.
+struct NotSampled;
+
+fn mark_not_sampled(span: &Span) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(data) = dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .and_then(|registry| registry.span_data(id))
+        {
+            data.extensions_mut().insert(NotSampled);
+        }
+    });
+}
+
+/// Whether `span`'s trace is sampled: not marked by [`mark_not_sampled`].
+fn sampled(span: &Span) -> bool {
+    span.with_subscriber(|(id, dispatch)| {
+        dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .and_then(|registry| registry.span_data(id))
+            .is_none_or(|data| data.extensions().get::<NotSampled>().is_none())
+    })
+    .unwrap_or(false)
 }
 
 /// The spans of a database call bound for the primary: `pool checkout`, a
@@ -195,15 +231,22 @@ pub(crate) fn call_spans() -> Option<(Span, Span)> {
         return None;
     }
     let parent = Span::current();
+    if !sampled(&parent) {
+        return None;
+    }
     let wait = tracing::info_span!(target: TRACES_ONLY, parent: &parent, "pool checkout", otel.kind = "internal");
     Some((wait, parent))
 }
 
 /// The request's span, for a call that runs on another thread without
 /// queueing (a read sent to a replica) to enter there. `None` with tracing
-/// off.
+/// off, and for a request whose trace is not sampled.
 pub(crate) fn current_span() -> Option<Span> {
-    tracing_on().then(Span::current)
+    if !tracing_on() {
+        return None;
+    }
+    let span = Span::current();
+    sampled(&span).then_some(span)
 }
 
 /// With tracing on, has the connections of `config`'s pools (the

@@ -759,6 +759,7 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
     const CALLER: &str = "00f067aa0ba902b7";
     const POST_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
     const POST_CALLER: &str = "b7ad6b7169203331";
+    const UNSAMPLED: &str = "6e0c63257de34c926f9efcd03927272e";
     // Bound as values: neither may show in any span.
     const MESSAGE: &str = "a traced post, 7f3a9c: its text is a value";
     const HANDLE: &str = "andrewbrown";
@@ -785,6 +786,13 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
         &json!({ "message": MESSAGE, "ttl": "1-day" }).to_string(),
     );
     assert_eq!(posted.status, 200, "{}", posted.body);
+    // A caller's trace it did not sample: no span of it at all.
+    let unsampled = format!("00-{UNSAMPLED}-{CALLER}-00");
+    let answer = get(
+        &format!("{}{HOME}", running.base),
+        &[("traceparent", unsampled.as_str())],
+    );
+    assert_eq!(answer.status, 200);
     // Without a traceparent, a trace of its own.
     assert_eq!(
         get(&format!("{}/api/health-check", running.base), &[]).status,
@@ -870,6 +878,11 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
             );
         }
     }
+
+    assert!(
+        !spans.iter().any(|s| s["trace_id"] == UNSAMPLED),
+        "a span of a trace not sampled: {spans:#?}"
+    );
 
     // The health check's trace is its own.
     let health = named("GET /api/health-check");
