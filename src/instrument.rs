@@ -10,6 +10,7 @@
 //! when a `COMMIT` was sent, and passes every event on to the
 //! application's.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ impl ConnectionTarget {
 }
 
 type Make = dyn Fn(&ConnectionTarget) -> Option<Box<dyn Instrumentation>> + Send + Sync;
+type Checkout = dyn Fn(&ConnectionTarget) -> Option<Box<dyn Any + Send>> + Send + Sync;
 
 /// Makes the Diesel [`Instrumentation`] of each connection a pool opens,
 /// from the [`ConnectionTarget`] it reaches (`None`: none for it). It
@@ -53,20 +55,51 @@ type Make = dyn Fn(&ConnectionTarget) -> Option<Box<dyn Instrumentation>> + Send
 /// followed by the values bound to it), transactions, and the connection
 /// itself. It runs on the thread that uses the connection, inside the
 /// caller's work, so it should do little.
+///
+/// It may also be told of each checkout the [`Router`](crate::Router)
+/// makes ([`ConnectionInstrumentation::with_checkout`]).
 #[derive(Clone)]
-pub struct ConnectionInstrumentation(Arc<Make>);
+pub struct ConnectionInstrumentation {
+    make: Arc<Make>,
+    checkout: Option<Arc<Checkout>>,
+}
 
 impl ConnectionInstrumentation {
     /// One made by `make`.
     pub fn new(
         make: impl Fn(&ConnectionTarget) -> Option<Box<dyn Instrumentation>> + Send + Sync + 'static,
     ) -> Self {
-        Self(Arc::new(make))
+        Self {
+            make: Arc::new(make),
+            checkout: None,
+        }
+    }
+
+    /// This one, also told when the router starts checking a connection
+    /// out of a pool (the primary's or a replica's): `checkout` is called
+    /// with the pool's target just before, on the caller's thread, and
+    /// what it returns is dropped once the checkout has ended, whether it
+    /// got a connection or not (a guard: a span, a timer).
+    #[must_use]
+    pub fn with_checkout(
+        mut self,
+        checkout: impl Fn(&ConnectionTarget) -> Option<Box<dyn Any + Send>> + Send + Sync + 'static,
+    ) -> Self {
+        self.checkout = Some(Arc::new(checkout));
+        self
     }
 
     /// The instrumentation of a connection to `target`.
     pub(crate) fn make(&self, target: &ConnectionTarget) -> Option<Box<dyn Instrumentation>> {
-        (self.0)(target)
+        (self.make)(target)
+    }
+
+    /// What to drop when a checkout from `target`'s pool has ended.
+    pub(crate) fn checkout_started(
+        &self,
+        target: &ConnectionTarget,
+    ) -> Option<Box<dyn Any + Send>> {
+        self.checkout.as_ref().and_then(|checkout| checkout(target))
     }
 }
 

@@ -16,7 +16,7 @@ use super::token::{ClusterIdentity, Consistency, Lsn, WriteToken};
 use super::watch::ReplayWatch;
 use crate::config::{Config, DatabaseUrl};
 use crate::error::{Error, Result};
-use crate::instrument::Events;
+use crate::instrument::{ConnectionTarget, Events};
 use crate::pool::{PgPool, build_pool, build_replica_pool, checkout};
 
 mod reads;
@@ -44,6 +44,8 @@ struct Inner {
     config: Config,
     primary: PgPool,
     primary_url: DatabaseUrl,
+    /// The primary's pool as its instrumentation is told of it.
+    primary_target: ConnectionTarget,
     replicas: Vec<Replica>,
     options: ReplicaOptions,
     counters: Counters,
@@ -63,6 +65,8 @@ struct Inner {
 
 struct Replica {
     url: DatabaseUrl,
+    /// Its pool as its instrumentation is told of it.
+    target: ConnectionTarget,
     /// The pool, with the number of outages it was built after.
     pool: RwLock<(u64, PgPool)>,
     state: SharedState,
@@ -148,6 +152,7 @@ impl Router {
             .iter()
             .map(|url| Replica {
                 url: url.clone(),
+                target: ConnectionTarget::of(url, true),
                 pool: RwLock::new((0, build_replica_pool(config, url))),
                 state: SharedState::default(),
                 in_flight: AtomicUsize::new(0),
@@ -209,6 +214,7 @@ impl Router {
                 primary_view: Arc::default(),
                 issued: AtomicU64::new(0),
                 primary,
+                primary_target: ConnectionTarget::of(&config.database_url, false),
                 primary_url: config.database_url.clone(),
                 config,
                 replicas,
@@ -340,7 +346,9 @@ impl Router {
         &self,
         f: impl FnOnce(&mut PgConnection) -> Result<T>,
     ) -> Result<(T, WriteToken)> {
-        let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
+        let mut conn = self.observed_checkout(&self.inner.primary_target, || {
+            checkout(&self.inner.primary, &self.inner.primary_url)
+        })?;
         // Diesel announces each COMMIT before it sends it: after that, a
         // lost connection leaves the outcome unknown. The pool's
         // connections carry the library's instrumentation, which notes it;

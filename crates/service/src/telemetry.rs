@@ -264,9 +264,23 @@ pub fn trace_statements(config: &mut cruddur_db::Config) {
 /// (the request's), with `db.system`, `db.query.text` (the SQL with its
 /// `$1` placeholders, never the values bound), `server.address` and
 /// `server.port`.
+///
+/// A read sent to a replica also gets its `pool checkout` span here: the
+/// checkout from the replica's pool, while the router makes it. (A call
+/// bound for the primary has its `pool checkout` from [`call_spans`]: its
+/// wait for a database thread, each holding one of the pool's connections,
+/// so that its checkout from the pool itself never waits.)
 pub fn statement_instrumentation() -> cruddur_db::ConnectionInstrumentation {
     cruddur_db::ConnectionInstrumentation::new(|target| {
         Some(Box::new(StatementSpans::new(target)) as Box<dyn Instrumentation>)
+    })
+    .with_checkout(|target| {
+        if !target.replica || Span::current().is_none() {
+            return None;
+        }
+        let span =
+            tracing::info_span!(target: TRACES_ONLY, "pool checkout", otel.kind = "internal");
+        Some(Box::new(span) as Box<dyn std::any::Any + Send>)
     })
 }
 

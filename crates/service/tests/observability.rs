@@ -951,6 +951,10 @@ fn a_read_sent_to_a_replica_traces_its_statements_with_the_replicas_address() {
         read.iter().any(|s| s["name"] == "SELECT"),
         "the feed's SELECT: {read:#?}"
     );
+    // The checkout from the replica's pool.
+    let checkouts = in_trace(&spans, TRACE, "pool checkout");
+    assert_eq!(checkouts.len(), 1, "{spans:#?}");
+    assert_eq!(checkouts[0]["parent_span_id"], requests[0]["span_id"]);
     assert_ne!(
         standby.param("host"),
         primary.param("host"),
