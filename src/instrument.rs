@@ -6,7 +6,7 @@
 //! sets none pays for one call per statement that does nothing.
 //!
 //! Every pooled connection carries the library's own instrumentation
-//! ([`Events`]), which also tells [`Router::write`](crate::Router::write)
+//! (`Events`), which also tells [`Router::write`](crate::Router::write)
 //! when a `COMMIT` was sent, and passes every event on to the
 //! application's.
 

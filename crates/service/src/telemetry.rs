@@ -267,7 +267,7 @@ pub fn trace_statements(config: &mut cruddur_db::Config) {
 ///
 /// A read sent to a replica also gets its `pool checkout` span here: the
 /// checkout from the replica's pool, while the router makes it. (A call
-/// bound for the primary has its `pool checkout` from [`call_spans`]: its
+/// bound for the primary has its `pool checkout` from the queue: its
 /// wait for a database thread, each holding one of the pool's connections,
 /// so that its checkout from the pool itself never waits.)
 pub fn statement_instrumentation() -> cruddur_db::ConnectionInstrumentation {
