@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::instrument::ConnectionInstrumentation;
 use crate::pooler::Pooler;
 use crate::settings::Settings;
 use crate::variables::{
@@ -86,6 +87,10 @@ pub struct Config {
     /// session (`DATABASE_DIRECT_URL`, or `PROD_DIRECT_URL` for
     /// production; default none). See [`Config::session_url`].
     pub direct_url: Option<DatabaseUrl>,
+    /// What each pooled connection (the primary's and the replicas') reports
+    /// its statements to (default none); see [`crate::instrument`]. Code
+    /// sets it, no variable does.
+    pub instrumentation: Option<ConnectionInstrumentation>,
 }
 
 impl Config {
@@ -101,6 +106,7 @@ impl Config {
             replica_urls: Vec::new(),
             pooler: Pooler::Session,
             direct_url: None,
+            instrumentation: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod conninfo;
 pub mod environment;
 pub mod error;
 mod feed_row;
+pub mod instrument;
 pub mod migrations;
 pub mod models;
 pub mod pool;
@@ -31,6 +32,7 @@ pub use admin::{
 pub use config::{Config, DatabaseUrl, Environment};
 pub use environment::{EnvironmentMark, mark_environment, read_mark, restore_mark};
 pub use error::{Error, Result, ValidationError};
+pub use instrument::{ConnectionInstrumentation, ConnectionTarget};
 pub use migrations::{MIGRATIONS, pending_migrations, run_migrations};
 pub use models::{
     Activity, ActivityObject, ActivityThread, FeedItem, MessageUser, MessageUserKind, NewActivity,

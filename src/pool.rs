@@ -38,6 +38,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
 
 use crate::config::{APPLICATION_NAME, Config, DEFAULT_CONNECT_TIMEOUT_SECS, DatabaseUrl};
 use crate::error::{Error, Result};
+use crate::instrument::{ConnectionInstrumentation, ConnectionTarget, Events};
 use crate::pooler::Pooler;
 
 /// The pool type the library and its users share.
@@ -225,8 +226,8 @@ fn without_quoted(text: &str) -> String {
 }
 
 /// Session settings applied once when a connection is opened (not on
-/// every checkout).
-#[derive(Debug, Clone, Copy)]
+/// every checkout), and the connection's instrumentation.
+#[derive(Debug, Clone)]
 struct SessionSettings {
     statement_timeout_ms: u64,
     /// `default_transaction_read_only = on`, for replica sessions: a write
@@ -236,6 +237,9 @@ struct SessionSettings {
     /// Behind a transaction pooler nothing is set (it would leak to the
     /// next client of that server connection) and statements go unnamed.
     pooler: Pooler,
+    /// The application's instrumentation, and the server the connections
+    /// reach, which it is told.
+    instrumentation: Option<(ConnectionInstrumentation, ConnectionTarget)>,
 }
 
 fn session_settings(statement_timeout_ms: u64, read_only: bool, pooler: Pooler) -> SessionSettings {
@@ -243,11 +247,17 @@ fn session_settings(statement_timeout_ms: u64, read_only: bool, pooler: Pooler) 
         statement_timeout_ms,
         read_only,
         pooler,
+        instrumentation: None,
     }
 }
 
 impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        let application = self
+            .instrumentation
+            .as_ref()
+            .and_then(|(make, target)| make.make(target));
+        conn.set_instrumentation(Events::new(application));
         self.pooler.ready(conn);
         if self.pooler.is_transaction() {
             return Ok(());
@@ -337,11 +347,13 @@ fn lazy_pool(config: &Config, url: &DatabaseUrl, read_only: bool) -> PgPool {
         .min_idle(Some(0))
         .connection_timeout(config.checkout_timeout)
         .test_on_check_out(false)
-        .connection_customizer(Box::new(session_settings(
-            config.statement_timeout_ms,
-            read_only,
-            config.pooler,
-        )))
+        .connection_customizer(Box::new(SessionSettings {
+            instrumentation: config
+                .instrumentation
+                .clone()
+                .map(|make| (make, ConnectionTarget::of(url, read_only))),
+            ..session_settings(config.statement_timeout_ms, read_only, config.pooler)
+        }))
         .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
         .build_unchecked(manager)
 }

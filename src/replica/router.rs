@@ -1,12 +1,11 @@
 //! [`Router`]: the primary's pool and one pool per replica, and the choice
 //! of a connection for each read by its [`Consistency`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
 
 use super::counters::{Counters, RoutingCounters, bump};
@@ -17,6 +16,7 @@ use super::token::{ClusterIdentity, Consistency, Lsn, WriteToken};
 use super::watch::ReplayWatch;
 use crate::config::{Config, DatabaseUrl};
 use crate::error::{Error, Result};
+use crate::instrument::{ConnectionTarget, Events};
 use crate::pool::{PgPool, build_pool, build_replica_pool, checkout};
 
 mod reads;
@@ -44,6 +44,8 @@ struct Inner {
     config: Config,
     primary: PgPool,
     primary_url: DatabaseUrl,
+    /// The primary's pool as its instrumentation is told of it.
+    primary_target: ConnectionTarget,
     replicas: Vec<Replica>,
     options: ReplicaOptions,
     counters: Counters,
@@ -63,6 +65,8 @@ struct Inner {
 
 struct Replica {
     url: DatabaseUrl,
+    /// Its pool as its instrumentation is told of it.
+    target: ConnectionTarget,
     /// The pool, with the number of outages it was built after.
     pool: RwLock<(u64, PgPool)>,
     state: SharedState,
@@ -148,6 +152,7 @@ impl Router {
             .iter()
             .map(|url| Replica {
                 url: url.clone(),
+                target: ConnectionTarget::of(url, true),
                 pool: RwLock::new((0, build_replica_pool(config, url))),
                 state: SharedState::default(),
                 in_flight: AtomicUsize::new(0),
@@ -209,6 +214,7 @@ impl Router {
                 primary_view: Arc::default(),
                 issued: AtomicU64::new(0),
                 primary,
+                primary_target: ConnectionTarget::of(&config.database_url, false),
                 primary_url: config.database_url.clone(),
                 config,
                 replicas,
@@ -340,18 +346,17 @@ impl Router {
         &self,
         f: impl FnOnce(&mut PgConnection) -> Result<T>,
     ) -> Result<(T, WriteToken)> {
-        let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
+        let mut conn = self.observed_checkout(&self.inner.primary_target, || {
+            checkout(&self.inner.primary, &self.inner.primary_url)
+        })?;
         // Diesel announces each COMMIT before it sends it: after that, a
-        // lost connection leaves the outcome unknown.
-        let commit_sent = Arc::new(AtomicBool::new(false));
-        let sent = Arc::clone(&commit_sent);
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::CommitTransaction { depth, .. } = event
-                && depth.get() == 1
-            {
-                sent.store(true, Ordering::Release);
-            }
-        });
+        // lost connection leaves the outcome unknown. The pool's
+        // connections carry the library's instrumentation, which notes it;
+        // a connection of a pool built elsewhere gets it now, once.
+        match conn.instrumentation().downcast_mut::<Events>() {
+            Some(events) => events.commit_sent = false,
+            None => conn.set_instrumentation(Events::new(None)),
+        }
         let value = match f(&mut conn) {
             Ok(value) => value,
             Err(e) => {
@@ -362,13 +367,17 @@ impl Router {
                 if !lost {
                     return Err(e);
                 }
+                // `f` replaced the instrumentation if it is not there:
+                // then a COMMIT may have been sent unseen.
+                let commit_sent = conn
+                    .instrumentation()
+                    .downcast_mut::<Events>()
+                    .is_none_or(|events| events.commit_sent);
                 drop(conn);
                 self.discard_dead_connections();
                 let url = self.inner.primary_url.to_string();
                 return Err(match e {
-                    Error::Query(source) | Error::StatementTimeout(source)
-                        if commit_sent.load(Ordering::Acquire) =>
-                    {
+                    Error::Query(source) | Error::StatementTimeout(source) if commit_sent => {
                         Error::OutcomeUnknown { url, source }
                     }
                     Error::Query(source) | Error::StatementTimeout(source) => {

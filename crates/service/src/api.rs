@@ -73,8 +73,7 @@ impl AppState {
         let threads = usize::try_from(pool.max_size()).unwrap_or(usize::MAX);
         let wait = pool.connection_timeout();
         let queue_wait = crate::metrics::latency_histogram();
-        let primary = crate::metrics::server_address(repo.router().primary_url());
-        let workers = Workers::start(threads, Some(queue_wait.clone()), primary)?;
+        let workers = Workers::start(threads, Some(queue_wait.clone()))?;
         let metrics = Metrics::new(repo.clone(), workers.clone(), queue_wait);
         Ok(Self {
             repo,
@@ -163,7 +162,13 @@ impl AppState {
         let f = Arc::new(f);
         let call = Arc::clone(&f);
         let repo = self.repo.clone();
-        let task = tokio::task::spawn_blocking(move || call(&repo, consistency));
+        // With tracing on, the read runs in the request's span, its
+        // statements' parent.
+        let span = crate::telemetry::current_span();
+        let task = tokio::task::spawn_blocking(move || {
+            let _in_request = span.as_ref().map(Span::enter);
+            call(&repo, consistency)
+        });
         let bound = router.replica_read_bound();
         match tokio::time::timeout(bound, task).await {
             Ok(result) => joined(result),

@@ -121,20 +121,27 @@ fn init_logs(
     let (telemetry, traces) = match endpoint {
         Some(endpoint) => {
             let (telemetry, layer) = Telemetry::start(endpoint)?;
-            (Some(telemetry), Some(layer))
+            // Spans only: a log line is not copied into its span as an
+            // OpenTelemetry event (the logs carry the trace id instead).
+            let spans =
+                tracing_subscriber::filter::filter_fn(|m: &tracing::Metadata<'_>| m.is_span());
+            (Some(telemetry), Some(layer.with_filter(spans)))
         }
         None => (None, None),
     };
+    let traced = traces.is_some();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let subscriber = tracing_subscriber::registry().with(filter).with(traces);
     let logs = match cruddur_db_service::logs::batched(std::io::stderr()) {
         Ok((writer, guard)) => {
-            subscriber.with(log_layer(writer, colour, format)).init();
+            subscriber
+                .with(log_layer(writer, colour, format, traced))
+                .init();
             Some(guard)
         }
         Err(e) => {
             subscriber
-                .with(log_layer(std::io::stderr, colour, format))
+                .with(log_layer(std::io::stderr, colour, format, traced))
                 .init();
             tracing::warn!("cannot start the log thread, logging from the workers: {e}");
             None
@@ -147,24 +154,33 @@ fn init_logs(
 }
 
 /// The log lines' layer, writing to `writer` in `format` (a generic
-/// writer, not a boxed one: a line costs no allocation of its own).
+/// writer, not a boxed one: a line costs no allocation of its own); with
+/// `traced`, without the spans made for traces alone
+/// ([`cruddur_db_service::telemetry::for_logs`]: without traces there are
+/// none, and no filter is paid for).
 fn log_layer<S, W>(
     writer: W,
     colour: bool,
     format: LogFormat,
+    traced: bool,
 ) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let layer = tracing_subscriber::fmt::layer().with_writer(writer);
-    match format {
-        LogFormat::Text => layer.with_ansi(colour).boxed(),
-        LogFormat::Json => layer
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed(),
+    let for_logs = tracing_subscriber::filter::filter_fn(cruddur_db_service::telemetry::for_logs);
+    match (format, traced) {
+        (LogFormat::Text, false) => layer.with_ansi(colour).boxed(),
+        (LogFormat::Text, true) => layer.with_ansi(colour).with_filter(for_logs).boxed(),
+        (LogFormat::Json, traced) => {
+            let layer = layer.json().with_current_span(true).with_span_list(false);
+            if traced {
+                layer.with_filter(for_logs).boxed()
+            } else {
+                layer.boxed()
+            }
+        }
     }
 }
 
@@ -174,7 +190,8 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
     // cluster is started if nothing answers at the default URL.
     let resolved = resolve(None, Environment::Development, settings, Fallback::Start)?;
     eprintln!("note: {}", resolved.describe());
-    let config = resolved.config;
+    let mut config = resolved.config;
+    cruddur_db_service::telemetry::trace_statements(&mut config);
     if let Some(warning) = &config.warning {
         eprintln!("warning: {warning}");
     }

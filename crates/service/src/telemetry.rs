@@ -3,9 +3,13 @@
 //!
 //! Each request is a span (`GET /api/activities/home`, kind server) whose
 //! parent is the caller's, from the W3C `traceparent` header; a database
-//! call bound for the primary adds two children: `queue wait`, until one
-//! of the database threads takes it, and `statement`, while it runs there
-//! (with `db.system` and `server.address`). The spans are the service's
+//! call bound for the primary adds a child `pool checkout`, until one of
+//! the database threads (each holding one of the pool's connections)
+//! takes it; and each statement, on the primary or a replica, is a child
+//! span of its own (named after its first keyword: `SELECT`, `INSERT`,
+//! `BEGIN`, ...) with `db.system`, `db.query.text` (with its `$1`
+//! placeholders, never the values bound), `server.address` and
+//! `server.port`: see [`statement_instrumentation`]. The spans are the service's
 //! `tracing` spans, turned into OpenTelemetry's by `tracing-opentelemetry`,
 //! and sent in batches by the SDK's batch processor from a thread of its
 //! own, with ureq (the service's HTTP client already), to
@@ -13,10 +17,13 @@
 //! standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`,
 //! `OTEL_EXPORTER_OTLP_TIMEOUT`), and the resource `OTEL_SERVICE_NAME` and
 //! `OTEL_RESOURCE_ATTRIBUTES` (the service's name is otherwise
-//! `cruddur-db-service`).
+//! `cruddur-db-service`), and the sampler `OTEL_TRACES_SAMPLER` (default
+//! every request, or as the caller's `traceparent` says): the database
+//! calls of a request whose trace is not sampled make no span.
 //!
 //! With tracing on, each request's span carries its `trace_id`, which the
-//! log lines logged within it show (`CRUDDUR_LOG_FORMAT=json`: in `span`).
+//! log lines logged within it show (`CRUDDUR_LOG_FORMAT=json`: in `span`);
+//! the log lines themselves are not copied into the spans as events.
 //! With tracing off, none of this runs: no header is read, no span added.
 
 use std::future::Future;
@@ -26,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::Request;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_http::{Bytes, HttpClient, HttpError};
@@ -34,6 +42,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::registry::{LookupSpan as _, SpanData as _};
 
 /// Whether the OpenTelemetry layer is installed: the request span reads
 /// `traceparent` and database calls add their spans only then.
@@ -42,6 +51,17 @@ static TRACING: AtomicBool = AtomicBool::new(false);
 /// Whether traces are exported.
 pub(crate) fn tracing_on() -> bool {
     TRACING.load(Ordering::Relaxed)
+}
+
+/// The target of the spans made for traces alone (a statement's, a pool
+/// checkout's): the log lines' layer leaves them out (see
+/// [`for_logs`]), so that it does not format their fields for nothing.
+pub const TRACES_ONLY: &str = "cruddur_db_service::traces_only";
+
+/// Whether the log lines' layer takes a span or event of `metadata`: all
+/// but the spans made for traces alone.
+pub fn for_logs(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target() != TRACES_ONLY
 }
 
 /// The service's name in its traces, unless `OTEL_SERVICE_NAME` says
@@ -118,7 +138,18 @@ impl Telemetry {
             .with_batch_exporter(exporter)
             .with_resource(resource)
             .build();
-        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE_NAME));
+        // No attributes a span of the service does not need: its source
+        // file and line, its target, its thread, its busy and idle times
+        // (two clock reads on every enter and exit); and no OpenTelemetry
+        // context made current on entering a span, which nothing here
+        // reads.
+        let layer = tracing_opentelemetry::layer()
+            .with_location(false)
+            .with_target(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+            .with_tracer(provider.tracer(SERVICE_NAME));
         TRACING.store(true, Ordering::Relaxed);
         Ok((Self { provider }, layer))
     }
@@ -151,47 +182,269 @@ pub(crate) fn request_span(request: &Request<Body>) -> Span {
         // Fails only when the span is disabled or already started.
         let _ = span.set_parent(parent);
     }
-    let trace_id = span.context().span().span_context().trace_id();
-    span.record("trace_id", tracing::field::display(trace_id));
+    let context = span.context();
+    let trace = context.span();
+    let trace = trace.span_context();
+    span.record("trace_id", tracing::field::display(trace.trace_id()));
+    if !trace.is_sampled() {
+        mark_not_sampled(&span);
+    }
     span
 }
 
-/// The spans of a database call bound for the primary, children of the
-/// request's: `queue wait` from now until a thread takes it, and
-/// `statement` (made when it is taken) while it runs. `None` with tracing
-/// off.
-pub(crate) fn call_spans(server_address: &str) -> Option<(Span, CallSpan)> {
+/// What marks a request's span whose trace the sampler left out
+/// (`OTEL_TRACES_SAMPLER`): its database calls then make no span at all,
+/// neither a pool checkout nor their statements (whose text costs the most
+/// to make), rather than spans that would only be dropped.
+struct NotSampled;
+
+fn mark_not_sampled(span: &Span) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(data) = dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .and_then(|registry| registry.span_data(id))
+        {
+            data.extensions_mut().insert(NotSampled);
+        }
+    });
+}
+
+/// Whether `span`'s trace is sampled: not marked by [`mark_not_sampled`].
+fn sampled(span: &Span) -> bool {
+    span.with_subscriber(|(id, dispatch)| {
+        dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .and_then(|registry| registry.span_data(id))
+            .is_none_or(|data| data.extensions().get::<NotSampled>().is_none())
+    })
+    .unwrap_or(false)
+}
+
+/// The spans of a database call bound for the primary: `pool checkout`, a
+/// child of the request's from now until one of the database threads
+/// (each holding one of the pool's connections) takes it, and the
+/// request's span itself, which the thread enters while it runs the call,
+/// so that each statement's span is the request's child. `None` with
+/// tracing off.
+pub(crate) fn call_spans() -> Option<(Span, Span)> {
     if !tracing_on() {
         return None;
     }
     let parent = Span::current();
-    let wait = tracing::info_span!(parent: &parent, "queue wait", otel.kind = "internal");
-    Some((
-        wait,
-        CallSpan {
-            parent,
-            server_address: server_address.to_owned(),
-        },
-    ))
+    if !sampled(&parent) {
+        return None;
+    }
+    let wait = tracing::info_span!(target: TRACES_ONLY, parent: &parent, "pool checkout", otel.kind = "internal");
+    Some((wait, parent))
 }
 
-/// What the `statement` span is made from, on the database thread.
-pub(crate) struct CallSpan {
-    parent: Span,
-    server_address: String,
+/// The request's span, for a call that runs on another thread without
+/// queueing (a read sent to a replica) to enter there. `None` with tracing
+/// off, and for a request whose trace is not sampled.
+pub(crate) fn current_span() -> Option<Span> {
+    if !tracing_on() {
+        return None;
+    }
+    let span = Span::current();
+    sampled(&span).then_some(span)
 }
 
-impl CallSpan {
-    /// The `statement` span, started now.
-    pub(crate) fn start(&self) -> Span {
+/// With tracing on, has the connections of `config`'s pools (the
+/// primary's and the replicas') trace their statements (see
+/// [`statement_instrumentation`]); with tracing off, leaves `config` as it
+/// is, and statements cost nothing more.
+pub fn trace_statements(config: &mut cruddur_db::Config) {
+    if tracing_on() {
+        config.instrumentation = Some(statement_instrumentation());
+    }
+}
+
+/// The instrumentation of a connection that traces its statements: one
+/// client span per statement, child of the span current where it runs
+/// (the request's), with `db.system`, `db.query.text` (the SQL with its
+/// `$1` placeholders, never the values bound), `server.address` and
+/// `server.port`.
+///
+/// A read sent to a replica also gets its `pool checkout` span here: the
+/// checkout from the replica's pool, while the router makes it. (A call
+/// bound for the primary has its `pool checkout` from the queue: its
+/// wait for a database thread, each holding one of the pool's connections,
+/// so that its checkout from the pool itself never waits.)
+pub fn statement_instrumentation() -> cruddur_db::ConnectionInstrumentation {
+    cruddur_db::ConnectionInstrumentation::new(|target| {
+        Some(Box::new(StatementSpans::new(target)) as Box<dyn Instrumentation>)
+    })
+    .with_checkout(|target| {
+        if !target.replica || Span::current().is_none() {
+            return None;
+        }
+        let span =
+            tracing::info_span!(target: TRACES_ONLY, "pool checkout", otel.kind = "internal");
+        Some(Box::new(span) as Box<dyn std::any::Any + Send>)
+    })
+}
+
+/// One connection's statement spans: from Diesel's `StartQuery` to its
+/// `FinishQuery`, a client span, child of the span current on the thread
+/// (a statement run outside of one, such as the start-up checks, gets
+/// none), named after the statement's first keyword, with `db.system`,
+/// `db.system.name` (`postgresql`), `db.query.text` (the SQL as sent, with
+/// its `$1` placeholders: the values bound to it are never formatted),
+/// `server.address` and `server.port` (the host and port of the
+/// connection's URL, a replica's for a replica's connection), and for a
+/// statement that failed, status error and `error.type` (Diesel's kind of
+/// error; never its message, which can quote a value).
+struct StatementSpans {
+    host: String,
+    port: i64,
+    /// The span of the statement under way.
+    open: Option<Span>,
+    /// The statement's text, rebuilt in place for each statement.
+    text: String,
+}
+
+impl StatementSpans {
+    fn new(target: &cruddur_db::ConnectionTarget) -> Self {
+        Self {
+            host: target.host.clone(),
+            port: i64::from(target.port),
+            open: None,
+            text: String::new(),
+        }
+    }
+}
+
+/// What Diesel's query `Display` puts between the SQL and the values bound.
+const BINDS: &str = " -- binds: ";
+
+/// A writer that keeps what comes before [`BINDS`] and stops there, so
+/// that the values after it are never formatted.
+struct UntilBinds<'a>(&'a mut String);
+
+impl std::fmt::Write for UntilBinds<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.push_str(s);
+        if self.0.ends_with(BINDS) {
+            self.0.truncate(self.0.len() - BINDS.len());
+            // Ends the formatting before the values.
+            return Err(std::fmt::Error);
+        }
+        Ok(())
+    }
+}
+
+/// The SQL of `query` (a Diesel query's `Display`: its SQL, then
+/// [`BINDS`] and the values; a text sent as it is, such as `BEGIN`, has
+/// none) into `text`.
+fn statement_text(text: &mut String, query: &dyn std::fmt::Display) {
+    use std::fmt::Write as _;
+    text.clear();
+    // An error is the writer stopping before the values.
+    let _ = write!(UntilBinds(text), "{query}");
+}
+
+/// A span named `$name` with the statement's attributes.
+macro_rules! statement_span {
+    ($name:literal, $spans:expr) => {
         tracing::info_span!(
-            parent: &self.parent,
-            "statement",
+            target: TRACES_ONLY,
+            $name,
             otel.kind = "client",
             db.system = "postgresql",
             db.system.name = "postgresql",
-            server.address = %self.server_address,
+            db.query.text = $spans.text.as_str(),
+            server.address = $spans.host.as_str(),
+            server.port = $spans.port,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         )
+    };
+}
+
+impl StatementSpans {
+    fn start(&mut self, query: &dyn std::fmt::Display) {
+        // A statement Diesel did not report finished ends here.
+        self.open = None;
+        if Span::current().is_none() {
+            return;
+        }
+        statement_text(&mut self.text, query);
+        let keyword = self
+            .text
+            .trim_start()
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .next()
+            .unwrap_or_default();
+        let is = |name: &str| keyword.eq_ignore_ascii_case(name);
+        // A name of its own per keyword: a span's name is static.
+        let span = if is("SELECT") {
+            statement_span!("SELECT", self)
+        } else if is("INSERT") {
+            statement_span!("INSERT", self)
+        } else if is("UPDATE") {
+            statement_span!("UPDATE", self)
+        } else if is("DELETE") {
+            statement_span!("DELETE", self)
+        } else if is("WITH") {
+            statement_span!("WITH", self)
+        } else if is("BEGIN") {
+            statement_span!("BEGIN", self)
+        } else if is("COMMIT") {
+            statement_span!("COMMIT", self)
+        } else if is("ROLLBACK") {
+            statement_span!("ROLLBACK", self)
+        } else if is("SAVEPOINT") {
+            statement_span!("SAVEPOINT", self)
+        } else if is("RELEASE") {
+            statement_span!("RELEASE", self)
+        } else {
+            statement_span!("postgresql", self)
+        };
+        self.open = Some(span);
+    }
+
+    fn finish(&mut self, error: Option<&diesel::result::Error>) {
+        let Some(span) = self.open.take() else {
+            return;
+        };
+        if let Some(error) = error {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error_type(error));
+        }
+    }
+}
+
+impl Instrumentation for StatementSpans {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => self.start(query),
+            InstrumentationEvent::FinishQuery { error, .. } => self.finish(error),
+            _ => {}
+        }
+    }
+}
+
+/// A statement's error as `error.type`: its kind, never its message.
+fn error_type(error: &diesel::result::Error) -> &'static str {
+    use diesel::result::{DatabaseErrorKind as K, Error as D};
+    match error {
+        D::DatabaseError(kind, _) => match kind {
+            K::UniqueViolation => "unique_violation",
+            K::ForeignKeyViolation => "foreign_key_violation",
+            K::NotNullViolation => "not_null_violation",
+            K::CheckViolation => "check_violation",
+            K::RestrictViolation => "restrict_violation",
+            K::ExclusionViolation => "exclusion_violation",
+            K::ReadOnlyTransaction => "read_only_transaction",
+            K::SerializationFailure => "serialization_failure",
+            K::ClosedConnection => "closed_connection",
+            K::UnableToSendCommand => "unable_to_send_command",
+            _ => "database_error",
+        },
+        D::NotFound => "not_found",
+        D::DeserializationError(_) => "deserialization_error",
+        D::SerializationError(_) => "serialization_error",
+        _ => "error",
     }
 }
 
@@ -219,5 +472,39 @@ impl HttpClient for Ureq {
             *answer.status_mut() = status;
             Ok(answer)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+
+    diesel::table! {
+        notes (id) {
+            id -> Integer,
+            body -> Text,
+        }
+    }
+
+    #[test]
+    fn a_statements_text_has_its_placeholders_and_never_its_values() {
+        let query = notes::table
+            .filter(notes::body.eq("a secret value"))
+            .select(notes::id);
+        let shown = diesel::debug_query::<diesel::pg::Pg, _>(&query);
+        assert!(
+            shown.to_string().contains("a secret value"),
+            "Diesel's Display shows the values bound: {shown}"
+        );
+        let mut text = String::from("what was there before");
+        statement_text(&mut text, &shown);
+        assert_eq!(
+            text,
+            r#"SELECT "notes"."id" FROM "notes" WHERE ("notes"."body" = $1)"#
+        );
+        // A text sent as it is (Diesel's BEGIN, COMMIT) has no values.
+        statement_text(&mut text, &"BEGIN");
+        assert_eq!(text, "BEGIN");
     }
 }

@@ -64,8 +64,6 @@ struct Shared {
     /// Where each call's wait in the queue is observed, in seconds: until
     /// a thread took it, or until it was withdrawn at its timeout.
     wait_seconds: Option<Histogram>,
-    /// The primary's `host:port`, for the calls' trace spans.
-    server_address: String,
 }
 
 impl Shared {
@@ -75,7 +73,7 @@ impl Shared {
 
     /// Moves a queued call to `to` (taken or withdrawn), once: whichever
     /// of its thread and its caller comes first wins, and only the winner
-    /// stops counting it as waiting and ends its `queue wait` span (so
+    /// stops counting it as waiting and ends its `pool checkout` span (so
     /// that a call withdrawn at its timeout does not seem to wait until a
     /// thread pops it).
     fn leave_queue(&self, slot: &Slot, to: u8) -> bool {
@@ -103,7 +101,7 @@ impl Shared {
 struct Slot {
     /// [`QUEUED`], [`TAKEN`] or [`WITHDRAWN`].
     state: AtomicU8,
-    /// With tracing on, the call's `queue wait` span, ended by whoever
+    /// With tracing on, the call's `pool checkout` span, ended by whoever
     /// takes the call out of the queue.
     wait_span: Option<Mutex<Option<tracing::Span>>>,
 }
@@ -140,17 +138,12 @@ impl Drop for Owner {
 }
 
 impl Workers {
-    /// `threads` threads (at least one), named `cruddur-db-N`, calling
-    /// `server_address` (the primary's `host:port`, for trace spans); each
-    /// call's wait in the queue is observed in `wait_seconds`, if given.
+    /// `threads` threads (at least one), named `cruddur-db-N`; each call's
+    /// wait in the queue is observed in `wait_seconds`, if given.
     ///
     /// # Errors
     /// When a thread cannot be started.
-    pub(crate) fn start(
-        threads: usize,
-        wait_seconds: Option<Histogram>,
-        server_address: String,
-    ) -> std::io::Result<Self> {
+    pub(crate) fn start(threads: usize, wait_seconds: Option<Histogram>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -160,7 +153,6 @@ impl Workers {
             ready: Condvar::new(),
             waiting: AtomicUsize::new(0),
             wait_seconds,
-            server_address,
         });
         for n in 0..threads.max(1) {
             let shared = Arc::clone(&shared);
@@ -182,9 +174,9 @@ impl Workers {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CallError> {
         let shared = &self.owner.shared;
-        // With tracing on: `queue wait` until a thread takes the call, then
-        // `statement` while it runs, both children of the request's span.
-        let (wait_span, call_span) = crate::telemetry::call_spans(&shared.server_address).unzip();
+        // With tracing on: `pool checkout` until a thread takes the call,
+        // which then runs in the request's span (its statements' parent).
+        let (wait_span, request_span) = crate::telemetry::call_spans().unzip();
         let ticket = Ticket {
             shared: Arc::clone(shared),
             slot: Arc::new(Slot {
@@ -201,15 +193,13 @@ impl Workers {
                     return;
                 }
                 shared.observe_wait(queued_at);
-                let statement = call_span.as_ref().map(crate::telemetry::CallSpan::start);
                 let result = {
-                    let _in_statement = statement.as_ref().map(tracing::Span::enter);
+                    let _in_request = request_span.as_ref().map(tracing::Span::enter);
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                 };
-                // Closed before the caller is answered, so that the span
-                // ends within its request's, and before any shutdown the
-                // answer lets happen.
-                drop(statement);
+                // Given back before the caller is answered, so that the
+                // request's span can end with its request.
+                drop(request_span);
                 let _ = tx.send(result);
             })
         };
@@ -286,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_run_in_order_and_a_call_not_taken_in_time_never_runs() {
-        let workers = Workers::start(1, None, String::new()).unwrap();
+        let workers = Workers::start(1, None).unwrap();
         // The one thread is held until `release` is sent.
         let (release, held) = mpsc::channel::<()>();
         let (started, first_started) = mpsc::channel::<()>();
@@ -324,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn waiting_counts_the_calls_not_taken_until_they_are_taken_or_withdrawn() {
         let histogram = Histogram::new([0.001, 1.0]);
-        let workers = Workers::start(1, Some(histogram.clone()), String::new()).unwrap();
+        let workers = Workers::start(1, Some(histogram.clone())).unwrap();
         let (release, held) = mpsc::channel::<()>();
         let (started, first_started) = mpsc::channel::<()>();
         let first = tokio::spawn({
@@ -384,7 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_call_is_an_error_and_the_thread_goes_on() {
-        let workers = Workers::start(1, None, String::new()).unwrap();
+        let workers = Workers::start(1, None).unwrap();
         let panicked = workers
             .call(Duration::from_secs(30), || -> u8 { panic!("boom") })
             .await;

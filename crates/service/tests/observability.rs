@@ -12,7 +12,7 @@ use common::{Running, Service, TestDb, get, lock_activities, lock_waiters, post_
 use cruddur_db::{Config, DatabaseUrl, Repository};
 use cruddur_db_service::shed::Shedding;
 use cruddur_db_service::{AppState, Auth};
-use cruddur_db_test_support::eventually;
+use cruddur_db_test_support::{StreamingPair, eventually};
 use diesel::connection::SimpleConnection;
 use serde_json::json;
 
@@ -698,10 +698,71 @@ impl Drop for Receiver {
     }
 }
 
+/// The spans named `name` of trace `trace`.
+fn in_trace<'s>(
+    spans: &'s [serde_json::Value],
+    trace: &str,
+    name: &str,
+) -> Vec<&'s serde_json::Value> {
+    spans
+        .iter()
+        .filter(|s| s["trace_id"] == trace && s["name"] == name)
+        .collect()
+}
+
+/// The statement spans of trace `trace`: the client spans.
+fn statements<'s>(spans: &'s [serde_json::Value], trace: &str) -> Vec<&'s serde_json::Value> {
+    spans
+        .iter()
+        .filter(|s| s["trace_id"] == trace && s["kind"] == 3)
+        .collect()
+}
+
+/// Checks what every statement span of a request carries: the request as
+/// its parent, the database, the server and a text.
+fn assert_statement_spans(
+    statements: &[&serde_json::Value],
+    request: &serde_json::Value,
+    host: &str,
+    port: &str,
+) {
+    assert!(!statements.is_empty(), "no statement span: {request}");
+    for statement in statements {
+        assert_eq!(
+            statement["parent_span_id"], request["span_id"],
+            "a statement is the request's child: {statement}"
+        );
+        let attributes = &statement["attributes"];
+        assert_eq!(attributes["db.system"], "postgresql", "{statement}");
+        assert_eq!(attributes["db.system.name"], "postgresql", "{statement}");
+        assert_eq!(attributes["server.address"], host, "{statement}");
+        assert_eq!(
+            attributes["server.port"].as_i64().map(|p| p.to_string()),
+            Some(port.to_owned()),
+            "{statement}"
+        );
+        let text = attributes["db.query.text"].as_str().unwrap_or_default();
+        assert!(!text.is_empty(), "no statement text: {statement}");
+        assert!(!text.contains("-- binds"), "{statement}");
+        let keyword = text.split_whitespace().next().unwrap_or_default();
+        assert!(
+            statement["name"] == keyword.to_ascii_uppercase() || statement["name"] == "postgresql",
+            "a statement span is named after its first keyword: {statement}"
+        );
+    }
+}
+
 #[test]
-fn traces_go_over_otlp_with_the_callers_trace_and_a_span_per_queue_wait_and_statement() {
+fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_statement_without_its_values()
+ {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const CALLER: &str = "00f067aa0ba902b7";
+    const POST_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const POST_CALLER: &str = "b7ad6b7169203331";
+    const UNSAMPLED: &str = "6e0c63257de34c926f9efcd03927272e";
+    // Bound as values: neither may show in any span.
+    const MESSAGE: &str = "a traced post, 7f3a9c: its text is a value";
+    const HANDLE: &str = "andrewbrown";
     let db = seeded_db();
     let receiver = Receiver::start();
     let url = db.url.expose().to_owned();
@@ -714,8 +775,22 @@ fn traces_go_over_otlp_with_the_callers_trace_and_a_span_per_queue_wait_and_stat
     ]);
     let traceparent = format!("00-{TRACE}-{CALLER}-01");
     let answer = get(
-        &format!("{}{HOME}", running.base),
+        &format!("{}{HOME}?limit=7", running.base),
         &[("traceparent", traceparent.as_str())],
+    );
+    assert_eq!(answer.status, 200);
+    let post_parent = format!("00-{POST_TRACE}-{POST_CALLER}-01");
+    let posted = post_json(
+        &format!("{}/api/activities", running.base),
+        &[("traceparent", post_parent.as_str())],
+        &json!({ "message": MESSAGE, "ttl": "1-day" }).to_string(),
+    );
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    // A caller's trace it did not sample: no span of it at all.
+    let unsampled = format!("00-{UNSAMPLED}-{CALLER}-00");
+    let answer = get(
+        &format!("{}{HOME}", running.base),
+        &[("traceparent", unsampled.as_str())],
     );
     assert_eq!(answer.status, 200);
     // Without a traceparent, a trace of its own.
@@ -735,6 +810,8 @@ fn traces_go_over_otlp_with_the_callers_trace_and_a_span_per_queue_wait_and_stat
     let named = |name: &str| -> Vec<&serde_json::Value> {
         spans.iter().filter(|s| s["name"] == name).collect()
     };
+    let host = db.url.param("host").unwrap_or("localhost");
+    let port = db.url.param("port").unwrap_or("5432");
 
     let requests = named("GET /api/activities/home");
     assert_eq!(requests.len(), 1, "{spans:#?}");
@@ -744,29 +821,69 @@ fn traces_go_over_otlp_with_the_callers_trace_and_a_span_per_queue_wait_and_stat
     assert_eq!(request["kind"], 2, "a server span: {request}");
     assert_eq!(request["service"], "cruddur-db-service", "{request}");
     assert_eq!(request["attributes"]["http.route"], HOME, "{request}");
-    for name in ["queue wait", "statement"] {
-        let children: Vec<_> = named(name)
-            .into_iter()
-            .filter(|s| s["trace_id"] == TRACE)
-            .collect();
-        assert_eq!(children.len(), 1, "{name}: {spans:#?}");
-        assert_eq!(
-            children[0]["parent_span_id"], request["span_id"],
-            "{name} is the request's child: {spans:#?}"
-        );
-    }
-    let statement = named("statement")
-        .into_iter()
-        .find(|s| s["trace_id"] == TRACE)
-        .expect("statement");
-    assert_eq!(statement["attributes"]["db.system"], "postgresql");
-    let address = format!(
-        "{}:{}",
-        db.url.param("host").unwrap_or("localhost"),
-        db.url.param("port").unwrap_or("5432")
+    let checkouts = in_trace(&spans, TRACE, "pool checkout");
+    assert_eq!(checkouts.len(), 1, "{spans:#?}");
+    assert_eq!(
+        checkouts[0]["parent_span_id"], request["span_id"],
+        "the pool checkout is the request's child: {spans:#?}"
     );
-    assert_eq!(statement["attributes"]["server.address"], address.as_str());
-    assert_eq!(statement["kind"], 3, "a client span: {statement}");
+    // The feed page: one SELECT, its limit a placeholder.
+    let feed = statements(&spans, TRACE);
+    assert_statement_spans(&feed, request, host, port);
+    let selects: Vec<_> = feed.iter().filter(|s| s["name"] == "SELECT").collect();
+    assert_eq!(selects.len(), 1, "{feed:#?}");
+    let text = selects[0]["attributes"]["db.query.text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("$1"), "{text}");
+    assert!(!text.contains('7'), "the limit bound shows: {text}");
+
+    // The post: a span for each of its statements, in its transaction.
+    let posts = in_trace(&spans, POST_TRACE, "POST /api/activities");
+    assert_eq!(posts.len(), 1, "{spans:#?}");
+    assert_eq!(posts[0]["parent_span_id"], POST_CALLER);
+    let written = statements(&spans, POST_TRACE);
+    assert_statement_spans(&written, posts[0], host, port);
+    let names: Vec<&str> = written.iter().filter_map(|s| s["name"].as_str()).collect();
+    for name in ["BEGIN", "INSERT", "COMMIT"] {
+        assert!(names.contains(&name), "no {name} in {names:?}");
+    }
+    let insert = written
+        .iter()
+        .find(|s| s["name"] == "INSERT")
+        .and_then(|s| s["attributes"]["db.query.text"].as_str())
+        .unwrap_or_default();
+    assert!(insert.contains("$1"), "{insert}");
+    for span in &spans {
+        // Nothing a span does not need: each costs its export.
+        for needless in [
+            "code.file.path",
+            "code.line.number",
+            "thread.name",
+            "thread.id",
+            "busy_ns",
+            "idle_ns",
+            "target",
+        ] {
+            assert!(
+                span["attributes"].get(needless).is_none(),
+                "{needless}: {span}"
+            );
+        }
+        let attributes = span["attributes"].to_string();
+        for value in [MESSAGE, HANDLE] {
+            assert!(
+                !attributes.contains(value),
+                "a bound value shows in a span: {span}"
+            );
+        }
+    }
+
+    assert!(
+        !spans.iter().any(|s| s["trace_id"] == UNSAMPLED),
+        "a span of a trace not sampled: {spans:#?}"
+    );
+
     // The health check's trace is its own.
     let health = named("GET /api/health-check");
     assert_eq!(health.len(), 1, "{spans:#?}");
@@ -781,4 +898,66 @@ fn traces_go_over_otlp_with_the_callers_trace_and_a_span_per_queue_wait_and_stat
         .find(|e| e["fields"]["message"] == "answered" && e["span"]["path"] == HOME)
         .unwrap_or_else(|| panic!("no request line in:\n{logs}"));
     assert_eq!(answered["span"]["trace_id"], TRACE, "{answered}");
+}
+
+#[test]
+fn a_read_sent_to_a_replica_traces_its_statements_with_the_replicas_address() {
+    const TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
+    const CALLER: &str = "10f067aa0ba902b8";
+    let pair = StreamingPair::start();
+    cruddur_db::prepare(&pair.primary_url("cruddur")).expect("prepare the primary");
+    assert!(pair.caught_up(Duration::from_secs(30)));
+    let receiver = Receiver::start();
+    let primary = pair.primary_url("cruddur");
+    let standby = pair.standby_url("cruddur");
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
+    let running = Running::start(&[
+        ("DATABASE_URL", primary.expose()),
+        ("DATABASE_REPLICA_URLS", standby.expose()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+    ]);
+    // Reads go to the replica once its prober has seen it up.
+    let metrics = format!("{}/metrics", running.base);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            get(&metrics, &[]).body.lines().any(|l| {
+                l.starts_with("cruddur_db_replica_up{")
+                    && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0)
+            })
+        }),
+        "the replica never came up: {}",
+        get(&metrics, &[]).body
+    );
+    let traceparent = format!("00-{TRACE}-{CALLER}-01");
+    let answer = get(
+        &format!("{}{HOME}", running.base),
+        &[("traceparent", traceparent.as_str())],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    running.terminate();
+    let mut running = running;
+    assert!(running.child.wait().expect("exit").success());
+    let spans = receiver.spans();
+    let requests = in_trace(&spans, TRACE, "GET /api/activities/home");
+    assert_eq!(requests.len(), 1, "{spans:#?}");
+    let read = statements(&spans, TRACE);
+    assert_statement_spans(
+        &read,
+        requests[0],
+        standby.param("host").unwrap_or_default(),
+        standby.param("port").unwrap_or_default(),
+    );
+    assert!(
+        read.iter().any(|s| s["name"] == "SELECT"),
+        "the feed's SELECT: {read:#?}"
+    );
+    // The checkout from the replica's pool.
+    let checkouts = in_trace(&spans, TRACE, "pool checkout");
+    assert_eq!(checkouts.len(), 1, "{spans:#?}");
+    assert_eq!(checkouts[0]["parent_span_id"], requests[0]["span_id"]);
+    assert_ne!(
+        standby.param("host"),
+        primary.param("host"),
+        "the replica's address must tell it from the primary's"
+    );
 }

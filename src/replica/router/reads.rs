@@ -11,6 +11,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::Router;
 use crate::error::{Error, Result};
+use crate::instrument::ConnectionTarget;
 use crate::pool::{PgPool, PgPooledConnection, build_replica_pool, checkout};
 use crate::replica::counters::bump;
 use crate::replica::health::{Probe, ReplicaState};
@@ -41,6 +42,25 @@ pub(super) enum Pick<'r> {
 }
 
 impl Router {
+    /// `get`, a checkout from `target`'s pool, with the application's
+    /// instrumentation told of it (see
+    /// [`ConnectionInstrumentation::with_checkout`](crate::ConnectionInstrumentation::with_checkout)).
+    pub(super) fn observed_checkout<T>(
+        &self,
+        target: &ConnectionTarget,
+        get: impl FnOnce() -> T,
+    ) -> T {
+        let observed = self
+            .inner
+            .config
+            .instrumentation
+            .as_ref()
+            .and_then(|instrumentation| instrumentation.checkout_started(target));
+        let conn = get();
+        drop(observed);
+        conn
+    }
+
     /// Runs `f` on the primary because `pick` found no replica with room.
     pub(super) fn no_replica<T>(
         &self,
@@ -59,7 +79,9 @@ impl Router {
         &self,
         f: &mut impl FnMut(&mut PgConnection) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = checkout(&self.inner.primary, &self.inner.primary_url)?;
+        let mut conn = self.observed_checkout(&self.inner.primary_target, || {
+            checkout(&self.inner.primary, &self.inner.primary_url)
+        })?;
         let result = f(&mut conn);
         if let Err(Error::Query(e)) = &result
             && connection_lost(e)
@@ -79,7 +101,8 @@ impl Router {
     ) -> Result<T> {
         let index = slot.index;
         let replica = &self.inner.replicas[index];
-        let conn: Result<PgPooledConnection, _> = self.replica_pool(index).get();
+        let conn: Result<PgPooledConnection, _> =
+            self.observed_checkout(&replica.target, || self.replica_pool(index).get());
         let mut conn = match conn {
             Ok(conn) => conn,
             Err(e) => {
