@@ -8,7 +8,7 @@
 //! | idle connections | opened on demand, none eagerly (`min_idle` = 0); closed after 10 minutes idle (r2d2's `idle_timeout`) |
 //! | checkout timeout | [`DEFAULT_CHECKOUT_TIMEOUT`](crate::config::DEFAULT_CHECKOUT_TIMEOUT) (5 s) |
 //! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`] (5 s), unless the URL sets `connect_timeout` |
-//! | dead network | TCP keepalives and `tcp_user_timeout` ([`DEFAULT_TCP_SETTINGS`]): a connection whose peer vanished fails within about a minute, unless the URL sets its own |
+//! | dead network | TCP keepalives and `tcp_user_timeout` ([`DEFAULT_TCP_SETTINGS`]): a connection whose peer vanished fails within about a minute, unless the URL sets its own; keepalives the URL leaves unset follow its `tcp_user_timeout` ([`tcp_settings`]) |
 //! | statement timeout | [`DEFAULT_STATEMENT_TIMEOUT_MS`](crate::config::DEFAULT_STATEMENT_TIMEOUT_MS) (30 s) |
 //! | `application_name` | [`APPLICATION_NAME`], unless the URL sets one |
 //! | `TimeZone` | `UTC` |
@@ -59,15 +59,52 @@ pub const DEFAULT_TCP_SETTINGS: &[(&str, &str)] = &[
     ("tcp_user_timeout", "60000"),
 ];
 
+/// The default `tcp_user_timeout`, in milliseconds (one minute).
+pub const DEFAULT_TCP_USER_TIMEOUT_MS: u64 = 60_000;
+
+/// The TCP settings for a dead-network bound of `user_timeout_ms`: that
+/// `tcp_user_timeout`, with keepalive probes after half of it idle, every
+/// sixth of it, 3 of them (whole seconds, at least 1).
+/// `tcp_settings(DEFAULT_TCP_USER_TIMEOUT_MS)` is [`DEFAULT_TCP_SETTINGS`].
+///
+/// Both are needed. `tcp_user_timeout` ends a connection whose sent data
+/// stays unacknowledged, but a statement in flight has nothing
+/// unacknowledged: its query was acknowledged before the network went
+/// silent, and the client waits in `recv`. Only a keepalive probe finds
+/// that peer gone, and Linux then ends the connection once the probes go
+/// unanswered for `tcp_user_timeout`. With `tcp_user_timeout=3000` in the
+/// URL and the keepalives left at 30 s idle, a statement in flight was
+/// measured to fail 42 s after the partition began, not 3 s
+/// (`tests/partition.rs`); with these it fails within about the bound.
+pub fn tcp_settings(user_timeout_ms: u64) -> [(&'static str, String); 5] {
+    let secs = |divisor: u64| (user_timeout_ms / 1000 / divisor).max(1).to_string();
+    [
+        ("keepalives", "1".into()),
+        ("keepalives_idle", secs(2)),
+        ("keepalives_interval", secs(6)),
+        ("keepalives_count", "3".into()),
+        ("tcp_user_timeout", user_timeout_ms.to_string()),
+    ]
+}
+
 /// The URL libpq is given: the user's, with our defaults for the
-/// parameters it leaves unset.
+/// parameters it leaves unset. Keepalives follow the URL's
+/// `tcp_user_timeout` when it sets one ([`tcp_settings`]); a URL with
+/// `tcp_user_timeout=0` (the system's default) gets the default
+/// keepalives.
 pub(crate) fn effective_url(url: &DatabaseUrl) -> DatabaseUrl {
     let connect_timeout = DEFAULT_CONNECT_TIMEOUT_SECS.to_string();
+    let user_timeout_ms = url
+        .param("tcp_user_timeout")
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .unwrap_or(DEFAULT_TCP_USER_TIMEOUT_MS);
+    let tcp = tcp_settings(user_timeout_ms);
     let mut defaults = vec![
         ("connect_timeout", connect_timeout.as_str()),
         ("application_name", APPLICATION_NAME),
     ];
-    defaults.extend_from_slice(DEFAULT_TCP_SETTINGS);
+    defaults.extend(tcp.iter().map(|(key, value)| (*key, value.as_str())));
     url.with_default_params(&defaults)
 }
 
@@ -419,6 +456,42 @@ mod tests {
         }
         assert_eq!(effective.param("password"), Some("pw"));
         assert_eq!(effective.database().as_deref(), Some("cruddur"));
+    }
+
+    #[test]
+    fn keepalives_follow_the_urls_tcp_user_timeout() {
+        let default: Vec<(&str, String)> = DEFAULT_TCP_SETTINGS
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
+        assert_eq!(tcp_settings(DEFAULT_TCP_USER_TIMEOUT_MS).to_vec(), default);
+        let cases = [
+            ("tcp_user_timeout=3000", ["1", "1", "1", "3", "3000"]),
+            ("tcp_user_timeout=12000", ["1", "6", "2", "3", "12000"]),
+            (
+                "tcp_user_timeout=3000&keepalives_idle=9",
+                ["1", "9", "1", "3", "3000"],
+            ),
+            ("tcp_user_timeout=0", ["1", "30", "10", "3", "0"]),
+            ("keepalives=0", ["0", "30", "10", "3", "60000"]),
+        ];
+        for (query, expected) in cases {
+            let url =
+                DatabaseUrl::parse(&format!("postgres://u:pw@db.example.com/cruddur?{query}"))
+                    .unwrap();
+            let effective = effective_url(&url);
+            let got: Vec<&str> = [
+                "keepalives",
+                "keepalives_idle",
+                "keepalives_interval",
+                "keepalives_count",
+                "tcp_user_timeout",
+            ]
+            .iter()
+            .map(|k| effective.param(k).unwrap_or("unset"))
+            .collect();
+            assert_eq!(got, expected, "{query}");
+        }
     }
 
     #[test]
