@@ -149,3 +149,61 @@ fn a_statement_in_flight_when_the_network_goes_silent_fails_within_the_bound() {
         "a read after the heal"
     );
 }
+
+/// Sessions on the server whose client connects from `addr`.
+fn sessions_from(conn: &mut PgConnection, addr: std::net::Ipv4Addr) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE client_addr = '{addr}'::inet"
+    ))
+    .get_result::<N>(conn)
+    .map_or(-1, |n| n.n)
+}
+
+#[test]
+fn the_server_ends_the_sessions_of_a_client_cut_off_and_their_locks_go() {
+    let test = "the_server_ends_the_sessions_of_a_client_cut_off_and_their_locks_go";
+    let Some(cluster) = Privileged::or_skip(test, NetnsCluster::start()) else {
+        return;
+    };
+    let admin_url = cluster.socket_url_for("cruddur");
+    prepare(&admin_url).expect("prepare the database over the socket");
+    let url = partitionable_url(&cluster, "cruddur");
+    let repo = repository(&url);
+    repo.home_feed(Consistency::Primary, FeedPage::first(20))
+        .expect("a read: one idle pooled connection");
+    // A client whose transaction holds a row lock and waits (as a write
+    // does whose COMMIT is lost with the network): the server has nothing
+    // to send it, so only the server's keepalives can find it gone.
+    let mut holder = establish(&url).expect("connect over the pair");
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM users WHERE handle = 'andrewbrown' FOR UPDATE")
+        .unwrap();
+    let mut watcher = establish(&admin_url).unwrap();
+    let host = cluster.net().host_addr();
+    assert!(
+        sessions_from(&mut watcher, host) >= 2,
+        "the client's sessions"
+    );
+
+    cluster.partition();
+    let cut = Instant::now();
+    let gone = common::eventually(bound(), || sessions_from(&mut watcher, host) == 0);
+    let took = cut.elapsed();
+    cluster.heal();
+    assert!(
+        gone,
+        "the server still has {} sessions of the client {took:?} after the partition began",
+        sessions_from(&mut watcher, host)
+    );
+    eprintln!("the server ended the cut-off client's sessions {took:?} after the partition began");
+    watcher
+        .batch_execute(
+            "BEGIN; SELECT 1 FROM users WHERE handle = 'andrewbrown' FOR UPDATE NOWAIT; ROLLBACK",
+        )
+        .expect("the cut-off client's row lock is gone");
+}
