@@ -8,7 +8,7 @@
 //! | idle connections | opened on demand, none eagerly (`min_idle` = 0); closed after 10 minutes idle (r2d2's `idle_timeout`) |
 //! | checkout timeout | [`DEFAULT_CHECKOUT_TIMEOUT`](crate::config::DEFAULT_CHECKOUT_TIMEOUT) (5 s) |
 //! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`] (5 s), unless the URL sets `connect_timeout` |
-//! | dead network | TCP keepalives and `tcp_user_timeout` ([`DEFAULT_TCP_SETTINGS`]): a connection whose peer vanished fails within about a minute, unless the URL sets its own; keepalives the URL leaves unset follow its `tcp_user_timeout` ([`tcp_settings`]) |
+//! | dead network | TCP keepalives and `tcp_user_timeout` ([`DEFAULT_TCP_SETTINGS`]): a connection whose peer vanished fails within about a minute, unless the URL sets its own; keepalives the URL leaves unset follow its `tcp_user_timeout` ([`tcp_settings`]); the server's end of each session is set to the same (`tcp_keepalives_*`, `tcp_user_timeout`), so that the server ends a cut-off client's sessions and their locks too |
 //! | statement timeout | [`DEFAULT_STATEMENT_TIMEOUT_MS`](crate::config::DEFAULT_STATEMENT_TIMEOUT_MS) (30 s) |
 //! | `application_name` | [`APPLICATION_NAME`], unless the URL sets one |
 //! | `TimeZone` | `UTC` |
