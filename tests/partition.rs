@@ -102,6 +102,10 @@ fn a_statement_in_flight_when_the_network_goes_silent_fails_within_the_bound() {
             common::eventually(Duration::from_secs(30), || lock_waiters(&mut watcher) >= 2),
             "the read and the write never waited on the lock"
         );
+        assert!(
+            eventually_acked(&cluster),
+            "the queries in flight were never acknowledged"
+        );
         let cut = Instant::now();
         cluster.partition();
         let read = read.join().unwrap();
@@ -206,4 +210,10 @@ fn the_server_ends_the_sessions_of_a_client_cut_off_and_their_locks_go() {
             "BEGIN; SELECT 1 FROM users WHERE handle = 'andrewbrown' FOR UPDATE NOWAIT; ROLLBACK",
         )
         .expect("the cut-off client's row lock is gone");
+}
+
+/// Waits (up to 10 s) until the server has acknowledged everything sent
+/// to it, so that the statements in flight wait in `recv`.
+fn eventually_acked(cluster: &NetnsCluster) -> bool {
+    common::eventually(Duration::from_secs(10), || cluster.all_sent_acknowledged())
 }

@@ -259,6 +259,10 @@ fn a_partition_fails_requests_within_the_bound_and_the_pool_recovers_after_it_he
             eventually(Duration::from_secs(30), || lock_waiters(&mut watcher) >= 3),
             "the read and the writes never waited on the lock"
         );
+        assert!(
+            eventually_acked(&cluster),
+            "the queries in flight were never acknowledged"
+        );
         let cut_at = Instant::now();
         cluster.partition();
         let in_flight = in_flight.join().unwrap();
@@ -412,4 +416,10 @@ fn a_full_disk_fails_writes_clearly_keeps_reads_and_recovers_once_space_is_freed
         failures.len(),
         failures.first(),
     );
+}
+
+/// Waits (up to 10 s) until the server has acknowledged everything the
+/// service sent it, so that the statements in flight wait in `recv`.
+fn eventually_acked(cluster: &NetnsCluster) -> bool {
+    eventually(Duration::from_secs(10), || cluster.all_sent_acknowledged())
 }

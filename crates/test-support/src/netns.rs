@@ -386,6 +386,24 @@ impl NetnsCluster {
             .expect("the cluster's socket URL")
     }
 
+    /// Whether every established connection from the host to the server
+    /// has had all it sent acknowledged (`ss`: a Send-Q of 0). A test of a
+    /// statement in flight waits for it before [`partition`](Self::partition):
+    /// a query sent a moment before may still wait for the server's
+    /// delayed ACK, and `tcp_user_timeout` would end that connection,
+    /// hiding what a connection that waits in `recv` does.
+    pub fn all_sent_acknowledged(&self) -> bool {
+        let out = Command::new("ss")
+            .args(["-H", "-t", "-n", "dst"])
+            .arg(self.net.addr().to_string())
+            .output()
+            .expect("run ss");
+        String::from_utf8_lossy(&out.stdout).lines().all(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.first() != Some(&"ESTAB") || fields.get(2) == Some(&"0")
+        })
+    }
+
     /// See [`Netns::partition`].
     pub fn partition(&self) {
         self.net.partition();
