@@ -193,6 +193,16 @@ pub enum Error {
         #[source]
         source: diesel::result::Error,
     },
+    /// The database server could not write for lack of disk space
+    /// (SQLSTATE 53100, `disk_full`: "could not extend file …: No space
+    /// left on device"). The statement failed and its transaction was
+    /// rolled back, so nothing was written and the write can be retried,
+    /// but only once space is freed: an immediate retry fails the same
+    /// way. Reads go on.
+    #[error(
+        "the database server's disk is full: nothing was written; the write can be retried once space is freed on the server (retrying at once fails the same way)"
+    )]
+    DiskFull(#[source] diesel::result::Error),
     /// Applying or reading migrations failed.
     #[error("migration failed")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -331,6 +341,15 @@ impl From<diesel::result::Error> for Error {
             {
                 Error::StatementTimeout(e)
             }
+            // SQLSTATE 53100 (disk_full), which Diesel does not expose:
+            // the server's message ends with strerror(ENOSPC) and carries
+            // this hint.
+            D::DatabaseError(_, info)
+                if info.message().contains("No space left on device")
+                    || info.hint() == Some("Check free disk space.") =>
+            {
+                Error::DiskFull(e)
+            }
             _ => Error::Query(e),
         }
     }
@@ -410,15 +429,17 @@ impl Error {
     /// Whether the operation failed without taking effect, for a reason
     /// that may pass (the server is down, restarting or failing over, the
     /// pool had no connection free, the connection was lost before the
-    /// write's `COMMIT` was sent, the server became a read-only standby):
-    /// trying again later, on a new connection, is safe. False for
+    /// write's `COMMIT` was sent, the server became a read-only standby,
+    /// the server's disk is full): trying again later, on a new
+    /// connection, is safe. False for
     /// [`Error::OutcomeUnknown`] (the write may have taken effect), for bad
     /// input and for refusals.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Unreachable { .. }
             | Error::PoolTimeout { .. }
-            | Error::ConnectionLost { .. } => true,
+            | Error::ConnectionLost { .. }
+            | Error::DiskFull(_) => true,
             Error::Query(e) => {
                 crate::replica::positions::connection_lost(e)
                     || crate::replica::positions::read_only_server(e)
@@ -439,6 +460,29 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::ValidationError as V;
+
+    #[test]
+    fn the_servers_disk_full_error_is_disk_full_and_retryable() {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        // What PostgreSQL 15 says when a table cannot grow (SQLSTATE 53100).
+        let e: super::Error = D::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new(
+                "could not extend file \"pg_tblspc/16384/PG_15_202209061/16385/16400\": No space left on device"
+                    .to_owned(),
+            ),
+        )
+        .into();
+        assert!(matches!(e, super::Error::DiskFull(_)), "{e:?}");
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("disk is full"), "{e}");
+        let other: super::Error = D::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("division by zero".to_owned()),
+        )
+        .into();
+        assert!(matches!(other, super::Error::Query(_)), "{other:?}");
+    }
 
     #[test]
     fn each_code_serializes_as_itself() {

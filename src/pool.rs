@@ -8,7 +8,7 @@
 //! | idle connections | opened on demand, none eagerly (`min_idle` = 0); closed after 10 minutes idle (r2d2's `idle_timeout`) |
 //! | checkout timeout | [`DEFAULT_CHECKOUT_TIMEOUT`](crate::config::DEFAULT_CHECKOUT_TIMEOUT) (5 s) |
 //! | connect timeout | [`DEFAULT_CONNECT_TIMEOUT_SECS`] (5 s), unless the URL sets `connect_timeout` |
-//! | dead network | TCP keepalives and `tcp_user_timeout` ([`DEFAULT_TCP_SETTINGS`]): a connection whose peer vanished fails within about a minute, unless the URL sets its own |
+//! | dead network | TCP keepalives and `tcp_user_timeout` ([`DEFAULT_TCP_SETTINGS`]): a connection whose peer vanished fails within about a minute, unless the URL sets its own; keepalives the URL leaves unset follow its `tcp_user_timeout` ([`tcp_settings`]); the server's end of each session is set to the same (`tcp_keepalives_*`, `tcp_user_timeout`), so that the server ends a cut-off client's sessions and their locks too |
 //! | statement timeout | [`DEFAULT_STATEMENT_TIMEOUT_MS`](crate::config::DEFAULT_STATEMENT_TIMEOUT_MS) (30 s) |
 //! | `application_name` | [`APPLICATION_NAME`], unless the URL sets one |
 //! | `TimeZone` | `UTC` |
@@ -60,15 +60,52 @@ pub const DEFAULT_TCP_SETTINGS: &[(&str, &str)] = &[
     ("tcp_user_timeout", "60000"),
 ];
 
+/// The default `tcp_user_timeout`, in milliseconds (one minute).
+pub const DEFAULT_TCP_USER_TIMEOUT_MS: u64 = 60_000;
+
+/// The TCP settings for a dead-network bound of `user_timeout_ms`: that
+/// `tcp_user_timeout`, with keepalive probes after half of it idle, every
+/// sixth of it, 3 of them (whole seconds, at least 1).
+/// `tcp_settings(DEFAULT_TCP_USER_TIMEOUT_MS)` is [`DEFAULT_TCP_SETTINGS`].
+///
+/// Both are needed. `tcp_user_timeout` ends a connection whose sent data
+/// stays unacknowledged, but a statement in flight has nothing
+/// unacknowledged: its query was acknowledged before the network went
+/// silent, and the client waits in `recv`. Only a keepalive probe finds
+/// that peer gone, and Linux then ends the connection once the probes go
+/// unanswered for `tcp_user_timeout`. With `tcp_user_timeout=3000` in the
+/// URL and the keepalives left at 30 s idle, a statement in flight was
+/// measured to fail 42 s after the partition began, not 3 s
+/// (`tests/partition.rs`); with these it fails within about the bound.
+pub fn tcp_settings(user_timeout_ms: u64) -> [(&'static str, String); 5] {
+    let secs = |divisor: u64| (user_timeout_ms / 1000 / divisor).max(1).to_string();
+    [
+        ("keepalives", "1".into()),
+        ("keepalives_idle", secs(2)),
+        ("keepalives_interval", secs(6)),
+        ("keepalives_count", "3".into()),
+        ("tcp_user_timeout", user_timeout_ms.to_string()),
+    ]
+}
+
 /// The URL libpq is given: the user's, with our defaults for the
-/// parameters it leaves unset.
+/// parameters it leaves unset. Keepalives follow the URL's
+/// `tcp_user_timeout` when it sets one ([`tcp_settings`]); a URL with
+/// `tcp_user_timeout=0` (the system's default) gets the default
+/// keepalives.
 pub(crate) fn effective_url(url: &DatabaseUrl) -> DatabaseUrl {
     let connect_timeout = DEFAULT_CONNECT_TIMEOUT_SECS.to_string();
+    let user_timeout_ms = url
+        .param("tcp_user_timeout")
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .unwrap_or(DEFAULT_TCP_USER_TIMEOUT_MS);
+    let tcp = tcp_settings(user_timeout_ms);
     let mut defaults = vec![
         ("connect_timeout", connect_timeout.as_str()),
         ("application_name", APPLICATION_NAME),
     ];
-    defaults.extend_from_slice(DEFAULT_TCP_SETTINGS);
+    defaults.extend(tcp.iter().map(|(key, value)| (*key, value.as_str())));
     url.with_default_params(&defaults)
 }
 
@@ -104,7 +141,7 @@ pub(crate) fn establish_as(
 ) -> Result<PgConnection> {
     let mut conn = PgConnection::establish(effective_url(url).expose())
         .map_err(|e| classify_connection_error(url, &e.to_string()))?;
-    session_settings(statement_timeout_ms, false, pooler)
+    session_settings(url, statement_timeout_ms, false, pooler)
         .on_acquire(&mut conn)
         .map_err(|e| Error::Connection {
             url: url.to_string(),
@@ -139,7 +176,7 @@ pub(crate) fn establish_checked(
     // Not a transaction pooler: the session's cache and settings, as
     // `establish_as` gives them in session mode.
     first.set_prepared_statement_cache_size(diesel::connection::CacheSize::Unbounded);
-    session_settings(statement_timeout_ms, false, pooler)
+    session_settings(url, statement_timeout_ms, false, pooler)
         .on_acquire(&mut first)
         .map_err(|e| Error::Connection {
             url: url.to_string(),
@@ -240,14 +277,84 @@ struct SessionSettings {
     /// The application's instrumentation, and the server the connections
     /// reach, which it is told.
     instrumentation: Option<(ConnectionInstrumentation, ConnectionTarget)>,
+    /// The connection's own dead-network bound, for the server's end.
+    server_tcp: ServerTcp,
 }
 
-fn session_settings(statement_timeout_ms: u64, read_only: bool, pooler: Pooler) -> SessionSettings {
+/// The server's end of a connection held to the client's dead-network
+/// bound: its `tcp_keepalives_idle`, `_interval`, `_count` (seconds,
+/// seconds, probes; `None` when the URL turns keepalives off) and
+/// `tcp_user_timeout` (ms), from the URL libpq is given
+/// ([`effective_url`]).
+///
+/// A client cut off by the network leaves its sessions on the server,
+/// which has nothing to send an idle one and so never finds it gone (the
+/// operating system's keepalive default is two hours): a transaction whose
+/// `COMMIT` was lost stays open, holding its locks (an `Idempotency-Key`
+/// claimed, a row updated), and a retry waits behind it. With these the
+/// server ends such a session, rolling it back, within about the same
+/// bound as the client (measured: never, for 17 s, without them;
+/// `tests/partition.rs`). On a unix socket the server ignores them.
+#[derive(Debug, Clone, Copy)]
+struct ServerTcp {
+    keepalives: Option<(u64, u64, u64)>,
+    user_timeout_ms: Option<u64>,
+}
+
+impl ServerTcp {
+    fn of(url: &DatabaseUrl) -> Self {
+        let url = effective_url(url);
+        let number = |key: &str| url.param(key).and_then(|v| v.trim().parse::<u64>().ok());
+        let keepalives = if number("keepalives") == Some(0) {
+            None
+        } else {
+            match (
+                number("keepalives_idle"),
+                number("keepalives_interval"),
+                number("keepalives_count"),
+            ) {
+                (Some(idle), Some(interval), Some(count)) => Some((idle, interval, count)),
+                _ => None,
+            }
+        };
+        Self {
+            keepalives,
+            user_timeout_ms: number("tcp_user_timeout"),
+        }
+    }
+
+    /// The statements that set them (integers only, so nothing to quote).
+    fn sql(&self) -> String {
+        let mut sql = String::new();
+        if let Some((idle, interval, count)) = self.keepalives {
+            sql.push_str(&format!(
+                "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {interval}; \
+                 SET tcp_keepalives_count = {count}; "
+            ));
+        }
+        if let Some(ms) = self.user_timeout_ms {
+            // A server setting from PostgreSQL 12 on.
+            sql.push_str(&format!(
+                "SELECT set_config('tcp_user_timeout', '{ms}', false) \
+                 WHERE current_setting('server_version_num')::int >= 120000; "
+            ));
+        }
+        sql
+    }
+}
+
+fn session_settings(
+    url: &DatabaseUrl,
+    statement_timeout_ms: u64,
+    read_only: bool,
+    pooler: Pooler,
+) -> SessionSettings {
     SessionSettings {
         statement_timeout_ms,
         read_only,
         pooler,
         instrumentation: None,
+        server_tcp: ServerTcp::of(url),
     }
 }
 
@@ -270,7 +377,7 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings 
         // `options=-c ...`: a URL that sets `options` itself would silently
         // lose it there.
         conn.batch_execute(&format!(
-            "SET TIME ZONE 'UTC'; SET statement_timeout = {}; {}\
+            "SET TIME ZONE 'UTC'; SET statement_timeout = {}; {}{}\
              SELECT set_config('plan_cache_mode', 'force_generic_plan', false) \
              WHERE current_setting('server_version_num')::int >= 120000",
             self.statement_timeout_ms,
@@ -278,7 +385,8 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings 
                 "SET default_transaction_read_only = on; "
             } else {
                 ""
-            }
+            },
+            self.server_tcp.sql(),
         ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -352,7 +460,7 @@ fn lazy_pool(config: &Config, url: &DatabaseUrl, read_only: bool) -> PgPool {
                 .instrumentation
                 .clone()
                 .map(|make| (make, ConnectionTarget::of(url, read_only))),
-            ..session_settings(config.statement_timeout_ms, read_only, config.pooler)
+            ..session_settings(url, config.statement_timeout_ms, read_only, config.pooler)
         }))
         .error_handler(Box::new(ScrubbingErrorHandler { url: url.clone() }))
         .build_unchecked(manager)
@@ -431,6 +539,60 @@ mod tests {
         }
         assert_eq!(effective.param("password"), Some("pw"));
         assert_eq!(effective.database().as_deref(), Some("cruddur"));
+    }
+
+    #[test]
+    fn keepalives_follow_the_urls_tcp_user_timeout() {
+        let default: Vec<(&str, String)> = DEFAULT_TCP_SETTINGS
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
+        assert_eq!(tcp_settings(DEFAULT_TCP_USER_TIMEOUT_MS).to_vec(), default);
+        let cases = [
+            ("tcp_user_timeout=3000", ["1", "1", "1", "3", "3000"]),
+            ("tcp_user_timeout=12000", ["1", "6", "2", "3", "12000"]),
+            (
+                "tcp_user_timeout=3000&keepalives_idle=9",
+                ["1", "9", "1", "3", "3000"],
+            ),
+            ("tcp_user_timeout=0", ["1", "30", "10", "3", "0"]),
+            ("keepalives=0", ["0", "30", "10", "3", "60000"]),
+        ];
+        for (query, expected) in cases {
+            let url =
+                DatabaseUrl::parse(&format!("postgres://u:pw@db.example.com/cruddur?{query}"))
+                    .unwrap();
+            let effective = effective_url(&url);
+            let got: Vec<&str> = [
+                "keepalives",
+                "keepalives_idle",
+                "keepalives_interval",
+                "keepalives_count",
+                "tcp_user_timeout",
+            ]
+            .iter()
+            .map(|k| effective.param(k).unwrap_or("unset"))
+            .collect();
+            assert_eq!(got, expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn the_servers_end_gets_the_connections_dead_network_bound() {
+        let url = |query: &str| {
+            DatabaseUrl::parse(&format!("postgres://u:pw@db.example.com/cruddur?{query}")).unwrap()
+        };
+        let sql = ServerTcp::of(&url("tcp_user_timeout=3000")).sql();
+        assert!(
+            sql.starts_with(
+                "SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; \
+                 SET tcp_keepalives_count = 3; SELECT set_config('tcp_user_timeout', '3000', false)"
+            ),
+            "{sql}"
+        );
+        let sql = ServerTcp::of(&url("keepalives=0")).sql();
+        assert!(!sql.contains("tcp_keepalives"), "{sql}");
+        assert!(sql.contains("'tcp_user_timeout', '60000'"), "{sql}");
     }
 
     #[test]

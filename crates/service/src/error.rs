@@ -197,7 +197,10 @@ fn is_outcome_unknown(cause: &cruddur_db::Error) -> bool {
 /// the same `Idempotency-Key` when the write's outcome is unknown. The
 /// cause itself is logged, not sent: it names hosts.
 fn unavailable_message(cause: &cruddur_db::Error) -> &'static str {
-    if is_outcome_unknown(cause) {
+    if matches!(cause, cruddur_db::Error::DiskFull(_)) {
+        "the database server's disk is full: nothing was written; the request can be retried once \
+         space is freed on the server (retrying at once fails the same way)"
+    } else if is_outcome_unknown(cause) {
         "the connection to the database was lost after the write was sent: it may or may not have been made; \
          retry with the same Idempotency-Key to make it exactly once"
     } else if cause.is_retryable() {
@@ -300,6 +303,16 @@ mod tests {
             Some(&b"1"[..]),
             "the call never ran"
         );
+
+        let (status, retry, body) = answer(cruddur_db::Error::DiskFull(
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::Unknown,
+                Box::new("could not extend file \"base/1/2\": No space left on device".to_owned()),
+            ),
+        ));
+        assert_eq!((status, retry.as_deref()), (503, Some("1")));
+        assert!(body.contains("disk is full"), "{body}");
+        assert!(body.contains("once space is freed"), "{body}");
 
         let (status, retry, body) = answer(cruddur_db::Error::Migration("broken".into()));
         assert_eq!((status, retry), (503, None));

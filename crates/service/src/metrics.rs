@@ -18,7 +18,7 @@
 //! | `cruddur_db_pool_max_connections` | gauge | | the pool's size |
 //! | `cruddur_db_queue_waiting` | gauge | | calls waiting for one of the primary's database threads |
 //! | `cruddur_db_queue_wait_seconds` | histogram | | each call's wait for a thread (a call that timed out waited the checkout timeout) |
-//! | `cruddur_db_failed_statements_total` | counter | `sqlstate_class` | statements that failed, by the first two characters of their SQLSTATE (`23` integrity, `40` rollback, `57` a statement timeout, ...), `unknown` when the driver does not say |
+//! | `cruddur_db_failed_statements_total` | counter | `sqlstate_class` | statements that failed, by the first two characters of their SQLSTATE (`23` integrity, `40` rollback, `53` the server's disk is full, `57` a statement timeout, ...), `unknown` when the driver does not say |
 //! | `cruddur_db_router_<field>_total` | counter | | each field of the router's [`cruddur_db::RoutingCounters`] (`replica_reads`, `writes`, ...) |
 //! | `cruddur_db_replica_up` | gauge | `replica` | 1 while the router sends reads to it |
 //! | `cruddur_db_replica_status` | gauge | `replica`, `status` | 1 for its status as the prober last saw it (`up`, `lagging`, `down`, ...) |
@@ -149,6 +149,7 @@ impl FailedStatement {
         use diesel::result::{DatabaseErrorKind as K, Error as D};
         let class = match error {
             cruddur_db::Error::StatementTimeout(_) => "57",
+            cruddur_db::Error::DiskFull(_) => "53",
             cruddur_db::Error::Query(D::DatabaseError(kind, _))
             | cruddur_db::Error::WriteOnReplica {
                 source: D::DatabaseError(kind, _),

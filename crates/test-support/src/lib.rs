@@ -2,14 +2,18 @@
 
 use std::sync::{Once, OnceLock};
 
+pub mod disk;
 pub mod hostile;
+pub mod netns;
 mod pgbouncer;
 mod standby;
 mod temp_cluster;
 pub mod tls;
 pub mod variables;
 
+pub use disk::DiskFullCluster;
 pub use hostile::{HOSTILE_SETTINGS, Hostile, HostileRole};
+pub use netns::{NetnsCluster, Privileged, Unavailable};
 pub use pgbouncer::PgBouncer;
 pub use standby::{StreamingPair, free_port, in_recovery, run, sees};
 pub use temp_cluster::{TempCluster, TempClusterBuilder};

@@ -9,8 +9,15 @@ pub const TEST_DATABASE_URL: Variable = Variable::new(
     "the server the tests create their throwaway databases on (default: the default URL's server, else a private cluster)",
 );
 
+/// Set by CI: a test that needs root fails instead of skipping when it
+/// cannot have it ([`Privileged::or_skip`](crate::Privileged::or_skip)).
+pub const CI: Variable = Variable::new(
+    "CI",
+    "set (to anything) by CI: tests that need root fail, instead of skipping, when they cannot run",
+);
+
 /// Every variable the test support reads.
-pub const VARIABLES: &[Variable] = &[TEST_DATABASE_URL];
+pub const VARIABLES: &[Variable] = &[TEST_DATABASE_URL, CI];
 
 #[cfg(test)]
 mod tests {

@@ -155,6 +155,21 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
     answer(response.unwrap_or_else(|e| panic!("{method} {url}: {e}")))
 }
 
+/// `POST url` with a JSON body, as a client that may see the service
+/// unreachable: a transport failure is an `Err` with its text, not a
+/// panic.
+pub fn try_post_json(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Answer, String> {
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(url)
+        .header("Content-Type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.to_owned()).map_err(|e| e.to_string())?;
+    agent().run(request).map(answer).map_err(|e| e.to_string())
+}
+
 /// `GET url`.
 pub fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
     send("GET", url, headers, None)
