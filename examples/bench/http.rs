@@ -44,6 +44,8 @@ const TARGET_LEVEL: usize = 16;
 /// gunicorn's recommended worker count on this machine's 2 cores
 /// (2 × cores + 1).
 const GUNICORN_WORKERS: usize = 5;
+/// The share of requests the sampled server traces.
+const SAMPLED_RATIO: &str = "0.1";
 /// The body of every measured post.
 const POST_BODY: &str = r#"{"message": "posted by the HTTP benchmark", "ttl": "1-day"}"#;
 
@@ -58,6 +60,10 @@ enum Server {
     /// Ours with metrics on and every request traced, exported over OTLP to
     /// a sink that answers 200 at once.
     OursTraced,
+    /// Ours with metrics on and one request in ten traced, as a busy
+    /// production service samples (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`,
+    /// `OTEL_TRACES_SAMPLER_ARG` [`SAMPLED_RATIO`]), to the same sink.
+    OursSampled,
     /// axum on deadpool-postgres: `http-peer` of `crates/client-cost`.
     RustPeer,
     FlaskDev,
@@ -70,6 +76,9 @@ impl Server {
             Server::Ours => "cruddur-db-service".into(),
             Server::OursBare => "cruddur-db-service, metrics off".into(),
             Server::OursTraced => "cruddur-db-service, metrics on, every request traced".into(),
+            Server::OursSampled => {
+                format!("cruddur-db-service, metrics on, {SAMPLED_RATIO} of requests traced")
+            }
             Server::RustPeer => "axum 0.8 + deadpool-postgres, pool of 10, same SQL".into(),
             Server::FlaskDev => "Flask development server (as the original ran)".into(),
             Server::Gunicorn => format!("Flask under gunicorn, {GUNICORN_WORKERS} workers"),
@@ -143,7 +152,9 @@ impl Endpoint {
         let feed_or_post = matches!(self, Endpoint::Home | Endpoint::Post);
         match server {
             Server::RustPeer => feed_or_post,
-            Server::OursBare | Server::OursTraced => feed_or_post && level == TARGET_LEVEL,
+            Server::OursBare | Server::OursTraced | Server::OursSampled => {
+                feed_or_post && level == TARGET_LEVEL
+            }
             Server::Ours | Server::FlaskDev | Server::Gunicorn => true,
         }
     }
@@ -198,6 +209,7 @@ pub(super) fn http_phase(
             Server::RustPeer,
             Server::OursBare,
             Server::OursTraced,
+            Server::OursSampled,
         ]
     } else {
         &[
@@ -205,6 +217,7 @@ pub(super) fn http_phase(
             Server::RustPeer,
             Server::OursBare,
             Server::OursTraced,
+            Server::OursSampled,
             Server::FlaskDev,
             Server::Gunicorn,
         ]
@@ -292,10 +305,12 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
     let mut worst_p99 = 0.0_f64;
     let mut worst_rust_p99 = 0.0_f64;
     for (endpoint, level, mine_runs) in ours {
-        for (server, theirs) in results
-            .iter()
-            .filter(|(s, _)| !matches!(s, Server::Ours | Server::OursBare | Server::OursTraced))
-        {
+        for (server, theirs) in results.iter().filter(|(s, _)| {
+            !matches!(
+                s,
+                Server::Ours | Server::OursBare | Server::OursTraced | Server::OursSampled
+            )
+        }) {
             let Some((_, _, peer_runs)) =
                 theirs.iter().find(|(e, l, _)| e == endpoint && l == level)
             else {
@@ -409,7 +424,11 @@ fn observability_rows(results: &[(Server, Cells)], measured: &mut Measured) {
     let Some(bare) = cells_of(Server::OursBare) else {
         return;
     };
-    for (server, key) in [(Server::Ours, "metrics"), (Server::OursTraced, "traced")] {
+    for (server, key) in [
+        (Server::Ours, "metrics"),
+        (Server::OursTraced, "traced"),
+        (Server::OursSampled, "sampled"),
+    ] {
         let Some(observed) = cells_of(server) else {
             continue;
         };
@@ -582,7 +601,7 @@ impl Setup {
         let flask_dir =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench/python/flask_backend");
         let mut command = match server {
-            Server::Ours | Server::OursBare | Server::OursTraced => {
+            Server::Ours | Server::OursBare | Server::OursTraced | Server::OursSampled => {
                 let mut c = Command::new(&self.service);
                 c.env("DATABASE_URL", db.expose())
                     .env("CRUDDUR_BIND", &bind)
@@ -591,9 +610,16 @@ impl Setup {
                 if server == Server::OursBare {
                     c.env("CRUDDUR_METRICS", "0");
                 }
-                if server == Server::OursTraced {
+                if matches!(server, Server::OursTraced | Server::OursSampled) {
                     c.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
                         .env("OTEL_SERVICE_NAME", "cruddur-db-bench");
+                }
+                if server == Server::OursSampled {
+                    c.env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+                        .env("OTEL_TRACES_SAMPLER_ARG", SAMPLED_RATIO);
+                } else {
+                    c.env_remove("OTEL_TRACES_SAMPLER")
+                        .env_remove("OTEL_TRACES_SAMPLER_ARG");
                 }
                 c
             }
