@@ -396,6 +396,15 @@ impl Router {
             Err(e) => {
                 tracing::warn!(error = %e, "the write committed; its WAL position could not be read");
                 bump(&self.inner.counters.writes);
+                if matches!(&e, Error::Query(q) | Error::StatementTimeout(q) if connection_lost(q))
+                {
+                    // Diesel does not always mark a connection broken when
+                    // a prepared statement's preparation finds it gone: check
+                    // the idle ones, this one included, rather than hand it
+                    // to the next caller.
+                    drop(conn);
+                    self.discard_dead_connections();
+                }
                 return Ok((
                     value,
                     WriteToken::new(self.highest_known(), ClusterIdentity::UNVERIFIED),
