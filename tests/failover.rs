@@ -49,20 +49,26 @@ fn activities_with(url: &DatabaseUrl, message: &str) -> i64 {
         .n
 }
 
+/// The backend of a session (other than `admin`'s) that waits on
+/// `wait_event` now, if one does.
+fn waiter(admin: &mut PgConnection, wait_event: &str) -> Option<i32> {
+    diesel::sql_query(
+        "SELECT pid FROM pg_stat_activity WHERE wait_event = $1 \
+         AND pid <> pg_backend_pid() AND datname = 'cruddur'",
+    )
+    .bind::<Text, _>(wait_event)
+    .get_result::<Pid>(admin)
+    .ok()
+    .map(|p| p.pid)
+}
+
 /// The backend of the session (other than `admin`'s) that waits on
 /// `wait_event`, once there is one (polled for up to 30 s).
 fn waiting_backend(admin: &mut PgConnection, wait_event: &str) -> i32 {
     let mut found = None;
     assert!(
         common::eventually(Duration::from_secs(30), || {
-            found = diesel::sql_query(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = $1 \
-                 AND pid <> pg_backend_pid() AND datname = 'cruddur'",
-            )
-            .bind::<Text, _>(wait_event)
-            .get_result::<Pid>(admin)
-            .ok()
-            .map(|p| p.pid);
+            found = waiter(admin, wait_event);
             found.is_some()
         }),
         "no session waits on {wait_event}"
@@ -85,17 +91,40 @@ fn a_connection_lost_after_commit_was_sent_is_an_unknown_outcome() {
     ] {
         admin.batch_execute(statement).unwrap();
     }
-    let writer = {
-        let repo = repo.clone();
-        std::thread::spawn(move || {
-            repo.create_activity(&ActivityDraft::parse("bayko", "sent, then cut", "1-day").unwrap())
-        })
+    // The reload reaches the server's processes in their own time, and a
+    // commit made before the checkpointer has seen it does not wait: such
+    // a write succeeds, and the next one is tried.
+    let mut attempt = 0;
+    let (err, message) = loop {
+        attempt += 1;
+        assert!(attempt <= 20, "no commit ever waited for the standby");
+        let message = format!("sent, then cut ({attempt})");
+        let writer = {
+            let (repo, message) = (repo.clone(), message.clone());
+            std::thread::spawn(move || {
+                repo.create_activity(&ActivityDraft::parse("bayko", &message, "1-day").unwrap())
+            })
+        };
+        let mut waiting = None;
+        assert!(
+            common::eventually(Duration::from_secs(30), || {
+                waiting = waiter(&mut admin, "SyncRep");
+                waiting.is_some() || writer.is_finished()
+            }),
+            "the write neither waits for the standby nor ends"
+        );
+        match waiting {
+            Some(pid) => {
+                admin
+                    .batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
+                    .unwrap();
+                break (writer.join().unwrap().unwrap_err(), message);
+            }
+            None => {
+                writer.join().unwrap().unwrap();
+            }
+        }
     };
-    let pid = waiting_backend(&mut admin, "SyncRep");
-    admin
-        .batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
-        .unwrap();
-    let err = writer.join().unwrap().unwrap_err();
     assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
     assert!(
         !err.is_retryable(),
@@ -108,7 +137,7 @@ fn a_connection_lost_after_commit_was_sent_is_an_unknown_outcome() {
     );
     assert!(std::error::Error::source(&err).is_some(), "keeps its cause");
     // Why it is unknown, not failed: this one was committed.
-    assert_eq!(activities_with(&url, "sent, then cut"), 1);
+    assert_eq!(activities_with(&url, &message), 1);
 }
 
 #[test]
