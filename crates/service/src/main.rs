@@ -122,9 +122,10 @@ fn init_logs(
         Some(endpoint) => {
             let (telemetry, layer) = Telemetry::start(endpoint)?;
             // Spans only: a log line is not copied into its span as an
-            // OpenTelemetry event (the logs carry the trace id instead).
+            // OpenTelemetry event (the logs carry the trace id instead);
+            // and not the span of a request whose trace is not sampled.
             let spans =
-                tracing_subscriber::filter::filter_fn(|m: &tracing::Metadata<'_>| m.is_span());
+                tracing_subscriber::filter::filter_fn(cruddur_db_service::telemetry::for_traces);
             (Some(telemetry), Some(layer.with_filter(spans)))
         }
         None => (None, None),

@@ -42,7 +42,6 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::registry::{LookupSpan as _, SpanData as _};
 
 /// Whether the OpenTelemetry layer is installed: the request span reads
 /// `traceparent` and database calls add their spans only then.
@@ -134,9 +133,13 @@ impl Telemetry {
         let resource = opentelemetry_sdk::Resource::builder()
             .with_service_name(SERVICE_NAME)
             .build();
+        // The service samples before it makes a request's span
+        // ([`HeadSampler`]); what it makes, the SDK keeps.
+        let _ = HEAD_SAMPLER.set(HeadSampler::from_env());
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource)
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
             .build();
         // No attributes a span of the service does not need: its source
         // file and line, its target, its thread, its busy and idle times
@@ -155,12 +158,47 @@ impl Telemetry {
     }
 }
 
+/// The target of a request's span when its trace is not sampled: the
+/// OpenTelemetry layer leaves it out ([`for_traces`]), so that such a
+/// request costs what it costs with tracing off, and its database calls
+/// make no span.
+pub const NOT_SAMPLED: &str = "cruddur_db_service::not_sampled";
+
+/// Whether the OpenTelemetry layer takes a span or event of `metadata`:
+/// spans only (a log line is not copied into its span as an event), and
+/// not a request's whose trace is not sampled.
+pub fn for_traces(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.target() != NOT_SAMPLED
+}
+
 /// The span of a request: `request`, with its method and path (and, with
-/// tracing on, its OpenTelemetry name, kind, route, the caller's trace as
-/// its parent, and its trace id).
+/// tracing on and its trace sampled, its OpenTelemetry name, kind, route,
+/// the caller's trace as its parent, and its trace id).
 pub(crate) fn request_span(request: &Request<Body>) -> Span {
     if !tracing_on() {
         return tracing::info_span!("request", method = %request.method(), path = %request.uri().path());
+    }
+    // The caller's trace, read only when it sent one.
+    let parent = request
+        .headers()
+        .contains_key("traceparent")
+        .then(|| {
+            TraceContextPropagator::new()
+                .extract(&opentelemetry_http::HeaderExtractor(request.headers()))
+        })
+        .filter(|parent| parent.span().span_context().is_valid());
+    let caller = parent.as_ref().map(|p| {
+        let span = p.span();
+        let context = span.span_context();
+        (context.trace_id(), context.is_sampled())
+    });
+    if !HEAD_SAMPLER
+        .get()
+        .copied()
+        .unwrap_or_default()
+        .samples(caller)
+    {
+        return tracing::info_span!(target: NOT_SAMPLED, "request", method = %request.method(), path = %request.uri().path());
     }
     let route = request
         .extensions()
@@ -176,48 +214,126 @@ pub(crate) fn request_span(request: &Request<Body>) -> Span {
         http.request.method = %request.method(),
         http.route = route,
     );
-    let parent = TraceContextPropagator::new()
-        .extract(&opentelemetry_http::HeaderExtractor(request.headers()));
-    if parent.span().span_context().is_valid() {
+    if let Some(parent) = parent {
         // Fails only when the span is disabled or already started.
         let _ = span.set_parent(parent);
     }
-    let context = span.context();
-    let trace = context.span();
-    let trace = trace.span_context();
-    span.record("trace_id", tracing::field::display(trace.trace_id()));
-    if !trace.is_sampled() {
-        mark_not_sampled(&span);
-    }
+    let trace_id = span.context().span().span_context().trace_id();
+    span.record("trace_id", tracing::field::display(trace_id));
     span
 }
 
-/// What marks a request's span whose trace the sampler left out
-/// (`OTEL_TRACES_SAMPLER`): its database calls then make no span at all,
-/// neither a pool checkout nor their statements (whose text costs the most
-/// to make), rather than spans that would only be dropped.
-struct NotSampled;
-
-fn mark_not_sampled(span: &Span) {
-    span.with_subscriber(|(id, dispatch)| {
-        if let Some(data) = dispatch
-            .downcast_ref::<tracing_subscriber::Registry>()
-            .and_then(|registry| registry.span_data(id))
-        {
-            data.extensions_mut().insert(NotSampled);
-        }
-    });
+/// Whether `span` (a request's) belongs to a sampled trace: made with
+/// tracing on, and not as [`NOT_SAMPLED`].
+fn sampled(span: &Span) -> bool {
+    span.metadata().is_some_and(|m| m.target() != NOT_SAMPLED)
 }
 
-/// Whether `span`'s trace is sampled: not marked by [`mark_not_sampled`].
-fn sampled(span: &Span) -> bool {
-    span.with_subscriber(|(id, dispatch)| {
-        dispatch
-            .downcast_ref::<tracing_subscriber::Registry>()
-            .and_then(|registry| registry.span_data(id))
-            .is_none_or(|data| data.extensions().get::<NotSampled>().is_none())
-    })
-    .unwrap_or(false)
+/// The sampler of `OTEL_TRACES_SAMPLER`, applied before a request's span is
+/// made. The six standard values: `always_on`, `always_off`,
+/// `traceidratio`, and each of them `parentbased_` (the default,
+/// `parentbased_always_on`: a caller's `traceparent` decides, and a
+/// request without one is traced). `traceidratio` takes its ratio from
+/// `OTEL_TRACES_SAMPLER_ARG` (0 to 1; 1 when unset or not such a number),
+/// and decides on the caller's trace id as the SDK's sampler would (its
+/// last 8 bytes), or at random for a request that starts a trace (the SDK
+/// would draw its trace id at random). Other values (`jaeger_remote`,
+/// ...) are not supported here: the default applies, with a warning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadSampler {
+    /// Whether a caller's `traceparent` decides when there is one.
+    parent_based: bool,
+    /// Otherwise, the share of traces kept: 0 to 1.
+    ratio: f64,
+}
+
+impl Default for HeadSampler {
+    fn default() -> Self {
+        Self {
+            parent_based: true,
+            ratio: 1.0,
+        }
+    }
+}
+
+/// The sampler every request is decided by, set when tracing starts.
+static HEAD_SAMPLER: std::sync::OnceLock<HeadSampler> = std::sync::OnceLock::new();
+
+impl HeadSampler {
+    /// From `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
+    fn from_env() -> Self {
+        let sampler = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
+        let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+        Self::parse(&sampler, arg.as_deref()).unwrap_or_else(|| {
+            eprintln!(
+                "warning: OTEL_TRACES_SAMPLER={sampler:?} is not one of always_on, always_off, \
+                 traceidratio, parentbased_always_on, parentbased_always_off, \
+                 parentbased_traceidratio; using parentbased_always_on"
+            );
+            Self::default()
+        })
+    }
+
+    /// The sampler `sampler` names (empty: the default), with `arg` for
+    /// a ratio; `None` for a name that is not one of the six.
+    pub fn parse(sampler: &str, arg: Option<&str>) -> Option<Self> {
+        let sampler = sampler.trim();
+        let (parent_based, root) = match sampler.strip_prefix("parentbased_") {
+            Some(root) => (true, root),
+            None if sampler.is_empty() => (true, "always_on"),
+            None => (false, sampler),
+        };
+        let ratio = match root {
+            "always_on" => 1.0,
+            "always_off" => 0.0,
+            "traceidratio" => arg
+                .and_then(|a| a.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(1.0),
+            _ => return None,
+        };
+        Some(Self {
+            parent_based,
+            ratio,
+        })
+    }
+
+    /// Whether a request is traced: `caller` is the caller's trace id and
+    /// whether it sampled it, when it sent a valid `traceparent`.
+    pub fn samples(self, caller: Option<(opentelemetry::trace::TraceId, bool)>) -> bool {
+        match caller {
+            Some((_, sampled)) if self.parent_based => sampled,
+            _ if self.ratio >= 1.0 => true,
+            _ if self.ratio <= 0.0 => false,
+            Some((trace_id, _)) => {
+                let bytes = trace_id.to_bytes();
+                let mut low = [0; 8];
+                low.copy_from_slice(&bytes[8..]);
+                self.keeps(u64::from_be_bytes(low))
+            }
+            None => {
+                use std::hash::{BuildHasher, Hasher};
+                // A fresh random value: RandomState's keys differ at each
+                // call (as a trace id the SDK draws would).
+                let random = std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish();
+                self.keeps(random)
+            }
+        }
+    }
+
+    /// The SDK's trace-id ratio rule on the 64 bits `value`.
+    fn keeps(self, value: u64) -> bool {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "the ratio is in 0..=1, so the bound is in 0..=2^63"
+        )]
+        let bound = (self.ratio * (1_u64 << 63) as f64) as u64;
+        (value >> 1) < bound
+    }
 }
 
 /// The spans of a database call bound for the primary: `pool checkout`, a
@@ -478,6 +594,61 @@ impl HttpClient for Ureq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_head_sampler_reads_the_six_standard_samplers_and_their_ratio() {
+        let parse =
+            |s: &str, a: Option<&str>| HeadSampler::parse(s, a).map(|h| (h.parent_based, h.ratio));
+        assert_eq!(parse("", None), Some((true, 1.0)));
+        assert_eq!(parse(" always_on ", None), Some((false, 1.0)));
+        assert_eq!(parse("always_off", Some("0.5")), Some((false, 0.0)));
+        assert_eq!(parse("traceidratio", Some("0.25")), Some((false, 0.25)));
+        assert_eq!(parse("parentbased_always_on", None), Some((true, 1.0)));
+        assert_eq!(parse("parentbased_always_off", None), Some((true, 0.0)));
+        assert_eq!(
+            parse("parentbased_traceidratio", Some(" 0.1 ")),
+            Some((true, 0.1))
+        );
+        // A ratio that is not one: 1, as the SDK's default.
+        for arg in [None, Some("2"), Some("-0.1"), Some("half"), Some("NaN")] {
+            assert_eq!(parse("traceidratio", arg), Some((false, 1.0)), "{arg:?}");
+        }
+        for unknown in [
+            "jaeger_remote",
+            "xray",
+            "parentbased_",
+            "ALWAYS_ON",
+            "parentbased_xray",
+        ] {
+            assert_eq!(parse(unknown, None), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn the_head_sampler_follows_the_caller_or_the_trace_id_or_chance() {
+        use opentelemetry::trace::TraceId;
+        let sampler = |s: &str, a: &str| HeadSampler::parse(s, Some(a)).unwrap();
+        let low = TraceId::from_hex("7d3f0c2a9b8e4f1100000000000000a1").unwrap();
+        let high = TraceId::from_hex("7d3f0c2a9b8e4f11ffffffffffffff00").unwrap();
+        // Parent-based: the caller's flag decides, whatever the ratio.
+        let parent = sampler("parentbased_traceidratio", "0.5");
+        assert!(parent.samples(Some((high, true))));
+        assert!(!parent.samples(Some((low, false))));
+        assert!(!sampler("parentbased_always_off", "").samples(None));
+        assert!(sampler("parentbased_always_on", "").samples(None));
+        // Not parent-based: the trace id decides, not the caller's flag.
+        let ratio = sampler("traceidratio", "0.5");
+        assert!(ratio.samples(Some((low, false))));
+        assert!(!ratio.samples(Some((high, true))));
+        assert!(!sampler("always_off", "").samples(Some((low, true))));
+        assert!(sampler("always_on", "").samples(Some((high, false))));
+        // A request that starts a trace: about the ratio's share.
+        let kept = (0..10_000).filter(|_| ratio.samples(None)).count();
+        assert!((4_000..6_000).contains(&kept), "{kept} of 10000 at 0.5");
+        let tenth = sampler("parentbased_traceidratio", "0.1");
+        let kept = (0..10_000).filter(|_| tenth.samples(None)).count();
+        assert!((600..1_400).contains(&kept), "{kept} of 10000 at 0.1");
+    }
     use diesel::prelude::*;
 
     diesel::table! {

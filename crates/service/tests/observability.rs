@@ -963,3 +963,51 @@ fn a_read_sent_to_a_replica_traces_its_statements_with_the_replicas_address() {
         "the replica's address must tell it from the primary's"
     );
 }
+
+#[test]
+fn a_trace_id_ratio_sampler_decides_on_the_callers_trace_id_and_a_request_left_out_makes_no_span() {
+    // `traceidratio` at 0.5 keeps a trace whose last 8 bytes, shifted right
+    // by one, are under 2^62: the caller's sampled flag does not count.
+    const KEPT: &str = "7d3f0c2a9b8e4f1100000000000000a1";
+    const LEFT_OUT: &str = "7d3f0c2a9b8e4f11ffffffffffffff00";
+    const CALLER: &str = "00f067aa0ba902b7";
+    let db = seeded_db();
+    let receiver = Receiver::start();
+    let url = db.url.expose().to_owned();
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
+    let mut running = Running::start(&[
+        ("DATABASE_URL", url.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+    ]);
+    for (trace, flags) in [(KEPT, "00"), (LEFT_OUT, "01")] {
+        let traceparent = format!("00-{trace}-{CALLER}-{flags}");
+        let answer = get(
+            &format!("{}{HOME}", running.base),
+            &[("traceparent", traceparent.as_str())],
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    running.terminate();
+    let mut logs = String::new();
+    running
+        .stderr
+        .read_to_string(&mut logs)
+        .expect("read stderr");
+    assert!(running.child.wait().expect("exit").success(), "{logs}");
+    let spans = receiver.spans();
+    let kept = in_trace(&spans, KEPT, "GET /api/activities/home");
+    assert_eq!(kept.len(), 1, "{spans:#?}");
+    assert_eq!(kept[0]["parent_span_id"], CALLER);
+    assert!(
+        !statements(&spans, KEPT).is_empty(),
+        "a kept trace has its statements: {spans:#?}"
+    );
+    assert!(
+        !spans.iter().any(|s| s["trace_id"] == LEFT_OUT),
+        "a span of a trace left out: {spans:#?}"
+    );
+    // Both requests were logged.
+    assert_eq!(logs.matches("answered status=200").count(), 2, "{logs}");
+}
