@@ -17,9 +17,10 @@
 //! standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`,
 //! `OTEL_EXPORTER_OTLP_TIMEOUT`), and the resource `OTEL_SERVICE_NAME` and
 //! `OTEL_RESOURCE_ATTRIBUTES` (the service's name is otherwise
-//! `cruddur-db-service`), and the sampler `OTEL_TRACES_SAMPLER` (default
-//! every request, or as the caller's `traceparent` says): the database
-//! calls of a request whose trace is not sampled make no span.
+//! `cruddur-db-service`). The service applies the sampler of
+//! `OTEL_TRACES_SAMPLER` itself, before it makes a request's span
+//! ([`HeadSampler`]): a request left out makes no OpenTelemetry span at
+//! all, and its database calls none.
 //!
 //! With tracing on, each request's span carries its `trace_id`, which the
 //! log lines logged within it show (`CRUDDUR_LOG_FORMAT=json`: in `span`);
