@@ -17,7 +17,7 @@ use tracing::Span;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TrackLayer};
 use crate::shed::{Shedder, Shedding};
 use crate::workers::{CallError, Workers};
 
@@ -242,16 +242,22 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
-        .layer(from_fn_with_state(shedder, crate::shed::shed))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(cors);
+        // One call, outermost first: each `Router::layer` boxes every route
+        // once more, and a request clones each box below it.
+        .layer((
+            TrackLayer::new(metrics.clone()),
+            cors,
+            DefaultBodyLimit::max(MAX_BODY_BYTES),
+            from_fn_with_state(shedder, crate::shed::shed),
+        ));
+    // `/metrics` is counted too, but neither shed nor behind CORS.
     let router = match metrics {
-        Some(metrics) => router
-            .route(
-                "/metrics",
-                get(crate::metrics::scrape).with_state(Arc::clone(&metrics)),
-            )
-            .layer(from_fn_with_state(metrics, crate::metrics::track)),
+        Some(metrics) => router.route(
+            "/metrics",
+            get(crate::metrics::scrape)
+                .with_state(Arc::clone(&metrics))
+                .layer(TrackLayer::new(Some(metrics))),
+        ),
         None => router,
     };
     router.layer(trace)

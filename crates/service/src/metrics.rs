@@ -29,12 +29,14 @@
 //!
 //! `replica` is the server's `host:port` (never its credentials).
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, State};
+use axum::http::{Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use cruddur_db::{DatabaseUrl, Repository};
 use prometheus_client::collector::Collector;
@@ -230,38 +232,174 @@ impl Metrics {
         Ok(text)
     }
 
-    fn record(&self, labels: &RequestLabels, seconds: f64, failed: Option<FailedStatement>) {
-        self.requests.get_or_create(labels).inc();
-        self.latency.get_or_create(labels).observe(seconds);
-        if let Some(failed) = failed {
-            self.failed_statements
-                .get_or_create(&SqlStateLabels {
-                    sqlstate_class: failed.sqlstate_class,
+    fn failed(&self, failed: FailedStatement) {
+        self.failed_statements
+            .get_or_create(&SqlStateLabels {
+                sqlstate_class: failed.sqlstate_class,
+            })
+            .inc();
+    }
+}
+
+/// The layer that counts and times every request, with `Router::layer`
+/// (so that the matched route is known) in the same call as the API's other
+/// layers: each `Router::layer` call boxes every route once more, and each
+/// request clones the boxes below it, so a layer of its own would cost more
+/// than counting does. Without metrics it adds nothing but a branch.
+#[derive(Clone, Debug)]
+pub(crate) struct TrackLayer {
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl TrackLayer {
+    /// Counting into `metrics`, or nothing when `None`.
+    pub(crate) fn new(metrics: Option<Arc<Metrics>>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    /// Called once per route (and per method of a route): each gets its own
+    /// cache of series, so that a request finds its counter and histogram
+    /// among the few its route has answered with, without hashing its
+    /// labels.
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            series: self.metrics.as_ref().map(|metrics| {
+                Arc::new(RouteSeries {
+                    metrics: Arc::clone(metrics),
+                    known: RwLock::new(Vec::new()),
                 })
-                .inc();
+            }),
         }
     }
 }
 
-/// The middleware that counts and times every request (added with
-/// `Router::layer`, so that the matched route is known).
-pub(crate) async fn track(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = MethodLabel::from(request.method());
-    let route = Route(request.extensions().get::<MatchedPath>().cloned());
-    let response = next.run(request).await;
-    let labels = RequestLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    let failed = response.extensions().get::<FailedStatement>().copied();
-    metrics.record(&labels, started.elapsed().as_secs_f64(), failed);
-    response
+/// The series one route has answered with: handles to the families'
+/// counters and histograms (they share their values with the families,
+/// which `/metrics` encodes), found by comparing labels.
+#[derive(Debug)]
+struct RouteSeries {
+    metrics: Arc<Metrics>,
+    known: RwLock<Vec<Series>>,
+}
+
+/// One `(method, route, status)`'s counter and histogram.
+#[derive(Debug)]
+struct Series {
+    labels: RequestLabels,
+    requests: Counter,
+    latency: Histogram,
+}
+
+impl RouteSeries {
+    fn record(&self, labels: RequestLabels, seconds: f64, failed: Option<FailedStatement>) {
+        let found = |known: &[Series]| {
+            known.iter().find(|s| s.labels == labels).map(|s| {
+                s.requests.inc();
+                s.latency.observe(seconds);
+            })
+        };
+        // A poisoned lock holds a whole vector still: counting goes on.
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        if found(&known).is_none() {
+            drop(known);
+            let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+            if found(&known).is_none() {
+                let series = Series {
+                    requests: self.metrics.requests.get_or_create_owned(&labels),
+                    latency: self.metrics.latency.get_or_create_owned(&labels),
+                    labels,
+                };
+                series.requests.inc();
+                series.latency.observe(seconds);
+                known.push(series);
+            }
+        }
+        if let Some(failed) = failed {
+            self.metrics.failed(failed);
+        }
+    }
+}
+
+/// The service [`TrackLayer`] makes.
+#[derive(Clone, Debug)]
+pub(crate) struct Track<S> {
+    inner: S,
+    series: Option<Arc<RouteSeries>>,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for Track<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let pending = self.series.as_ref().map(|series| Pending {
+            started: Instant::now(),
+            method: MethodLabel::from(request.method()),
+            route: Route(request.extensions().get::<MatchedPath>().cloned()),
+            series: Arc::clone(series),
+        });
+        TrackFuture {
+            inner: self.inner.call(request),
+            pending,
+        }
+    }
+}
+
+/// What a request's numbers need once its response head is there.
+#[derive(Debug)]
+struct Pending {
+    started: Instant,
+    method: MethodLabel,
+    route: Route,
+    series: Arc<RouteSeries>,
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Track`]: the inner one's, counted when it
+    /// is ready.
+    #[derive(Debug)]
+    pub(crate) struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(pending)) = (&result, this.pending.take()) {
+            let labels = RequestLabels {
+                method: pending.method,
+                route: pending.route,
+                status: response.status().as_u16(),
+            };
+            let failed = response.extensions().get::<FailedStatement>().copied();
+            pending
+                .series
+                .record(labels, pending.started.elapsed().as_secs_f64(), failed);
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// `GET /metrics`.

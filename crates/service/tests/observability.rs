@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Running, Service, TestDb, get, lock_activities, lock_waiters, post_json, seeded_db};
+use common::{
+    Running, Service, TestDb, get, lock_activities, lock_waiters, post_json, seeded_db, send,
+};
 use cruddur_db::{Config, DatabaseUrl, Repository};
 use cruddur_db_service::shed::Shedding;
 use cruddur_db_service::{AppState, Auth};
@@ -135,6 +137,8 @@ fn metrics_count_requests_by_route_and_status_and_the_pool_queue_and_failed_stat
     assert_eq!(post_json(&post, &[], bad).status, 422);
     let good = r#"{"message": "counted", "ttl": "7-days"}"#;
     assert_eq!(post_json(&post, &[], good).status, 200);
+    // A method the route does not have: counted under the route.
+    assert_eq!(send("DELETE", &service.url(HOME), &[], None).status, 405);
 
     let first = scrape(&service);
     assert_eq!(
@@ -179,6 +183,13 @@ fn metrics_count_requests_by_route_and_status_and_the_pool_queue_and_failed_stat
     };
     assert_eq!(first.get(REQUESTS, &posts("422")), 1.0);
     assert_eq!(first.get(REQUESTS, &posts("200")), 1.0);
+    assert_eq!(
+        first.get(
+            REQUESTS,
+            &[("method", "OTHER"), ("route", HOME), ("status", "405")]
+        ),
+        1.0
+    );
 
     // The pool and the queue.
     assert_eq!(first.get("cruddur_db_pool_max_connections", &[]), 3.0);
