@@ -202,7 +202,9 @@ pub(super) fn http_phase(
         .map(|a| a.uuid)
         .ok_or("the reference seed has no post")?;
     let thread = format!("{PROFILE_PATH}/status/{seed_post}");
-    let seconds = if plan.quick { 2 } else { 2 * plan.seconds };
+    // 2 s in a quick run (1 s per side by default), 10 s in a full one;
+    // `--seconds N` makes each cell 2N s.
+    let seconds = 2 * plan.seconds;
     let servers: &[Server] = if rust_only {
         &[
             Server::Ours,

@@ -6,6 +6,7 @@
 //! cargo run --release --example bench -- --no-replicas    # without the replica rows
 //! cargo run --release --example bench -- --replicas-only  # the replica rows alone
 //! cargo run --release --example bench -- --http-only      # the HTTP rows alone (Flask when a Python has it)
+//! cargo run --release --example bench -- --http-rust-only # the same against the Rust peer alone, no Python
 //! cargo run --release --example bench -- --pooler-only    # the feed through PgBouncer alone
 //! ```
 //!
@@ -152,6 +153,7 @@ fn main() -> ExitCode {
             "--replicas-only" => scope = Scope::ReplicasOnly,
             "--rust-clients-only" => scope = Scope::RustClientsOnly,
             "--http-only" => scope = Scope::HttpOnly,
+            "--http-rust-only" => scope = Scope::HttpRustOnly,
             "--pooler-only" => scope = Scope::PoolerOnly,
             "--seconds" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
                 Some(s) if s > 0 => seconds = Some(s),
@@ -161,13 +163,14 @@ fn main() -> ExitCode {
                 println!(
                     "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\
                      \x20      [--no-replicas | --replicas-only | --rust-clients-only | --http-only\n\
-                     \x20       | --pooler-only]\n\n\
+                     \x20       | --http-rust-only | --pooler-only]\n\n\
                      --quick          100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
                      --seconds N      length of each measured run\n\
                      --no-replicas    skip the rows on a private primary and standby\n\
                      --replicas-only  those rows alone (the server below is not used)\n\
                      --rust-clients-only  the typed feed against the other Rust clients alone\n\
                      --http-only      the HTTP rows alone: the Rust peer, and Flask when a Python has it\n\
+                     --http-rust-only the HTTP rows of the Rust peer and observability's cost, no Flask\n\
                      --pooler-only    the feed through PgBouncer against directly, and the statement cache's cost\n\n\
                      Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
                      else postgres://localhost/postgres"
@@ -977,11 +980,11 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
             "benchmark databases {}_* on {server}; {} users, {} activities; {} round(s) of {} s per side",
             dbs.prefix, spec.users, spec.activities, plan.rounds, plan.seconds
         );
-        if scope == Scope::HttpOnly {
+        if matches!(scope, Scope::HttpOnly | Scope::HttpRustOnly) {
             let main_db = dbs.create("feed")?;
             seed_ours(&main_db, spec)?;
             // The Flask rows too when a Python with Flask is at hand.
-            let rust_only = tools.python.is_err();
+            let rust_only = scope == Scope::HttpRustOnly || tools.python.is_err();
             phases.push(http::http_phase(plan, &main_db, &tools, rust_only)?);
         } else if scope == Scope::PoolerOnly {
             let main_db = dbs.create("feed")?;
@@ -1010,7 +1013,7 @@ fn run(plan: Plan, scope: Scope) -> BenchResult<()> {
         }
     }
     match scope {
-        Scope::RustClientsOnly | Scope::HttpOnly | Scope::PoolerOnly => {}
+        Scope::RustClientsOnly | Scope::HttpOnly | Scope::HttpRustOnly | Scope::PoolerOnly => {}
         Scope::NoReplicas => phases.push(replicas::replica_phase(
             plan,
             &settings,
@@ -1039,6 +1042,8 @@ enum Scope {
     ReplicasOnly,
     RustClientsOnly,
     HttpOnly,
+    /// The HTTP rows of ours and the Rust peer alone: no Python peers.
+    HttpRustOnly,
     PoolerOnly,
 }
 
@@ -1523,7 +1528,9 @@ fn write_report(
         _ => format!("{} users, {} activities", spec.users, spec.activities),
     };
     let pair = match scope {
-        Scope::NoReplicas | Scope::RustClientsOnly | Scope::HttpOnly => String::new(),
+        Scope::NoReplicas | Scope::RustClientsOnly | Scope::HttpOnly | Scope::HttpRustOnly => {
+            String::new()
+        }
         _ => format!(
             "; the replica rows on a private primary and standby with {} users, {} activities",
             spec.users,
