@@ -120,7 +120,8 @@ fn init_logs(
         .filter(|e| !e.is_empty());
     let (telemetry, traces) = match endpoint {
         Some(endpoint) => {
-            let (telemetry, layer) = Telemetry::start(endpoint)?;
+            let sampler = cruddur_db_service::telemetry::HeadSampler::from_settings(settings);
+            let (telemetry, layer) = Telemetry::start(endpoint, sampler)?;
             // Spans only: a log line is not copied into its span as an
             // OpenTelemetry event (the logs carry the trace id instead);
             // and not the span of a request whose trace is not sampled.

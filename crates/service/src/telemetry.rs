@@ -97,12 +97,14 @@ impl Drop for Telemetry {
 impl Telemetry {
     /// An exporter to `endpoint` (`OTEL_EXPORTER_OTLP_ENDPOINT`: the
     /// collector's base URL, to which `/v1/traces` is added) and the layer
-    /// that turns the service's spans into its spans. Marks tracing on.
+    /// that turns the service's spans into its spans, the requests to
+    /// trace chosen by `sampler`. Marks tracing on.
     ///
     /// # Errors
     /// When the endpoint is not a URL the exporter can use.
     pub fn start<S>(
         endpoint: &str,
+        sampler: HeadSampler,
     ) -> Result<
         (
             Self,
@@ -136,7 +138,7 @@ impl Telemetry {
             .build();
         // The service samples before it makes a request's span
         // ([`HeadSampler`]); what it makes, the SDK keeps.
-        let _ = HEAD_SAMPLER.set(HeadSampler::from_env());
+        let _ = HEAD_SAMPLER.set(sampler);
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource)
@@ -257,22 +259,43 @@ impl Default for HeadSampler {
     }
 }
 
+/// `arg` as a ratio from 0 to 1, if it is one.
+fn ratio(arg: &str) -> Option<f64> {
+    arg.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+}
+
 /// The sampler every request is decided by, set when tracing starts.
 static HEAD_SAMPLER: std::sync::OnceLock<HeadSampler> = std::sync::OnceLock::new();
 
 impl HeadSampler {
-    /// From `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
-    fn from_env() -> Self {
-        let sampler = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
-        let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
-        Self::parse(&sampler, arg.as_deref()).unwrap_or_else(|| {
+    /// From `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` in
+    /// `settings` (the environment, or a `.env` file, as the service's other
+    /// variables), with a warning for a value it does not take.
+    pub fn from_settings(settings: &cruddur_db::Settings) -> Self {
+        use crate::variables::{OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG};
+        let sampler = settings.get(&OTEL_TRACES_SAMPLER).unwrap_or_default();
+        let arg = settings.get(&OTEL_TRACES_SAMPLER_ARG);
+        let Some(parsed) = Self::parse(sampler, arg) else {
             eprintln!(
                 "warning: OTEL_TRACES_SAMPLER={sampler:?} is not one of always_on, always_off, \
                  traceidratio, parentbased_always_on, parentbased_always_off, \
                  parentbased_traceidratio; using parentbased_always_on"
             );
-            Self::default()
-        })
+            return Self::default();
+        };
+        if let Some(arg) = arg
+            && sampler.trim().ends_with("traceidratio")
+            && ratio(arg).is_none()
+        {
+            eprintln!(
+                "warning: OTEL_TRACES_SAMPLER_ARG={arg:?} is not a ratio from 0 to 1; \
+                 every trace is kept"
+            );
+        }
+        parsed
     }
 
     /// The sampler `sampler` names (empty: the default), with `arg` for
@@ -287,10 +310,7 @@ impl HeadSampler {
         let ratio = match root {
             "always_on" => 1.0,
             "always_off" => 0.0,
-            "traceidratio" => arg
-                .and_then(|a| a.trim().parse::<f64>().ok())
-                .filter(|r| (0.0..=1.0).contains(r))
-                .unwrap_or(1.0),
+            "traceidratio" => arg.and_then(ratio).unwrap_or(1.0),
             _ => return None,
         };
         Some(Self {
@@ -623,6 +643,33 @@ mod tests {
         ] {
             assert_eq!(parse(unknown, None), None, "{unknown}");
         }
+    }
+
+    #[test]
+    fn the_head_sampler_is_read_from_the_services_settings() {
+        let settings =
+            |pairs: &[(&str, &str)]| cruddur_db::Settings::from_pairs(pairs.iter().copied());
+        let read = |pairs: &[(&str, &str)]| {
+            let h = HeadSampler::from_settings(&settings(pairs));
+            (h.parent_based, h.ratio)
+        };
+        assert_eq!(read(&[]), (true, 1.0));
+        assert_eq!(
+            read(&[
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+            ]),
+            (true, 0.1)
+        );
+        // Values it does not take: the defaults (with a warning).
+        assert_eq!(read(&[("OTEL_TRACES_SAMPLER", "xray")]), (true, 1.0));
+        assert_eq!(
+            read(&[
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0,1"),
+            ]),
+            (false, 1.0)
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! | `CRUDDUR_METRICS` | `0` turns `GET /metrics` and the request counters off (default `1`) |
 //! | `CRUDDUR_LOG_FORMAT` | `text` (default) or `json`: one JSON object per log line |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the OTLP collector's base URL (`http://localhost:4318`): traces are sent to its `/v1/traces` over HTTP/protobuf; unset, none are |
+//! | `OTEL_TRACES_SAMPLER` | which requests are traced: `always_on`, `always_off`, `traceidratio`, or each of them `parentbased_` (default `parentbased_always_on`: as the caller's `traceparent` says, else traced) |
+//! | `OTEL_TRACES_SAMPLER_ARG` | the share of traces `traceidratio` keeps, 0 to 1 (default 1) |
 //! | `NO_COLOR` | turns the logs' colours off (they are off when stderr is not a terminal) |
 
 use cruddur_db::Variable;
@@ -111,6 +113,16 @@ pub const OTEL_EXPORTER_OTLP_ENDPOINT: Variable = Variable::new(
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "the OTLP collector's base URL; traces go to its /v1/traces (default: no traces)",
 );
+/// Which requests are traced.
+pub const OTEL_TRACES_SAMPLER: Variable = Variable::new(
+    "OTEL_TRACES_SAMPLER",
+    "which requests are traced: always_on, always_off, traceidratio, or parentbased_ and one of them (default parentbased_always_on)",
+);
+/// The ratio of a `traceidratio` sampler.
+pub const OTEL_TRACES_SAMPLER_ARG: Variable = Variable::new(
+    "OTEL_TRACES_SAMPLER_ARG",
+    "the share of traces traceidratio keeps, 0 to 1 (default 1)",
+);
 /// Turns the logs' colours off (the <https://no-color.org> convention).
 pub const NO_COLOR: Variable = Variable::new("NO_COLOR", "turns the logs' colours off");
 
@@ -134,6 +146,8 @@ pub const VARIABLES: &[Variable] = &[
     CRUDDUR_METRICS,
     CRUDDUR_LOG_FORMAT,
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
     NO_COLOR,
 ];
 
