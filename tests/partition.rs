@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{NetnsCluster, Privileged};
+use common::{NetnsCluster, Privileged, lock_waiters};
 use cruddur_db::repo::activities::ActivityDraft;
 use cruddur_db::{Config, Consistency, DatabaseUrl, FeedPage, Repository, establish, prepare};
 use diesel::connection::SimpleConnection;
@@ -46,21 +46,6 @@ fn repository(url: &DatabaseUrl) -> Repository {
     config.pool_size = 4;
     config.checkout_timeout = CHECKOUT;
     Repository::connect(&config).expect("connect over the veth pair")
-}
-
-/// Sessions on `conn`'s server (other than its own) that wait for a lock.
-fn lock_waiters(conn: &mut PgConnection) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-    )
-    .get_result::<N>(conn)
-    .map_or(0, |n| n.n)
 }
 
 #[test]

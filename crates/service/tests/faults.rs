@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use common::{Answer, Running, get, try_post_json};
 use cruddur_db::{DatabaseUrl, establish, prepare};
-use cruddur_db_test_support::{DiskFullCluster, NetnsCluster, Privileged, eventually};
+use cruddur_db_test_support::{
+    DiskFullCluster, NetnsCluster, Privileged, eventually, lock_waiters,
+};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
@@ -169,21 +171,6 @@ fn audit(admin_url: &DatabaseUrl, writer: &Writer) -> (usize, usize) {
         );
     }
     (lost, duplicates)
-}
-
-/// Sessions (other than the caller's) waiting for a lock.
-fn lock_waiters(conn: &mut PgConnection) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-    )
-    .get_result::<N>(conn)
-    .map_or(0, |n| n.n)
 }
 
 /// Sends `GET` and `POST` (with a fresh key) and returns each answer and

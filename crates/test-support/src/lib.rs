@@ -247,6 +247,22 @@ pub fn counts(conn: &mut PgConnection) -> (i64, i64) {
     )
 }
 
+/// How many sessions of `conn`'s database (other than `conn`'s own) wait
+/// for a lock now; 0 when it cannot be read.
+pub fn lock_waiters(conn: &mut PgConnection) -> i64 {
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .get_result::<Waiting>(conn)
+    .map_or(0, |w| w.n)
+}
+
 /// Polls `done` every 20 ms until it holds or `bound` passes; returns
 /// whether it held. The bound turns "never" into a failure; it is not a
 /// timing measurement.

@@ -499,17 +499,5 @@ pub fn lock_activities(db: &TestDb) -> diesel::PgConnection {
 
 /// How many sessions of `db` wait for a lock.
 pub fn lock_waiters(db: &TestDb) -> i64 {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Waiting {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = '{}' AND wait_event_type = 'Lock'",
-        db.name()
-    ))
-    .get_result::<Waiting>(&mut db.conn())
-    .map_or(0, |w| w.n)
+    cruddur_db_test_support::lock_waiters(&mut db.conn())
 }
