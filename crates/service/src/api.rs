@@ -1,20 +1,20 @@
 //! The routes of the original backend's activity API, and the layers
-//! around them (CORS, request logs).
+//! around them (CORS, request logs: [`crate::access`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Response, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use cruddur_db::{Consistency, Repository};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::TraceLayer;
 use tracing::Span;
 
+use crate::access::{AccessLayer, AccessLog};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, TrackLayer};
@@ -59,6 +59,8 @@ pub struct AppState {
     metrics: Option<Arc<Metrics>>,
     /// When requests are refused because too many calls wait.
     shedding: Shedding,
+    /// Where each request's line goes, or `None` for no request lines.
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
             body_timeout: crate::transport::DEFAULT_HEADER_READ_TIMEOUT,
             metrics: Some(Arc::new(metrics)),
             shedding: Shedding::default(),
+            access_log: None,
         })
     }
 
@@ -93,6 +96,13 @@ impl AppState {
         if !on {
             self.metrics = None;
         }
+        self
+    }
+
+    /// This state writing a line per request to `log` (default none).
+    #[must_use]
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+        self.access_log = log.map(Arc::new);
         self
     }
 
@@ -211,17 +221,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         ])
         .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST])
         .expose_headers([token_header]);
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(crate::telemetry::request_span)
-        .on_request(())
-        .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
-            tracing::info!(
-                status = response.status().as_u16(),
-                latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-                "answered"
-            );
-        })
-        .on_failure(());
+    let access = AccessLayer::new(state.access_log.clone());
     let shedder = Shedder {
         shedding: state.shedding,
         workers: state.workers.clone(),
@@ -260,5 +260,5 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         ),
         None => router,
     };
-    router.layer(trace)
+    router.layer(access)
 }

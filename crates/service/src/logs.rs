@@ -122,8 +122,13 @@ fn write_out<W: Write>(shared: &Shared, mut output: W) {
     }
 }
 
-impl Write for BatchedWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+impl BatchedWriter {
+    /// Appends `bytes` (whole lines) to the buffer, waiting while
+    /// [`MAX_BUFFERED_BYTES`] are.
+    ///
+    /// # Errors
+    /// None: the signature is `Write`'s.
+    pub fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
         let mut state = self.shared.lock();
         while state.buffer.len() >= MAX_BUFFERED_BYTES && !state.closed {
             state = self
@@ -139,7 +144,13 @@ impl Write for BatchedWriter {
         if batch {
             self.shared.work.notify_one();
         }
-        Ok(bytes.len())
+        Ok(())
+    }
+}
+
+impl Write for BatchedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.append(bytes).map(|()| bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

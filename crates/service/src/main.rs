@@ -12,6 +12,7 @@ use cruddur_db::{
     read_mark,
 };
 use cruddur_db_local::{Fallback, resolve};
+use cruddur_db_service::access::AccessLog;
 use cruddur_db_service::logs::LogGuard;
 use cruddur_db_service::settings::{AuthSettings, LogFormat, log_format};
 use cruddur_db_service::telemetry::Telemetry;
@@ -59,8 +60,8 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|settings| Ok((log_format(&settings)?, settings)))
         .and_then(|(format, settings)| {
-            let (logs, traces) = init_logs(&settings, format)?;
-            let result = run(args, &settings);
+            let (logs, traces, access) = init_logs(&settings, format)?;
+            let result = run(args, &settings, access);
             // The spans still batched are sent, and the log lines still
             // queued come out, before the last word.
             drop(traces);
@@ -111,7 +112,7 @@ fn hint(error: &anyhow::Error) -> &'static str {
 fn init_logs(
     settings: &Settings,
     format: LogFormat,
-) -> anyhow::Result<(Option<LogGuard>, Option<Telemetry>)> {
+) -> anyhow::Result<(Option<LogGuard>, Option<Telemetry>, Option<AccessLog>)> {
     let colour = std::io::stderr().is_terminal()
         && !settings.is_set(&cruddur_db_service::variables::NO_COLOR);
     let endpoint = settings
@@ -134,25 +135,31 @@ fn init_logs(
     let traced = traces.is_some();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let subscriber = tracing_subscriber::registry().with(filter).with(traces);
-    let logs = match cruddur_db_service::logs::batched(std::io::stderr()) {
+    let (logs, access) = match cruddur_db_service::logs::batched(std::io::stderr()) {
         Ok((writer, guard)) => {
+            let access = AccessLog::batched(writer.clone(), format, colour);
             subscriber
                 .with(log_layer(writer, colour, format, traced))
                 .init();
-            Some(guard)
+            (Some(guard), access)
         }
         Err(e) => {
             subscriber
                 .with(log_layer(std::io::stderr, colour, format, traced))
                 .init();
             tracing::warn!("cannot start the log thread, logging from the workers: {e}");
-            None
+            (None, AccessLog::stderr(format, colour))
         }
     };
     if let Some(endpoint) = endpoint {
         tracing::info!(endpoint, "sending traces over OTLP");
     }
-    Ok((logs, telemetry))
+    // The request lines stand for an `INFO` event of this target: off when
+    // `RUST_LOG` leaves it out.
+    let access =
+        tracing::enabled!(target: cruddur_db_service::access::TARGET, tracing::Level::INFO)
+            .then_some(access);
+    Ok((logs, telemetry, access))
 }
 
 /// The log lines' layer, writing to `writer` in `format` (a generic
@@ -186,7 +193,7 @@ where
     }
 }
 
-fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
+fn run(args: Args, settings: &Settings, access: Option<AccessLog>) -> anyhow::Result<Stopped> {
     let service = ServiceSettings::from_settings(settings, args.bind)?;
     // The example's zero-setup database when none is configured: the local
     // cluster is started if nothing answers at the default URL.
@@ -248,7 +255,8 @@ fn run(args: Args, settings: &Settings) -> anyhow::Result<Stopped> {
         .context("starting the database threads")?
         .with_body_timeout(service.transport.header_read_timeout)
         .with_metrics(service.metrics)
-        .with_shedding(service.shedding);
+        .with_shedding(service.shedding)
+        .with_access_log(access);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

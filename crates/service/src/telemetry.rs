@@ -31,12 +31,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::Request;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider as _};
 use opentelemetry_http::{Bytes, HttpClient, HttpError};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -176,10 +175,11 @@ pub fn for_traces(metadata: &tracing::Metadata<'_>) -> bool {
 
 /// The span of a request: `request`, with its method and path (and, with
 /// tracing on and its trace sampled, its OpenTelemetry name, kind, route,
-/// the caller's trace as its parent, and its trace id).
-pub(crate) fn request_span(request: &Request<Body>) -> Span {
+/// the caller's trace as its parent, and its trace id, also returned).
+pub(crate) fn request_span<B>(request: &Request<B>) -> (Span, Option<TraceId>) {
     if !tracing_on() {
-        return tracing::info_span!("request", method = %request.method(), path = %request.uri().path());
+        let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path());
+        return (span, None);
     }
     // The caller's trace, read only when it sent one.
     let parent = request
@@ -201,7 +201,8 @@ pub(crate) fn request_span(request: &Request<Body>) -> Span {
         .unwrap_or_default()
         .samples(caller)
     {
-        return tracing::info_span!(target: NOT_SAMPLED, "request", method = %request.method(), path = %request.uri().path());
+        let span = tracing::info_span!(target: NOT_SAMPLED, "request", method = %request.method(), path = %request.uri().path());
+        return (span, None);
     }
     let route = request
         .extensions()
@@ -223,7 +224,7 @@ pub(crate) fn request_span(request: &Request<Body>) -> Span {
     }
     let trace_id = span.context().span().span_context().trace_id();
     span.record("trace_id", tracing::field::display(trace_id));
-    span
+    (span, Some(trace_id))
 }
 
 /// Whether `span` (a request's) belongs to a sampled trace: made with
@@ -321,7 +322,7 @@ impl HeadSampler {
 
     /// Whether a request is traced: `caller` is the caller's trace id and
     /// whether it sampled it, when it sent a valid `traceparent`.
-    pub fn samples(self, caller: Option<(opentelemetry::trace::TraceId, bool)>) -> bool {
+    pub fn samples(self, caller: Option<(TraceId, bool)>) -> bool {
         match caller {
             Some((_, sampled)) if self.parent_based => sampled,
             _ if self.ratio >= 1.0 => true,
