@@ -18,6 +18,15 @@
 //! latencies shown are each the median over rounds. `oha`, the servers and
 //! PostgreSQL share the machine's cores.
 //!
+//! The feed's cells have one more side in the rotation: the repository
+//! in-process, `Repository::home_feed_json` (the call the service's handler
+//! makes for the first page) on as many threads as `oha` has connections,
+//! each calling it in a closed loop (`run_ours`, as the feed rows do) for
+//! as long as an HTTP cell, on a pool of this bench process as large as the
+//! service's (both set to [`POOL_SIZE`]), on the same database. Ours ÷
+//! in-process is what HTTP, the service's queue and its layers leave of
+//! what the library serves.
+//!
 //! Why `oha` and not `wrk`: on this 2-core machine `wrk` 4.1 reported, for
 //! our service at 16 connections, an average latency of 4 to 10 ms at
 //! 20,000 requests/s, which no closed loop of 16 connections can have
@@ -30,17 +39,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cruddur_db::DatabaseUrl;
+use cruddur_db::config::DEFAULT_POOL_SIZE;
+use cruddur_db::repo::feed::DEFAULT_PAGE_SIZE;
+use cruddur_db::variables::CRUDDUR_POOL_SIZE;
+use cruddur_db::{Config, DatabaseUrl, Repository};
 
 use super::rust_clients::median;
-use super::{BenchResult, Measured, Plan, Row, Target, Tools, check_stop, dash, fail};
+use super::{BenchResult, Measured, Plan, Row, Run, Target, Tools, check_stop, dash, fail};
 
 /// Rounds of every cell on every server.
 const ROUNDS: usize = 3;
+/// The pool of our service (`CRUDDUR_POOL_SIZE`, set on it) and of the
+/// in-process side: the library's default, the service's as it starts.
+const POOL_SIZE: u32 = DEFAULT_POOL_SIZE;
+/// The in-process side reads the page the service serves without `limit`.
+const _: () = assert!(super::PAGE == DEFAULT_PAGE_SIZE);
 /// Connections `oha` keeps open, one row each.
 const LEVELS: [usize; 3] = [1, 16, 64];
 /// The level at which the targets apply.
 const TARGET_LEVEL: usize = 16;
+/// The share of the in-process side's pages/s that ours should serve, at
+/// every level.
+const IN_PROCESS_SHARE: f64 = 0.7;
 /// gunicorn's recommended worker count on this machine's 2 cores
 /// (2 × cores + 1).
 const GUNICORN_WORKERS: usize = 5;
@@ -68,6 +88,9 @@ enum Server {
     RustPeer,
     FlaskDev,
     Gunicorn,
+    /// No server: `Repository::home_feed_json` called in this process (see
+    /// the module's doc).
+    InProcess,
 }
 
 impl Server {
@@ -82,6 +105,9 @@ impl Server {
             Server::RustPeer => "axum 0.8 + deadpool-postgres, pool of 10, same SQL".into(),
             Server::FlaskDev => "Flask development server (as the original ran)".into(),
             Server::Gunicorn => format!("Flask under gunicorn, {GUNICORN_WORKERS} workers"),
+            Server::InProcess => format!(
+                "Repository::home_feed_json in-process, a thread per connection, pool of {POOL_SIZE}"
+            ),
         }
     }
 }
@@ -147,11 +173,12 @@ impl Endpoint {
 
     /// Whether `server` is measured on it at `level`: the Rust peer
     /// serves the feed and posts only; observability's cost is measured on
-    /// those at the target level.
+    /// those at the target level; the in-process side serves the feed.
     fn served_by(self, server: Server, level: usize) -> bool {
         let feed_or_post = matches!(self, Endpoint::Home | Endpoint::Post);
         match server {
             Server::RustPeer => feed_or_post,
+            Server::InProcess => self == Endpoint::Home,
             Server::OursBare | Server::OursTraced | Server::OursSampled => {
                 feed_or_post && level == TARGET_LEVEL
             }
@@ -170,8 +197,44 @@ struct LoadRun {
     errors: u64,
 }
 
+impl From<&Run> for LoadRun {
+    /// An in-process run as a cell: its calls are the requests (a call
+    /// that fails stops the bench, so none is an error here).
+    fn from(run: &Run) -> Self {
+        LoadRun {
+            requests_per_s: run.tps(),
+            p50_ms: run.percentile_ms(0.5),
+            p99_ms: run.percentile_ms(0.99),
+            errors: 0,
+        }
+    }
+}
+
+/// The in-process side: a repository of this process on the database the
+/// servers use, with the service's pool size.
+struct InProcess {
+    repo: Repository,
+}
+
+impl InProcess {
+    fn connect(db: &DatabaseUrl) -> BenchResult<Self> {
+        let mut config = Config::new(db.clone());
+        config.pool_size = POOL_SIZE;
+        Ok(Self {
+            repo: Repository::connect(&config)?,
+        })
+    }
+
+    /// `threads` threads calling `home_feed_json` for the first page in a
+    /// closed loop for `seconds`, after the feed rows' warm-up.
+    fn load(&self, threads: usize, seconds: u64) -> BenchResult<LoadRun> {
+        let run = super::run_ours(threads, seconds, &|| super::json_page(&self.repo))?;
+        Ok(LoadRun::from(&run))
+    }
+}
+
 /// The HTTP rows, or one row saying why they were skipped. With
-/// `rust_only`, ours and the Rust peer alone (no Python needed).
+/// `rust_only`, without the Flask servers (no Python needed).
 pub(super) fn http_phase(
     plan: Plan,
     db: &DatabaseUrl,
@@ -205,9 +268,12 @@ pub(super) fn http_phase(
     // 2 s in a quick run (1 s per side by default), 10 s in a full one;
     // `--seconds N` makes each cell 2N s.
     let seconds = 2 * plan.seconds;
+    // The in-process side beside ours, so that the rotation puts them next
+    // to each other in most rounds.
     let servers: &[Server] = if rust_only {
         &[
             Server::Ours,
+            Server::InProcess,
             Server::RustPeer,
             Server::OursBare,
             Server::OursTraced,
@@ -216,6 +282,7 @@ pub(super) fn http_phase(
     } else {
         &[
             Server::Ours,
+            Server::InProcess,
             Server::RustPeer,
             Server::OursBare,
             Server::OursTraced,
@@ -225,10 +292,16 @@ pub(super) fn http_phase(
         ]
     };
     let sink = OtlpSink::start()?;
+    let in_process = InProcess::connect(db)?;
+    // `None`: the in-process side, which has no server.
     let mut running = Vec::new();
     for &server in servers {
         check_stop()?;
-        running.push((server, setup.start(server, db, &sink.endpoint)?));
+        let live = match server {
+            Server::InProcess => None,
+            _ => Some(setup.start(server, db, &sink.endpoint)?),
+        };
+        running.push((server, live));
     }
     let mut results: Vec<(Server, Cells)> =
         servers.iter().map(|&server| (server, Vec::new())).collect();
@@ -242,13 +315,16 @@ pub(super) fn http_phase(
                     if !endpoint.served_by(server, level) {
                         continue;
                     }
-                    let run = setup.load(
-                        &live.base,
-                        &endpoint.path(&thread),
-                        endpoint,
-                        level,
-                        seconds,
-                    )?;
+                    let run = match live {
+                        Some(live) => setup.load(
+                            &live.base,
+                            &endpoint.path(&thread),
+                            endpoint,
+                            level,
+                            seconds,
+                        )?,
+                        None => in_process.load(level, seconds)?,
+                    };
                     eprintln!(
                         "http, round {}, {}, {} connection(s), {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
                         round + 1,
@@ -272,7 +348,7 @@ pub(super) fn http_phase(
             }
         }
     }
-    for (_, live) in running {
+    for live in running.into_iter().filter_map(|(_, live)| live) {
         live.stop();
     }
     let exports = sink.exports();
@@ -298,7 +374,8 @@ fn pooled(runs: &[LoadRun]) -> LoadRun {
     }
 }
 
-/// Compares ours with each Flask server, cell by cell.
+/// Compares ours with each peer (the Flask servers, the Rust peer, the
+/// in-process side), cell by cell; then observability's cost.
 fn rows(results: &[(Server, Cells)]) -> Measured {
     let mut measured = Measured::default();
     let Some((_, ours)) = results.iter().find(|(s, _)| *s == Server::Ours) else {
@@ -308,9 +385,9 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
     let mut worst_rust_p99 = 0.0_f64;
     for (endpoint, level, mine_runs) in ours {
         for (server, theirs) in results.iter().filter(|(s, _)| {
-            !matches!(
+            matches!(
                 s,
-                Server::Ours | Server::OursBare | Server::OursTraced | Server::OursSampled
+                Server::RustPeer | Server::FlaskDev | Server::Gunicorn | Server::InProcess
             )
         }) {
             let Some((_, _, peer_runs)) =
@@ -336,23 +413,25 @@ fn rows(results: &[(Server, Cells)]) -> Measured {
                 (Endpoint::Home, Server::Gunicorn) => 3.0,
                 _ => 0.0,
             };
-            // The Rust peer's target holds at every level, both endpoints.
-            let target = if *server == Server::RustPeer {
-                Target::AtLeast(1.0)
-            } else if *level == TARGET_LEVEL && goal > 0.0 {
-                Target::AtLeast(goal)
-            } else {
-                Target::None
+            // The Rust peer's and the in-process side's targets hold at
+            // every level.
+            let target = match server {
+                Server::RustPeer => Target::AtLeast(1.0),
+                Server::InProcess => Target::AtLeast(IN_PROCESS_SHARE),
+                _ if *level == TARGET_LEVEL && goal > 0.0 => Target::AtLeast(goal),
+                _ => Target::None,
             };
             let peer_key = match server {
                 Server::RustPeer => "axum_peer",
                 Server::FlaskDev => "flask_dev",
+                Server::InProcess => "in_process",
                 _ => "gunicorn",
             };
-            if *server == Server::RustPeer {
-                worst_rust_p99 = worst_rust_p99.max(p99_ratio);
-            } else {
-                worst_p99 = worst_p99.max(p99_ratio);
+            match server {
+                Server::RustPeer => worst_rust_p99 = worst_rust_p99.max(p99_ratio),
+                // No p99 target: its calls make no HTTP round trip.
+                Server::InProcess => {}
+                _ => worst_p99 = worst_p99.max(p99_ratio),
             }
             measured.ratios.push((
                 format!("http_{}_vs_{peer_key}_c{level}", endpoint.key()),
@@ -609,6 +688,7 @@ impl Setup {
                     .env("CRUDDUR_BIND", &bind)
                     .env("NO_COLOR", "1")
                     .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+                c.env(CRUDDUR_POOL_SIZE.name(), POOL_SIZE.to_string());
                 if server == Server::OursBare {
                     c.env("CRUDDUR_METRICS", "0");
                 }
@@ -651,6 +731,7 @@ impl Setup {
                     .args(["--bind", &bind, "app:app"]);
                 c
             }
+            Server::InProcess => return fail("the in-process side has no server to start"),
         };
         if matches!(server, Server::FlaskDev | Server::Gunicorn) {
             command
@@ -829,5 +910,50 @@ mod tests {
         assert_eq!(run.errors, 7);
         assert!(parse_oha(b"{}").unwrap_err().contains("requestsPerSec"));
         assert!(parse_oha(b"garbage").is_err());
+    }
+
+    #[test]
+    fn an_in_process_run_becomes_a_cell() {
+        let run = Run {
+            transactions: 4,
+            seconds: 2.0,
+            latencies_us: vec![400.0, 100.0, 300.0, 200.0],
+        };
+        let cell = LoadRun::from(&run);
+        assert!((cell.requests_per_s - 2.0).abs() < 1e-9);
+        assert!((cell.p50_ms - 0.3).abs() < 1e-9);
+        assert!((cell.p99_ms - 0.4).abs() < 1e-9);
+        assert_eq!(cell.errors, 0);
+    }
+
+    #[test]
+    fn ours_is_compared_with_the_in_process_side_round_by_round() {
+        let run = |requests_per_s, p99_ms| LoadRun {
+            requests_per_s,
+            p50_ms: 1.0,
+            p99_ms,
+            errors: 0,
+        };
+        let ours = vec![run(700.0, 2.0), run(800.0, 2.0), run(100.0, 9.0)];
+        let in_process = vec![run(1000.0, 1.0), run(1000.0, 4.0), run(1000.0, 1.0)];
+        let results = vec![
+            (Server::Ours, vec![(Endpoint::Home, 16, ours)]),
+            (Server::InProcess, vec![(Endpoint::Home, 16, in_process)]),
+        ];
+        let measured = rows(&results);
+        // Medians of 0.7, 0.8, 0.1 and of 2, 0.5, 9; no worst-p99 key
+        // without a Flask server or the Rust peer.
+        assert_eq!(
+            measured.ratios,
+            [
+                ("http_home_vs_in_process_c16".to_owned(), 0.7),
+                ("http_home_p99_vs_in_process_c16".to_owned(), 2.0),
+            ]
+        );
+        let [row] = measured.rows.as_slice() else {
+            panic!("{} rows", measured.rows.len());
+        };
+        assert_eq!(row.peer, Server::InProcess.label());
+        assert!(matches!(row.target, Target::AtLeast(t) if t == IN_PROCESS_SHARE));
     }
 }

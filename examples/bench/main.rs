@@ -29,7 +29,7 @@
 //! | seed | `seed_synthetic` (COPY) in a fresh process | `psql \copy … (FORMAT csv)` of the same rows into an empty migrated database |
 //! | scale | feed p50 at the full size | feed p50 at 1k activities |
 //! | Python | `home_feed_json` | `examples/bench/python/python_feed.py` (psycopg 3 + psycopg_pool), same statement |
-//! | HTTP | `cruddur-db-service` under `oha` at 1, 16 and 64 connections, both endpoints | axum on deadpool-postgres with the same SQL (`crates/client-cost`'s `http-peer`), and the original Flask backend (`examples/bench/python/flask_backend`) on Flask's development server and under gunicorn (see `http.rs`) |
+//! | HTTP | `cruddur-db-service` under `oha` at 1, 16 and 64 connections, both endpoints | axum on deadpool-postgres with the same SQL (`crates/client-cost`'s `http-peer`), the original Flask backend (`examples/bench/python/flask_backend`) on Flask's development server and under gunicorn, and on the feed `Repository::home_feed_json` in-process on as many threads, a pool of the service's size (see `http.rs`) |
 //! | pooler | `home_feed` in pooler mode through PgBouncer (transaction mode, 4 server connections) at 4 and 64 clients; the statement cache off | the same server directly; the cache on (see `pooler.rs`) |
 //! | replica router | `home_feed(Eventual)` / `AtLeast(token)`, routed to a standby | `home_feed` on the same pool settings straight at that standby |
 //! | standby under writes | `home_feed(Eventual)` served by a standby on a CPU of its own, writers on the primary | the same readers on the primary alone, same writers |
@@ -169,8 +169,10 @@ fn main() -> ExitCode {
                      --no-replicas    skip the rows on a private primary and standby\n\
                      --replicas-only  those rows alone (the server below is not used)\n\
                      --rust-clients-only  the typed feed against the other Rust clients alone\n\
-                     --http-only      the HTTP rows alone: the Rust peer, and Flask when a Python has it\n\
-                     --http-rust-only the HTTP rows of the Rust peer and observability's cost, no Flask\n\
+                     --http-only      the HTTP rows alone: the Rust peer, the repository in-process,\n\
+                     \x20                and Flask when a Python has it\n\
+                     --http-rust-only the HTTP rows of the Rust peer, the repository in-process and\n\
+                     \x20                observability's cost, no Flask\n\
                      --pooler-only    the feed through PgBouncer against directly, and the statement cache's cost\n\n\
                      Server: TEST_DATABASE_URL, else DATABASE_URL, else CONNECTION_URL,\n\
                      else postgres://localhost/postgres"
