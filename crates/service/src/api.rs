@@ -16,6 +16,7 @@ use tracing::Span;
 
 use crate::access::{AccessLayer, AccessLog};
 use crate::auth::Auth;
+use crate::cors::OriginCorsLayer;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, TrackLayer};
 use crate::shed::{Shedder, Shedding};
@@ -220,7 +221,8 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
             token_header.clone(),
         ])
         .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST])
-        .expose_headers([token_header]);
+        .expose_headers([token_header.clone()]);
+    let cors = OriginCorsLayer::new(cors, &[token_header]);
     let access = AccessLayer::new(state.access_log.clone());
     let shedder = Shedder {
         shedding: state.shedding,

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod api;
 pub mod auth;
+mod cors;
 pub mod error;
 mod extract;
 pub mod logs;
