@@ -8,7 +8,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use cruddur_db::{Consistency, Repository};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -19,7 +18,7 @@ use crate::auth::Auth;
 use crate::cors::OriginCorsLayer;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, TrackLayer};
-use crate::shed::{Shedder, Shedding};
+use crate::shed::{ShedLayer, Shedding};
 use crate::workers::{CallError, Workers};
 
 /// The response header that carries a post's write token, and the request
@@ -224,7 +223,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         .expose_headers([token_header.clone()]);
     let cors = OriginCorsLayer::new(cors, &[token_header]);
     let access = AccessLayer::new(state.access_log.clone());
-    let shedder = Shedder {
+    let shed = ShedLayer {
         shedding: state.shedding,
         workers: state.workers.clone(),
     };
@@ -250,7 +249,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
             TrackLayer::new(metrics.clone()),
             cors,
             DefaultBodyLimit::max(MAX_BODY_BYTES),
-            from_fn_with_state(shedder, crate::shed::shed),
+            shed,
         ));
     // `/metrics` is counted too, but neither shed nor behind CORS.
     let router = match metrics {

@@ -15,11 +15,16 @@
 //! fails under load gets a busy task restarted, which makes the overload
 //! worse), nor are CORS preflights.
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::MatchedPath;
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
 use serde_json::json;
+use tower_layer::Layer;
+use tower_service::Service;
 
 use crate::workers::Workers;
 
@@ -68,35 +73,104 @@ impl Shedding {
     }
 }
 
-/// What the middleware reads: the thresholds and the queue.
+/// The layer that refuses requests as [`Shedding`] says, from the calls
+/// waiting in `workers`' queue. It is added with `Router::layer`, so that
+/// the matched route is known. (A tower layer rather than axum's
+/// `from_fn`, which clones the service below it and boxes its future on
+/// every request.)
 #[derive(Clone)]
-pub(crate) struct Shedder {
+pub(crate) struct ShedLayer {
     pub(crate) shedding: Shedding,
     pub(crate) workers: Workers,
 }
 
-/// The middleware (added with `Router::layer`, so that the matched route
-/// is known).
-pub(crate) async fn shed(State(shedder): State<Shedder>, request: Request, next: Next) -> Response {
-    let waiting = shedder.workers.waiting();
-    if shedder.shedding.refuses(request.method(), waiting)
-        && !request
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|path| NEVER_SHED.contains(&path.as_str()))
-    {
-        tracing::debug!(waiting, "refused: the database threads' queue is full");
-        let mut response = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "error": "the service is overloaded; retry later" })),
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        return response;
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed {
+            inner,
+            layer: self.clone(),
+        }
     }
-    next.run(request).await
+}
+
+/// [`ShedLayer`]'s service.
+#[derive(Clone)]
+pub(crate) struct Shed<S> {
+    inner: S,
+    layer: ShedLayer,
+}
+
+impl<S, B> Service<Request<B>> for Shed<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ShedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let waiting = self.layer.workers.waiting();
+        if self.layer.shedding.refuses(request.method(), waiting)
+            && !request
+                .extensions()
+                .get::<MatchedPath>()
+                .is_some_and(|path| NEVER_SHED.contains(&path.as_str()))
+        {
+            tracing::debug!(waiting, "refused: the database threads' queue is full");
+            return ShedFuture::Refused {
+                response: Some(refused()),
+            };
+        }
+        ShedFuture::Admitted {
+            future: self.inner.call(request),
+        }
+    }
+}
+
+/// The answer of a refused request: `503`, `Retry-After`, and why.
+fn refused() -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "error": "the service is overloaded; retry later" })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+pin_project! {
+    /// The response of [`Shed`]: the refusal, or the admitted request's.
+    #[project = Projected]
+    pub(crate) enum ShedFuture<F> {
+        Refused { response: Option<Response> },
+        Admitted { #[pin] future: F },
+    }
+}
+
+impl<F, E> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Projected::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after it was ready.
+                None => Poll::Pending,
+            },
+            Projected::Admitted { future } => future.poll(cx),
+        }
+    }
 }
 
 #[cfg(test)]
