@@ -246,20 +246,21 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
         // One call, outermost first: each `Router::layer` boxes every route
         // once more, and a request clones each box below it.
         .layer((
+            access.clone(),
             TrackLayer::new(metrics.clone()),
             cors,
             DefaultBodyLimit::max(MAX_BODY_BYTES),
             shed,
         ));
-    // `/metrics` is counted too, but neither shed nor behind CORS.
-    let router = match metrics {
+    // `/metrics` is logged and counted too, but neither shed nor behind
+    // CORS.
+    match metrics {
         Some(metrics) => router.route(
             "/metrics",
             get(crate::metrics::scrape)
                 .with_state(Arc::clone(&metrics))
-                .layer(TrackLayer::new(Some(metrics))),
+                .layer((access, TrackLayer::new(Some(metrics)))),
         ),
         None => router,
-    };
-    router.layer(access)
+    }
 }

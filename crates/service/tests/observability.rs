@@ -606,6 +606,14 @@ fn json_logs_are_one_object_per_line_with_the_requests_span() {
     ]);
     let answer = get(&format!("{}{HOME}", running.base), &[]);
     assert_eq!(answer.status, 200);
+    // Every request has its line: an unknown path, the metrics, a probe.
+    for (path, status) in [
+        ("/no/such/page", 404),
+        ("/metrics", 200),
+        ("/api/health-check", 200),
+    ] {
+        assert_eq!(get(&format!("{}{path}", running.base), &[]).status, status);
+    }
     running.terminate();
     let mut rest = String::new();
     running
@@ -628,6 +636,18 @@ fn json_logs_are_one_object_per_line_with_the_requests_span() {
     assert_eq!(answered["span"]["method"], "GET", "{answered}");
     assert_eq!(answered["span"]["path"], HOME, "{answered}");
     assert!(answered["timestamp"].is_string(), "{answered}");
+    for (path, status) in [
+        ("/no/such/page", 404),
+        ("/metrics", 200),
+        ("/api/health-check", 200),
+    ] {
+        assert!(
+            events.iter().any(|e| e["fields"]["message"] == "answered"
+                && e["span"]["path"] == path
+                && e["fields"]["status"] == status),
+            "no request line for {path} in:\n{rest}"
+        );
+    }
     // Nothing logged as text besides the start-up and stop notes.
     for line in rest.lines().filter(|l| !l.starts_with('{')) {
         assert!(
