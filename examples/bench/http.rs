@@ -11,7 +11,7 @@
 //!
 //! Every server is started and warmed up first, then each cell (endpoint,
 //! level) is measured on every server back to back, rotating which goes
-//! first, for [`ROUNDS`] rounds: a server waiting for its turn is idle, and
+//! first, for [`ROUNDS`] rounds (`--http-rounds N` for more): a server waiting for its turn is idle, and
 //! what else runs on a shared machine changes within seconds, so a round's
 //! ratio compares runs made within seconds of each other. The ratios are
 //! medians over rounds of the ratio within a round; the req/s and
@@ -47,8 +47,8 @@ use cruddur_db::{Config, DatabaseUrl, Repository};
 use super::rust_clients::median;
 use super::{BenchResult, Measured, Plan, Row, Run, Target, Tools, check_stop, dash, fail};
 
-/// Rounds of every cell on every server.
-const ROUNDS: usize = 3;
+/// Rounds of every cell on every server, unless `--http-rounds` says.
+pub(super) const ROUNDS: usize = 3;
 /// The pool of our service (`CRUDDUR_POOL_SIZE`, set on it) and of the
 /// in-process side: the library's default, the service's as it starts.
 const POOL_SIZE: u32 = DEFAULT_POOL_SIZE;
@@ -305,7 +305,7 @@ pub(super) fn http_phase(
     }
     let mut results: Vec<(Server, Cells)> =
         servers.iter().map(|&server| (server, Vec::new())).collect();
-    for round in 0..ROUNDS {
+    for round in 0..plan.http_rounds {
         for endpoint in Endpoint::ALL {
             for &level in endpoint.levels() {
                 for turn in 0..running.len() {

@@ -105,6 +105,8 @@ struct Plan {
     seconds: u64,
     rounds: usize,
     seed_rounds: usize,
+    /// Rounds of the HTTP cells.
+    http_rounds: usize,
 }
 
 impl Plan {
@@ -116,6 +118,7 @@ impl Plan {
                 seconds: seconds.unwrap_or(1),
                 rounds: 1,
                 seed_rounds: 1,
+                http_rounds: http::ROUNDS,
             }
         } else {
             Self {
@@ -124,6 +127,7 @@ impl Plan {
                 seconds: seconds.unwrap_or(5),
                 rounds: 2,
                 seed_rounds: 2,
+                http_rounds: http::ROUNDS,
             }
         }
     }
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
     }
     let mut quick = false;
     let mut seconds = None;
+    let mut http_rounds = None;
     let mut scope = Scope::All;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -159,13 +164,18 @@ fn main() -> ExitCode {
                 Some(s) if s > 0 => seconds = Some(s),
                 _ => return report(fail("--seconds takes a whole number of seconds > 0")),
             },
+            "--http-rounds" => match it.next().and_then(|s| s.parse::<usize>().ok()) {
+                Some(n) if n > 0 => http_rounds = Some(n),
+                _ => return report(fail("--http-rounds takes a whole number > 0")),
+            },
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run --release --example bench -- [--quick] [--seconds N]\n\
+                    "usage: cargo run --release --example bench -- [--quick] [--seconds N] [--http-rounds N]\n\
                      \x20      [--no-replicas | --replicas-only | --rust-clients-only | --http-only\n\
                      \x20       | --http-rust-only | --pooler-only]\n\n\
                      --quick          100k activities and 1-second runs (the default is 1M, 2 x 5 s)\n\
                      --seconds N      length of each measured run\n\
+                     --http-rounds N  rounds of the HTTP cells (default 3; the ratios are medians over rounds)\n\
                      --no-replicas    skip the rows on a private primary and standby\n\
                      --replicas-only  those rows alone (the server below is not used)\n\
                      --rust-clients-only  the typed feed against the other Rust clients alone\n\
@@ -188,7 +198,11 @@ fn main() -> ExitCode {
     }) {
         eprintln!("warning: no Ctrl-C handler ({e}); an interrupted run leaves its databases");
     }
-    report(run(Plan::new(quick, seconds), scope))
+    let mut plan = Plan::new(quick, seconds);
+    if let Some(rounds) = http_rounds {
+        plan.http_rounds = rounds;
+    }
+    report(run(plan, scope))
 }
 
 fn report(result: BenchResult<()>) -> ExitCode {

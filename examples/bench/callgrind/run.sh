@@ -6,7 +6,9 @@
 # BINARY is a release build of the service (target/release/cruddur-db-service),
 # MODE is `off` (CRUDDUR_METRICS=0, no traces), `metrics` (as it starts) or
 # `traced` (metrics, and every request traced over OTLP to otlp_sink.py, a
-# sink outside valgrind that answers each export 200 at once). The service
+# sink outside valgrind that answers each export 200 at once), or `sampled`
+# (the same with one request in ten traced, parentbased_traceidratio 0.1;
+# the client sends no traceparent). The service
 # runs under valgrind; the client (client.py, 8 keep-alive connections) runs
 # outside it. After a warm-up of 200 feed GETs and 200 posts, the counters
 # are zeroed, 2000 `GET /api/activities/home` are counted (dump OUT.cg.1),
@@ -21,17 +23,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
 export CRUDDUR_BIND=127.0.0.1:$port NO_COLOR=1 RUST_LOG=info
-unset OTEL_EXPORTER_OTLP_ENDPOINT CRUDDUR_METRICS
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG CRUDDUR_METRICS
 sinkpid=
 case $mode in
   off) export CRUDDUR_METRICS=0 ;;
   metrics) ;;
-  traced)
+  traced|sampled)
+    if [ "$mode" = sampled ]; then
+      export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1
+    fi
     sinkport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     python3 "$here/otlp_sink.py" "$sinkport" 2>"$out.sink" &
     sinkpid=$!
     export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sinkport ;;
-  *) echo "MODE is off, metrics or traced" >&2; exit 2 ;;
+  *) echo "MODE is off, metrics, traced or sampled" >&2; exit 2 ;;
 esac
 rm -f "$out".cg*
 valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$bin" >"$out.log" 2>&1 &
