@@ -1,6 +1,7 @@
 //! The request log: one line per request, written by a tower layer that
-//! also makes the request's span ([`crate::telemetry::request_span`]) and
-//! runs the request inside it.
+//! also makes the request's span (`request`, with its method and path, and
+//! for a traced request its OpenTelemetry attributes: see
+//! [`crate::telemetry`]) and runs the request inside it.
 //!
 //! The line is written here rather than as a `tracing` event formatted by
 //! `tracing_subscriber::fmt`: through the formatter, a line cost about
