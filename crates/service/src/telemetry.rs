@@ -175,7 +175,9 @@ pub fn for_traces(metadata: &tracing::Metadata<'_>) -> bool {
 
 /// The span of a request: `request`, with its method and path (and, with
 /// tracing on and its trace sampled, its OpenTelemetry name, kind, route,
-/// the caller's trace as its parent, and its trace id, also returned).
+/// the caller's trace as its parent, and its trace id, also returned), and
+/// the trace id its log line names: this request's when it is traced, the
+/// caller's `traceparent`'s when it is not sampled, none with tracing off.
 pub(crate) fn request_span<B>(request: &Request<B>) -> (Span, Option<TraceId>) {
     if !tracing_on() {
         let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path());
@@ -202,7 +204,9 @@ pub(crate) fn request_span<B>(request: &Request<B>) -> (Span, Option<TraceId>) {
         .samples(caller)
     {
         let span = tracing::info_span!(target: NOT_SAMPLED, "request", method = %request.method(), path = %request.uri().path());
-        return (span, None);
+        // The caller's trace, which this request is part of even though
+        // it records nothing of it: its log line names it.
+        return (span, caller.map(|(trace_id, _)| trace_id));
     }
     let route = request
         .extensions()

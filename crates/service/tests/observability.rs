@@ -931,6 +931,15 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
         .find(|e| e["fields"]["message"] == "answered" && e["span"]["path"] == HOME)
         .unwrap_or_else(|| panic!("no request line in:\n{logs}"));
     assert_eq!(answered["span"]["trace_id"], TRACE, "{answered}");
+    // The line of the request left out names its caller's trace.
+    let left_out = logs
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .filter(|e| e["fields"]["message"] == "answered" && e["span"]["path"] == HOME)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no second request line in:\n{logs}"));
+    assert_eq!(left_out["span"]["trace_id"], UNSAMPLED, "{left_out}");
 }
 
 #[test]
