@@ -45,7 +45,7 @@ pub use replica::{
     RoutingCounters, WriteToken,
 };
 pub use repo::activities::{ActivityDraft, ReplyDraft, Ttl, create_activity, create_reply};
-pub use repo::feed::{FeedCursor, FeedPage, home_feed, home_feed_json};
+pub use repo::feed::{FeedCursor, FeedPage, home_feed, home_feed_json, home_feed_json_bytes};
 pub use repo::idempotency::{Created, IdempotencyKey, create_activity_once};
 pub use repo::profiles::{ProfileDraft, update_profile, user_page, user_short};
 pub use repo::seed::{SeedReport, seed_reference};

@@ -122,6 +122,15 @@ impl Repository {
         self.read(consistency, |conn| feed::home_feed_json(conn, page))
     }
 
+    /// [`feed::home_feed_json_bytes`] on a server chosen for `consistency`.
+    pub fn home_feed_json_bytes(
+        &self,
+        consistency: Consistency,
+        page: FeedPage,
+    ) -> Result<Vec<u8>> {
+        self.read(consistency, |conn| feed::home_feed_json_bytes(conn, page))
+    }
+
     /// The user whose `cognito_user_id` is `sub` (see
     /// [`users::find_by_cognito_user_id`]), on a server chosen for
     /// `consistency`.

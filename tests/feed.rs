@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cruddur_db::repo::feed::{MAX_PAGE_SIZE, home_feed, home_feed_json};
+use cruddur_db::repo::feed::{MAX_PAGE_SIZE, home_feed, home_feed_json, home_feed_json_bytes};
 use cruddur_db::schema::activities;
 use cruddur_db::{Error, FeedCursor, FeedPage, NewActivity};
 use diesel::prelude::*;
@@ -101,6 +101,11 @@ fn walking_pages_yields_every_activity_once_even_with_ties() {
                 assert_eq!(
                     json,
                     serde_json::to_string(&items).unwrap(),
+                    "limit {limit}"
+                );
+                assert_eq!(
+                    home_feed_json_bytes(conn, page).unwrap(),
+                    json.as_bytes(),
                     "limit {limit}"
                 );
                 let Some(last) = items.last() else { break };

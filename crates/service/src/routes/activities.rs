@@ -19,7 +19,7 @@ use crate::extract::{
 use crate::openapi::{IdempotencyKeyParam, TtlName, WriteTokenHeader};
 
 /// The home feed: the newest cruds of every user, newest first, as the
-/// JSON array PostgreSQL built (served as is).
+/// JSON array PostgreSQL built (served as is, its bytes unchecked).
 #[utoipa::path(
     get,
     path = "/api/activities/home",
@@ -38,7 +38,7 @@ pub(crate) async fn home(
 ) -> Result<impl IntoResponse, ApiError> {
     let json = state
         .blocking_read(consistency, move |repo, consistency| {
-            repo.home_feed_json(consistency, page)
+            repo.home_feed_json_bytes(consistency, page)
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json))
