@@ -19,7 +19,7 @@ use crate::extract::{
 use crate::openapi::{IdempotencyKeyParam, TtlName, WriteTokenHeader};
 
 /// The home feed: the newest cruds of every user, newest first, as the
-/// JSON array PostgreSQL built (served as is, its bytes unchecked).
+/// JSON array PostgreSQL built (served as is).
 #[utoipa::path(
     get,
     path = "/api/activities/home",
