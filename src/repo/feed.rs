@@ -291,7 +291,7 @@ impl<Q> RunQueryDsl<PgConnection> for JsonPage<Q> {}
 /// feed is `[]`. Byte-identical to `serde_json::to_string(&home_feed(..))`.
 pub fn home_feed_json(conn: &mut PgConnection, page: FeedPage) -> Result<String> {
     String::from_utf8(home_feed_json_bytes(conn, page)?)
-        .map_err(|e| Error::Query(diesel::result::Error::DeserializationError(Box::new(e))))
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)).into())
 }
 
 /// [`home_feed_json`]'s page as the bytes the server sent, for a caller that

@@ -213,17 +213,20 @@ fn field(out: &mut String, colour: bool, name: &str, value: &str) {
 }
 
 /// `n` in decimal.
-fn number(out: &mut String, mut n: u64) {
-    let mut digits = [0_u8; 20];
+fn number(out: &mut String, n: u64) {
+    padded(out, n, 1);
+}
+
+/// `n` in decimal, with leading zeros to at least `width` digits (at most
+/// 20).
+fn padded(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
     let mut at = digits.len();
-    loop {
+    while n > 0 || digits.len() - at < width {
         at -= 1;
         // A digit: n % 10 < 10.
         digits[at] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
     for &d in &digits[at..] {
         out.push(char::from(d));
@@ -262,17 +265,7 @@ fn timestamp(out: &mut String, at: SystemTime) {
         out.push_str(text);
     });
     out.push('.');
-    let micros = since.subsec_micros();
-    let mut digits = [b'0'; 6];
-    let mut n = micros;
-    for d in digits.iter_mut().rev() {
-        // A digit: n % 10 < 10.
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    for &d in &digits {
-        out.push(char::from(d));
-    }
+    padded(out, u64::from(since.subsec_micros()), 6);
     out.push('Z');
 }
 
@@ -518,6 +511,11 @@ mod tests {
             let mut out = String::new();
             number(&mut out, n);
             assert_eq!(out, n.to_string());
+        }
+        for (n, width) in [(0, 6), (42, 6), (999_999, 6), (1_234_567, 6), (5, 1)] {
+            let mut out = String::new();
+            padded(&mut out, n, width);
+            assert_eq!(out, format!("{n:0width$}"), "{n} in {width}");
         }
     }
 

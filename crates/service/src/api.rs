@@ -219,8 +219,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
             header::AUTHORIZATION,
             token_header.clone(),
         ])
-        .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST])
-        .expose_headers([token_header.clone()]);
+        .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST]);
     let cors = OriginCorsLayer::new(cors, &[token_header]);
     let access = AccessLayer::new(state.access_log.clone());
     let shed = ShedLayer {

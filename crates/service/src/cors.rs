@@ -33,9 +33,11 @@ pub(crate) struct OriginCorsLayer {
 }
 
 impl OriginCorsLayer {
-    /// `cors`, whose configuration exposes `exposed` (as
-    /// [`CorsLayer::expose_headers`]) and keeps its default `Vary`.
+    /// `cors` (with its default `Vary`, and no exposed headers of its own)
+    /// exposing `exposed` ([`CorsLayer::expose_headers`]): given here once,
+    /// for both paths.
     pub(crate) fn new(cors: CorsLayer, exposed: &[HeaderName]) -> Self {
+        let cors = cors.expose_headers(exposed.to_vec());
         let mut plain = HeaderMap::new();
         plain.insert(header::VARY, HeaderValue::from_static(VARY));
         if !exposed.is_empty() {
@@ -151,7 +153,6 @@ mod tests {
             ]))
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::CONTENT_TYPE])
-            .expose_headers([HeaderName::from_static(EXPOSED)])
     }
 
     fn router() -> axum::Router {
@@ -168,7 +169,12 @@ mod tests {
             .call(request())
             .await
             .unwrap();
-        let theirs = cors().layer(router()).call(request()).await.unwrap();
+        let theirs = cors()
+            .expose_headers([HeaderName::from_static(EXPOSED)])
+            .layer(router())
+            .call(request())
+            .await
+            .unwrap();
         (ours, theirs)
     }
 
