@@ -202,7 +202,7 @@ impl DatabaseIdentity {
 /// The statement of [`identify`]. `extract(epoch …)` of a `timestamptz` is
 /// the same instant whatever the session's `TimeZone`, and it is exact
 /// (`numeric`) from PostgreSQL 14 on; every column is sent in binary.
-const IDENTIFY_SQL: &str = "SELECT current_database()::text AS database, d.oid::bigint AS oid, \
+pub(crate) const IDENTIFY_SQL: &str = "SELECT current_database()::text AS database, d.oid::bigint AS oid, \
      CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') \
           THEN (SELECT system_identifier FROM pg_control_system()) END \
           AS system_identifier, \

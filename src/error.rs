@@ -12,6 +12,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The async primary ([`crate::nonblocking`], feature `async`) does
+    /// not serve this: the URL or pooler is one it declines, or a
+    /// connection reached another server than the primary's. Read on the
+    /// synchronous primary instead.
+    #[error("the async primary is off: {reason}")]
+    AsyncPrimaryOff {
+        /// Why.
+        reason: String,
+    },
     /// No variable named a database.
     #[error("no database configured: set {variables} in the environment or in a .env file")]
     MissingUrl {

@@ -11,6 +11,8 @@ mod feed_row;
 pub mod instrument;
 pub mod migrations;
 pub mod models;
+#[cfg(feature = "async")]
+pub mod nonblocking;
 pub mod pool;
 pub mod pooler;
 pub mod replica;

@@ -343,6 +343,37 @@ impl ServerTcp {
     }
 }
 
+impl SessionSettings {
+    /// The statements that set a session up, in one round trip. Diesel
+    /// already sets the client encoding; TimeZone is set again here so the
+    /// guarantee does not depend on Diesel's internals. plan_cache_mode
+    /// exists from PostgreSQL 12 on; older servers keep their behaviour.
+    /// The read-only default is set here rather than with libpq's
+    /// `options=-c ...`: a URL that sets `options` itself would silently
+    /// lose it there.
+    fn sql(&self) -> String {
+        format!(
+            "SET TIME ZONE 'UTC'; SET statement_timeout = {}; {}{}\
+             SELECT set_config('plan_cache_mode', 'force_generic_plan', false) \
+             WHERE current_setting('server_version_num')::int >= 120000",
+            self.statement_timeout_ms,
+            if self.read_only {
+                "SET default_transaction_read_only = on; "
+            } else {
+                ""
+            },
+            self.server_tcp.sql(),
+        )
+    }
+}
+
+/// The statements [`build_pool`]'s connections to the primary run once
+/// each, for a connection opened elsewhere (the async primary's).
+#[cfg(feature = "async")]
+pub(crate) fn primary_session_sql(url: &DatabaseUrl, statement_timeout_ms: u64) -> String {
+    session_settings(url, statement_timeout_ms, false, Pooler::Session).sql()
+}
+
 fn session_settings(
     url: &DatabaseUrl,
     statement_timeout_ms: u64,
@@ -369,26 +400,8 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings 
         if self.pooler.is_transaction() {
             return Ok(());
         }
-        // One round trip for all settings. Diesel already sets the client
-        // encoding; TimeZone is set again here so the guarantee does not
-        // depend on Diesel's internals. plan_cache_mode exists from
-        // PostgreSQL 12 on; older servers keep their behaviour.
-        // The read-only default is set here rather than with libpq's
-        // `options=-c ...`: a URL that sets `options` itself would silently
-        // lose it there.
-        conn.batch_execute(&format!(
-            "SET TIME ZONE 'UTC'; SET statement_timeout = {}; {}{}\
-             SELECT set_config('plan_cache_mode', 'force_generic_plan', false) \
-             WHERE current_setting('server_version_num')::int >= 120000",
-            self.statement_timeout_ms,
-            if self.read_only {
-                "SET default_transaction_read_only = on; "
-            } else {
-                ""
-            },
-            self.server_tcp.sql(),
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(&self.sql())
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 

@@ -203,6 +203,15 @@ fn a_stopped_replica_costs_no_connect_timeout_once_detected_and_comes_back() {
     )
         == ReplicaStatus::Up));
     assert!(router.read(Consistency::Eventual, in_recovery).unwrap());
+    // A caller with connections of its own to the primary (the async
+    // primary) asks first: the replica has room, so the read is not the
+    // primary's, and asking counts nothing.
+    let asked = repo.counters();
+    assert!(!router.claim_primary_read(Consistency::Eventual));
+    assert_eq!(
+        serde_json::to_value(repo.counters()).unwrap(),
+        serde_json::to_value(asked).unwrap()
+    );
 
     pair.stop_standby();
     // Where the standby listened, something now accepts and never answers:
@@ -259,6 +268,12 @@ fn a_stopped_replica_costs_no_connect_timeout_once_detected_and_comes_back() {
     assert_eq!(
         after.primary_reads_no_healthy_replica - before.primary_reads_no_healthy_replica,
         51
+    );
+    // With the replica down, the read is the primary's, counted once.
+    assert!(router.claim_primary_read(Consistency::Eventual));
+    assert_eq!(
+        repo.counters().primary_reads_no_healthy_replica,
+        after.primary_reads_no_healthy_replica + 1
     );
 
     let (control_time, control_failed) = control.join().unwrap();

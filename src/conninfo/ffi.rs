@@ -35,7 +35,7 @@ pub(super) fn parse(raw: &str) -> Result<Vec<(String, String)>, String> {
 
 fn walk<T>(
     conninfo: &CString,
-    mut pick: impl FnMut(String, Option<String>) -> Option<T>,
+    pick: impl FnMut(String, Option<String>) -> Option<T>,
 ) -> Result<Vec<T>, String> {
     let mut errmsg: *mut c_char = std::ptr::null_mut();
     // SAFETY: `conninfo` is NUL-terminated and lives across the call;
@@ -53,6 +53,21 @@ fn walk<T>(
         };
         return Err(sanitize(message.trim()));
     }
+    // SAFETY: `options` came from PQconninfoParse; it is read and freed
+    // once, by `collect`.
+    unsafe { collect(options, pick) }
+}
+
+/// The `(keyword, value)` pairs `pick` takes from a libpq option array,
+/// which it frees.
+///
+/// # Safety
+/// `options` is a non-null array from libpq, terminated by an entry whose
+/// keyword is NULL, that nothing else frees.
+unsafe fn collect<T>(
+    options: *mut pq_sys::PQconninfoOption,
+    mut pick: impl FnMut(String, Option<String>) -> Option<T>,
+) -> Result<Vec<T>, String> {
     let mut out = Vec::new();
     let mut failure = None;
     let mut option = options;
@@ -79,7 +94,7 @@ fn walk<T>(
         // next entry is inside the array.
         option = unsafe { option.add(1) };
     }
-    // SAFETY: `options` came from PQconninfoParse and is freed once.
+    // SAFETY: guaranteed by the caller: freed here, once.
     unsafe { pq_sys::PQconninfoFree(options) };
     match failure {
         Some(e) => Err(e),
@@ -128,4 +143,46 @@ pub(super) fn requested_database(raw: &str) -> Option<String> {
     // SAFETY: `conn` came from PQconnectStart and is finished once.
     unsafe { pq_sys::PQfinish(conn) };
     name.filter(|n| !n.is_empty())
+}
+
+/// Every option libpq would connect with for `raw`, once it has filled in
+/// what the string leaves out (`PG*` variables, a service file, the user
+/// name, the default socket directory): what `PQconninfo` reports of a
+/// connection started with `PQconnectStart` (which returns before the
+/// server is contacted, though a host name may be looked up) and closed at
+/// once. `None` when libpq could not settle them.
+#[cfg(feature = "async")]
+pub(super) fn settled(raw: &str) -> Option<Vec<(String, String)>> {
+    let c = CString::new(raw).ok()?;
+    // SAFETY: `c` is NUL-terminated and lives across the call.
+    let conn = unsafe { pq_sys::PQconnectStart(c.as_ptr()) };
+    if conn.is_null() {
+        return None;
+    }
+    // SAFETY: `conn` is a live PGconn; PQconninfo returns NULL or an
+    // array the caller owns, which `collect` frees.
+    let options = unsafe { pq_sys::PQconninfo(conn) };
+    let mut settled = if options.is_null() {
+        None
+    } else {
+        // SAFETY: a non-null array from PQconninfo, freed only by `collect`.
+        unsafe { collect(options, |keyword, value| value.map(|v| (keyword, v))) }.ok()
+    };
+    // Without a host, libpq connects to its default socket directory, which
+    // it keeps as the connection's host rather than as an option.
+    // SAFETY: `conn` is live; PQhost returns NULL or a string the PGconn
+    // owns, copied before PQfinish frees it.
+    let host = unsafe {
+        let host = pq_sys::PQhost(conn);
+        (!host.is_null()).then(|| owned(host).ok()).flatten()
+    };
+    if let (Some(options), Some(host)) = (settled.as_mut(), host.filter(|h| !h.is_empty()))
+        && !options.iter().any(|(k, v)| k == "host" && !v.is_empty())
+    {
+        options.retain(|(k, _)| k != "host");
+        options.push(("host".to_owned(), host));
+    }
+    // SAFETY: `conn` came from PQconnectStart and is finished once.
+    unsafe { pq_sys::PQfinish(conn) };
+    settled
 }

@@ -142,6 +142,17 @@ impl DatabaseUrl {
             .or_else(|| ffi::requested_database(&self.raw))
     }
 
+    /// Every option libpq connects with for this string, once it has
+    /// filled in what the string leaves out (`PG*` variables, a service
+    /// file, the user name, the default socket directory); not a password
+    /// from a password file, which libpq reads only when the server asks.
+    /// Holds the password: never print it. `None` when libpq cannot settle
+    /// them (e.g. a service that is not defined).
+    #[cfg(feature = "async")]
+    pub(crate) fn settled_params(&self) -> Option<Vec<(String, String)>> {
+        ffi::settled(&self.raw)
+    }
+
     /// The same string with `keyword` set to `value` (replacing any value it
     /// had).
     pub fn with_param(&self, keyword: &str, value: &str) -> Self {

@@ -22,6 +22,9 @@ use crate::models::FeedItem;
 use crate::schema::{activities, users};
 use crate::timestamps::{PG_TIMESTAMP_FORMAT, TIMESTAMP_FORMAT};
 
+#[cfg(feature = "async")]
+mod prebuilt;
+
 /// Items per page when none is asked for.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 /// The largest page that can be asked for.
@@ -310,6 +313,23 @@ pub fn home_feed_json_bytes(conn: &mut PgConnection, page: FeedPage) -> Result<V
             page: page_after_query(limit, cursor),
         }
         .get_result::<TextBytes>(conn)?,
+    };
+    Ok(feed.0)
+}
+
+/// [`home_feed_json_bytes`] on an async connection (feature `async`): the
+/// same statements, their text built once rather than on every call (as
+/// diesel-async would, a third of a page's CPU).
+#[cfg(feature = "async")]
+pub async fn home_feed_json_bytes_async(
+    conn: &mut diesel_async::AsyncPgConnection,
+    page: FeedPage,
+) -> Result<Vec<u8>> {
+    use diesel_async::RunQueryDsl as Async;
+    let limit = page.checked_limit()?;
+    let feed: TextBytes = match page.before {
+        None => Async::get_result(prebuilt::FirstJsonPage { limit }, conn).await?,
+        Some(cursor) => Async::get_result(prebuilt::JsonPageAfter { limit, cursor }, conn).await?,
     };
     Ok(feed.0)
 }

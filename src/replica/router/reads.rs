@@ -17,7 +17,7 @@ use crate::replica::counters::bump;
 use crate::replica::health::{Probe, ReplicaState};
 use crate::replica::positions::connection_lost;
 use crate::replica::prober::lock;
-use crate::replica::token::Lsn;
+use crate::replica::token::{Consistency, Lsn};
 
 /// A place among the reads a replica may hold, given back when dropped.
 pub(super) struct ReadSlot<'r> {
@@ -29,6 +29,16 @@ impl Drop for ReadSlot<'_> {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Whether replicas have room for a read, unreserved.
+enum Room {
+    /// One has.
+    Free,
+    /// Some could serve it, but each holds its bound of reads.
+    Full,
+    /// None could serve it.
+    None,
 }
 
 /// Where [`Router::pick`] found room.
@@ -90,6 +100,83 @@ impl Router {
             self.discard_dead_connections();
         }
         result
+    }
+
+    /// Whether a read with `consistency` goes to the primary with no
+    /// replica asked, counted as [`Router::read`] counts it when it does:
+    /// for a caller that reads the primary on connections of its own (the
+    /// async primary of [`crate::nonblocking`], feature `async`). `false`
+    /// when a replica may take it: then read it with [`Router::read`].
+    pub fn claim_primary_read(&self, consistency: Consistency) -> bool {
+        let counters = &self.inner.counters;
+        let reason = match consistency {
+            Consistency::Primary => &counters.primary_reads_chosen,
+            // Looked at without taking a place or moving the round robin
+            // on: the read that follows does both, once.
+            Consistency::Eventual => match self.room_for_eventual() {
+                Room::Free => return false,
+                Room::Full => &counters.primary_reads_replicas_full,
+                Room::None => &counters.primary_reads_no_healthy_replica,
+            },
+            Consistency::AtLeast(token) => {
+                if self.inner.primary_view.identity() != Some(token.identity()) {
+                    &counters.primary_reads_foreign_token
+                } else if token.lsn() > self.highest_known() {
+                    &counters.primary_reads_token_ahead
+                } else {
+                    return false;
+                }
+            }
+        };
+        bump(reason);
+        true
+    }
+
+    /// Whether a replica could take an eventual read now, as
+    /// [`Router::pick`] would find it, without reserving a place.
+    fn room_for_eventual(&self) -> Room {
+        let now = Instant::now();
+        let max = self.inner.max_reads_per_replica;
+        let mut full = false;
+        for replica in &self.inner.replicas {
+            if !self.usable(&lock(&replica.state), now) {
+                continue;
+            }
+            if replica.in_flight.load(Ordering::Acquire) < max {
+                return Room::Free;
+            }
+            full = true;
+        }
+        if full { Room::Full } else { Room::None }
+    }
+
+    /// Runs `f` on the primary's pool for a read
+    /// [`Router::claim_primary_read`] has counted (so it is not counted
+    /// again).
+    ///
+    /// # Errors
+    /// As [`Router::read`] on the primary.
+    pub fn read_claimed<T>(&self, mut f: impl FnMut(&mut PgConnection) -> Result<T>) -> Result<T> {
+        self.on_primary(&mut f)
+    }
+
+    /// The primary's pool as its instrumentation is told of it.
+    #[cfg(feature = "async")]
+    pub(crate) fn primary_target(&self) -> &ConnectionTarget {
+        &self.inner.primary_target
+    }
+
+    /// Tells the instrumentation that a checkout from the primary started;
+    /// it ends when the value is dropped.
+    #[cfg(feature = "async")]
+    pub(crate) fn checkout_started(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.inner
+            .config
+            .instrumentation
+            .as_ref()
+            .and_then(|instrumentation| {
+                instrumentation.checkout_started(&self.inner.primary_target)
+            })
     }
 
     /// Runs `f` on the replica of `slot`, falling back to the primary as
