@@ -37,7 +37,11 @@ const SESSIONS: [&str; 2] = ["defaults", "ours"];
 /// The database of the feed with TLS off, or why these rows cannot have it.
 pub(super) fn without_tls(url: &DatabaseUrl) -> Result<DatabaseUrl, String> {
     match url.param("sslmode") {
-        None | Some("disable" | "allow" | "prefer") => Ok(url.with_param("sslmode", "disable")),
+        // GSSAPI encryption off too (libpq's `prefer` uses it where a
+        // Kerberos ticket allows): no encryption on any side.
+        None | Some("disable" | "allow" | "prefer") => Ok(url
+            .with_param("sslmode", "disable")
+            .with_param("gssencmode", "disable")),
         Some(mode) => Err(format!(
             "the server's URL asks for sslmode={mode}; these rows compare clients with TLS off"
         )),

@@ -1,7 +1,8 @@
 //! The routes of the original backend's activity API, and the layers
 //! around them (CORS, request logs: [`crate::access`]).
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -9,7 +10,9 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
+use cruddur_db::nonblocking::AsyncPrimary;
 use cruddur_db::{Consistency, Repository};
+use diesel::PgConnection;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Span;
 
@@ -52,6 +55,10 @@ pub struct AppState {
     workers: Workers,
     /// How long a call may wait in the queue: the pool's checkout timeout.
     wait: Duration,
+    /// The primary's reads on async connections, when they are on
+    /// ([`AppState::with_async_primary`]): the reads the router sends to
+    /// the primary skip the threads' queue.
+    nonblocking: Arc<OnceLock<AsyncPrimary>>,
     /// How long a request body may take to arrive once its handler reads
     /// it (the transport's header-read timeout).
     body_timeout: Duration,
@@ -76,12 +83,18 @@ impl AppState {
         let wait = pool.connection_timeout();
         let queue_wait = crate::metrics::latency_histogram();
         let workers = Workers::start(threads, Some(queue_wait.clone()))?;
-        let metrics = Metrics::new(repo.clone(), workers.clone(), queue_wait);
+        let nonblocking = Arc::new(OnceLock::new());
+        let waiting = Waiting {
+            workers: workers.clone(),
+            nonblocking: Arc::clone(&nonblocking),
+        };
+        let metrics = Metrics::new(repo.clone(), waiting, queue_wait);
         Ok(Self {
             repo,
             auth: Arc::new(auth),
             workers,
             wait,
+            nonblocking,
             body_timeout: crate::transport::DEFAULT_HEADER_READ_TIMEOUT,
             metrics: Some(Arc::new(metrics)),
             shedding: Shedding::default(),
@@ -112,6 +125,25 @@ impl AppState {
     pub fn with_shedding(mut self, shedding: Shedding) -> Self {
         self.shedding = shedding;
         self
+    }
+
+    /// This state reading what the router sends to the primary on
+    /// `primary`'s async connections (default: on the primary's threads,
+    /// like every other call). Set once; a second call is ignored.
+    #[must_use]
+    pub fn with_async_primary(self, primary: AsyncPrimary) -> Self {
+        if self.nonblocking.set(primary).is_err() {
+            tracing::warn!("the async primary was set already; the first one is kept");
+        }
+        self
+    }
+
+    /// The database calls waiting for the primary now.
+    pub(crate) fn waiting(&self) -> Waiting {
+        Waiting {
+            workers: self.workers.clone(),
+            nonblocking: Arc::clone(&self.nonblocking),
+        }
     }
 
     /// This state with request bodies allowed `timeout` to arrive (default
@@ -193,6 +225,72 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// A read with `consistency` that has a call on the async primary: there
+    /// when it is on and the router sends the read to the primary
+    /// (`on_async`), else `on_conn` through [`AppState::blocking_read`]. A
+    /// call the async primary declines
+    /// ([`cruddur_db::Error::AsyncPrimaryOff`]) is read on the primary's
+    /// threads; a checkout that timed out is `503` busy, as the threads'
+    /// queue's is.
+    pub(crate) async fn read_async_first<T, Fut>(
+        &self,
+        consistency: Consistency,
+        on_async: impl FnOnce(AsyncPrimary) -> Fut,
+        on_conn: impl Fn(&mut PgConnection) -> cruddur_db::Result<T> + Send + Sync + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = cruddur_db::Result<T>>,
+    {
+        let Some(primary) = self.nonblocking.get() else {
+            return self
+                .blocking_read(consistency, move |repo, consistency| {
+                    repo.read(consistency, &on_conn)
+                })
+                .await;
+        };
+        if !self.repo.router().claim_primary_read(consistency) {
+            return self
+                .blocking_read(consistency, move |repo, consistency| {
+                    repo.read(consistency, &on_conn)
+                })
+                .await;
+        }
+        match on_async(primary.clone()).await {
+            Err(cruddur_db::Error::AsyncPrimaryOff { .. }) => {
+                self.blocking(move |repo| repo.router().read_claimed(&on_conn))
+                    .await
+            }
+            Err(cruddur_db::Error::PoolTimeout {
+                last_error: None, ..
+            }) => Err(ApiError::Busy),
+            other => other.map_err(Into::into),
+        }
+    }
+}
+
+/// The database calls waiting for the primary: in its threads' queue and,
+/// with the async primary, for one of its connections. Load shedding reads
+/// it on every request; `/metrics` exports it.
+#[derive(Clone)]
+pub(crate) struct Waiting {
+    workers: Workers,
+    nonblocking: Arc<OnceLock<AsyncPrimary>>,
+}
+
+impl Waiting {
+    /// How many wait now.
+    pub(crate) fn now(&self) -> usize {
+        self.workers.waiting() + self.nonblocking.get().map_or(0, AsyncPrimary::waiting)
+    }
+
+    /// The async primary, when it is on.
+    pub(crate) fn nonblocking(&self) -> Option<&AsyncPrimary> {
+        self.nonblocking.get()
+    }
+}
+
 /// The result of a blocking task, its panic an internal error.
 fn joined<T, E: Into<ApiError>>(
     result: Result<Result<T, E>, tokio::task::JoinError>,
@@ -224,7 +322,7 @@ pub fn app(state: AppState, allowed_origins: &[String]) -> Router {
     let access = AccessLayer::new(state.access_log.clone());
     let shed = ShedLayer {
         shedding: state.shedding,
-        workers: state.workers.clone(),
+        waiting: state.waiting(),
     };
     let metrics = state.metrics.clone();
     let (routes, document) = crate::routes::api_routes().split_for_parts();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Parser;
 use cruddur_db::admin::{DatabaseIdentity, identify, identify_at};
+use cruddur_db::nonblocking::AsyncPrimary;
 use cruddur_db::{
     Consistency, DatabaseUrl, Environment, Repository, Settings, pending_migrations, prepare_for,
     read_mark,
@@ -247,6 +248,10 @@ fn run(args: Args, settings: &Settings, access: Option<AccessLog>) -> anyhow::Re
         refuse_the_production_database(settings, &identity, &config.database_url)?;
         announce_development_mode(handle);
     }
+    let nonblocking = service
+        .async_primary
+        .then(|| async_primary(&repo))
+        .flatten();
     let auth = Auth::load(&service.auth).context("setting up token verification")?;
     if let Auth::Jwt(verifier) = &auth {
         tracing::info!(?verifier, "posts need a verified token");
@@ -262,6 +267,21 @@ fn run(args: Args, settings: &Settings, access: Option<AccessLog>) -> anyhow::Re
         .build()
         .context("starting the async runtime")?;
     let stopped = runtime.block_on(async {
+        let state = match nonblocking {
+            Some(primary) => match primary.ready().await {
+                Ok(()) => {
+                    eprintln!(
+                        "note: the primary's reads use async connections (CRUDDUR_ASYNC_PRIMARY=0 keeps them on its database threads)"
+                    );
+                    state.with_async_primary(primary)
+                }
+                Err(e) => {
+                    eprintln!("note: the primary's reads stay on its database threads: {e}");
+                    state
+                }
+            },
+            None => state,
+        };
         let listener = tokio::net::TcpListener::bind(service.bind)
             .await
             .with_context(|| format!("cannot listen on {}", service.bind))?;
@@ -283,6 +303,19 @@ fn run(args: Args, settings: &Settings, access: Option<AccessLog>) -> anyhow::Re
     // latter. The process exits instead.
     runtime.shutdown_background();
     stopped
+}
+
+/// The async connections for the primary's reads, unless the primary is
+/// one they decline (said on stderr; every call then runs on the primary's
+/// database threads).
+fn async_primary(repo: &Repository) -> Option<AsyncPrimary> {
+    match AsyncPrimary::new(repo.router()) {
+        Ok(primary) => Some(primary),
+        Err(e) => {
+            eprintln!("note: the primary's reads stay on its database threads: {e}");
+            None
+        }
+    }
 }
 
 /// Refuses the development mode on the database `PROD_CONNECTION_URL`

@@ -49,7 +49,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::workers::Workers;
+use crate::api::Waiting;
 
 /// The request latency buckets, in seconds: 100 µs to about 13 s, doubling
 /// (the feed takes a few hundred µs; a call may wait up to the checkout
@@ -187,10 +187,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The registry, with the pool, queue and router of `repo` and
-    /// `workers` read at each scrape, and `queue_wait` (observed by the
+    /// The registry, with the pool and router of `repo` and the calls
+    /// `waiting` read at each scrape, and `queue_wait` (observed by the
     /// database threads) registered.
-    pub(crate) fn new(repo: Repository, workers: Workers, queue_wait: Histogram) -> Self {
+    pub(crate) fn new(repo: Repository, waiting: Waiting, queue_wait: Histogram) -> Self {
         let mut registry = Registry::with_prefix("cruddur");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -216,7 +216,7 @@ impl Metrics {
             "Statements that failed, by SQLSTATE class (unknown: the driver does not say)",
             failed_statements.clone(),
         );
-        registry.register_collector(Box::new(Database { repo, workers }));
+        registry.register_collector(Box::new(Database { repo, waiting }));
         Self {
             registry,
             requests,
@@ -430,7 +430,7 @@ pub(crate) fn server_address(url: &DatabaseUrl) -> String {
 /// What the pool, the queue and the router keep, read at each scrape.
 struct Database {
     repo: Repository,
-    workers: Workers,
+    waiting: Waiting,
 }
 
 impl std::fmt::Debug for Database {
@@ -506,9 +506,26 @@ impl Collector for Database {
         gauge(
             e,
             "db_queue_waiting",
-            "Database calls waiting for one of the primary's database threads",
-            i64::try_from(self.workers.waiting()).unwrap_or(i64::MAX),
+            "Database calls waiting for the primary: for one of its database threads, or for an async connection",
+            i64::try_from(self.waiting.now()).unwrap_or(i64::MAX),
         )?;
+        if let Some(nonblocking) = self.waiting.nonblocking() {
+            let (open, idle) = nonblocking.connections();
+            let open = i64::try_from(open).unwrap_or(i64::MAX);
+            let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+            gauge(
+                e,
+                "db_async_pool_connections",
+                "Connections the primary's async pool holds open",
+                open,
+            )?;
+            gauge(
+                e,
+                "db_async_pool_idle_connections",
+                "Open connections of the primary's async pool that are idle",
+                idle,
+            )?;
+        }
 
         // Every field of the router's counters, by its own name: a counter
         // the router gains is exported without a change here.

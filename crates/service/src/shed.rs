@@ -26,7 +26,7 @@ use serde_json::json;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::workers::Workers;
+use crate::api::Waiting;
 
 /// The default [`Shedding::reads_at`]: 128 waiting calls. Above what a
 /// busy but healthy service queues (64 clients on the default pool of 10
@@ -74,14 +74,14 @@ impl Shedding {
 }
 
 /// The layer that refuses requests as [`Shedding`] says, from the calls
-/// waiting in `workers`' queue. It is added with `Router::layer`, so that
+/// waiting for the primary (`waiting`). It is added with `Router::layer`, so that
 /// the matched route is known. (A tower layer rather than axum's
 /// `from_fn`, which clones the service below it and boxes its future on
 /// every request.)
 #[derive(Clone)]
 pub(crate) struct ShedLayer {
     pub(crate) shedding: Shedding,
-    pub(crate) workers: Workers,
+    pub(crate) waiting: Waiting,
 }
 
 impl<S> Layer<S> for ShedLayer {
@@ -115,7 +115,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let waiting = self.layer.workers.waiting();
+        let waiting = self.layer.waiting.now();
         if self.layer.shedding.refuses(request.method(), waiting)
             && !request
                 .extensions()

@@ -16,9 +16,10 @@
 //! | `CRUDDUR_IDLE_TIMEOUT_MS` | a keep-alive connection idle this many ms is closed (default 60000) |
 //! | `CRUDDUR_MAX_CONNECTIONS` | open connections at most; more are closed at once (default 1024) |
 //! | `CRUDDUR_SHUTDOWN_DEADLINE_MS` | after SIGTERM, how long requests in flight may take before they are dropped (default 30000) |
-//! | `CRUDDUR_SHED_READS_AT` | reads (`GET`) are refused `503` with `Retry-After` while this many database calls wait for a thread (default 128) |
+//! | `CRUDDUR_SHED_READS_AT` | reads (`GET`) are refused `503` with `Retry-After` while this many database calls wait for the primary (default 128) |
 //! | `CRUDDUR_SHED_WRITES_AT` | posts are refused so while this many wait (default 256; at least `CRUDDUR_SHED_READS_AT`) |
 //! | `CRUDDUR_METRICS` | `0` turns `GET /metrics` and the request counters off (default `1`) |
+//! | `CRUDDUR_ASYNC_PRIMARY` | `0` keeps the primary's reads on its database threads; `1` (default) reads the feed on async connections where the URL allows it (see `cruddur_db::nonblocking`) |
 //! | `CRUDDUR_LOG_FORMAT` | `text` (default) or `json`: one JSON object per log line |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the OTLP collector's base URL (`http://localhost:4318`): traces are sent to its `/v1/traces` over HTTP/protobuf; unset, none are |
 //! | `OTEL_TRACES_SAMPLER` | which requests are traced: `always_on`, `always_off`, `traceidratio`, or each of them `parentbased_` (default `parentbased_always_on`: as the caller's `traceparent` says, else traced) |
@@ -103,6 +104,11 @@ pub const CRUDDUR_METRICS: Variable = Variable::new(
     "CRUDDUR_METRICS",
     "0 turns GET /metrics and the request counters off (default 1)",
 );
+/// Turns the async primary off.
+pub const CRUDDUR_ASYNC_PRIMARY: Variable = Variable::new(
+    "CRUDDUR_ASYNC_PRIMARY",
+    "0 keeps the primary's reads on its database threads; 1 (default) reads the feed on async connections where the URL allows it",
+);
 /// The log lines' format.
 pub const CRUDDUR_LOG_FORMAT: Variable = Variable::new(
     "CRUDDUR_LOG_FORMAT",
@@ -144,6 +150,7 @@ pub const VARIABLES: &[Variable] = &[
     CRUDDUR_SHED_READS_AT,
     CRUDDUR_SHED_WRITES_AT,
     CRUDDUR_METRICS,
+    CRUDDUR_ASYNC_PRIMARY,
     CRUDDUR_LOG_FORMAT,
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_TRACES_SAMPLER,

@@ -14,6 +14,43 @@ use cruddur_db_test_support::FEED_KEYS;
 use serde_json::json;
 
 #[test]
+fn the_home_feed_on_async_connections_is_the_same_bytes_counted_once() {
+    let db = seeded_db();
+    let config = Config::new(db.url.clone());
+    let service = Service::start_async(
+        &config,
+        Auth::Development {
+            handle: "andrewbrown".into(),
+        },
+        &[],
+    );
+    let expected = cruddur_db::home_feed_json(&mut db.conn(), FeedPage::default()).unwrap();
+    let reads = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("cruddur_db_router_primary_reads_"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = reads(&get(&service.url("/metrics"), &[]).body);
+    for _ in 0..3 {
+        let feed = get(&service.url("/api/activities/home"), &[]);
+        assert_eq!((feed.status, feed.body.as_str()), (200, expected.as_str()));
+        assert_eq!(feed.header("content-type"), Some("application/json"));
+    }
+    let metrics = get(&service.url("/metrics"), &[]).body;
+    assert_eq!(reads(&metrics), before + 3, "{metrics}");
+    let open = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cruddur_db_async_pool_connections "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(open, Some(1), "one connection served the three: {metrics}");
+    // A bad page is refused as on the database threads.
+    let bad = get(&service.url("/api/activities/home?limit=0"), &[]);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
+#[test]
 fn the_home_feed_is_the_servers_json_with_ten_keys_in_order_whatever_the_token() {
     let db = TestDb::migrated();
     let service = Service::development(&db);

@@ -17,12 +17,25 @@ use cruddur_db_test_support::eventually;
 use diesel::connection::SimpleConnection;
 use serde_json::json;
 
+/// How a test starts the service: its primary's reads on the database
+/// threads, or on async connections.
+type Start = fn(&Config, Auth, &[&str]) -> Service;
+
 #[test]
 fn database_trouble_is_a_503_with_a_json_body_and_the_service_recovers() {
+    database_trouble(Service::start);
+}
+
+#[test]
+fn database_trouble_on_async_connections_is_a_503_too_and_the_service_recovers() {
+    database_trouble(Service::start_async);
+}
+
+fn database_trouble(start: Start) {
     let db = seeded_db();
     let mut config = Config::new(db.url.clone());
     config.checkout_timeout = Duration::from_millis(500);
-    let service = Service::start(
+    let service = start(
         &config,
         Auth::Development {
             handle: "andrewbrown".into(),
@@ -88,11 +101,20 @@ fn database_trouble_is_a_503_with_a_json_body_and_the_service_recovers() {
 
 #[test]
 fn an_exhausted_pool_answers_503_within_the_checkout_timeout() {
+    exhausted_pool(Service::start);
+}
+
+#[test]
+fn an_exhausted_async_pool_answers_503_within_the_checkout_timeout() {
+    exhausted_pool(Service::start_async);
+}
+
+fn exhausted_pool(start: Start) {
     let db = seeded_db();
     let mut config = Config::new(db.url.clone());
     config.pool_size = 1;
     config.checkout_timeout = Duration::from_millis(300);
-    let service = Service::start(
+    let service = start(
         &config,
         Auth::Development {
             handle: "andrewbrown".into(),
@@ -241,6 +263,49 @@ fn start_up(vars: &[(&str, &str)], args: &[&str]) -> (bool, String) {
     let _ = child.kill();
     let _ = child.wait();
     (listened, printed)
+}
+
+#[test]
+fn start_up_says_whether_the_primarys_reads_use_async_connections_and_why_not() {
+    let db = seeded_db();
+    let plain = db
+        .url
+        .with_param("sslmode", "disable")
+        .with_param("gssencmode", "disable");
+    let (listened, printed) = start_up(&[("DATABASE_URL", plain.expose())], &[]);
+    assert!(listened, "{printed}");
+    assert!(
+        printed.contains("the primary's reads use async connections"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("stay on its database threads"),
+        "{printed}"
+    );
+
+    let (listened, printed) = start_up(
+        &[
+            ("DATABASE_URL", plain.expose()),
+            ("CRUDDUR_ASYNC_PRIMARY", "0"),
+        ],
+        &[],
+    );
+    assert!(listened, "{printed}");
+    assert!(!printed.contains("async connections"), "{printed}");
+
+    // Over TCP with libpq's default sslmode (prefer), the async
+    // connections would go without the TLS libpq uses: declined, and why.
+    // (A server reached over a unix socket has no TLS to lose.)
+    let prefer = db.url.with_param("sslmode", "prefer");
+    if !prefer.param("host").is_some_and(|h| h.starts_with('/')) {
+        let (listened, printed) = start_up(&[("DATABASE_URL", prefer.expose())], &[]);
+        assert!(listened, "{printed}");
+        assert!(
+            printed.contains("stay on its database threads")
+                && printed.contains("sslmode=prefer over TCP"),
+            "{printed}"
+        );
+    }
 }
 
 #[test]

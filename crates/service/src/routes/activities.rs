@@ -37,9 +37,11 @@ pub(crate) async fn home(
     ReadConsistency(consistency): ReadConsistency,
 ) -> Result<impl IntoResponse, ApiError> {
     let json = state
-        .blocking_read(consistency, move |repo, consistency| {
-            repo.home_feed_json_bytes(consistency, page)
-        })
+        .read_async_first(
+            consistency,
+            move |primary| async move { primary.home_feed_json_bytes(page).await },
+            move |conn| cruddur_db::home_feed_json_bytes(conn, page),
+        )
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json))
 }

@@ -10,9 +10,10 @@ use cruddur_db::Settings;
 use crate::shed::Shedding;
 use crate::transport::Transport;
 use crate::variables::{
-    BACKEND_URL, CRUDDUR_BIND, CRUDDUR_DEV_ALLOW_NETWORK, CRUDDUR_HEADER_READ_TIMEOUT_MS,
-    CRUDDUR_IDLE_TIMEOUT_MS, CRUDDUR_LOG_FORMAT, CRUDDUR_MAX_CONNECTIONS, CRUDDUR_METRICS,
-    CRUDDUR_SHED_READS_AT, CRUDDUR_SHED_WRITES_AT, CRUDDUR_SHUTDOWN_DEADLINE_MS, FRONTEND_URL,
+    BACKEND_URL, CRUDDUR_ASYNC_PRIMARY, CRUDDUR_BIND, CRUDDUR_DEV_ALLOW_NETWORK,
+    CRUDDUR_HEADER_READ_TIMEOUT_MS, CRUDDUR_IDLE_TIMEOUT_MS, CRUDDUR_LOG_FORMAT,
+    CRUDDUR_MAX_CONNECTIONS, CRUDDUR_METRICS, CRUDDUR_SHED_READS_AT, CRUDDUR_SHED_WRITES_AT,
+    CRUDDUR_SHUTDOWN_DEADLINE_MS, FRONTEND_URL,
 };
 
 pub use auth::{AuthSettings, DEFAULT_DEV_HANDLE, JwksSource};
@@ -38,6 +39,9 @@ pub struct ServiceSettings {
     /// Whether `GET /metrics` and the request counters are on
     /// (`CRUDDUR_METRICS`, default on).
     pub metrics: bool,
+    /// Whether the primary's feed reads may use async connections
+    /// (`CRUDDUR_ASYNC_PRIMARY`, default on; the URL may still decline them).
+    pub async_primary: bool,
 }
 
 /// How log lines are written (`CRUDDUR_LOG_FORMAT`).
@@ -122,6 +126,8 @@ impl ServiceSettings {
             )));
         }
         let metrics = !settings.is_set(&CRUDDUR_METRICS) || settings.flag(&CRUDDUR_METRICS)?;
+        let async_primary =
+            !settings.is_set(&CRUDDUR_ASYNC_PRIMARY) || settings.flag(&CRUDDUR_ASYNC_PRIMARY)?;
         Ok(Self {
             bind,
             allowed_origins,
@@ -129,6 +135,7 @@ impl ServiceSettings {
             transport: transport_settings(settings)?,
             shedding: shedding_settings(settings)?,
             metrics,
+            async_primary,
         })
     }
 }

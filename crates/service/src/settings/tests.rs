@@ -297,12 +297,14 @@ fn shedding_metrics_and_the_log_format_default_and_bad_values_are_refused() {
         }
     );
     assert!(s.metrics);
+    assert!(s.async_primary);
     assert_eq!(log_format(&settings(&[])).unwrap(), LogFormat::Text);
     let s = ServiceSettings::from_settings(
         &settings(&[
             ("CRUDDUR_SHED_READS_AT", "2"),
             ("CRUDDUR_SHED_WRITES_AT", "8"),
             ("CRUDDUR_METRICS", "0"),
+            ("CRUDDUR_ASYNC_PRIMARY", "0"),
         ]),
         None,
     )
@@ -315,6 +317,7 @@ fn shedding_metrics_and_the_log_format_default_and_bad_values_are_refused() {
         }
     );
     assert!(!s.metrics);
+    assert!(!s.async_primary);
     // A reads' threshold above the writes' default lifts the writes' too.
     let s = ServiceSettings::from_settings(&settings(&[("CRUDDUR_SHED_READS_AT", "500")]), None)
         .unwrap();
@@ -327,6 +330,7 @@ fn shedding_metrics_and_the_log_format_default_and_bad_values_are_refused() {
         ("CRUDDUR_SHED_READS_AT", "0", "whole number from"),
         ("CRUDDUR_SHED_WRITES_AT", "many", "whole number from"),
         ("CRUDDUR_METRICS", "yes", "must be 1 or 0"),
+        ("CRUDDUR_ASYNC_PRIMARY", "on", "must be 1 or 0"),
     ] {
         let err = ServiceSettings::from_settings(&settings(&[(name, value)]), None)
             .unwrap_err()

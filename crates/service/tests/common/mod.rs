@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cruddur_db::nonblocking::AsyncPrimary;
 use cruddur_db::{Config, Repository};
 use cruddur_db_service::auth::Verifier;
 use cruddur_db_service::{AppState, Auth, Transport, app, serve};
@@ -36,6 +37,22 @@ impl Service {
     pub fn start(config: &Config, auth: Auth, origins: &[&str]) -> Self {
         let repo = Repository::connect(config).expect("connect");
         Self::serve(repo, auth, origins)
+    }
+
+    /// Like [`Service::start`], with the primary's reads on async
+    /// connections: over `config`'s URL with TLS off, which they take.
+    pub fn start_async(config: &Config, auth: Auth, origins: &[&str]) -> Self {
+        let mut config = config.clone();
+        config.database_url = config
+            .database_url
+            .with_param("sslmode", "disable")
+            .with_param("gssencmode", "disable");
+        let repo = Repository::connect(&config).expect("connect");
+        let primary = AsyncPrimary::new(repo.router()).expect("the async primary takes TLS off");
+        let state = AppState::new(repo, auth)
+            .expect("database threads")
+            .with_async_primary(primary);
+        Self::serve_state(state, origins)
     }
 
     /// Serves `repo` (a clone of which the test may keep, to read its
