@@ -15,7 +15,10 @@
 # then 2000 `POST /api/activities` (OUT.cg.2). Every thread of the process
 # is counted: the runtime's, the database threads, the OTLP batch exporter.
 # The database must be migrated and seeded (`cruddur-db setup`); each run
-# adds 2200 posts to it. Needs valgrind, python3 and curl.
+# adds 2200 posts to it. A URL over TCP with `sslmode=disable&gssencmode=disable`
+# serves the feed on async connections (`CRUDDUR_ASYNC_PRIMARY=0`: on the
+# database threads); any other TCP URL keeps it on the threads.
+# Needs valgrind, python3 and curl.
 set -eu
 bin=$1; mode=$2; out=$3
 here=$(cd "$(dirname "$0")" && pwd)
