@@ -29,6 +29,10 @@ pub struct ConnectionTarget {
     pub port: u16,
     /// Whether the pool is a read replica's.
     pub replica: bool,
+    /// Whether the pool is the async primary's (`cruddur_db::nonblocking`,
+    /// feature `async`), whose calls wait in its checkout; the synchronous
+    /// primary's callers may queue before theirs.
+    pub nonblocking: bool,
 }
 
 impl ConnectionTarget {
@@ -41,6 +45,7 @@ impl ConnectionTarget {
                 .and_then(|port| port.parse().ok())
                 .unwrap_or(5432),
             replica,
+            nonblocking: false,
         }
     }
 }

@@ -73,7 +73,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use crate::admin::{DatabaseIdentity, IDENTIFY_SQL};
 use crate::config::DatabaseUrl;
 use crate::error::{Error, Result};
-use crate::instrument::Events;
+use crate::instrument::{ConnectionInstrumentation, ConnectionTarget, Events};
 use crate::pool::{classify_connection_error, effective_url, primary_session_sql};
 use crate::replica::positions::connection_lost;
 use crate::replica::{Consistency, Router};
@@ -104,6 +104,8 @@ struct Inner {
     /// When the identity last changed: connections opened before are not
     /// handed out again.
     invalidated_at: Mutex<Option<Instant>>,
+    /// What is told of each checkout, and the pool as it is named to it.
+    checkout: Option<(ConnectionInstrumentation, ConnectionTarget)>,
     /// Calls waiting for a connection.
     waiting: AtomicUsize,
     checkout_timeout: Duration,
@@ -146,7 +148,11 @@ impl AsyncPrimary {
         let expected = Arc::new(RwLock::new(expected));
         let session = primary_session_sql(&url, config.statement_timeout_ms);
         let make = config.instrumentation.clone();
-        let target = router.primary_target().clone();
+        let target = ConnectionTarget {
+            nonblocking: true,
+            ..router.primary_target().clone()
+        };
+        let checkout = config.instrumentation.clone().map(|i| (i, target.clone()));
         let setup_expected = Arc::clone(&expected);
         let mut manager = ManagerConfig::default();
         // A connection goes back to the pool only from a call that ran to
@@ -174,6 +180,7 @@ impl AsyncPrimary {
                 expected,
                 off_until: Mutex::new(None),
                 invalidated_at: Mutex::new(None),
+                checkout,
                 waiting: AtomicUsize::new(0),
                 checkout_timeout: config.checkout_timeout,
                 pool_size,
@@ -242,7 +249,10 @@ impl AsyncPrimary {
         self.recheck_if_due().await?;
         let inner = &self.inner;
         let _waiting = Waiting::count(&inner.waiting);
-        let _observed: Option<Box<dyn Any + Send>> = inner.router.checkout_started();
+        let _observed: Option<Box<dyn Any + Send>> = inner
+            .checkout
+            .as_ref()
+            .and_then(|(instrumentation, target)| instrumentation.checkout_started(target));
         let get = async {
             loop {
                 let conn = inner.pool.get().await?;

@@ -47,6 +47,7 @@ fn each_pooled_connection_reports_its_statements_and_commits_to_the_applications
         host: db.url.param("host").unwrap_or("localhost").to_owned(),
         port,
         replica: false,
+        nonblocking: false,
     };
     assert!(!seen.is_empty());
     for (target, what) in seen.iter() {

@@ -408,7 +408,8 @@ pub fn trace_statements(config: &mut cruddur_db::Config) {
 /// `server.port`.
 ///
 /// A read sent to a replica also gets its `pool checkout` span here: the
-/// checkout from the replica's pool, while the router makes it. (A call
+/// checkout from the replica's pool, while the router makes it; so does a
+/// read on the async primary, from its pool. (A call
 /// bound for the primary has its `pool checkout` from the queue: its
 /// wait for a database thread, each holding one of the pool's connections,
 /// so that its checkout from the pool itself never waits.)
@@ -417,7 +418,9 @@ pub fn statement_instrumentation() -> cruddur_db::ConnectionInstrumentation {
         Some(Box::new(StatementSpans::new(target)) as Box<dyn Instrumentation>)
     })
     .with_checkout(|target| {
-        if !target.replica || Span::current().is_none() {
+        // The database threads' calls have theirs from the queue; a
+        // replica's and the async primary's checkouts are the pool's own.
+        if !(target.replica || target.nonblocking) || !sampled(&Span::current()) {
             return None;
         }
         let span =
@@ -507,7 +510,10 @@ impl StatementSpans {
     fn start(&mut self, query: &dyn std::fmt::Display) {
         // A statement Diesel did not report finished ends here.
         self.open = None;
-        if Span::current().is_none() {
+        // Outside a request, or in one whose trace is not sampled (its
+        // span is for the logs alone), a statement has no span: it would
+        // start a trace of its own.
+        if !sampled(&Span::current()) {
             return;
         }
         statement_text(&mut self.text, query);

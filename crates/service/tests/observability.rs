@@ -786,6 +786,17 @@ fn assert_statement_spans(
 #[test]
 fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_statement_without_its_values()
  {
+    traces_over_otlp(false);
+}
+
+#[test]
+fn traces_of_the_feed_on_async_connections_have_the_same_spans() {
+    traces_over_otlp(true);
+}
+
+/// The traces of a feed read, a post, a request left out and a health
+/// check; with `async_primary`, the feed read on async connections.
+fn traces_over_otlp(async_primary: bool) {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const CALLER: &str = "00f067aa0ba902b7";
     const POST_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -796,13 +807,24 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
     const HANDLE: &str = "andrewbrown";
     let db = seeded_db();
     let receiver = Receiver::start();
-    let url = db.url.expose().to_owned();
+    // TLS and GSSAPI encryption off: the URL the async connections take.
+    let plain = db
+        .url
+        .with_param("sslmode", "disable")
+        .with_param("gssencmode", "disable");
+    let url = if async_primary { &plain } else { &db.url }
+        .expose()
+        .to_owned();
     let endpoint = format!("http://127.0.0.1:{}", receiver.port);
     let mut running = Running::start(&[
         ("DATABASE_URL", url.as_str()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("CRUDDUR_LOG_FORMAT", "json"),
         ("RUST_LOG", "info"),
+        (
+            "CRUDDUR_ASYNC_PRIMARY",
+            if async_primary { "1" } else { "0" },
+        ),
     ]);
     let traceparent = format!("00-{TRACE}-{CALLER}-01");
     let answer = get(
@@ -828,6 +850,13 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
     assert_eq!(
         get(&format!("{}/api/health-check", running.base), &[]).status,
         200
+    );
+    // The feed was read where the test says.
+    let metrics = get(&format!("{}/metrics", running.base), &[]).body;
+    assert_eq!(
+        metrics.contains("cruddur_db_async_pool_connections 1"),
+        async_primary,
+        "{metrics}"
     );
     // The spans still batched are sent before the service exits.
     running.terminate();
@@ -915,6 +944,16 @@ fn traces_go_over_otlp_with_the_callers_trace_a_pool_checkout_and_a_span_per_sta
     assert!(
         !spans.iter().any(|s| s["trace_id"] == UNSAMPLED),
         "a span of a trace not sampled: {spans:#?}"
+    );
+    // Nor a statement of it as a trace of its own: every statement span
+    // has its request's as parent.
+    let orphans: Vec<_> = spans
+        .iter()
+        .filter(|s| s["kind"] == 3 && s["parent_span_id"] == "")
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "statements without a request: {orphans:#?}"
     );
 
     // The health check's trace is its own.

@@ -166,19 +166,6 @@ impl Router {
         &self.inner.primary_target
     }
 
-    /// Tells the instrumentation that a checkout from the primary started;
-    /// it ends when the value is dropped.
-    #[cfg(feature = "async")]
-    pub(crate) fn checkout_started(&self) -> Option<Box<dyn std::any::Any + Send>> {
-        self.inner
-            .config
-            .instrumentation
-            .as_ref()
-            .and_then(|instrumentation| {
-                instrumentation.checkout_started(&self.inner.primary_target)
-            })
-    }
-
     /// Runs `f` on the replica of `slot`, falling back to the primary as
     /// [`Router::read`] says (after giving the slot back).
     pub(super) fn on_replica<T>(

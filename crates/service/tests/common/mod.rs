@@ -474,7 +474,9 @@ pub const CLIENT: &str = "test-client";
 /// The service verifying tokens signed by `keys`.
 pub fn jwt_service(db: &TestDb, keys: &Keys) -> Service {
     let verifier = Verifier::from_jwks(&keys.jwks, ISSUER, CLIENT).unwrap();
-    Service::start(
+    // The feed on async connections, as the service runs by default where
+    // the URL allows it (the fuzz test's service among these).
+    Service::start_async(
         &Config::new(db.url.clone()),
         Auth::Jwt(Box::new(verifier)),
         &[],
