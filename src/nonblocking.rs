@@ -99,11 +99,8 @@ struct Inner {
     /// The synchronous primary's identity, which every connection must
     /// find (read again after a mismatch).
     expected: Arc<RwLock<DatabaseIdentity>>,
-    /// Until when calls are declined, after a mismatch.
-    off_until: Mutex<Option<Instant>>,
-    /// When the identity last changed: connections opened before are not
-    /// handed out again.
-    invalidated_at: Mutex<Option<Instant>>,
+    /// What a mismatch left: read on every checkout, under one lock.
+    verification: Mutex<Verification>,
     /// What is told of each checkout, and the pool as it is named to it.
     checkout: Option<(ConnectionInstrumentation, ConnectionTarget)>,
     /// Calls waiting for a connection.
@@ -111,6 +108,16 @@ struct Inner {
     checkout_timeout: Duration,
     pool_size: u32,
     url: DatabaseUrl,
+}
+
+/// What a connection that reached another server left behind.
+#[derive(Default)]
+struct Verification {
+    /// Until when calls are declined.
+    off_until: Option<Instant>,
+    /// When the identity last changed: connections opened before are not
+    /// handed out again.
+    invalidated_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for AsyncPrimary {
@@ -178,8 +185,7 @@ impl AsyncPrimary {
                 pool,
                 router: router.clone(),
                 expected,
-                off_until: Mutex::new(None),
-                invalidated_at: Mutex::new(None),
+                verification: Mutex::default(),
                 checkout,
                 waiting: AtomicUsize::new(0),
                 checkout_timeout: config.checkout_timeout,
@@ -210,11 +216,6 @@ impl AsyncPrimary {
     pub fn connections(&self) -> (usize, usize) {
         let status = self.inner.pool.status();
         (status.size, status.available)
-    }
-
-    /// The router whose primary this reads.
-    pub fn router(&self) -> &Router {
-        &self.inner.router
     }
 
     /// [`feed::home_feed_json_bytes`] on the primary, for a read
@@ -256,7 +257,8 @@ impl AsyncPrimary {
         let get = async {
             loop {
                 let conn = inner.pool.get().await?;
-                let stale = lock(&inner.invalidated_at)
+                let stale = lock(&inner.verification)
+                    .invalidated_at
                     .is_some_and(|at| Object::metrics(&conn).created < at);
                 if !stale {
                     return Ok(conn);
@@ -297,7 +299,7 @@ impl AsyncPrimary {
 
     /// Declines calls for [`RECHECK_AFTER`], with `why`.
     fn decline(&self, why: &str) -> Error {
-        *lock(&self.inner.off_until) = Some(Instant::now() + RECHECK_AFTER);
+        lock(&self.inner.verification).off_until = Some(Instant::now() + RECHECK_AFTER);
         off(why)
     }
 
@@ -305,7 +307,7 @@ impl AsyncPrimary {
     /// handed out again: they were verified against an identity that no
     /// longer holds.
     fn invalidate(&self) {
-        *lock(&self.inner.invalidated_at) = Some(Instant::now());
+        lock(&self.inner.verification).invalidated_at = Some(Instant::now());
         self.inner.pool.retain(|_, _| false);
     }
 
@@ -314,47 +316,39 @@ impl AsyncPrimary {
     /// the connections opened from then on.
     async fn recheck_if_due(&self) -> Result<()> {
         let inner = &self.inner;
-        let due = {
-            let mut until = lock(&inner.off_until);
-            match *until {
+        {
+            let mut verification = lock(&inner.verification);
+            match verification.off_until {
                 None => return Ok(()),
                 Some(at) if Instant::now() < at => {
                     return Err(off(
                         "a connection reached another server than the primary's",
                     ));
                 }
-                Some(_) => {
-                    *until = None;
-                    true
-                }
+                Some(_) => verification.off_until = None,
+            }
+        }
+        let router = inner.router.clone();
+        let identity =
+            tokio::task::spawn_blocking(move || router.read_claimed(crate::admin::identify)).await;
+        let identity = match identity {
+            Ok(Ok(identity)) => identity,
+            Ok(Err(e)) => {
+                return Err(self.decline(&format!(
+                    "the primary's identity could not be read again: {e}"
+                )));
+            }
+            Err(e) => {
+                return Err(self.decline(&format!("reading the primary's identity failed: {e}")));
             }
         };
-        if due {
-            let router = inner.router.clone();
-            let identity =
-                tokio::task::spawn_blocking(move || router.read_claimed(crate::admin::identify))
-                    .await;
-            let identity = match identity {
-                Ok(Ok(identity)) => identity,
-                Ok(Err(e)) => {
-                    return Err(self.decline(&format!(
-                        "the primary's identity could not be read again: {e}"
-                    )));
-                }
-                Err(e) => {
-                    return Err(
-                        self.decline(&format!("reading the primary's identity failed: {e}"))
-                    );
-                }
-            };
-            *inner
-                .expected
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = identity;
-            // Connections verified against the identity before are not
-            // handed out again.
-            self.invalidate();
-        }
+        *inner
+            .expected
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = identity;
+        // Connections verified against the identity before are not handed
+        // out again.
+        self.invalidate();
         Ok(())
     }
 }

@@ -120,38 +120,13 @@ fn sanitize(message: &str) -> String {
         .join("\"")
 }
 
-/// The database name libpq would ask the server for with `raw`, after it
-/// has filled in what the string leaves out (a service file, `PGDATABASE`,
-/// the user name as the default). libpq has no call that resolves the
-/// options without starting a connection, so this starts one
-/// (`PQconnectStart`, which returns before the server is contacted, though
-/// a host name may be looked up), reads `PQdb` and closes it at once.
-/// `None` when libpq could not settle the options (a missing service).
-pub(super) fn requested_database(raw: &str) -> Option<String> {
-    let c = CString::new(raw).ok()?;
-    // SAFETY: `c` is NUL-terminated and lives across the call.
-    let conn = unsafe { pq_sys::PQconnectStart(c.as_ptr()) };
-    if conn.is_null() {
-        return None;
-    }
-    // SAFETY: `conn` is a live PGconn; PQdb returns NULL or a string the
-    // PGconn owns, copied before PQfinish frees it.
-    let name = unsafe {
-        let db = pq_sys::PQdb(conn);
-        (!db.is_null()).then(|| owned(db).ok()).flatten()
-    };
-    // SAFETY: `conn` came from PQconnectStart and is finished once.
-    unsafe { pq_sys::PQfinish(conn) };
-    name.filter(|n| !n.is_empty())
-}
-
 /// Every option libpq would connect with for `raw`, once it has filled in
 /// what the string leaves out (`PG*` variables, a service file, the user
 /// name, the default socket directory): what `PQconninfo` reports of a
-/// connection started with `PQconnectStart` (which returns before the
-/// server is contacted, though a host name may be looked up) and closed at
-/// once. `None` when libpq could not settle them.
-#[cfg(feature = "async")]
+/// connection started with `PQconnectStart` and closed at once (libpq has
+/// no call that settles them without starting one: it looks the host up
+/// and begins to connect, but sends nothing). `None` when libpq could not
+/// settle them.
 pub(super) fn settled(raw: &str) -> Option<Vec<(String, String)>> {
     let c = CString::new(raw).ok()?;
     // SAFETY: `c` is NUL-terminated and lives across the call.

@@ -138,8 +138,7 @@ impl DatabaseUrl {
     /// connection reached is still the server's to say
     /// ([`crate::admin::identify`]).
     pub fn requested_database(&self) -> Option<String> {
-        self.database()
-            .or_else(|| ffi::requested_database(&self.raw))
+        self.database().or_else(|| self.settled_param("dbname"))
     }
 
     /// Every option libpq connects with for this string, once it has
@@ -148,9 +147,17 @@ impl DatabaseUrl {
     /// from a password file, which libpq reads only when the server asks.
     /// Holds the password: never print it. `None` when libpq cannot settle
     /// them (e.g. a service that is not defined).
-    #[cfg(feature = "async")]
     pub(crate) fn settled_params(&self) -> Option<Vec<(String, String)>> {
         ffi::settled(&self.raw)
+    }
+
+    /// The value libpq connects with for `keyword` ([`Self::settled_params`]),
+    /// when it has a non-empty one.
+    fn settled_param(&self, keyword: &str) -> Option<String> {
+        self.settled_params()?
+            .into_iter()
+            .find(|(k, v)| k == keyword && !v.is_empty())
+            .map(|(_, v)| v)
     }
 
     /// The same string with `keyword` set to `value` (replacing any value it

@@ -223,9 +223,7 @@ impl AppState {
             }
         }
     }
-}
 
-impl AppState {
     /// A read with `consistency` that has a call on the async primary: there
     /// when it is on and the router sends the read to the primary
     /// (`on_async`), else `on_conn` through [`AppState::blocking_read`]. A
@@ -243,20 +241,17 @@ impl AppState {
         T: Send + 'static,
         Fut: Future<Output = cruddur_db::Result<T>>,
     {
-        let Some(primary) = self.nonblocking.get() else {
+        let on_primary = self
+            .nonblocking
+            .get()
+            .filter(|_| self.repo.router().claim_primary_read(consistency));
+        let Some(primary) = on_primary else {
             return self
                 .blocking_read(consistency, move |repo, consistency| {
                     repo.read(consistency, &on_conn)
                 })
                 .await;
         };
-        if !self.repo.router().claim_primary_read(consistency) {
-            return self
-                .blocking_read(consistency, move |repo, consistency| {
-                    repo.read(consistency, &on_conn)
-                })
-                .await;
-        }
         match on_async(primary.clone()).await {
             Err(cruddur_db::Error::AsyncPrimaryOff { .. }) => {
                 self.blocking(move |repo| repo.router().read_claimed(&on_conn))
